@@ -1,0 +1,33 @@
+// Non-owning views of the sparse matrices every core routine takes.
+// Layout is fixed so Python can hand scipy arrays over without copies:
+// int64 row pointers, int32 column ids, float32 values, columns sorted per row.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+namespace xmc {
+
+struct CsrView {
+  int64_t rows = 0;
+  int64_t cols = 0;
+  const int64_t* indptr = nullptr;   // rows + 1
+  const int32_t* indices = nullptr;  // indptr[rows]
+  const float* data = nullptr;       // indptr[rows]; nullptr means all ones
+
+  int64_t nnz() const { return indptr[rows]; }
+  int64_t row_nnz(int64_t r) const { return indptr[r + 1] - indptr[r]; }
+  float value(int64_t k) const { return data ? data[k] : 1.0f; }
+};
+
+// Owning CSR, the output format of core routines; moved into numpy arrays by the bindings.
+struct CsrMatrix {
+  int64_t rows = 0;
+  int64_t cols = 0;
+  std::vector<int64_t> indptr;
+  std::vector<int32_t> indices;
+  std::vector<float> data;
+
+  CsrView view() const { return {rows, cols, indptr.data(), indices.data(), data.data()}; }
+};
+
+}  // namespace xmc

@@ -1,0 +1,1 @@
+"""xmc.datasets"""
