@@ -1,0 +1,26 @@
+"""Parameters of the label-tree builder, saved as JSON beside every model."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+
+@dataclass
+class TreeParams:
+    """How labels are clustered into a tree.
+
+    Labels are embedded (PIFA by default), split recursively by balanced
+    spherical 2-means until a cluster holds at most ``max_leaf_size`` labels,
+    and the binary levels are then merged so each node has
+    ``branching_factor`` children (a power of two: every log2(B)-th level is
+    kept). ``height`` switches to AttentionXML's shallow-and-wide compression:
+    the kept levels are chosen so the tree has exactly ``height`` layers.
+    """
+
+    branching_factor: int = 16
+    max_leaf_size: int = 100
+    max_iter: int = 20
+    height: Optional[int] = None
+    embedding: str = "pifa"
+    seed: int = 0
+    threads: int = 0
