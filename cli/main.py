@@ -1,0 +1,295 @@
+"""The ``xmc`` command line: it parses arguments and calls the library, nothing more."""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Optional, Sequence
+
+import click
+
+FORMATS = click.Choice(["auto", "xc", "fasttext", "jsonl", "text"])
+THREADS_HELP = "Worker threads (0 = all cores)."
+
+
+def _echo_summary(start: float, extra: str = "") -> None:
+    from xmc.utils.resources import format_bytes, peak_rss_bytes
+
+    click.echo(f"done in {time.perf_counter() - start:.2f} s, peak memory {format_bytes(peak_rss_bytes())}"
+               + (f"; {extra}" if extra else ""))
+
+
+def _load(path: str, fmt: str, labels_path: Optional[str] = None, **kwargs):
+    from xmc.data import load_corpus
+
+    t = time.perf_counter()
+    corpus = load_corpus(path, format=None if fmt == "auto" else fmt, labels_path=labels_path, **kwargs)
+    click.echo(f"read {path}: {_describe(corpus)} in {time.perf_counter() - t:.2f} s")
+    return corpus
+
+
+def _describe(corpus) -> str:
+    from xmc.data import XCData
+
+    if isinstance(corpus, XCData):
+        return f"{corpus.X.shape[0]:,} documents, {corpus.n_features:,} features, {corpus.n_labels:,} labels"
+    return f"{len(corpus.texts):,} text documents"
+
+
+def _parse_ks(ks: str) -> Sequence[int]:
+    try:
+        values = sorted({int(k) for k in ks.split(",") if k.strip()})
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated integers such as 1,3,5; got {ks!r}")
+    if not values or values[0] < 1:
+        raise click.BadParameter(f"expected positive integers such as 1,3,5; got {ks!r}")
+    return values
+
+
+def _metrics_line(metrics: dict) -> str:
+    return "  ".join(f"{name}={value * 100:.2f}" for name, value in metrics.items())
+
+
+class _DataErrors(click.Group):
+    """Turns the library's input errors into one clear line and exit code 2, not a traceback."""
+
+    def invoke(self, ctx):
+        from xmc.data import DataFormatError
+        from xmc.utils.modeldir import ModelFormatError
+
+        try:
+            return super().invoke(ctx)
+        except (DataFormatError, ModelFormatError, FileNotFoundError, ValueError) as e:
+            click.echo(f"error: {e}", err=True)
+            ctx.exit(2)
+
+
+@click.group(cls=_DataErrors, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="xmc")
+def cli() -> None:
+    """xmc: extreme multi-label classification with label trees.
+
+    \b
+    A whole run on a generated corpus:
+      xmc generate --out demo
+      xmc train --train demo/train.txt --model-dir demo/model
+      xmc predict --model-dir demo/model --input demo/test.txt --out demo/pred.txt
+      xmc evaluate --predictions demo/pred.txt --truth demo/test.txt --train demo/train.txt
+    """
+
+
+@cli.command()
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Folder for the files.")
+@click.option("--labels", "n_labels", default=2000, show_default=True, help="Number of labels.")
+@click.option("--train-docs", default=10000, show_default=True, help="Training documents.")
+@click.option("--test-docs", default=2000, show_default=True, help="Test documents.")
+@click.option("--features", "n_features", default=20000, show_default=True, help="Feature dimension (vocabulary size for text).")
+@click.option("--format", "fmt", type=click.Choice(["xc", "fasttext", "jsonl"]), default="xc", show_default=True,
+              help="xc: sparse features; fasttext/jsonl: raw text.")
+@click.option("--seed", default=0, show_default=True)
+def generate(out_dir: str, n_labels: int, train_docs: int, test_docs: int, n_features: int,
+             fmt: str, seed: int) -> None:
+    """Write a synthetic corpus (power-law label frequencies, labels tied to feature clusters).
+
+    \b
+    Example:
+      xmc generate --out demo --labels 10000 --train-docs 20000 --features 50000
+      -> demo/train.txt, demo/test.txt
+    """
+    from xmc.datasets.synthetic import SyntheticParams, write_corpus
+
+    start = time.perf_counter()
+    params = SyntheticParams(n_labels=n_labels, n_train=train_docs, n_test=test_docs,
+                             n_features=n_features, seed=seed)
+    paths = write_corpus(params, Path(out_dir), format=fmt)
+    for p in paths:
+        click.echo(f"wrote {p}")
+    _echo_summary(start)
+
+
+@cli.command("build-tree")
+@click.option("--train", "train_path", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="Training data (labels and features or text).")
+@click.option("--labels-file", type=click.Path(exists=True, dir_okay=False), help="Labels file for --format text.")
+@click.option("--format", "fmt", type=FORMATS, default="auto", show_default=True)
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Folder for the tree.")
+@click.option("--branching-factor", default=16, show_default=True, help="Children per node (power of two).")
+@click.option("--max-leaf-size", default=100, show_default=True, help="Most labels in a leaf.")
+@click.option("--height", type=int, default=None, help="AttentionXML shallow-and-wide: exact number of layers.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--threads", default=0, show_default=True, help=THREADS_HELP)
+def build_tree(train_path: str, labels_file: Optional[str], fmt: str, out_dir: str, branching_factor: int,
+               max_leaf_size: int, height: Optional[int], seed: int, threads: int) -> None:
+    """Cluster the labels into a tree (PIFA embeddings, balanced k-means).
+
+    \b
+    Example:
+      xmc build-tree --train demo/train.txt --out demo/tree --branching-factor 16
+      xmc train --train demo/train.txt --tree demo/tree --model-dir demo/model
+    """
+    from xmc.pipeline import Pipeline
+    from xmc.tree import TreeParams, build_label_tree
+
+    start = time.perf_counter()
+    corpus = _load(train_path, fmt, labels_file)
+    X, Y = Pipeline().prepare(corpus)
+    params = TreeParams(branching_factor=branching_factor, max_leaf_size=max_leaf_size, height=height,
+                        seed=seed, threads=threads)
+    tree = build_label_tree(X, Y, params)
+    tree.save(Path(out_dir))
+    click.echo(f"{tree} saved to {out_dir}")
+    _echo_summary(start)
+
+
+@cli.command()
+@click.option("--train", "train_path", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--labels-file", type=click.Path(exists=True, dir_okay=False), help="Labels file for --format text.")
+@click.option("--format", "fmt", type=FORMATS, default="auto", show_default=True)
+@click.option("--model-dir", required=True, type=click.Path(file_okay=False), help="Where the model is saved.")
+@click.option("--tree", "tree_dir", type=click.Path(exists=True, file_okay=False),
+              help="A tree from `xmc build-tree`; built here when not given.")
+@click.option("--model", type=click.Choice(["linear"]), default="linear", show_default=True)
+@click.option("--loss", type=click.Choice(["squared_hinge", "logistic"]), default="squared_hinge", show_default=True)
+@click.option("-C", "C", default=1.0, show_default=True, help="Inverse regularisation strength.")
+@click.option("--weight-threshold", default=0.1, show_default=True, help="Prune weights smaller than this.")
+@click.option("--branching-factor", default=16, show_default=True)
+@click.option("--max-leaf-size", default=100, show_default=True)
+@click.option("--seed", default=0, show_default=True)
+@click.option("--threads", default=0, show_default=True, help=THREADS_HELP)
+@click.option("--valid", "valid_path", type=click.Path(exists=True, dir_okay=False),
+              help="Held-out file (same format) evaluated after training.")
+def train(train_path: str, labels_file: Optional[str], fmt: str, model_dir: str, tree_dir: Optional[str],
+          model: str, loss: str, C: float, weight_threshold: float, branching_factor: int,
+          max_leaf_size: int, seed: int, threads: int, valid_path: Optional[str]) -> None:
+    """Train a model (the linear PLT) and save it to --model-dir.
+
+    \b
+    Examples:
+      xmc train --train demo/train.txt --model-dir demo/model
+      xmc train --train texts.txt --labels-file labels.txt --format text --model-dir m --threads 2
+      xmc train --train data_train.txt --tree demo/tree --model-dir m --valid data_test.txt
+    """
+    from xmc.linear import PLTParams
+    from xmc.pipeline import Pipeline
+    from xmc.tree import LabelTree, TreeParams
+
+    start = time.perf_counter()
+    corpus = _load(train_path, fmt, labels_file)
+    params = PLTParams(loss=loss, C=C, weight_threshold=weight_threshold, threads=threads, seed=seed,
+                       tree=TreeParams(branching_factor=branching_factor, max_leaf_size=max_leaf_size,
+                                       seed=seed, threads=threads))
+    tree = LabelTree.load(Path(tree_dir)) if tree_dir else None
+    pipe = Pipeline(params).fit(corpus, tree=tree, progress=True)
+    pipe.save(Path(model_dir))
+    click.echo(f"model saved to {model_dir} ({pipe.n_labels:,} labels)")
+    summary = ""
+    if valid_path:
+        summary = _metrics_line(_evaluate_pipeline(pipe, _load(valid_path, fmt, None, **pipe.reader_kwargs()),
+                                                   ks=(1, 3, 5), threads=threads))
+    _echo_summary(start, summary)
+
+
+def _evaluate_pipeline(pipe, corpus, ks, threads: int, beam: int = 10) -> dict:
+    from xmc.metrics import evaluate
+
+    ids, _ = pipe.predict_topk(corpus, k=max(ks), beam=beam, threads=threads)
+    return evaluate(pipe.labels(corpus), ids, ks=ks)
+
+
+@cli.command()
+@click.option("--model-dir", required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--input", "input_path", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--format", "fmt", type=FORMATS, default="auto", show_default=True)
+@click.option("--labels-file", type=click.Path(exists=True, dir_okay=False), help="Labels file for --format text.")
+@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False),
+              help="Text predictions; the same as .npz beside it (ids, scores, label_names).")
+@click.option("-k", "k", default=5, show_default=True, help="Labels per document.")
+@click.option("--beam", default=10, show_default=True, help="Beam width of the tree search.")
+@click.option("--batch-size", default=65536, show_default=True, help="Documents scored per batch.")
+@click.option("--threads", default=0, show_default=True, help=THREADS_HELP)
+def predict(model_dir: str, input_path: str, fmt: str, labels_file: Optional[str], out_path: str, k: int,
+            beam: int, batch_size: int, threads: int) -> None:
+    """Predict the top-k labels of every document.
+
+    \b
+    Output (--out FILE): one line per input document, best label first,
+      label:score label:score ...
+    and FILE with suffix .npz holding `ids` (int32, n x k, -1 = none), `scores`
+    (float32) and `label_names` (the model's labels, indexed by id).
+    When the input carries labels, P@1/3/5 are printed.
+
+    \b
+    Example:
+      xmc predict --model-dir demo/model --input demo/test.txt --out demo/pred.txt -k 5 --beam 10
+    """
+    from tqdm import tqdm
+
+    from xmc.data.predictions import write_predictions
+    from xmc.pipeline import Pipeline
+
+    start = time.perf_counter()
+    pipe = Pipeline.load(Path(model_dir))
+    corpus = _load(input_path, fmt, labels_file, **pipe.reader_kwargs())
+    n_docs = pipe.features(corpus).shape[0]
+    t = time.perf_counter()
+    with tqdm(total=n_docs, unit="doc", desc="predict", disable=None) as bar:
+        ids, scores = pipe.predict_topk(corpus, k=k, beam=beam, threads=threads, batch_size=batch_size,
+                                        on_batch=bar.update)
+    seconds = time.perf_counter() - t
+    txt, npz = write_predictions(Path(out_path), ids, scores, pipe.vocab)
+    click.echo(f"wrote {txt} and {npz}: {n_docs:,} documents at {n_docs / max(seconds, 1e-9):,.0f} docs/s")
+    summary = ""
+    truth = pipe.labels(corpus)
+    if truth.nnz:
+        from xmc.metrics import evaluate
+
+        summary = _metrics_line(evaluate(truth, ids, ks=[x for x in (1, 3, 5) if x <= k]))
+    _echo_summary(start, summary)
+
+
+@cli.command()
+@click.option("--predictions", "pred_path", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="Output of `xmc predict` (.txt or .npz).")
+@click.option("--truth", "truth_path", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="File with the true labels (any input format).")
+@click.option("--format", "fmt", type=FORMATS, default="auto", show_default=True)
+@click.option("--labels-file", type=click.Path(exists=True, dir_okay=False), help="Labels file for --format text.")
+@click.option("--train", "train_path", type=click.Path(exists=True, dir_okay=False),
+              help="Training file: enables the propensity-scored metrics (PSP@k, PSnDCG@k).")
+@click.option("-k", "ks", default="1,3,5", show_default=True, help="Cut-offs.")
+@click.option("-A", "prop_a", default=0.55, show_default=True, help="Propensity model parameter A (Jain et al.).")
+@click.option("-B", "prop_b", default=1.5, show_default=True, help="Propensity model parameter B.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the metrics as JSON.")
+def evaluate(pred_path: str, truth_path: str, fmt: str, labels_file: Optional[str], train_path: Optional[str],
+             ks: str, prop_a: float, prop_b: float, json_path: Optional[str]) -> None:
+    """Score predictions against the true labels: P@k, nDCG@k, PSP@k, PSnDCG@k, recall@k.
+
+    \b
+    Example:
+      xmc evaluate --predictions demo/pred.txt --truth demo/test.txt --train demo/train.txt -k 1,3,5
+    """
+    from xmc.data.predictions import evaluate_prediction_file
+
+    cutoffs = _parse_ks(ks)
+    start = time.perf_counter()
+    truth = _load(truth_path, fmt, labels_file)
+    train_corpus = _load(train_path, fmt, None) if train_path else None
+    metrics = evaluate_prediction_file(Path(pred_path), truth, ks=cutoffs, train=train_corpus,
+                                       A=prop_a, B=prop_b)
+    width = max(len(name) for name in metrics)
+    for name, value in metrics.items():
+        click.echo(f"{name:<{width}}  {value * 100:6.2f}")
+    if json_path:
+        from xmc.utils.modeldir import save_json
+
+        save_json(Path(json_path), metrics)
+    _echo_summary(start)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    cli.main(args=argv, prog_name="xmc")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
