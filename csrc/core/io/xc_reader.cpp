@@ -123,12 +123,13 @@ bool parse_line(const char* p, const char* e, const Limit& flim, const Limit& ll
     if (n + 1 < e && *n == '+' && *(n + 1) != '-' && *(n + 1) != '+') ++n;  // from_chars rejects '+'
     float v = 0.f;
     auto r = std::from_chars(n, e, v);
-    if (r.ec == std::errc::result_out_of_range) {
-      err = "expected a feature value within the float32 range, found " + show_token(tok, token_end(tok, e));
+    // Syntax first: "1e99x" is a bad token, not an out-of-range number.
+    if (r.ec == std::errc::invalid_argument || (r.ptr < e && !is_blank(*r.ptr))) {
+      err = "expected a number after ':' in feature 'id:value', found " + show_token(tok, token_end(tok, e));
       return false;
     }
-    if (r.ec != std::errc() || (r.ptr < e && !is_blank(*r.ptr))) {
-      err = "expected a number after ':' in feature 'id:value', found " + show_token(tok, token_end(tok, e));
+    if (r.ec != std::errc()) {
+      err = "expected a feature value within the float32 range, found " + show_token(tok, token_end(tok, e));
       return false;
     }
     if (!std::isfinite(v)) {
