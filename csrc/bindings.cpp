@@ -60,7 +60,40 @@ py::tuple csr_to_python(xmc::CsrMatrix&& m) {
 
 
 // ===== tree: PIFA, balanced k-means ==========================================
+#include "core/tree/kmeans.h"
+#include "core/tree/pifa.h"
 
+namespace {
+
+xmc::DenseView dense_view(const CArray<float>& x) {
+  if (x.ndim() != 2) throw std::invalid_argument("dense embeddings must be a 2-d array");
+  return xmc::DenseView{x.shape(0), x.shape(1), x.data()};
+}
+
+py::tuple partition_to_python(xmc::BinaryPartition&& part) {
+  py::list bounds;
+  for (auto& b : part.bounds) bounds.append(to_numpy(std::move(b)));
+  return py::make_tuple(to_numpy(std::move(part.order)), bounds);
+}
+
+py::tuple split_to_python(xmc::SplitResult&& res) {
+  return py::make_tuple(to_numpy(std::move(res.left)), to_numpy(std::move(res.right)), res.iterations);
+}
+
+xmc::KMeansParams kmeans_params(int64_t max_leaf_size, int max_iter, uint64_t seed, int threads) {
+  xmc::KMeansParams p;
+  p.max_leaf_size = max_leaf_size;
+  p.max_iter = max_iter;
+  p.seed = seed;
+  p.threads = threads;
+  return p;
+}
+
+std::vector<int32_t> id_vector(const CArray<int32_t>& ids) {
+  return std::vector<int32_t>(ids.data(), ids.data() + ids.size());
+}
+
+}  // namespace
 // ===== end tree ==============================================================
 
 
@@ -246,7 +279,70 @@ PYBIND11_MODULE(_core, m) {
 
 
   // ----- tree registrations -----
-
+  m.def("tree_pifa",
+        [](const CArray<int64_t>& x_indptr, const CArray<int32_t>& x_indices, const CArray<float>& x_data,
+           int64_t x_cols, const CArray<int64_t>& y_indptr, const CArray<int32_t>& y_indices,
+           const CArray<float>& y_data, int64_t y_cols, int threads) {
+          xmc::CsrView x = csr_view(x_indptr, x_indices, x_data, x_cols);
+          xmc::CsrView y = csr_view(y_indptr, y_indices, y_data, y_cols);
+          xmc::CsrMatrix out;
+          {
+            py::gil_scoped_release release;
+            out = xmc::pifa_embeddings(x, y, threads);
+          }
+          return csr_to_python(std::move(out));
+        },
+        "PIFA label embeddings normalize(Y^T normalize(X)) as CSR arrays (indptr, indices, data, shape).");
+  m.def("tree_kmeans_dense",
+        [](const CArray<float>& x, int64_t max_leaf_size, int max_iter, uint64_t seed, int threads) {
+          xmc::DenseView v = dense_view(x);
+          xmc::BinaryPartition part;
+          {
+            py::gil_scoped_release release;
+            part = xmc::balanced_kmeans_tree(v, kmeans_params(max_leaf_size, max_iter, seed, threads));
+          }
+          return partition_to_python(std::move(part));
+        },
+        "Balanced hierarchical spherical 2-means of dense rows: (label order, cluster bounds per binary level).");
+  m.def("tree_kmeans_sparse",
+        [](const CArray<int64_t>& indptr, const CArray<int32_t>& indices, const CArray<float>& data, int64_t cols,
+           int64_t max_leaf_size, int max_iter, uint64_t seed, int threads) {
+          xmc::CsrView v = csr_view(indptr, indices, data, cols);
+          xmc::BinaryPartition part;
+          {
+            py::gil_scoped_release release;
+            part = xmc::balanced_kmeans_tree(v, kmeans_params(max_leaf_size, max_iter, seed, threads));
+          }
+          return partition_to_python(std::move(part));
+        },
+        "Balanced hierarchical spherical 2-means of CSR rows: (label order, cluster bounds per binary level).");
+  m.def("tree_split_dense",
+        [](const CArray<float>& x, const CArray<int32_t>& ids, int32_t init_right, int32_t init_left, int max_iter) {
+          xmc::DenseView v = dense_view(x);
+          std::vector<int32_t> id_vec = id_vector(ids);
+          xmc::SplitResult res;
+          {
+            py::gil_scoped_release release;
+            res = xmc::balanced_split(v, id_vec, init_right, init_left, max_iter);
+          }
+          return split_to_python(std::move(res));
+        },
+        "One balanced 2-means split of the dense rows `ids`: (left ids, right ids, iterations).");
+  m.def("tree_split_sparse",
+        [](const CArray<int64_t>& indptr, const CArray<int32_t>& indices, const CArray<float>& data, int64_t cols,
+           const CArray<int32_t>& ids, int32_t init_right, int32_t init_left, int max_iter) {
+          xmc::CsrView v = csr_view(indptr, indices, data, cols);
+          std::vector<int32_t> id_vec = id_vector(ids);
+          xmc::SplitResult res;
+          {
+            py::gil_scoped_release release;
+            res = xmc::balanced_split(v, id_vec, init_right, init_left, max_iter);
+          }
+          return split_to_python(std::move(res));
+        },
+        "One balanced 2-means split of the CSR rows `ids`: (left ids, right ids, iterations).");
+  m.def("tree_cluster_seed", &xmc::cluster_seed,
+        "Random state of one cluster's initial-centroid draw (splitmix64 of seed and node id).");
   // ----- end tree registrations -----
 
 
