@@ -241,6 +241,30 @@ def test_save_load_round_trip(tmp_path, split):
     for a, b in zip(model.weights, loaded.weights):
         assert a.shape == b.shape and (a != b).nnz == 0
     np.testing.assert_array_equal(exact_scores(loaded, Xte), exact_scores(model, Xte))
+    a, b = model.predict(Xte, k=5), loaded.predict(Xte, k=5)
+    assert a.nnz == 5 * Xte.shape[0] and (a != b).nnz == 0
+
+
+@pytest.mark.parametrize("loss", ["squared_hinge", "logistic"])
+def test_predict_is_the_top_k_of_the_path_products(split, loss):
+    Xtr, Ytr, Xte, _ = split
+    model = PLTLinear(PLTParams(loss=loss)).fit(Xtr, Ytr, tree=two_level_tree(64, 8))
+    exact = exact_scores(model, Xte)
+    # A beam as wide as the widest level is exhaustive: the search must return the exact top 3.
+    ids, scores = model.predict_topk(Xte, k=3, beam=64, threads=2)
+    np.testing.assert_allclose(scores, np.take_along_axis(exact, ids.astype(np.int64), 1), rtol=1e-4)
+    np.testing.assert_allclose(scores, -np.sort(-exact, axis=1)[:, :3], rtol=1e-4)
+    P = model.predict(Xte, k=3, beam=64)
+    np.testing.assert_allclose(P.toarray().max(axis=1), scores[:, 0], rtol=1e-6)
+
+
+def test_fit_builds_a_tree_when_none_is_given(split):
+    Xtr, Ytr, Xte, Yte = split
+    model = PLTLinear(PLTParams(threads=2)).fit(Xtr, Ytr)
+    assert model.tree.n_labels == 64
+    ids, _ = model.predict_topk(Xte, k=1, beam=10)
+    assert precision_at_1(sp.csr_matrix((np.ones(len(ids)), (np.arange(len(ids)), ids[:, 0])),
+                                        shape=Yte.shape).toarray(), Yte) > 0.85
 
 
 def test_load_refuses_other_models_and_damaged_weights(tmp_path, split):
@@ -289,8 +313,8 @@ def test_bibtex_precision_at_1():
     Xtr, Ytr = read_xc(BIBTEX / "bibtex_train_xc.txt")
     Xte, Yte = read_xc(BIBTEX / "bibtex_test_xc.txt")
     Xtr, Xte = l2_normalize_rows(Xtr), l2_normalize_rows(Xte)
-    # 159 labels: a one-level tree of 16 random clusters; the real tree builder can only do better.
-    model = PLTLinear(PLTParams(threads=2)).fit(Xtr, Ytr, tree=two_level_tree(Ytr.shape[1], 16))
-    p1 = precision_at_1(exact_scores(model, Xte), Yte)
+    model = PLTLinear(PLTParams(threads=2)).fit(Xtr, Ytr)  # PIFA tree, defaults as PECOS
+    ids, _ = model.predict_topk(Xte, k=1, beam=10)
+    p1 = float(np.asarray(Yte[np.arange(Xte.shape[0]), ids[:, 0]]).mean())
     print(f"bibtex P@1 {p1:.4f}")
     assert p1 >= 0.6, p1

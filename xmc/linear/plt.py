@@ -119,14 +119,9 @@ class PLTLinear:
 
     def predict(self, X, k: int = 5, beam: int = 10, threads: Optional[int] = None) -> sp.csr_matrix:
         """Scores of each document's top k labels as a CSR (n_docs, n_labels)."""
-        ids, scores = self.predict_topk(X, k=k, beam=beam, threads=threads)
-        n = ids.shape[0]
-        keep = ids >= 0  # a beam can hold fewer than k labels
-        indptr = np.concatenate([[0], np.cumsum(keep.sum(axis=1))]).astype(np.int64)
-        M = sp.csr_matrix((scores[keep].astype(np.float32), ids[keep].astype(np.int32), indptr),
-                          shape=(n, self.tree.n_labels))
-        M.sort_indices()
-        return M
+        X = self._check_features(X)
+        threads = self.params.threads if threads is None else threads
+        return self._searcher().search_csr(X, k=k, beam=beam, threads=threads)
 
     # ---- persistence -----------------------------------------------------------
     def save(self, directory: Union[str, Path]) -> None:
