@@ -169,7 +169,93 @@ std::vector<int32_t> id_vector(const CArray<int32_t>& ids) {
 
 
 // ===== linear: PLT node classifiers ==========================================
+#include "core/linear/plt_train.h"
+#include "core/linear/solver.h"
 
+namespace {
+
+xmc::linear::SolverParams solver_params(const std::string& loss, double C, double eps, int max_iter, double bias) {
+  if (!(C > 0)) throw std::invalid_argument("C must be positive, got " + std::to_string(C));
+  if (!(eps > 0)) throw std::invalid_argument("eps must be positive, got " + std::to_string(eps));
+  if (max_iter < 1) throw std::invalid_argument("max_iter must be at least 1, got " + std::to_string(max_iter));
+  xmc::linear::SolverParams p;
+  p.loss = xmc::linear::parse_loss(loss);
+  p.Cp = p.Cn = C;
+  p.eps = eps;
+  p.max_iter = max_iter;
+  p.bias = bias;
+  return p;
+}
+
+// One binary problem on all rows of X; for tests against a reference optimiser.
+py::tuple linear_solve_binary(const CArray<int64_t>& indptr, const CArray<int32_t>& indices,
+                              const CArray<float>& data, int64_t n_cols, const CArray<int8_t>& y,
+                              const std::string& loss, double C, double eps, int max_iter, double bias,
+                              uint64_t seed) {
+  xmc::CsrView X = csr_view(indptr, indices, data, n_cols);
+  if (y.ndim() != 1 || y.size() != X.rows)
+    throw std::invalid_argument("y must hold one label per row of X (" + std::to_string(X.rows) + ")");
+  for (py::ssize_t i = 0; i < y.size(); ++i)
+    if (y.data()[i] != 1 && y.data()[i] != -1) throw std::invalid_argument("y must hold -1 or +1");
+  for (int64_t e = 0; e < X.nnz(); ++e)
+    if (X.indices[e] < 0 || X.indices[e] >= n_cols) throw std::invalid_argument("feature id outside 0..n_cols-1");
+  xmc::linear::SolverParams p = solver_params(loss, C, eps, max_iter, bias);
+  xmc::linear::ProblemRows rows{X.rows, X.cols, X.indptr, X.indices, X.data, nullptr};
+  std::vector<double> w;
+  int iters = 0;
+  {
+    py::gil_scoped_release release;
+    xmc::linear::SolverWorkspace ws;
+    iters = xmc::linear::solve_binary(rows, y.data(), p, seed, w, ws);
+  }
+  return py::make_tuple(to_numpy(std::move(w)), iters);
+}
+
+py::tuple linear_train_layer(const CArray<int64_t>& x_indptr, const CArray<int32_t>& x_indices,
+                             const CArray<float>& x_data, int64_t n_features,
+                             py::object parent_doc_ptr, py::object parent_docs,
+                             const CArray<int64_t>& child_ptr,
+                             const CArray<int64_t>& y_indptr, const CArray<int32_t>& y_indices,
+                             int64_t n_children, const std::string& loss, double C, double eps,
+                             int max_iter, double bias, double weight_threshold, uint64_t seed,
+                             int layer, int threads) {
+  xmc::linear::LayerProblem P;
+  P.X = csr_view(x_indptr, x_indices, x_data, n_features);
+  CArray<float> no_data(0);
+  P.Y = csr_view(y_indptr, y_indices, no_data, n_children);
+  P.Y.data = nullptr;
+  if (child_ptr.ndim() != 1 || child_ptr.size() < 2)
+    throw std::invalid_argument("child_ptr needs one entry per parent plus one");
+  P.n_parents = child_ptr.size() - 1;
+  P.child_ptr = child_ptr.data();
+  CArray<int64_t> pptr;
+  CArray<int32_t> pdocs;
+  if (!parent_doc_ptr.is_none()) {
+    pptr = parent_doc_ptr.cast<CArray<int64_t>>();
+    pdocs = parent_docs.cast<CArray<int32_t>>();
+    if (pptr.ndim() != 1 || pptr.size() != child_ptr.size())
+      throw std::invalid_argument("parent_doc_ptr needs one entry per parent plus one");
+    if (pptr.data()[pptr.size() - 1] != static_cast<int64_t>(pdocs.size()))
+      throw std::invalid_argument("parent_doc_ptr[-1] does not match the number of parent documents");
+    P.parent_doc_ptr = pptr.data();
+    P.parent_docs = pdocs.data();
+  }
+  xmc::linear::LayerParams lp;
+  lp.solver = solver_params(loss, C, eps, max_iter, bias);
+  lp.weight_threshold = weight_threshold;
+  lp.seed = seed;
+  lp.layer = layer;
+  lp.threads = threads;
+  xmc::linear::CscMatrix W;
+  {
+    py::gil_scoped_release release;
+    W = xmc::linear::train_layer(P, lp);
+  }
+  return py::make_tuple(to_numpy(std::move(W.indptr)), to_numpy(std::move(W.indices)),
+                        to_numpy(std::move(W.data)), py::make_tuple(W.rows, W.cols));
+}
+
+}  // namespace
 // ===== end linear ============================================================
 
 
@@ -342,7 +428,16 @@ PYBIND11_MODULE(_core, m) {
 
 
   // ----- linear registrations -----
-
+  m.def("linear_solve_binary", &linear_solve_binary, py::arg("indptr"), py::arg("indices"), py::arg("data"),
+        py::arg("n_cols"), py::arg("y"), py::arg("loss"), py::arg("C"), py::arg("eps"), py::arg("max_iter"),
+        py::arg("bias"), py::arg("seed"),
+        "Dual coordinate descent on one binary problem; returns (w with the bias weight last, iterations).");
+  m.def("linear_train_layer", &linear_train_layer, py::arg("x_indptr"), py::arg("x_indices"),
+        py::arg("x_data"), py::arg("n_features"), py::arg("parent_doc_ptr"), py::arg("parent_docs"),
+        py::arg("child_ptr"), py::arg("y_indptr"), py::arg("y_indices"), py::arg("n_children"),
+        py::arg("loss"), py::arg("C"), py::arg("eps"), py::arg("max_iter"), py::arg("bias"),
+        py::arg("weight_threshold"), py::arg("seed"), py::arg("layer"), py::arg("threads"),
+        "Trains one PLT layer; returns CSC (indptr, indices, data, shape) with the bias as the last row.");
   // ----- end linear registrations -----
 
 
