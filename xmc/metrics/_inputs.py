@@ -15,9 +15,6 @@ import scipy.sparse as sp
 ArrayPair = Tuple[np.ndarray, np.ndarray]
 Predictions = Union[np.ndarray, ArrayPair, sp.spmatrix, "sp.sparray"]
 
-# Dense padding is used for segmented sorts while it costs at most this many
-# cells per stored value; beyond that a global lexsort is cheaper in memory.
-_DENSE_PAD_FACTOR = 4
 
 
 def as_truth(Y_true, name: str = "Y_true") -> sp.csr_matrix:
@@ -53,35 +50,19 @@ def segment_topk(indptr: np.ndarray, values: np.ndarray, k: int) -> np.ndarray:
     Returns int64 (n, k) positions into ``values``, largest first, -1 where a
     segment has fewer than k entries. Ties keep their storage order (so for a
     CSR with sorted indices: the smaller label id first); NaN ranks last.
+    Cost O(nnz * k) worst case, O(nnz) typical: meant for small k.
     """
-    indptr = np.asarray(indptr, dtype=np.int64)
+    indptr = np.ascontiguousarray(indptr, dtype=np.int64)
     n = indptr.size - 1
     out = np.full((n, k), -1, dtype=np.int64)
     if n == 0 or k == 0 or indptr[-1] == indptr[0]:
         return out
-    values = np.asarray(values)
-    lengths = np.diff(indptr)
-    width = int(lengths.max())
-    nnz = int(indptr[-1] - indptr[0])
-    rows = np.repeat(np.arange(n, dtype=np.int64), lengths)
-    offsets = np.arange(indptr[0], indptr[-1], dtype=np.int64)
-    col = offsets - np.repeat(indptr[:-1], lengths)
-    if n * width <= _DENSE_PAD_FACTOR * nnz + n * k:
-        # NaN padding sorts after every real value (numpy puts NaN last) and,
-        # the sort being stable, after real NaNs too.
-        neg = np.full((n, width), np.nan, dtype=np.float64)
-        neg[rows, col] = -values[offsets].astype(np.float64)
-        order = np.argsort(neg, axis=1, kind="stable")[:, :k]
-        kk = order.shape[1]
-        valid = order < lengths[:, None]
-        pos = indptr[:-1, None] + order
-        out[:, :kk] = np.where(valid, pos, -1)
-        return out
-    # lexsort is stable: within a row, equal scores keep storage order.
-    neg = -values[offsets].astype(np.float64)
-    order = np.lexsort((neg, rows))
-    keep = col < k  # col of the sorted sequence == rank within the row
-    out[rows[keep], col[keep]] = offsets[order[keep]]
+    vals = np.asarray(values)
+    if vals.dtype not in (np.float32, np.float64):
+        vals = vals.astype(np.float64)
+    from xmc.metrics._kernels import segment_topk_kernel  # lazy: numba import is slow
+
+    segment_topk_kernel(indptr, np.ascontiguousarray(vals), int(k), out)
     return out
 
 
@@ -144,7 +125,7 @@ def as_topk(predictions, k: int, n_labels: int, n_docs: int) -> np.ndarray:
     ):
         if predictions.shape != (n_docs, n_labels):
             raise ValueError(
-                f"score matrix has shape {predictions.shape} but Y_true has shape {(n_docs, n_labels)}"
+                f"Y_true has shape {(n_docs, n_labels)} but the score matrix has shape {predictions.shape}"
             )
         return topk_from_scores(predictions, k)
     if isinstance(predictions, tuple):
