@@ -97,7 +97,8 @@ def generate(out_dir: str, n_labels: int, train_docs: int, test_docs: int, n_fea
       xmc generate --out demo --labels 10000 --train-docs 20000 --features 50000
       -> demo/train.txt, demo/test.txt
     """
-    from xmc.datasets.synthetic import SyntheticParams, write_corpus
+    from xmc.datasets.export import write_corpus
+    from xmc.datasets.synthetic import SyntheticParams
 
     start = time.perf_counter()
     params = SyntheticParams(n_labels=n_labels, n_train=train_docs, n_test=test_docs,

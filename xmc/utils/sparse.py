@@ -46,10 +46,8 @@ def csr_from_arrays(indptr, indices, data, shape) -> sp.csr_matrix:
 def l2_normalize_rows(matrix: sp.csr_matrix) -> sp.csr_matrix:
     """Rows scaled to unit L2 norm; empty rows stay empty."""
     m = as_csr(matrix).copy()
-    sq = np.add.reduceat(m.data.astype(np.float64) ** 2, m.indptr[:-1]) if m.nnz else np.zeros(0)
-    norms = np.zeros(m.shape[0])
-    nonempty = np.diff(m.indptr) > 0
-    norms[nonempty] = np.sqrt(sq[nonempty]) if m.nnz else 0.0
+    row_of_entry = np.repeat(np.arange(m.shape[0]), np.diff(m.indptr))
+    norms = np.sqrt(np.bincount(row_of_entry, weights=m.data.astype(np.float64) ** 2, minlength=m.shape[0]))
     scale = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
-    m.data *= np.repeat(scale, np.diff(m.indptr)).astype(m.dtype)
+    m.data *= scale[row_of_entry].astype(m.dtype)
     return m
