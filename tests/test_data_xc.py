@@ -233,3 +233,39 @@ def test_float_values_are_correctly_rounded():
     np.testing.assert_array_equal(d.X.indices, np.arange(len(strings)))
     np.testing.assert_array_equal(d.X.data, expected)
     assert d.X.data[strings.index("16777217")] == 16777216 and d.X.data[strings.index("16777219")] == 16777220
+
+
+def test_mutated_files_agree_with_reference():
+    """Random byte edits of a valid file: the native reader and the reference
+    accept the same inputs with the same result, or reject them at the same line."""
+    rng = np.random.default_rng(5)
+    X, Y = random_matrices(rng, 12, 30, 10)
+    base = bytearray(render(X, Y, rng, header=True))
+    alphabet = b"0123456789:, \t\n.-+eExna\r\xff"
+    for trial in range(300):
+        blob = bytearray(base)
+        for _ in range(int(rng.integers(1, 4))):
+            pos = int(rng.integers(0, len(blob)))
+            op = rng.integers(0, 3)
+            ch = alphabet[int(rng.integers(0, len(alphabet)))]
+            if op == 0:
+                blob[pos] = ch
+            elif op == 1:
+                blob.insert(pos, ch)
+            else:
+                del blob[pos]
+        blob = bytes(blob)
+        try:
+            rX, rY, _ = reference_parse_xc(blob, "m")
+            ref_line = None
+        except DataFormatError as e:
+            ref_line = e.line
+        try:
+            d = parse_xc_bytes(blob, "m", threads=2, min_chunk_bytes=int(rng.integers(1, 200)))
+            nat_line = None
+        except DataFormatError as e:
+            nat_line = e.line
+        assert nat_line == ref_line, (trial, blob)
+        if nat_line is None:
+            assert_same_csr(d.X, rX)
+            assert_same_csr(d.Y, rY)
