@@ -89,28 +89,36 @@ ChunkedLayer::ChunkedLayer(const CscView& w, const int64_t* parent_indptr, int64
     }
   }
 
-  int64_t rows = 0, ptrs = 0, entries = 0, dense = 0, direct = 0;
+  int64_t rows = 0, ptrs = 0, dptrs = 0, entries = 0, dense = 0, direct = 0;
   for (int64_t p = 0; p < n_parents; ++p) {
     Chunk& ch = chunks_[p];
     max_children_ = std::max(max_children_, ch.n_children);
     ch.rows_begin = rows;
     rows += ch.n_rows;
     if (ch.values == RowValues::kPairs) {
-      ch.ptr_begin = ptrs;
-      ptrs += ch.n_rows + 1;
+      if (chunk_nnz[p] >= (int64_t(1) << 32))
+        throw std::invalid_argument("a parent's children hold 2^32 or more weights");
       ch.values_begin = entries;
       entries += chunk_nnz[p];
+      if (ch.index == RowIndex::kDirect) {
+        ch.ptr_begin = dptrs;
+        dptrs += n_features_ + 1;
+      } else {
+        ch.ptr_begin = ptrs;
+        ptrs += ch.n_rows + 1;
+      }
     } else {
       ch.values_begin = dense;
       dense += static_cast<int64_t>(ch.n_rows) * ch.n_children;
-    }
-    if (ch.index == RowIndex::kDirect) {
-      ch.direct_begin = direct;
-      direct += n_features_;
+      if (ch.index == RowIndex::kDirect) {
+        ch.direct_begin = direct;
+        direct += n_features_;
+      }
     }
   }
   row_ids_.resize(rows);
   row_ptr_.resize(ptrs);
+  direct_ptr_.resize(dptrs);
   entries_.resize(entries);
   dense_.assign(dense, 0.0f);
   direct_.assign(direct, -1);
@@ -136,15 +144,30 @@ ChunkedLayer::ChunkedLayer(const CscView& w, const int64_t* parent_indptr, int64
         }
       std::sort(ids, ids + n);
       if (ch.values == RowValues::kPairs) {
-        int64_t* ptr = row_ptr_.data() + ch.ptr_begin;
         cursor.resize(n);
-        int64_t off = ch.values_begin;
+        uint32_t off = 0;
         for (int32_t i = 0; i < n; ++i) {
-          ptr[i] = off;
-          cursor[i] = off;
-          off += slot[ids[i]];
+          cursor[i] = ch.values_begin + off;
+          off += static_cast<uint32_t>(slot[ids[i]]);
         }
-        ptr[n] = off;
+        if (ch.index == RowIndex::kSorted) {
+          uint32_t* ptr = row_ptr_.data() + ch.ptr_begin;
+          for (int32_t i = 0; i < n; ++i) ptr[i] = static_cast<uint32_t>(cursor[i] - ch.values_begin);
+          ptr[n] = off;
+        } else {
+          // Absent features get an empty range, so lookups need no presence test.
+          uint32_t* ptr = direct_ptr_.data() + ch.ptr_begin;
+          int32_t i = 0;
+          for (int32_t f = 0; f < D; ++f) {
+            if (i < n && ids[i] == f) {
+              ptr[f] = static_cast<uint32_t>(cursor[i] - ch.values_begin);
+              ++i;
+            } else {
+              ptr[f] = i < n ? static_cast<uint32_t>(cursor[i] - ch.values_begin) : off;
+            }
+          }
+          ptr[D] = off;
+        }
       }
       for (int32_t i = 0; i < n; ++i) slot[ids[i]] = i;
       // Children are visited in order, so each row's pairs come out sorted by child.
@@ -160,7 +183,7 @@ ChunkedLayer::ChunkedLayer(const CscView& w, const int64_t* parent_indptr, int64
             dense_[ch.values_begin + static_cast<int64_t>(i) * ch.n_children + j] += w.data[k];
         }
       }
-      if (ch.index == RowIndex::kDirect)
+      if (ch.index == RowIndex::kDirect && ch.values == RowValues::kDense)
         for (int32_t i = 0; i < n; ++i) direct_[ch.direct_begin + ids[i]] = i;
       for (int32_t i = 0; i < n; ++i) slot[ids[i]] = 0;
     }
@@ -178,7 +201,7 @@ LayoutStats ChunkedLayer::stats() const {
   s.nnz = static_cast<int64_t>(entries_.size());
   for (float v : dense_) s.nnz += v != 0.0f;
   s.bytes = static_cast<int64_t>(chunks_.size() * sizeof(Chunk) + bias_.size() * 4 +
-                                 row_ids_.size() * 4 + row_ptr_.size() * 8 +
+                                 row_ids_.size() * 4 + row_ptr_.size() * 4 + direct_ptr_.size() * 4 +
                                  entries_.size() * sizeof(Entry) + dense_.size() * 4 +
                                  direct_.size() * 4);
   return s;
@@ -192,12 +215,14 @@ bool ChunkedLayer::prefers_dense_doc(const Chunk& c, int64_t nnz) const {
   return c.n_rows < nnz * per_feature;
 }
 
-inline void ChunkedLayer::accumulate_row(const Chunk& c, int64_t r, float xv, float* z) const {
+// r is a row for kSorted chunks and a feature id for kDirect + kPairs ones:
+// both index ptr, which is the chunk's row_ptr or direct_ptr accordingly.
+inline void ChunkedLayer::accumulate(const Chunk& c, const uint32_t* ptr, int64_t r, float xv,
+                                     float* z) const {
   if (c.values == RowValues::kPairs) {
-    const int64_t* ptr = row_ptr_.data() + c.ptr_begin;
-    const Entry* e = entries_.data() + ptr[r];
-    const Entry* end = entries_.data() + ptr[r + 1];
-    for (; e != end; ++e) z[e->child] += xv * e->value;
+    const Entry* base = entries_.data() + c.values_begin;
+    const Entry* end = base + ptr[r + 1];
+    for (const Entry* e = base + ptr[r]; e != end; ++e) z[e->child] += xv * e->value;
   } else {
     const int32_t nc = c.n_children;
     const float* w = dense_.data() + c.values_begin + r * nc;
@@ -210,10 +235,28 @@ void ChunkedLayer::score(const Chunk& c, const int32_t* idx, const float* val, i
   if (c.n_rows == 0 || nnz == 0) return;
   const int32_t* rows = row_ids_.data() + c.rows_begin;
   const int64_t n = c.n_rows;
+  const bool direct_pairs = c.index == RowIndex::kDirect && c.values == RowValues::kPairs;
+  const uint32_t* ptr = c.values == RowValues::kDense ? nullptr
+                        : direct_pairs                 ? direct_ptr_.data() + c.ptr_begin
+                                                       : row_ptr_.data() + c.ptr_begin;
   if (x_dense != nullptr && prefers_dense_doc(c, nnz)) {
     for (int64_t r = 0; r < n; ++r) {
       const float xv = x_dense[rows[r]];
-      if (xv != 0.0f) accumulate_row(c, r, xv, z);
+      if (xv != 0.0f) accumulate(c, ptr, direct_pairs ? rows[r] : r, xv, z);
+    }
+    return;
+  }
+  if (direct_pairs) {
+    // The hot loop of wide chunks: each lookup is a cache miss into a large
+    // table, so fetch the offsets a few features ahead.
+    constexpr int64_t kAhead = 8;
+    const Entry* base = entries_.data() + c.values_begin;
+    for (int64_t i = 0; i < nnz; ++i) {
+      if (i + kAhead < nnz) __builtin_prefetch(ptr + idx[i + kAhead]);
+      const int32_t f = idx[i];
+      const float xv = val[i];
+      const Entry* end = base + ptr[f + 1];
+      for (const Entry* e = base + ptr[f]; e != end; ++e) z[e->child] += xv * e->value;
     }
     return;
   }
@@ -221,7 +264,7 @@ void ChunkedLayer::score(const Chunk& c, const int32_t* idx, const float* val, i
     const int32_t* map = direct_.data() + c.direct_begin;
     for (int64_t i = 0; i < nnz; ++i) {
       const int32_t r = map[idx[i]];
-      if (r >= 0) accumulate_row(c, r, val[i], z);
+      if (r >= 0) accumulate(c, ptr, r, val[i], z);
     }
     return;
   }
@@ -243,7 +286,7 @@ void ChunkedLayer::score(const Chunk& c, const int32_t* idx, const float* val, i
       if (pos >= n) return;
     }
     if (rows[pos] == f) {
-      accumulate_row(c, pos, val[i], z);
+      accumulate(c, ptr, pos, val[i], z);
       if (++pos >= n) return;
     }
   }

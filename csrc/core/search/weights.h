@@ -40,11 +40,17 @@ struct Entry {
   float value;
 };
 
+// Where a chunk's arrays start in its layer's flat arrays. By kind:
+//   kSorted + kPairs:  row_ids, row_ptr (n_rows + 1, relative to values_begin), entries
+//   kDirect + kPairs:  row_ids, direct_ptr (n_features + 1, relative), entries: the
+//                      feature indexes the entries directly, one lookup per feature
+//   kSorted + kDense:  row_ids, dense
+//   kDirect + kDense:  row_ids, direct (feature -> row or -1), dense
 struct Chunk {
   int64_t rows_begin = 0;     // into row_ids
-  int64_t ptr_begin = 0;      // into row_ptr (n_rows + 1 slots), kPairs only
-  int64_t values_begin = 0;   // into dense, kDense only
-  int64_t direct_begin = -1;  // into direct (n_features slots), kDirect only
+  int64_t ptr_begin = 0;      // into row_ptr or direct_ptr
+  int64_t values_begin = 0;   // into entries or dense
+  int64_t direct_begin = -1;  // into direct, kDirect + kDense only
   int32_t child_begin = 0;    // first child, a node id of the next level
   int32_t n_children = 0;
   int32_t n_rows = 0;
@@ -90,14 +96,17 @@ class ChunkedLayer {
   bool prefers_dense_doc(const Chunk& c, int64_t nnz) const;
 
  private:
-  void accumulate_row(const Chunk& c, int64_t r, float xv, float* z) const;
+  void accumulate(const Chunk& c, const uint32_t* ptr, int64_t r, float xv, float* z) const;
 
   int64_t n_features_ = 0;
   int32_t max_children_ = 0;
   std::vector<Chunk> chunks_;
   std::vector<float> bias_;       // per child of the layer
   std::vector<int32_t> row_ids_;  // per chunk, sorted feature ids
-  std::vector<int64_t> row_ptr_;  // per kPairs chunk, n_rows + 1 absolute offsets into entries_
+  // Offsets relative to the chunk's values_begin: 4 bytes, half the cache
+  // footprint of absolute ones (a chunk never holds 2^32 weights; checked).
+  std::vector<uint32_t> row_ptr_;
+  std::vector<uint32_t> direct_ptr_;
   std::vector<Entry> entries_;
   std::vector<float> dense_;      // per kDense chunk, n_rows x n_children row-major
   std::vector<int32_t> direct_;   // per kDirect chunk, feature -> row or -1
