@@ -86,9 +86,11 @@ def test_full_beam_equals_exhaustive_topk(config, activation):
     X = random_docs(rng, 40, D, xd, empty_rows=(3, 17))
     searcher = BeamSearcher(tree, weights, activation=activation)
     k = 7
-    ids, scores = searcher.search(X, k=k, beam=widest_level(tree), threads=1)
+    ids, scores = searcher.search(X, k=k, beam=widest_level(tree), threads=1, block=0)
     assert ids.dtype == np.int32 and scores.dtype == np.float32 and ids.shape == (40, k)
-    assert_same_topk(ids, scores, exhaustive_scores(tree, weights, X, activation), k)
+    full = exhaustive_scores(tree, weights, X, activation)
+    assert_same_topk(ids, scores, full, k)
+    assert_same_topk(*searcher.search(X, k=k, beam=widest_level(tree), threads=2, block=8), full, k)
 
 
 @pytest.mark.parametrize("beam", [1, 2, 5])
@@ -128,6 +130,21 @@ def test_one_and_two_threads_agree_exactly():
     b = s.search(X, k=5, beam=3, threads=2)
     np.testing.assert_array_equal(a[0], b[0])
     np.testing.assert_array_equal(a[1], b[1])
+
+
+@pytest.mark.parametrize("config", range(len(CONFIGS)))
+def test_batch_path_equals_one_document_at_a_time(config):
+    rng = np.random.default_rng(100 + config)
+    sizes, D, wd, xd = CONFIGS[config]
+    tree = random_tree(rng, sizes)
+    weights = random_weights(rng, tree, D, wd)
+    X = random_docs(rng, 150, D, xd, empty_rows=(0, 77))
+    s = BeamSearcher(tree, weights)
+    one = s.search(X, k=6, beam=3, block=0, threads=1)
+    for block, threads in [(1, 1), (16, 2), (64, 1), (1000, 2)]:
+        got = s.search(X, k=6, beam=3, block=block, threads=threads)
+        np.testing.assert_array_equal(got[0], one[0])
+        np.testing.assert_array_equal(got[1], one[1])
 
 
 def test_empty_documents_score_the_biases():

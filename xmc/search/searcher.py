@@ -1,7 +1,7 @@
 """Beam search over a PLT's label tree on the native core."""
 from __future__ import annotations
 
-from typing import Dict, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import scipy.sparse as sp
@@ -72,22 +72,27 @@ class BeamSearcher:
                              f"expects {self.n_features}")
         return X
 
-    def search(self, X, k: int = 5, beam: int = 10, threads: int = 0) -> Tuple[np.ndarray, np.ndarray]:
+    def search(self, X, k: int = 5, beam: int = 10, threads: int = 0, *,
+               block: Optional[int] = None) -> Tuple[np.ndarray, np.ndarray]:
         """Top-k labels per row of X: (ids int32 (n, k), scores float32 (n, k)).
 
         Ids are original label ids by descending score (ties: smaller id first),
-        padded with -1 / 0.0 when fewer than k labels are reachable.
+        padded with -1 / 0.0 when fewer than k labels are reachable. ``block``
+        tunes speed only: documents searched together so each node's weights
+        are read once per block (0: one document at a time; None: by input size).
         """
         if int(k) < 1:
             raise ValueError(f"k must be at least 1, got {k}")
         if int(beam) < 1:
             raise ValueError(f"beam must be at least 1, got {beam}")
         indptr, indices, data, n_cols = csr_arrays(self._check(X))
-        return self._core.search(indptr, indices, data, n_cols, int(k), int(beam), int(threads))
+        return self._core.search(indptr, indices, data, n_cols, int(k), int(beam), int(threads),
+                                 -1 if block is None else max(0, int(block)))
 
-    def search_csr(self, X, k: int = 5, beam: int = 10, threads: int = 0) -> sp.csr_matrix:
+    def search_csr(self, X, k: int = 5, beam: int = 10, threads: int = 0, *,
+                   block: Optional[int] = None) -> sp.csr_matrix:
         """The top-k as a sparse (n, n_labels) float32 matrix of scores, padding dropped."""
-        ids, scores = self.search(X, k=k, beam=beam, threads=threads)
+        ids, scores = self.search(X, k=k, beam=beam, threads=threads, block=block)
         n = ids.shape[0]
         valid = ids >= 0
         # Sorted column ids per row: the canonical layout scipy and our metrics expect.

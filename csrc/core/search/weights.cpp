@@ -207,12 +207,10 @@ LayoutStats ChunkedLayer::stats() const {
   return s;
 }
 
-bool ChunkedLayer::prefers_dense_doc(const Chunk& c, int64_t nnz) const {
-  if (nnz == 0) return false;
-  if (c.index == RowIndex::kDirect) return c.n_rows < nnz;
+int64_t ChunkedLayer::lookup_cost(const Chunk& c, int64_t nnz) const {
+  if (c.index == RowIndex::kDirect || nnz == 0) return nnz;
   // A galloping search costs about log2(gap) probes per document feature.
-  const int64_t per_feature = 2 + bit_width(static_cast<uint64_t>(c.n_rows / nnz));
-  return c.n_rows < nnz * per_feature;
+  return nnz * (2 + bit_width(static_cast<uint64_t>(c.n_rows / nnz)));
 }
 
 // r is a row for kSorted chunks and a feature id for kDirect + kPairs ones:
@@ -239,7 +237,7 @@ void ChunkedLayer::score(const Chunk& c, const int32_t* idx, const float* val, i
   const uint32_t* ptr = c.values == RowValues::kDense ? nullptr
                         : direct_pairs                 ? direct_ptr_.data() + c.ptr_begin
                                                        : row_ptr_.data() + c.ptr_begin;
-  if (x_dense != nullptr && prefers_dense_doc(c, nnz)) {
+  if (x_dense != nullptr) {
     for (int64_t r = 0; r < n; ++r) {
       const float xv = x_dense[rows[r]];
       if (xv != 0.0f) accumulate(c, ptr, direct_pairs ? rows[r] : r, xv, z);

@@ -85,15 +85,15 @@ class ChunkedLayer {
 
   // Adds w_c . x to z[j] for each child c = child_begin + j of chunk c; z must
   // hold the children's biases. x is sorted (idx, val) with nnz entries.
-  // x_dense is a dense copy of x (n_features floats) or nullptr; when given and
-  // prefers_dense_doc() says so, the chunk's rows are walked against it instead
-  // of looking the document's features up in the chunk.
+  // With x_dense (a dense copy of x, n_features floats) the chunk's rows are
+  // walked against it; without, the document's features are looked up in the
+  // chunk. The caller picks with lookup_cost / walk_cost.
   void score(const Chunk& c, const int32_t* idx, const float* val, int64_t nnz,
              const float* x_dense, float* z) const;
 
-  // Whether scoring chunk c against a doc of nnz features is cheaper walking
-  // the chunk's rows against a dense copy of the doc than looking features up.
-  bool prefers_dense_doc(const Chunk& c, int64_t nnz) const;
+  // Estimated work of the two ways to score chunk c against a doc of nnz features.
+  int64_t lookup_cost(const Chunk& c, int64_t nnz) const;
+  int64_t walk_cost(const Chunk& c) const { return c.n_rows; }
 
  private:
   void accumulate(const Chunk& c, const uint32_t* ptr, int64_t r, float xv, float* z) const;
