@@ -9,7 +9,9 @@ for each thread count, median of --repeats runs, as JSON.
     python benchmarks/search_speed.py [--threads 1 2] [--out benchmarks/results/search_speed.json]
 
 --export DIR also writes the model and documents as .npz (for running the same
-model through a peer's predictor, see benchmarks/peer_search_speed.py).
+model through a peer's predictor, see benchmarks/peer_search_speed.py);
+--load DIR searches such an export instead, e.g. a PECOS model trained on real
+data by benchmarks/pecos_export.py.
 """
 from __future__ import annotations
 
@@ -78,6 +80,16 @@ def make_docs(rng, n_docs, n_features, nnz):
     return l2_normalize_rows(X)
 
 
+def load_export(directory):
+    z = np.load(Path(directory) / "search_model.npz")
+    depth = sum(1 for name in z.files if name.startswith("layer_"))
+    tree = LabelTree([z[f"layer_{t}"] for t in range(depth)], z["label_order"])
+    weights = [sp.csc_matrix((z[f"w{t}_data"], z[f"w{t}_indices"], z[f"w{t}_indptr"]),
+                             shape=tuple(z[f"w{t}_shape"])) for t in range(depth)]
+    X = sp.csr_matrix((z["docs_data"], z["docs_indices"], z["docs_indptr"]), shape=tuple(z["docs_shape"]))
+    return tree, weights, X
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--labels", type=int, default=10_000)
@@ -95,13 +107,19 @@ def main() -> None:
     ap.add_argument("--activation", default="l3-hinge")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "search_speed.json"))
-    ap.add_argument("--export", default=None, help="directory to write model.npz and docs.npz into")
+    ap.add_argument("--export", default=None, help="directory to write search_model.npz into")
+    ap.add_argument("--load", default=None, help="search the search_model.npz in this directory instead")
     a = ap.parse_args()
 
     rng = np.random.default_rng(a.seed)
     t0 = time.perf_counter()
-    tree, weights = make_model(rng, a.labels, a.features, a.branching, a.leaf_size, a.density)
-    X = make_docs(rng, a.docs, a.features, a.doc_nnz)
+    if a.load:
+        tree, weights, X = load_export(a.load)
+        a.docs, a.features, a.labels = X.shape[0], X.shape[1], tree.n_labels
+        a.branching = a.leaf_size = a.density = None
+    else:
+        tree, weights = make_model(rng, a.labels, a.features, a.branching, a.leaf_size, a.density)
+        X = make_docs(rng, a.docs, a.features, a.doc_nnz)
     gen_s = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -127,7 +145,7 @@ def main() -> None:
 
     report = {
         "benchmark": "search_speed",
-        "model": {"labels": a.labels, "features": a.features, "branching": a.branching,
+        "model": {"source": a.load or "generated", "labels": a.labels, "features": a.features, "branching": a.branching,
                   "leaf_size": a.leaf_size, "level_sizes": [tree.level_size(l) for l in range(tree.depth + 1)],
                   "density": a.density, "nnz_per_layer": [int(W.nnz) for W in weights],
                   "activation": a.activation},
