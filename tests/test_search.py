@@ -244,3 +244,27 @@ def test_bad_model_arguments_are_clear_errors():
         s.search(sp.csr_matrix((1, 10), dtype=np.float32), k=0)
     with pytest.raises(ValueError, match="beam must be at least 1"):
         s.search(sp.csr_matrix((1, 10), dtype=np.float32), beam=0)
+
+
+def test_non_canonical_and_float64_weights_give_the_same_model():
+    rng = np.random.default_rng(12)
+    tree = random_tree(rng, [1, 4, 50])
+    weights = random_weights(rng, tree, 30, [0.6, 0.2])
+    X = random_docs(rng, 20, 30, 0.3)
+    ref = BeamSearcher(tree, weights).search(X, k=5, beam=2)
+    messy = []
+    for W in weights:
+        # every weight split in two duplicate halves, rows unsorted within columns
+        C = W.tocoo()
+        rows = np.concatenate([C.row, C.row])[::-1]
+        cols = np.concatenate([C.col, C.col])[::-1]
+        data = np.concatenate([C.data / 2, C.data / 2])[::-1].astype(np.float64)
+        M = sp.csc_matrix((data, (rows, cols)), shape=W.shape)  # coo -> csc sums duplicates...
+        M = sp.csc_matrix((data[np.argsort(cols, kind="stable")], rows[np.argsort(cols, kind="stable")],
+                           np.concatenate([[0], np.cumsum(np.bincount(cols, minlength=W.shape[1]))])),
+                          shape=W.shape)  # ...so build the duplicated CSC by hand
+        assert not M.has_canonical_format
+        messy.append(M)
+    got = BeamSearcher(tree, messy).search(X, k=5, beam=2)
+    np.testing.assert_array_equal(got[0], ref[0])
+    np.testing.assert_allclose(got[1], ref[1], atol=1e-6)

@@ -18,10 +18,11 @@ def _layer_csc(W, t: int, rows: int, cols: int) -> Tuple[np.ndarray, np.ndarray,
     if W.shape != (rows, cols):
         raise ValueError(f"weights[{t}] has shape {W.shape}, expected {(rows, cols)} "
                          f"(n_features + 1 bias row, one column per level-{t + 1} node)")
-    W = sp.csc_matrix(W, dtype=np.float32)
-    if not W.has_canonical_format:
-        W = W.copy()
-        W.sum_duplicates()
+    # No copy when the trainer already hands CSC float32 over: the native layout
+    # sorts rows itself, sums duplicates and range-checks every index.
+    W = W.tocsc()
+    if W.dtype != np.float32:
+        W = W.astype(np.float32)
     return (np.ascontiguousarray(W.indptr, dtype=np.int64),
             np.ascontiguousarray(W.indices, dtype=np.int32),
             np.ascontiguousarray(W.data, dtype=np.float32))

@@ -166,16 +166,35 @@ void BeamSearcher::expand(int t, int32_t node, float parent_score, const CsrView
   for (int32_t j = 0; j < c.n_children; ++j) out[j] = Cand{parent_score * z[j], c.child_begin + j};
 }
 
-// Keeps the best `keep` of cand[0..n) (labels at the last layer), sorted when last.
+// Moves the best `keep` of cand[0..n) to the front and returns how many there
+// are; at the last layer ids become label ids and the kept ones are sorted.
+// keep is small next to n (k or beam out of beam x children), so one bounded
+// heap pass rejects most candidates with a single comparison, and only the
+// ones that get in pay for the label lookup.
 int64_t BeamSearcher::select(Cand* cand, int64_t n, bool last, int64_t keep) const {
-  if (last)
-    for (int64_t j = 0; j < n; ++j) cand[j].id = label_order_[cand[j].id];
-  if (n > keep) {
-    std::nth_element(cand, cand + keep, cand + n, better);
-    n = keep;
+  const int32_t* labels = label_order_.data();
+  if (n <= keep) {
+    if (last) {
+      for (int64_t j = 0; j < n; ++j) cand[j].id = labels[cand[j].id];
+      std::sort(cand, cand + n, better);
+    }
+    return n;
   }
-  if (last) std::sort(cand, cand + n, better);
-  return n;
+  if (last)
+    for (int64_t j = 0; j < keep; ++j) cand[j].id = labels[cand[j].id];
+  // A max-heap under `better` has the worst kept candidate on top.
+  std::make_heap(cand, cand + keep, better);
+  for (int64_t j = keep; j < n; ++j) {
+    Cand c = cand[j];
+    if (c.score < cand[0].score) continue;
+    if (last) c.id = labels[c.id];
+    if (!better(c, cand[0])) continue;
+    std::pop_heap(cand, cand + keep, better);
+    cand[keep - 1] = c;
+    std::push_heap(cand, cand + keep, better);
+  }
+  if (last) std::sort(cand, cand + keep, better);
+  return keep;
 }
 
 void BeamSearcher::write(const Cand* cand, int64_t n, int k, int32_t* ids, float* scores) const {

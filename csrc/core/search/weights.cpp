@@ -6,6 +6,12 @@
 
 #include "core/common/parallel.h"
 
+#if defined(__GNUC__) || defined(__clang__)
+#define XMC_PREFETCH(addr) __builtin_prefetch(addr)
+#else
+#define XMC_PREFETCH(addr) ((void)0)
+#endif
+
 namespace xmc {
 namespace search {
 
@@ -119,7 +125,8 @@ ChunkedLayer::ChunkedLayer(const CscView& w, const int64_t* parent_indptr, int64
   row_ids_.resize(rows);
   row_ptr_.resize(ptrs);
   direct_ptr_.resize(dptrs);
-  entries_.resize(entries);
+  entries_.reset(new Entry[entries]);
+  n_entries_ = entries;
   dense_.assign(dense, 0.0f);
   direct_.assign(direct, -1);
 
@@ -198,11 +205,11 @@ LayoutStats ChunkedLayer::stats() const {
     s.dense_chunks += c.values == RowValues::kDense;
     s.rows += c.n_rows;
   }
-  s.nnz = static_cast<int64_t>(entries_.size());
+  s.nnz = n_entries_;
   for (float v : dense_) s.nnz += v != 0.0f;
   s.bytes = static_cast<int64_t>(chunks_.size() * sizeof(Chunk) + bias_.size() * 4 +
                                  row_ids_.size() * 4 + row_ptr_.size() * 4 + direct_ptr_.size() * 4 +
-                                 entries_.size() * sizeof(Entry) + dense_.size() * 4 +
+                                 n_entries_ * sizeof(Entry) + dense_.size() * 4 +
                                  direct_.size() * 4);
   return s;
 }
@@ -218,7 +225,7 @@ int64_t ChunkedLayer::lookup_cost(const Chunk& c, int64_t nnz) const {
 inline void ChunkedLayer::accumulate(const Chunk& c, const uint32_t* ptr, int64_t r, float xv,
                                      float* z) const {
   if (c.values == RowValues::kPairs) {
-    const Entry* base = entries_.data() + c.values_begin;
+    const Entry* base = entries_.get() + c.values_begin;
     const Entry* end = base + ptr[r + 1];
     for (const Entry* e = base + ptr[r]; e != end; ++e) z[e->child] += xv * e->value;
   } else {
@@ -249,10 +256,10 @@ void ChunkedLayer::score(const Chunk& c, const int32_t* idx, const float* val, i
     // table, so fetch the offsets a few features ahead.
     // Two stages: offsets 2 * kAhead features ahead, then the entries they point to kAhead ahead.
     constexpr int64_t kAhead = 6;
-    const Entry* base = entries_.data() + c.values_begin;
+    const Entry* base = entries_.get() + c.values_begin;
     for (int64_t i = 0; i < nnz; ++i) {
-      if (i + 2 * kAhead < nnz) __builtin_prefetch(ptr + idx[i + 2 * kAhead]);
-      if (i + kAhead < nnz) __builtin_prefetch(base + ptr[idx[i + kAhead]]);
+      if (i + 2 * kAhead < nnz) XMC_PREFETCH(ptr + idx[i + 2 * kAhead]);
+      if (i + kAhead < nnz) XMC_PREFETCH(base + ptr[idx[i + kAhead]]);
       const int32_t f = idx[i];
       const float xv = val[i];
       const Entry* end = base + ptr[f + 1];

@@ -9,6 +9,7 @@
 // chunk's rows, whichever is shorter), as PECOS does.
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 namespace xmc {
@@ -107,7 +108,9 @@ class ChunkedLayer {
   // footprint of absolute ones (a chunk never holds 2^32 weights; checked).
   std::vector<uint32_t> row_ptr_;
   std::vector<uint32_t> direct_ptr_;
-  std::vector<Entry> entries_;
+  // Not a vector: resize would zero hundreds of MiB that pass 2 overwrites anyway.
+  std::unique_ptr<Entry[]> entries_;
+  int64_t n_entries_ = 0;
   std::vector<float> dense_;      // per kDense chunk, n_rows x n_children row-major
   std::vector<int32_t> direct_;   // per kDirect chunk, feature -> row or -1
 };
