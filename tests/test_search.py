@@ -268,3 +268,19 @@ def test_non_canonical_and_float64_weights_give_the_same_model():
     got = BeamSearcher(tree, messy).search(X, k=5, beam=2)
     np.testing.assert_array_equal(got[0], ref[0])
     np.testing.assert_allclose(got[1], ref[1], atol=1e-6)
+
+
+def test_searcher_owns_its_layout_after_the_weights_are_gone():
+    import gc
+
+    rng = np.random.default_rng(13)
+    tree = random_tree(rng, [1, 5, 60])
+    weights = random_weights(rng, tree, 40, [0.5, 0.2])
+    X = random_docs(rng, 30, 40, 0.2)
+    full = exhaustive_scores(tree, weights, X, "sigmoid")
+    s = BeamSearcher(tree, weights, activation="sigmoid")
+    del weights
+    gc.collect()
+    _ = [np.ones(10_000) for _ in range(50)]  # reuse freed memory
+    ids, scores = s.search(X, k=4, beam=5)
+    assert_same_topk(ids, scores, full, 4)
