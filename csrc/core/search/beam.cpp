@@ -112,7 +112,13 @@ void BeamSearcher::search(const CsrView& X, int k, int beam, int threads, int32_
   // per thread; only worth allocating when the call has enough work to amortise it.
   const bool allow_dense_doc = X.nnz() * 8 >= n_features_;
   int max_children = 0;
-  for (const auto& L : layers_) max_children = std::max(max_children, L.max_children());
+  int64_t widest = 1;
+  for (const auto& L : layers_) {
+    max_children = std::max(max_children, L.max_children());
+    widest = std::max(widest, L.n_parents());
+  }
+  // A beam wider than the widest level keeps every node: same result, bounded buffers.
+  beam = static_cast<int>(std::min<int64_t>(beam, widest));
   int nt = resolve_threads(threads);
   if (block < 0) {
     // Larger blocks read each chunk for more documents (measured: 128 -> 2048
@@ -130,13 +136,13 @@ void BeamSearcher::search(const CsrView& X, int k, int beam, int threads, int32_
   {
     Scratch s;
     s.z.resize(max_children);
-    if (allow_dense_doc) s.x_dense.assign(n_features_, 0.0f);
+    if (allow_dense_doc && block == 0) s.x_dense.assign(n_features_, 0.0f);
     if (block > 0) {
 #pragma omp for schedule(dynamic, 1)
       for (int64_t b = 0; b < n_blocks; ++b) {
         const int64_t begin = b * block;
         const int64_t end = std::min<int64_t>(X.rows, begin + block);
-        search_block(X, begin, end, k, beam, allow_dense_doc, &s, ids, scores);
+        search_block(X, begin, end, k, beam, &s, ids, scores);
       }
     } else {
 #pragma omp for schedule(dynamic, 32)
@@ -250,7 +256,7 @@ void BeamSearcher::search_doc(const CsrView& X, int64_t i, int k, int beam, bool
 // node: a chunk's weights are then read for all of the block's documents that
 // reach it while they are in cache, instead of once per document.
 void BeamSearcher::search_block(const CsrView& X, int64_t begin, int64_t end, int k, int beam,
-                                bool allow_dense, Scratch* s, int32_t* ids, float* scores) const {
+                                Scratch* s, int32_t* ids, float* scores) const {
   const int64_t nd = end - begin;
   const int depth = this->depth();
   s->beam.assign(nd * beam, Cand{0.0f, 0});
@@ -274,16 +280,10 @@ void BeamSearcher::search_block(const CsrView& X, int64_t begin, int64_t end, in
     std::sort(s->pairs.begin(), s->pairs.end(), [](const Scratch::Pair& a, const Scratch::Pair& b) {
       return a.node < b.node || (a.node == b.node && a.doc < b.doc);
     });
-    for (const auto& p : s->pairs) {
-      const int64_t i = begin + p.doc;
-      const Chunk& c = L.chunk(p.node);
-      const int64_t nnz = X.row_nnz(i);
-      // Here the scatter is paid per pair: count it.
-      const bool dense = allow_dense && L.walk_cost(c) + 2 * nnz < L.lookup_cost(c, nnz);
-      if (dense) scatter(X, i, s, true);
-      expand(t, p.node, p.score, X, i, dense, s, s->cand.data() + p.out);
-      if (dense) scatter(X, i, s, false);
-    }
+    // No dense-document walk here: in node order the scatter would be paid per
+    // pair, and walk + scatter never beats the lookup's cost estimate.
+    for (const auto& p : s->pairs)
+      expand(t, p.node, p.score, X, begin + p.doc, false, s, s->cand.data() + p.out);
     const bool last = t == depth - 1;
     for (int64_t d = 0; d < nd; ++d) {
       Cand* cand = s->cand.data() + s->cand_ptr[d];

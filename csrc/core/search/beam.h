@@ -61,8 +61,8 @@ class BeamSearcher {
   void scatter(const CsrView& X, int64_t i, Scratch* s, bool set) const;
   void search_doc(const CsrView& X, int64_t i, int k, int beam, bool allow_dense, Scratch* s,
                   int32_t* ids, float* scores) const;
-  void search_block(const CsrView& X, int64_t begin, int64_t end, int k, int beam,
-                    bool allow_dense, Scratch* s, int32_t* ids, float* scores) const;
+  void search_block(const CsrView& X, int64_t begin, int64_t end, int k, int beam, Scratch* s,
+                    int32_t* ids, float* scores) const;
 
   int64_t n_features_ = 0;
   Activation activation_ = Activation::kL3Hinge;
