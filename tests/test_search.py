@@ -149,7 +149,6 @@ def test_batch_path_equals_one_document_at_a_time(config):
     one = s.search(X, k=6, beam=widest_level(tree), block=0)
     for block in [0, 64]:
         got = s.search(X, k=6, beam=2_000_000_000, block=block)
-        got = s.search(X, k=6, beam=3, block=block, threads=threads)
         np.testing.assert_array_equal(got[0], one[0])
         np.testing.assert_array_equal(got[1], one[1])
 
