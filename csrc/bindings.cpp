@@ -133,6 +133,12 @@ py::dict layout_stats(const xmc::search::BeamSearcher& s) {
     d["chunks"] = st.chunks;
     d["direct_chunks"] = st.direct_chunks;
     d["dense_chunks"] = st.dense_chunks;
+    py::dict kinds;  // chunks per (row index, row values) layout
+    kinds["direct+dense"] = st.direct_dense_chunks;
+    kinds["direct+pairs"] = st.direct_chunks - st.direct_dense_chunks;
+    kinds["hash+dense"] = st.dense_chunks - st.direct_dense_chunks;
+    kinds["hash+pairs"] = st.chunks - st.direct_chunks - st.dense_chunks + st.direct_dense_chunks;
+    d["kinds"] = kinds;
     d["rows"] = st.rows;
     d["nnz"] = st.nnz;
     d["bytes"] = st.bytes;

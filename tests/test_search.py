@@ -210,21 +210,19 @@ def test_dense_input_and_single_row():
     np.testing.assert_array_equal(a[0][1:2], c[0])
 
 
-def test_layouts_cover_every_kind():
-    """The configs above exercise direct/sorted row lookups and dense/pair rows."""
-    rng = np.random.default_rng(0)
-    tree = random_tree(rng, [1, 4, 16, 120])
-    weights = random_weights(rng, tree, 60, [0.9, 0.3, 0.05])
-    stats = BeamSearcher(tree, weights).layout_stats()["layers"]
-    assert stats[0]["dense_chunks"] == 1 and stats[0]["direct_chunks"] == 1
-    assert stats[2]["dense_chunks"] < stats[2]["chunks"]
-    rng = np.random.default_rng(4)
-    tree = random_tree(rng, [1, 2, 7, 64])
-    weights = random_weights(rng, tree, 2000, [0.3, 0.02, 0.002])
-    stats = BeamSearcher(tree, weights).layout_stats()["layers"]
-    assert stats[2]["direct_chunks"] < stats[2]["chunks"]
-    for st, W in zip(stats, weights):
-        assert st["nnz"] == W[:-1].nnz
+def test_configs_cover_every_layout_kind():
+    """The configs of the exhaustive tests exercise all four chunk layouts."""
+    seen = {}
+    for config, (sizes, D, wd, xd) in enumerate(CONFIGS):
+        rng = np.random.default_rng(config)
+        tree = random_tree(rng, sizes)
+        weights = random_weights(rng, tree, D, wd, scale=0.5)
+        stats = BeamSearcher(tree, weights).layout_stats()["layers"]
+        for st, W in zip(stats, weights):
+            assert st["nnz"] == W[:-1].nnz
+            for kind, count in st["kinds"].items():
+                seen[kind] = seen.get(kind, 0) + count
+    assert all(seen[k] > 0 for k in ["direct+dense", "direct+pairs", "hash+dense", "hash+pairs"]), seen
 
 
 def test_wrong_feature_count_is_a_clear_error():

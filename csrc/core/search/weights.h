@@ -26,8 +26,8 @@ struct CscView {
 
 // How a feature id is mapped to a chunk row.
 enum class RowIndex : uint8_t {
-  kSorted,  // sorted row ids, searched (galloping) or walked against a dense doc
-  kDirect,  // one slot per feature: O(1) lookup, chosen when the chunk covers many features
+  kHash,    // open-addressing table feature -> row: one probe (one cache miss) per lookup
+  kDirect,  // one slot per feature: chosen when the chunk covers many features
 };
 
 // How a row's child weights are stored.
@@ -41,28 +41,39 @@ struct Entry {
   float value;
 };
 
+// A row of a kHash chunk: its entries [begin, end) (kPairs, relative to the
+// chunk's values_begin) or its row number in begin (kDense). Key and range sit
+// together so a hit costs one cache line. feature < 0: empty.
+struct HashSlot {
+  int32_t feature;
+  uint32_t begin;
+  uint32_t end;
+};
+
 // Where a chunk's arrays start in its layer's flat arrays. By kind:
-//   kSorted + kPairs:  row_ids, row_ptr (n_rows + 1, relative to values_begin), entries
+//   kHash + kPairs:    row_ids, slots (2^hash_bits), entries
+//   kHash + kDense:    row_ids, slots (begin = row), dense
 //   kDirect + kPairs:  row_ids, direct_ptr (n_features + 1, relative), entries: the
-//                      feature indexes the entries directly, one lookup per feature
-//   kSorted + kDense:  row_ids, dense
+//                      feature indexes the entries directly, no presence test
 //   kDirect + kDense:  row_ids, direct (feature -> row or -1), dense
 struct Chunk {
   int64_t rows_begin = 0;     // into row_ids
-  int64_t ptr_begin = 0;      // into row_ptr or direct_ptr
+  int64_t ptr_begin = 0;      // into slots or direct_ptr
   int64_t values_begin = 0;   // into entries or dense
   int64_t direct_begin = -1;  // into direct, kDirect + kDense only
   int32_t child_begin = 0;    // first child, a node id of the next level
   int32_t n_children = 0;
   int32_t n_rows = 0;
-  RowIndex index = RowIndex::kSorted;
+  int32_t hash_bits = 0;      // kHash: the table has 2^hash_bits slots
+  RowIndex index = RowIndex::kHash;
   RowValues values = RowValues::kPairs;
 };
 
 struct LayoutStats {
   int64_t chunks = 0;
-  int64_t direct_chunks = 0;
-  int64_t dense_chunks = 0;
+  int64_t direct_chunks = 0;  // the others are kHash
+  int64_t dense_chunks = 0;   // the others are kPairs
+  int64_t direct_dense_chunks = 0;
   int64_t rows = 0;
   int64_t nnz = 0;
   int64_t bytes = 0;
@@ -97,16 +108,18 @@ class ChunkedLayer {
   int64_t walk_cost(const Chunk& c) const { return c.n_rows; }
 
  private:
-  void accumulate(const Chunk& c, const uint32_t* ptr, int64_t r, float xv, float* z) const;
+  void insert_slot(const Chunk& c, int32_t feature, uint32_t begin, uint32_t end);
+  void add_pairs(const Chunk& c, uint32_t begin, uint32_t end, float xv, float* z) const;
+  void add_dense_row(const Chunk& c, int64_t r, float xv, float* z) const;
 
   int64_t n_features_ = 0;
   int32_t max_children_ = 0;
   std::vector<Chunk> chunks_;
   std::vector<float> bias_;       // per child of the layer
   std::vector<int32_t> row_ids_;  // per chunk, sorted feature ids
+  std::vector<HashSlot> slots_;   // per kHash chunk
   // Offsets relative to the chunk's values_begin: 4 bytes, half the cache
   // footprint of absolute ones (a chunk never holds 2^32 weights; checked).
-  std::vector<uint32_t> row_ptr_;
   std::vector<uint32_t> direct_ptr_;
   // Not a vector: resize would zero hundreds of MiB that pass 2 overwrites anyway.
   std::unique_ptr<Entry[]> entries_;
