@@ -18,8 +18,8 @@ namespace search {
 namespace {
 
 // Row count of a chunk from which a per-feature table (4 bytes per feature)
-// costs no more than a hash table (12-byte slots at load 0.35-0.7: 17-34 bytes
-// per row), and looks up with one probe and no key compare.
+// costs about what a hash table does (12-byte slots at load 0.7: 17 bytes per
+// row) and looks up with one probe and no key compare.
 bool wants_direct(int64_t n_rows, int64_t n_features) { return n_rows * 4 >= n_features && n_rows > 0; }
 
 // Dense rows cost 4 bytes per (row, child); pairs cost 8 per nonzero plus 8 per row.
@@ -27,18 +27,16 @@ bool wants_dense(int64_t nnz, int64_t n_rows, int64_t n_children) {
   return n_rows > 0 && 2 * nnz >= n_rows * n_children;
 }
 
-// Fibonacci hashing: feature ids are often dense runs, which this spreads.
-inline uint32_t slot_of(int32_t f, int bits) {
-  return static_cast<uint32_t>(static_cast<uint32_t>(f) * 2654435761u) >> (32 - bits);
+// Fibonacci hashing spreads runs of feature ids; the multiply-shift range
+// reduction allows any table size, so the load factor stays near 0.7 instead
+// of halving at each power of two.
+inline uint32_t slot_of(int32_t f, uint32_t size) {
+  const uint32_t h = static_cast<uint32_t>(f) * 2654435761u;
+  return static_cast<uint32_t>((static_cast<uint64_t>(h) * size) >> 32);
 }
 
-// Table bits for n keys at load factor <= 0.7, so a miss ends at an empty slot soon.
-int hash_bits_for(int64_t n) {
-  int bits = 1;
-  while ((int64_t(1) << bits) * 7 < n * 10) ++bits;
-  return bits;
-}
-
+// Slots for n keys at load factor <= 0.7, so a miss ends at an empty slot soon.
+uint32_t hash_size_for(int64_t n) { return static_cast<uint32_t>(n + (n * 3 + 6) / 7 + 1); }
 
 void check_layer(const CscView& w, const int64_t* parent_indptr, int64_t n_parents) {
   if (w.rows < 1) throw std::invalid_argument("layer weights need at least the bias row");
@@ -109,9 +107,9 @@ ChunkedLayer::ChunkedLayer(const CscView& w, const int64_t* parent_indptr, int64
     ch.rows_begin = rows;
     rows += ch.n_rows;
     if (ch.index == RowIndex::kHash) {
-      ch.hash_bits = hash_bits_for(ch.n_rows);
+      ch.hash_size = hash_size_for(ch.n_rows);
       ch.ptr_begin = slots;
-      slots += int64_t(1) << ch.hash_bits;
+      slots += ch.hash_size;
     }
     if (ch.values == RowValues::kPairs) {
       ch.values_begin = entries;
@@ -210,9 +208,8 @@ ChunkedLayer::ChunkedLayer(const CscView& w, const int64_t* parent_indptr, int64
 
 void ChunkedLayer::insert_slot(const Chunk& c, int32_t feature, uint32_t begin, uint32_t end) {
   HashSlot* tab = slots_.data() + c.ptr_begin;
-  const uint32_t mask = (uint32_t(1) << c.hash_bits) - 1;
-  uint32_t h = slot_of(feature, c.hash_bits);
-  while (tab[h].feature >= 0) h = (h + 1) & mask;
+  uint32_t h = slot_of(feature, c.hash_size);
+  while (tab[h].feature >= 0) h = h + 1 == c.hash_size ? 0 : h + 1;
   tab[h] = HashSlot{feature, begin, end};
 }
 
@@ -258,8 +255,7 @@ void ChunkedLayer::score(const Chunk& c, const int32_t* idx, const float* val, i
   const bool pairs = c.values == RowValues::kPairs;
   if (c.index == RowIndex::kHash) {
     const HashSlot* tab = slots_.data() + c.ptr_begin;
-    const uint32_t size = uint32_t(1) << c.hash_bits;
-    const uint32_t mask = size - 1;
+    const uint32_t size = c.hash_size;
     if (x_dense != nullptr) {
       // In feature order, like every other path, so that all paths add the
       // same terms in the same order and give bit-identical scores.
@@ -268,8 +264,8 @@ void ChunkedLayer::score(const Chunk& c, const int32_t* idx, const float* val, i
         const int32_t f = rows[r];
         const float xv = x_dense[f];
         if (xv == 0.0f) continue;
-        uint32_t h = slot_of(f, c.hash_bits);
-        while (tab[h].feature != f) h = (h + 1) & mask;  // present: it is one of the rows
+        uint32_t h = slot_of(f, size);
+        while (tab[h].feature != f) h = h + 1 == size ? 0 : h + 1;  // present: one of the rows
         if (pairs)
           add_pairs(c, tab[h].begin, tab[h].end, xv, z);
         else
@@ -279,9 +275,9 @@ void ChunkedLayer::score(const Chunk& c, const int32_t* idx, const float* val, i
     }
     constexpr int64_t kAhead = 8;
     for (int64_t i = 0; i < nnz; ++i) {
-      if (i + kAhead < nnz) XMC_PREFETCH(tab + slot_of(idx[i + kAhead], c.hash_bits));
+      if (i + kAhead < nnz) XMC_PREFETCH(tab + slot_of(idx[i + kAhead], size));
       const int32_t f = idx[i];
-      for (uint32_t h = slot_of(f, c.hash_bits);; h = (h + 1) & mask) {
+      for (uint32_t h = slot_of(f, size);; h = h + 1 == size ? 0 : h + 1) {
         const HashSlot& s = tab[h];
         if (s.feature == f) {
           if (pairs)

@@ -51,7 +51,7 @@ struct HashSlot {
 };
 
 // Where a chunk's arrays start in its layer's flat arrays. By kind:
-//   kHash + kPairs:    row_ids, slots (2^hash_bits), entries
+//   kHash + kPairs:    row_ids, slots (hash_size), entries
 //   kHash + kDense:    row_ids, slots (begin = row), dense
 //   kDirect + kPairs:  row_ids, direct_ptr (n_features + 1, relative), entries: the
 //                      feature indexes the entries directly, no presence test
@@ -64,7 +64,7 @@ struct Chunk {
   int32_t child_begin = 0;    // first child, a node id of the next level
   int32_t n_children = 0;
   int32_t n_rows = 0;
-  int32_t hash_bits = 0;      // kHash: the table has 2^hash_bits slots
+  uint32_t hash_size = 0;     // kHash: slots in the table
   RowIndex index = RowIndex::kHash;
   RowValues values = RowValues::kPairs;
 };
