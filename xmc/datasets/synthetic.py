@@ -17,9 +17,13 @@ The generative story (all vectorised; no per-document Python loop):
   from its topic (probability ``cluster_coherence``) or from all labels. Each
   label slot's marginal probability is exactly the Zipf probability; repeated
   draws of the same label in one document are merged.
-* Its tokens: 1 + Poisson(avg_features_per_doc - 1) draws, each a background
-  word (probability ``noise``; Zipf over all features, like stop words) or a
-  signature feature of one of its labels (slot j weighted ~ (j + 1)^-0.7).
+* A document also gets about avg_labels_per_doc / 2 distractors: labels drawn
+  like its own (so mostly from its topic) that it is *not* tagged with.
+* Its tokens: 1 + Poisson(avg_features_per_doc - 1) draws. With probability
+  1 - noise a token is a signature feature of one of its labels (slot j
+  weighted ~ (j + 1)^-0.7); otherwise, half the time, one of a distractor
+  (the related-but-absent evidence that keeps P@1 below 1), else a background
+  word (Zipf over all features, like stop words).
 * X: sublinear tf (1 + log count) times smoothed idf from the training split,
   rows L2-normalised, CSR float32. Y: binary CSR float32.
 
@@ -36,6 +40,7 @@ import scipy.sparse as sp
 
 _CHUNK_DOCS = 65536  # documents per random stream; part of the reproducibility contract
 _SIG_DECAY = 0.7  # weight of signature slot j ~ (j + 1)^-0.7
+_DISTRACTORS_PER_LABEL = 0.5  # mean distractor labels per document, per true label
 _MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
 
 
@@ -48,10 +53,10 @@ class SyntheticParams:
     n_test: int = 2000
     n_features: int = 20000
     avg_labels_per_doc: float = 4.0
-    avg_features_per_doc: float = 80.0  # token draws per document; distinct features are fewer
+    avg_features_per_doc: float = 40.0  # token draws per document; distinct features are fewer
     power_law_exponent: float = 0.8  # Zipf exponent of label popularity (rank-frequency slope)
     n_clusters: int = 50
-    noise: float = 0.3  # fraction of tokens that are background words, unrelated to the labels
+    noise: float = 0.6  # fraction of tokens not from the labels: distractor-label or background words
     signature_size: int = 10
     cluster_coherence: float = 0.8  # chance a label slot / signature feature stays in its cluster
     seed: int = 0
@@ -232,46 +237,68 @@ class _Structure:
         anywhere = (h2 % np.uint64(p.n_features)).astype(np.int64)
         return np.where(in_cluster, pooled, anywhere)
 
-    def sample_labels(self, rng: np.random.Generator, n_docs: int) -> Tuple[np.ndarray, np.ndarray]:
-        """(indptr, labels) of n_docs documents, labels sorted and distinct within a document."""
+    def _draw(self, rng: np.random.Generator, topic: np.ndarray) -> np.ndarray:
+        """One label per entry of ``topic``: from that topic cluster or, at random, from all labels."""
+        u = rng.random(topic.size)
+        in_topic = rng.random(topic.size) < self.p.cluster_coherence
+        lo = np.where(in_topic, self.cluster_cum[topic], 0.0)
+        hi = np.where(in_topic, self.cluster_cum[topic + 1], 1.0)
+        pos = np.searchsorted(self.cum, lo + u * (hi - lo), side="right")
+        # Float rounding must not push a draw past its cluster (or the array).
+        pos = np.minimum(pos, np.where(in_topic, self.cluster_end[topic] - 1, self.cum.size - 1))
+        return self.by_cluster[pos]
+
+    def sample_labels(self, rng: np.random.Generator, n_docs: int):
+        """Labels of n_docs documents as (indptr, labels), sorted and distinct within a
+        document, and their distractors (indptr, labels): related labels the document
+        is *not* tagged with but whose signature words leak into it."""
         p = self.p
         n_slots = 1 + rng.poisson(self.extra_labels, n_docs)
         topic = np.searchsorted(self.cluster_cum, rng.random(n_docs), side="right") - 1
         topic = np.clip(topic, 0, p.n_clusters - 1)
         doc = np.repeat(np.arange(n_docs, dtype=np.int64), n_slots)
-        u = rng.random(doc.size)
-        in_topic = rng.random(doc.size) < p.cluster_coherence
-        t = topic[doc]
-        lo = np.where(in_topic, self.cluster_cum[t], 0.0)
-        hi = np.where(in_topic, self.cluster_cum[t + 1], 1.0)
-        pos = np.searchsorted(self.cum, lo + u * (hi - lo), side="right")
-        # Float rounding must not push a draw past its cluster (or the array).
-        pos = np.minimum(pos, np.where(in_topic, self.cluster_end[t] - 1, self.cum.size - 1))
-        labels = self.by_cluster[pos]
-        keys = np.unique(doc * p.n_labels + labels)
+        keys = np.unique(doc * p.n_labels + self._draw(rng, topic[doc]))
         docs, labels = np.divmod(keys, p.n_labels)
         indptr = np.zeros(n_docs + 1, dtype=np.int64)
         np.cumsum(np.bincount(docs, minlength=n_docs), out=indptr[1:])
-        return indptr, labels.astype(np.int32)
+        n_distract = rng.poisson(_DISTRACTORS_PER_LABEL * p.avg_labels_per_doc, n_docs)
+        d_indptr = np.zeros(n_docs + 1, dtype=np.int64)
+        np.cumsum(n_distract, out=d_indptr[1:])
+        distract = self._draw(rng, np.repeat(topic, n_distract))
+        return indptr, labels.astype(np.int32), d_indptr, distract.astype(np.int32)
 
-    def sample_tokens(
-        self, rng: np.random.Generator, label_indptr: np.ndarray, labels: np.ndarray
-    ) -> Tuple[np.ndarray, np.ndarray]:
-        """(token indptr, feature ids) in draw order, the raw text of each document."""
+    @staticmethod
+    def _pick(rng: np.random.Generator, doc: np.ndarray, indptr: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """A uniform entry of items[indptr[d]:indptr[d+1]] per d in ``doc`` (rows must be non-empty)."""
+        n = np.diff(indptr)[doc]
+        which = indptr[doc] + (rng.random(doc.size) * n).astype(np.int64)
+        return items[np.minimum(which, indptr[doc + 1] - 1)]
+
+    def sample_tokens(self, rng: np.random.Generator, lab_ptr, labels, d_ptr, distract):
+        """(token indptr, feature ids) in draw order, the raw text of each document.
+
+        A token is, with probability 1 - noise, a signature word of one of the
+        document's labels; otherwise half the time (when the document has
+        distractors) a signature word of a distractor, else a background word.
+        """
         p = self.p
-        n_docs = label_indptr.size - 1
+        n_docs = lab_ptr.size - 1
         n_tok = 1 + rng.poisson(p.avg_features_per_doc - 1.0, n_docs)
         tok_indptr = np.zeros(n_docs + 1, dtype=np.int64)
         np.cumsum(n_tok, out=tok_indptr[1:])
         doc = np.repeat(np.arange(n_docs, dtype=np.int64), n_tok)
-        is_noise = rng.random(doc.size) < p.noise
-        n_lab = np.diff(label_indptr)
-        which = label_indptr[doc] + (rng.random(doc.size) * n_lab[doc]).astype(np.int64)
-        tok_label = labels[np.minimum(which, label_indptr[doc + 1] - 1)]
+        u = rng.random(doc.size)
+        is_noise = u < p.noise
+        # Reuse u: given noise, u / noise is uniform again.
+        has_d = (d_ptr[1:] > d_ptr[:-1])[doc]
+        is_distract = is_noise & has_d & (u < 0.5 * p.noise)
+        tok_label = self._pick(rng, doc, lab_ptr, labels)
+        if is_distract.any():
+            tok_label[is_distract] = self._pick(rng, doc[is_distract], d_ptr, distract)
         slot = np.minimum(np.searchsorted(self.sig_cum, rng.random(doc.size), side="right"), p.signature_size - 1)
         feats = self.signature_feature(tok_label, slot)
-        bg = self.bg_perm[np.minimum(np.searchsorted(self.bg_cum, rng.random(doc.size), side="right"), p.n_features - 1)]
-        feats = np.where(is_noise, bg, feats)
+        bg_rank = np.minimum(np.searchsorted(self.bg_cum, rng.random(doc.size), side="right"), p.n_features - 1)
+        feats = np.where(is_noise & ~is_distract, self.bg_perm[bg_rank], feats)
         return tok_indptr, feats.astype(np.int32)
 
 
@@ -280,8 +307,8 @@ def _split_chunks(structure: _Structure, split: int, n_docs: int):
     for c, start in enumerate(range(0, n_docs, _CHUNK_DOCS)):
         m = min(_CHUNK_DOCS, n_docs - start)
         rng = _rng(structure.p.seed, split, c)
-        lab_ptr, labs = structure.sample_labels(rng, m)
-        tok_ptr, toks = structure.sample_tokens(rng, lab_ptr, labs)
+        lab_ptr, labs, d_ptr, distract = structure.sample_labels(rng, m)
+        tok_ptr, toks = structure.sample_tokens(rng, lab_ptr, labs, d_ptr, distract)
         yield lab_ptr, labs, tok_ptr, toks
 
 
