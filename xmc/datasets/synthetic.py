@@ -12,11 +12,12 @@ The generative story (all vectorised; no per-document Python loop):
   cluster's pool (probability ``cluster_coherence``) and otherwise anywhere.
   Signatures are not stored: they are a counter-based hash of (seed, label,
   slot), so 3,000,000 labels cost no memory beyond a few O(L) arrays.
-* A document picks a topic cluster (weighted by the popularity mass of its
-  labels), a label count 1 + Poisson(avg_labels_per_doc - 1), and each label
-  from its topic (probability ``cluster_coherence``) or from all labels. Each
-  label slot's marginal probability is exactly the Zipf probability; repeated
-  draws of the same label in one document are merged.
+* A document picks a topic cluster (weighted by the draw mass of its labels)
+  and draws 1 + Poisson(lam) labels with replacement, each from its topic
+  (probability ``cluster_coherence``) or from all labels; repeats are merged.
+  Draw probabilities and lam are calibrated (``_calibrate``) so that the
+  expected number of *documents* per label follows the Zipf law exactly and a
+  document has ``avg_labels_per_doc`` distinct labels on average.
 * A document also gets about avg_labels_per_doc / 2 distractors: labels drawn
   like its own (so mostly from its topic) that it is *not* tagged with.
 * Its tokens: 1 + Poisson(avg_features_per_doc - 1) draws. With probability
