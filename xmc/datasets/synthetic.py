@@ -326,10 +326,7 @@ def _counts_csr(tok_ptr: np.ndarray, toks: np.ndarray, n_features: int) -> sp.cs
 def _stack(parts: List[sp.csr_matrix], n_cols: int) -> sp.csr_matrix:
     if not parts:
         return sp.csr_matrix((0, n_cols), dtype=np.float32)
-    m = parts[0] if len(parts) == 1 else sp.vstack(parts, format="csr")
-    m.indices = m.indices.astype(np.int32, copy=False)
-    m.indptr = m.indptr.astype(np.int64, copy=False)
-    return m
+    return parts[0] if len(parts) == 1 else sp.vstack(parts, format="csr")
 
 
 def _split(structure: _Structure, split: int, n_docs: int) -> Tuple[sp.csr_matrix, sp.csr_matrix]:
@@ -348,7 +345,7 @@ def _tfidf(counts: sp.csr_matrix, idf: np.ndarray) -> sp.csr_matrix:
     X = counts.copy()
     X.data = ((1.0 + np.log(X.data.astype(np.float64))) * idf[X.indices]).astype(np.float32)
     rows = np.repeat(np.arange(X.shape[0]), np.diff(X.indptr))
-    sq = np.bincount(rows, weights=X.data.astype(np.float64) ** 2, minlength=X.shape[0])
+    sq = np.bincount(rows, weights=X.data.astype(np.float64) ** 2, minlength=X.shape[0]).astype(np.float64)
     scale = np.divide(1.0, np.sqrt(sq), out=np.zeros_like(sq), where=sq > 0)
     X.data = (X.data * scale[rows]).astype(np.float32)
     return X
