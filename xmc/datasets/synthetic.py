@@ -34,7 +34,7 @@ chunks, so changing ``n_test`` leaves the training split unchanged.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
-from typing import List, NamedTuple, Tuple
+from typing import List, NamedTuple, Optional, Tuple
 
 import numpy as np
 import scipy.sparse as sp
@@ -367,7 +367,7 @@ def _tfidf(counts: sp.csr_matrix, idf: np.ndarray) -> sp.csr_matrix:
     return X
 
 
-def make_corpus(params: SyntheticParams = None) -> SyntheticCorpus:
+def make_corpus(params: Optional[SyntheticParams] = None) -> SyntheticCorpus:
     """Generate (X_train, Y_train, X_test, Y_test); X tf-idf rows L2-normalised, all CSR float32."""
     p = params if params is not None else SyntheticParams()
     s = _Structure(p)
@@ -419,7 +419,7 @@ def _texts(structure: _Structure, split: int, n_docs: int, vocab: List[str], nam
     return texts, labels
 
 
-def make_text_corpus(params: SyntheticParams = None) -> SyntheticTextCorpus:
+def make_text_corpus(params: Optional[SyntheticParams] = None) -> SyntheticTextCorpus:
     """The corpus of ``make_corpus(params)`` as raw text.
 
     Each document is its token draws in order, feature f written as
