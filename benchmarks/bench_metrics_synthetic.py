@@ -1,10 +1,12 @@
 """Timings of xmc.metrics and xmc.datasets.synthetic, plus an optional peer learnability check.
 
     python benchmarks/bench_metrics_synthetic.py            # timings, about a minute
-    python benchmarks/bench_metrics_synthetic.py --peers    # + napkinXC PLT and omikuji on the default corpus
+    python benchmarks/bench_metrics_synthetic.py --peers    # + napkinXC metric cross-check, PLT and omikuji
 
-Timings are medians of ``--repeats`` runs (wall and process CPU seconds). The
-peer check writes the default synthetic corpus in Extreme Classification
+Timings are medians of ``--repeats`` runs (wall and process CPU seconds).
+``--peers`` first compares evaluate() (P, nDCG, PSP, PSnDCG @1,3,5 and the
+inverse propensities) with napkinXC's metrics on skewed random data, then
+writes the default synthetic corpus in Extreme Classification
 Repository format to a temporary folder and trains napkinXC's PLT and omikuji
 (one tree) with the peers' interpreter (``--peers-python``), single-threaded.
 """
@@ -90,6 +92,45 @@ print(f"omikuji (1 tree)   P@1 {p[0]:.4f} P@3 {p[2]:.4f} P@5 {p[4]:.4f}  train {
 """
 
 
+METRIC_PEER_SCRIPT = r"""
+import sys, json, numpy as np, scipy.sparse as sp
+import napkinxc.metrics as m
+d = sys.argv[1]
+Y = sp.load_npz(d + '/Y.npz'); ids = np.load(d + '/ids.npy'); w = np.load(d + '/w.npy')
+Yl = [list(Y.indices[Y.indptr[i]:Y.indptr[i + 1]]) for i in range(Y.shape[0])]
+P = [[x for x in r if x >= 0] for r in ids]
+out = {}
+for name, f in [('P', m.precision_at_k), ('nDCG', m.ndcg_at_k)]:
+    v = f(Yl, P, k=5); out.update({f'{name}@{k}': float(v[k - 1]) for k in (1, 3, 5)})
+for name, f in [('PSP', m.psprecision_at_k), ('PSnDCG', m.psndcg_at_k)]:
+    v = f(Yl, P, w, k=5); out.update({f'{name}@{k}': float(v[k - 1]) for k in (1, 3, 5)})
+out['inv_prop'] = np.asarray(m.Jain_et_al_inverse_propensity(Y, A=0.55, B=1.5), dtype=float).ravel().tolist()
+print(json.dumps(out))
+"""
+
+
+def compare_metrics_with_napkinxc(python: str) -> None:
+    """Our evaluate() against napkinXC's metrics on skewed random data with padding."""
+    import json
+
+    rng = np.random.default_rng(1)
+    n, L = 2000, 300
+    Y = sp.csr_matrix((rng.random((n, L)) < np.linspace(0.05, 0.002, L)).astype(np.float32))
+    ids = np.argsort(-(Y.toarray() * rng.random((n, L)) * 0.5 + rng.random((n, L))), axis=1)[:, :5]
+    ids[::7, 3:] = -1
+    w = inv_propensity(Y)
+    ours = evaluate(Y, ids, ks=(1, 3, 5), inv_prop=w)
+    with tempfile.TemporaryDirectory() as d:
+        sp.save_npz(os.path.join(d, "Y.npz"), Y)
+        np.save(os.path.join(d, "ids.npy"), ids)
+        np.save(os.path.join(d, "w.npy"), w)
+        res = subprocess.run([python, "-c", METRIC_PEER_SCRIPT, d], check=True, capture_output=True, text=True)
+    theirs = json.loads(res.stdout.strip().splitlines()[-1])
+    worst = max(abs(ours[k] - theirs[k]) for k in ours)
+    w_diff = float(np.abs(np.asarray(theirs["inv_prop"]) - w).max())
+    print(f"metrics vs napkinXC: max |diff| over {len(ours)} values {worst:.2e}; inv. propensity {w_diff:.2e}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=3)
@@ -116,6 +157,7 @@ def main() -> None:
     report("make_label_embeddings 1M x 256, 1000 clusters", timed(lambda: make_label_embeddings(1_000_000, 256, 1000), r))
 
     if args.peers:
+        compare_metrics_with_napkinxc(args.peers_python)
         c = make_corpus(SyntheticParams())
         with tempfile.TemporaryDirectory() as d:
             write_xc(os.path.join(d, "train.txt"), c.X_train, c.Y_train)
