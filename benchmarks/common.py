@@ -215,3 +215,71 @@ class Stopwatch:
 
     def __exit__(self, *exc) -> None:
         self.seconds = time.perf_counter() - self.start
+
+
+def make_local_corpus(
+    n_labels: int = 10_000,
+    n_features: int = 50_000,
+    n_train: int = 20_000,
+    n_test: int = 5_000,
+    seed: int = 0,
+) -> Tuple[sp.csr_matrix, sp.csr_matrix, sp.csr_matrix, sp.csr_matrix]:
+    """A topic-structured multi-label corpus: (X_train, Y_train, X_test, Y_test).
+
+    Used by compare_linear.py only when xmc.datasets.synthetic is not there
+    (peer-only runs). Labels fall in topics sharing a feature pool, label
+    frequencies follow a power law (a long tail, as in real XMC data), and
+    each document mixes its labels' signature words, topic words and
+    frequent background words; rows are log(1+tf), L2-normalized.
+    """
+    rng = np.random.default_rng(seed)
+    n_topics = max(1, n_labels // 50)
+    topic_of = rng.integers(0, n_topics, size=n_labels)
+    topic_pool = [rng.choice(n_features, size=300, replace=False) for _ in range(n_topics)]
+    signature = np.stack([
+        np.concatenate([rng.choice(topic_pool[topic_of[l]], size=10, replace=False),
+                        rng.integers(0, n_features, size=5)])
+        for l in range(n_labels)
+    ])
+    label_p = 1.0 / np.arange(1, n_labels + 1) ** 0.9
+    label_p = label_p[rng.permutation(n_labels)]
+    label_p /= label_p.sum()
+    members = [np.flatnonzero(topic_of == t) for t in range(n_topics)]
+    member_p = [label_p[m] / label_p[m].sum() if len(m) else m for m in members]
+    word_p = 1.0 / np.arange(1, n_features + 1) ** 1.1
+    word_p = word_p[rng.permutation(n_features)]
+    word_p /= word_p.sum()
+
+    def draw(n_docs: int) -> Tuple[sp.csr_matrix, sp.csr_matrix]:
+        rows_x, cols_x, rows_y, cols_y = [], [], [], []
+        first = rng.choice(n_labels, size=n_docs, p=label_p)
+        extra = np.minimum(rng.poisson(1.5, size=n_docs), 7)
+        background = rng.choice(n_features, size=(n_docs, 30), p=word_p)
+        for i in range(n_docs):
+            t = topic_of[first[i]]
+            labels = {int(first[i])}
+            for _ in range(extra[i]):
+                if rng.random() < 0.7 and len(members[t]) > 1:
+                    labels.add(int(rng.choice(members[t], p=member_p[t])))
+                else:
+                    labels.add(int(rng.choice(n_labels, p=label_p)))
+            words = [background[i], rng.choice(topic_pool[t], size=5)]
+            for l in labels:
+                words.append(rng.choice(signature[l], size=6, replace=False))
+            words = np.concatenate(words)
+            cols_x.append(words)
+            rows_x.append(np.full(len(words), i))
+            cols_y.append(np.fromiter(labels, dtype=np.int64))
+            rows_y.append(np.full(len(labels), i))
+        rx, cx = np.concatenate(rows_x), np.concatenate(cols_x)
+        X = sp.csr_matrix((np.ones(len(rx), dtype=np.float32), (rx, cx)), shape=(n_docs, n_features))
+        X.sum_duplicates()
+        X.data = np.log1p(X.data).astype(np.float32)
+        ry, cy = np.concatenate(rows_y), np.concatenate(cols_y)
+        Y = sp.csr_matrix((np.ones(len(ry), dtype=np.float32), (ry, cy)), shape=(n_docs, n_labels))
+        Y.sort_indices()
+        return l2_normalize_rows(X), Y
+
+    X_train, Y_train = draw(n_train)
+    X_test, Y_test = draw(n_test)
+    return X_train, Y_train, X_test, Y_test

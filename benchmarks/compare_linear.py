@@ -1,0 +1,342 @@
+"""xmc's linear PLT against PECOS XR-Linear, napkinXC PLT and omikuji (Parabel).
+
+Every system runs in its own process with the same thread count on the same
+XC files (xmc with this interpreter, the peers with ``--peers-python``), and
+writes its top-k predictions; this script scores them all with one evaluator
+and writes benchmarks/results/compare_linear.{md,json}. Medians over
+``--repeats`` runs. See benchmarks/README.md.
+
+    python benchmarks/compare_linear.py --threads 2 --repeats 3
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from statistics import median
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+import scipy.sparse as sp
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(HERE))
+import common  # noqa: E402
+
+REAL_DATASETS = {
+    "delicious": ("delicious/delicious_train_xc.txt", "delicious/delicious_test_xc.txt"),
+    "bibtex": ("bibtex/bibtex_train_xc.txt", "bibtex/bibtex_test_xc.txt"),
+}
+SYNTHETIC = "synthetic"
+PEERS = ("pecos", "napkinxc", "napkinxc-exact", "omikuji")
+ALL_SYSTEMS = ("xmc",) + PEERS
+# Jain et al. (2016) propensity model constants used for every dataset here.
+PROP_A, PROP_B = 0.55, 1.5
+
+
+def system_command(name: str, args: argparse.Namespace) -> Tuple[str, List[str]]:
+    """(interpreter, [script, extra args]) for one system."""
+    if name == "xmc":
+        return args.xmc_python, [str(HERE / "run_xmc.py")]
+    script = {"pecos": "run_pecos.py", "napkinxc": "run_napkinxc.py",
+              "napkinxc-exact": "run_napkinxc.py", "omikuji": "run_omikuji.py"}[name]
+    extra = {"napkinxc": ["--search", "beam"], "napkinxc-exact": ["--search", "exact"],
+             "omikuji": ["--n-trees", str(args.omikuji_trees)]}.get(name, [])
+    return args.peers_python, [str(HERE / "peers" / script)] + extra
+
+
+# ----- evaluation: one evaluator for every system ---------------------------------
+
+def inv_propensity(Y_train: sp.csr_matrix, a: float = PROP_A, b: float = PROP_B) -> np.ndarray:
+    """Jain et al. (2016): 1/p_l = 1 + C (n_l + B)^-A, C = (log N - 1)(B + 1)^A."""
+    n = Y_train.shape[0]
+    freq = np.asarray((Y_train > 0).sum(axis=0)).ravel().astype(np.float64)
+    c = (np.log(n) - 1.0) * (b + 1.0) ** a
+    return 1.0 + c * (freq + b) ** (-a)
+
+
+def evaluate(Y_true: sp.csr_matrix, ids: np.ndarray, inv_prop: np.ndarray, ks=(1, 3, 5)) -> Dict[str, float]:
+    """P@k and PSP@k in percent. PSP@k is normalized by the best achievable
+    propensity-scored gain (ratio of sums over documents, as xclib does).
+    Kept local so peer-only runs need no xmc build."""
+    Y = sp.csr_matrix(Y_true)
+    n, kmax = ids.shape
+    valid = ids >= 0
+    safe = np.where(valid, ids, 0)
+    hits = np.zeros(ids.shape, dtype=bool)
+    for i in range(n):
+        row = Y.indices[Y.indptr[i] : Y.indptr[i + 1]]
+        hits[i] = np.isin(safe[i], row) & valid[i]
+    gain = hits * inv_prop[safe]
+    # Best case: the k highest-propensity-weighted true labels of each document.
+    best = np.zeros((n, kmax))
+    for i in range(n):
+        w = np.sort(inv_prop[Y.indices[Y.indptr[i] : Y.indptr[i + 1]]])[::-1][:kmax]
+        best[i, : len(w)] = w
+    out = {}
+    for k in ks:
+        out[f"P@{k}"] = 100.0 * hits[:, :k].sum() / (n * k)
+        den = best[:, :k].sum()
+        out[f"PSP@{k}"] = 100.0 * gain[:, :k].sum() / den if den > 0 else 0.0
+    return out
+
+
+# ----- data -------------------------------------------------------------------------
+
+def synthetic_files(cache: Path, seed: int) -> Tuple[Path, Path, str]:
+    """Write the 10k-label corpus once; the file names record the generator."""
+    try:
+        from xmc.datasets.synthetic import SyntheticParams, make_corpus  # type: ignore
+    except ImportError:
+        make_corpus = None
+    generator = "xmc.datasets.synthetic" if make_corpus is not None else "benchmarks.common.make_local_corpus"
+    tag = "xmc" if make_corpus is not None else "local"
+    train = cache / f"synthetic-{tag}-s{seed}_train_xc.txt"
+    test = cache / f"synthetic-{tag}-s{seed}_test_xc.txt"
+    if train.is_file() and test.is_file():
+        return train, test, generator
+    cache.mkdir(parents=True, exist_ok=True)
+    print(f"[compare] generating synthetic corpus with {generator} -> {cache}", flush=True)
+    if make_corpus is not None:
+        X, Y, Xt, Yt = _xmc_corpus(make_corpus, SyntheticParams, seed)
+    else:
+        X, Y, Xt, Yt = common.make_local_corpus(seed=seed)
+    common.write_xc(str(train), X, Y)
+    common.write_xc(str(test), Xt, Yt)
+    return train, test, generator
+
+
+def _xmc_corpus(make_corpus, SyntheticParams, seed: int):
+    params = SyntheticParams(n_labels=10_000, n_features=50_000, n_train=20_000, n_test=5_000, seed=seed)
+    corpus = make_corpus(params)
+    return corpus.X_train, corpus.Y_train, corpus.X_test, corpus.Y_test
+
+
+def dataset_files(name: str, args: argparse.Namespace) -> Tuple[Path, Path, str]:
+    if name == SYNTHETIC:
+        return synthetic_files(Path(args.cache), args.seed)
+    rel_train, rel_test = REAL_DATASETS[name]
+    train, test = Path(args.data) / rel_train, Path(args.data) / rel_test
+    for p in (train, test):
+        if not p.is_file():
+            raise SystemExit(f"{p}: not found; point --data (or $XMC_DATA) at the folder holding {name}/")
+    return train, test, f"{args.data}/{name}"
+
+
+# ----- running ----------------------------------------------------------------------
+
+def run_one(system: str, train: Path, test: Path, out: Path, args: argparse.Namespace) -> Optional[dict]:
+    interpreter, script = system_command(system, args)
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    cmd = [interpreter, *script, "--train", str(train), "--test", str(test), "--threads", str(args.threads),
+           "--k", str(args.k), "--beam", str(args.beam), "--out", str(out)]
+    env = dict(os.environ)
+    for var in common.THREAD_ENV_VARS:
+        env[var] = str(args.threads)
+    if system == "xmc":
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
+    else:
+        env.pop("PYTHONPATH", None)  # the peers' interpreter must not see xmc or numpy 2
+    with open(out / "log.txt", "w") as log:
+        try:
+            proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, timeout=args.timeout)
+        except subprocess.TimeoutExpired:
+            print(f"[compare]   {system}: timed out after {args.timeout}s", flush=True)
+            return None
+    if proc.returncode != 0:
+        tail = (out / "log.txt").read_text(errors="replace").splitlines()[-5:]
+        print(f"[compare]   {system}: failed (exit {proc.returncode}): " + " | ".join(tail), flush=True)
+        return None
+    result = json.loads((out / "result.json").read_text())
+    with np.load(out / "predictions.npz", allow_pickle=False) as p:
+        result["_ids"] = p["ids"]
+    return result
+
+
+def summarize(runs: List[dict], Y_test, inv_prop) -> dict:
+    per_run = []
+    for r in runs:
+        m = evaluate(Y_test, r.pop("_ids"), inv_prop)
+        per_run.append({**{k: v for k, v in r.items() if k != "settings"}, **m})
+    keys = [k for k in per_run[0] if isinstance(per_run[0][k], (int, float))]
+    med = {k: float(median(run[k] for run in per_run)) for k in keys}
+    return {"median": med, "runs": per_run, "settings": runs[0].get("settings", {})}
+
+
+def ratios(systems: Dict[str, dict]) -> Optional[dict]:
+    peers = {s: v["median"] for s, v in systems.items() if s != "xmc"}
+    if "xmc" not in systems or not peers:
+        return None
+    x = systems["xmc"]["median"]
+    fastest_train = min(peers, key=lambda s: peers[s]["train_seconds"])
+    fastest_pred = max(peers, key=lambda s: peers[s]["docs_per_second"])
+    best_p1 = max(peers, key=lambda s: peers[s]["P@1"])
+    return {
+        "train_time_ratio": x["train_seconds"] / peers[fastest_train]["train_seconds"],
+        "fastest_train_peer": fastest_train,
+        "throughput_ratio": x["docs_per_second"] / peers[fastest_pred]["docs_per_second"],
+        "fastest_predict_peer": fastest_pred,
+        "p1_minus_best_peer": x["P@1"] - peers[best_p1]["P@1"],
+        "best_p1_peer": best_p1,
+    }
+
+
+# ----- reporting --------------------------------------------------------------------
+
+def _mib(n: float) -> str:
+    return f"{n / 2**20:.1f}"
+
+
+def markdown(report: dict) -> str:
+    meta = report["meta"]
+    lines = ["# Linear XMC: xmc vs PECOS, napkinXC, omikuji", "",
+             f"Threads {meta['threads']}, k={meta['k']}, beam {meta['beam']}, median of {meta['repeats']} runs; "
+             f"{meta['machine']}; load average before/after {meta['load_before']} / {meta['load_after']}; "
+             f"{meta['date']}.", ""]
+    for name, ds in report["datasets"].items():
+        lines += [f"## {name}", "",
+                  f"{ds['n_train']} train / {ds['n_test']} test docs, {ds['n_features']} features, "
+                  f"{ds['n_labels']} labels ({ds['source']}).", "",
+                  "| system | P@1 | P@3 | P@5 | PSP@5 | train s | predict docs/s | peak RSS MiB | model MiB |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for s, v in ds["systems"].items():
+            m = v["median"]
+            lines.append(f"| {s} | {m['P@1']:.2f} | {m['P@3']:.2f} | {m['P@5']:.2f} | {m['PSP@5']:.2f} | "
+                         f"{m['train_seconds']:.2f} | {m['docs_per_second']:.0f} | {_mib(m['peak_rss_bytes'])} | "
+                         f"{_mib(m['model_bytes'])} |")
+        for s in ds.get("failed", []):
+            lines.append(f"| {s} | failed | | | | | | | |")
+        lines.append("")
+    lines += ["## xmc against the best peer", "",
+              "| dataset | train time / fastest peer | throughput / fastest peer | P@1 - best peer |",
+              "|---|---|---|---|"]
+    for name, ds in report["datasets"].items():
+        r = ds.get("ratios")
+        if r:
+            lines.append(f"| {name} | {r['train_time_ratio']:.2f} ({r['fastest_train_peer']}) | "
+                         f"{r['throughput_ratio']:.2f} ({r['fastest_predict_peer']}) | "
+                         f"{r['p1_minus_best_peer']:+.2f} ({r['best_p1_peer']}) |")
+        else:
+            lines.append(f"| {name} | n/a | n/a | n/a |")
+    lines += ["", "Peer settings: see benchmarks/README.md and each system's `settings` in compare_linear.json.", ""]
+    return "\n".join(lines)
+
+
+def _load() -> str:
+    try:
+        return " ".join(f"{v:.2f}" for v in os.getloadavg())
+    except OSError:
+        return "n/a"
+
+
+def _git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
+                              text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    default_peers = os.environ.get("XMC_PEERS_PYTHON") or str(HERE / ".peers-venv" / "bin" / "python")
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", default=os.environ.get("XMC_DATA") or str((REPO / ".." / "shared" / "data").resolve()),
+                   help="folder with delicious/ and bibtex/ (default $XMC_DATA, else ../shared/data)")
+    p.add_argument("--datasets", default=f"delicious,bibtex,{SYNTHETIC}")
+    p.add_argument("--systems", default=",".join(ALL_SYSTEMS), help=f"any of {','.join(ALL_SYSTEMS)}")
+    p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--k", type=int, default=5)
+    p.add_argument("--beam", type=int, default=10)
+    p.add_argument("--omikuji-trees", type=int, default=3, help="3 = Parabel's default, as omikuji's README")
+    p.add_argument("--peers-python", default=default_peers,
+                   help="interpreter with libpecos, napkinxc, omikuji (default $XMC_PEERS_PYTHON, else "
+                        "benchmarks/.peers-venv/bin/python made by benchmarks/peers/setup_venv.sh)")
+    p.add_argument("--xmc-python", default=sys.executable)
+    p.add_argument("--cache", default=str(HERE / ".cache"), help="synthetic corpus and run folders")
+    p.add_argument("--results", default=str(HERE / "results"))
+    p.add_argument("--merge", action="store_true",
+                   help="keep datasets of an existing compare_linear.json that this run does not redo")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--timeout", type=int, default=600, help="seconds per system run")
+    args = p.parse_args(argv)
+    args.datasets = [d for d in args.datasets.split(",") if d]
+    args.systems = [s for s in args.systems.split(",") if s]
+    for d in args.datasets:
+        if d not in REAL_DATASETS and d != SYNTHETIC:
+            p.error(f"unknown dataset {d!r}; expected {', '.join(list(REAL_DATASETS) + [SYNTHETIC])}")
+    for s in args.systems:
+        if s not in ALL_SYSTEMS:
+            p.error(f"unknown system {s!r}; expected {', '.join(ALL_SYSTEMS)}")
+    if any(s != "xmc" for s in args.systems) and not Path(args.peers_python).exists():
+        p.error(f"--peers-python {args.peers_python} not found: create it with "
+                f"benchmarks/peers/setup_venv.sh or set $XMC_PEERS_PYTHON")
+    return args
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    results_dir = Path(args.results)
+    results_dir.mkdir(parents=True, exist_ok=True)
+    json_path = results_dir / "compare_linear.json"
+    load_before = _load()
+    datasets: Dict[str, dict] = {}
+    if args.merge and json_path.is_file():
+        datasets = json.loads(json_path.read_text()).get("datasets", {})
+    for name in args.datasets:
+        train, test, source = dataset_files(name, args)
+        X_train, Y_train = common.read_xc(str(train))
+        _, Y_test = common.read_xc(str(test))
+        inv_prop = inv_propensity(Y_train)
+        runs: Dict[str, List[dict]] = {s: [] for s in args.systems}
+        for rep in range(args.repeats):
+            # Systems interleave within a repeat, so a burst of load hits them alike.
+            for system in args.systems:
+                print(f"[compare] {name} {system} run {rep + 1}/{args.repeats}", flush=True)
+                out = Path(args.cache) / "runs" / name / system / str(rep)
+                r = run_one(system, train, test, out, args)
+                if r is not None:
+                    runs[system].append(r)
+        systems = {s: summarize(rs, Y_test, inv_prop) for s, rs in runs.items() if rs}
+        entry = {
+            "source": source, "train_file": str(train), "test_file": str(test),
+            "n_train": int(Y_train.shape[0]), "n_test": int(Y_test.shape[0]),
+            "n_features": int(X_train.shape[1]), "n_labels": int(Y_train.shape[1]),
+            "systems": systems, "failed": [s for s, rs in runs.items() if not rs],
+            "ratios": ratios(systems),
+        }
+        datasets[name] = entry
+        for s, v in systems.items():
+            m = v["median"]
+            print(f"[compare]   {s:15s} P@1 {m['P@1']:6.2f} P@5 {m['P@5']:6.2f} PSP@5 {m['PSP@5']:6.2f} "
+                  f"train {m['train_seconds']:7.2f}s  {m['docs_per_second']:9.0f} docs/s", flush=True)
+    report = {
+        "meta": {
+            "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "machine": f"{platform.machine()} {os.cpu_count()} cores, {platform.platform()}",
+            "threads": args.threads, "repeats": args.repeats, "k": args.k, "beam": args.beam,
+            "omikuji_trees": args.omikuji_trees, "xmc_commit": _git_commit(),
+            "peers_python": args.peers_python, "load_before": load_before, "load_after": _load(),
+            "evaluator": "benchmarks/compare_linear.py:evaluate",
+            "propensity": {"A": PROP_A, "B": PROP_B},
+        },
+        "datasets": datasets,
+    }
+    json_path.write_text(json.dumps(report, indent=2, sort_keys=False) + "\n")
+    md = markdown(report)
+    (results_dir / "compare_linear.md").write_text(md)
+    print(md)
+    return report
+
+
+if __name__ == "__main__":
+    main()
