@@ -60,17 +60,211 @@ py::tuple csr_to_python(xmc::CsrMatrix&& m) {
 
 
 // ===== tree: PIFA, balanced k-means ==========================================
+#include "core/tree/kmeans.h"
+#include "core/tree/pifa.h"
 
+namespace {
+
+xmc::DenseView dense_view(const CArray<float>& x) {
+  if (x.ndim() != 2) throw std::invalid_argument("dense embeddings must be a 2-d array");
+  return xmc::DenseView{x.shape(0), x.shape(1), x.data()};
+}
+
+py::tuple partition_to_python(xmc::BinaryPartition&& part) {
+  py::list bounds;
+  for (auto& b : part.bounds) bounds.append(to_numpy(std::move(b)));
+  return py::make_tuple(to_numpy(std::move(part.order)), bounds);
+}
+
+py::tuple split_to_python(xmc::SplitResult&& res) {
+  return py::make_tuple(to_numpy(std::move(res.left)), to_numpy(std::move(res.right)), res.iterations);
+}
+
+xmc::KMeansParams kmeans_params(int64_t max_leaf_size, int max_iter, uint64_t seed, int threads) {
+  xmc::KMeansParams p;
+  p.max_leaf_size = max_leaf_size;
+  p.max_iter = max_iter;
+  p.seed = seed;
+  p.threads = threads;
+  return p;
+}
+
+std::vector<int32_t> id_vector(const CArray<int32_t>& ids) {
+  return std::vector<int32_t>(ids.data(), ids.data() + ids.size());
+}
+
+}  // namespace
 // ===== end tree ==============================================================
 
 
 // ===== linear: PLT node classifiers ==========================================
+#include "core/linear/plt_train.h"
+#include "core/linear/solver.h"
 
+namespace {
+
+xmc::linear::SolverParams solver_params(const std::string& loss, double C, double eps, int max_iter, double bias) {
+  if (!(C > 0)) throw std::invalid_argument("C must be positive, got " + std::to_string(C));
+  if (!(eps > 0)) throw std::invalid_argument("eps must be positive, got " + std::to_string(eps));
+  if (max_iter < 1) throw std::invalid_argument("max_iter must be at least 1, got " + std::to_string(max_iter));
+  xmc::linear::SolverParams p;
+  p.loss = xmc::linear::parse_loss(loss);
+  p.Cp = p.Cn = C;
+  p.eps = eps;
+  p.max_iter = max_iter;
+  p.bias = bias;
+  return p;
+}
+
+// One binary problem on all rows of X; for tests against a reference optimiser.
+py::tuple linear_solve_binary(const CArray<int64_t>& indptr, const CArray<int32_t>& indices,
+                              const CArray<float>& data, int64_t n_cols, const CArray<int8_t>& y,
+                              const std::string& loss, double C, double eps, int max_iter, double bias,
+                              uint64_t seed) {
+  xmc::CsrView X = csr_view(indptr, indices, data, n_cols);
+  if (y.ndim() != 1 || y.size() != X.rows)
+    throw std::invalid_argument("y must hold one label per row of X (" + std::to_string(X.rows) + ")");
+  for (py::ssize_t i = 0; i < y.size(); ++i)
+    if (y.data()[i] != 1 && y.data()[i] != -1) throw std::invalid_argument("y must hold -1 or +1");
+  for (int64_t e = 0; e < X.nnz(); ++e)
+    if (X.indices[e] < 0 || X.indices[e] >= n_cols) throw std::invalid_argument("feature id outside 0..n_cols-1");
+  xmc::linear::SolverParams p = solver_params(loss, C, eps, max_iter, bias);
+  xmc::linear::ProblemRows rows{X.rows, X.cols, X.indptr, X.indices, X.data, nullptr};
+  std::vector<double> w;
+  int iters = 0;
+  {
+    py::gil_scoped_release release;
+    xmc::linear::SolverWorkspace ws;
+    iters = xmc::linear::solve_binary(rows, y.data(), p, seed, w, ws);
+  }
+  return py::make_tuple(to_numpy(std::move(w)), iters);
+}
+
+py::tuple linear_train_layer(const CArray<int64_t>& x_indptr, const CArray<int32_t>& x_indices,
+                             const CArray<float>& x_data, int64_t n_features,
+                             py::object parent_doc_ptr, py::object parent_docs,
+                             const CArray<int64_t>& child_ptr,
+                             const CArray<int64_t>& y_indptr, const CArray<int32_t>& y_indices,
+                             int64_t n_children, const std::string& loss, double C, double eps,
+                             int max_iter, double bias, double weight_threshold, uint64_t seed,
+                             int layer, int threads) {
+  xmc::linear::LayerProblem P;
+  P.X = csr_view(x_indptr, x_indices, x_data, n_features);
+  CArray<float> no_data(0);
+  P.Y = csr_view(y_indptr, y_indices, no_data, n_children);
+  P.Y.data = nullptr;
+  if (child_ptr.ndim() != 1 || child_ptr.size() < 2)
+    throw std::invalid_argument("child_ptr needs one entry per parent plus one");
+  P.n_parents = child_ptr.size() - 1;
+  P.child_ptr = child_ptr.data();
+  CArray<int64_t> pptr;
+  CArray<int32_t> pdocs;
+  if (!parent_doc_ptr.is_none()) {
+    pptr = parent_doc_ptr.cast<CArray<int64_t>>();
+    pdocs = parent_docs.cast<CArray<int32_t>>();
+    if (pptr.ndim() != 1 || pptr.size() != child_ptr.size())
+      throw std::invalid_argument("parent_doc_ptr needs one entry per parent plus one");
+    if (pptr.data()[pptr.size() - 1] != static_cast<int64_t>(pdocs.size()))
+      throw std::invalid_argument("parent_doc_ptr[-1] does not match the number of parent documents");
+    P.parent_doc_ptr = pptr.data();
+    P.parent_docs = pdocs.data();
+  }
+  xmc::linear::LayerParams lp;
+  lp.solver = solver_params(loss, C, eps, max_iter, bias);
+  lp.weight_threshold = weight_threshold;
+  lp.seed = seed;
+  lp.layer = layer;
+  lp.threads = threads;
+  xmc::linear::CscMatrix W;
+  {
+    py::gil_scoped_release release;
+    W = xmc::linear::train_layer(P, lp);
+  }
+  return py::make_tuple(to_numpy(std::move(W.indptr)), to_numpy(std::move(W.indices)),
+                        to_numpy(std::move(W.data)), py::make_tuple(W.rows, W.cols));
+}
+
+}  // namespace
 // ===== end linear ============================================================
 
 
 // ===== search: beam search ===================================================
+#include "core/search/beam.h"
 
+namespace {
+
+// The searcher plus nothing else: the CSC arrays are re-laid at construction,
+// so Python may drop them once the searcher exists.
+std::unique_ptr<xmc::search::BeamSearcher> make_searcher(
+    const std::vector<CArray<int64_t>>& layer_indptr, const CArray<int32_t>& label_order,
+    const std::vector<CArray<int64_t>>& w_indptr, const std::vector<CArray<int32_t>>& w_indices,
+    const std::vector<CArray<float>>& w_data, const std::vector<int64_t>& w_rows,
+    const std::string& activation, int threads) {
+  const size_t depth = layer_indptr.size();
+  if (w_indptr.size() != depth || w_indices.size() != depth || w_data.size() != depth ||
+      w_rows.size() != depth)
+    throw std::invalid_argument("one CSC matrix (indptr, indices, data, rows) is needed per tree layer");
+  const auto act = xmc::search::parse_activation(activation);
+  std::vector<std::vector<int64_t>> ptrs(depth);
+  std::vector<xmc::search::CscView> views(depth);
+  for (size_t t = 0; t < depth; ++t) {
+    ptrs[t].assign(layer_indptr[t].data(), layer_indptr[t].data() + layer_indptr[t].size());
+    if (w_indptr[t].ndim() != 1 || w_indptr[t].size() < 1)
+      throw std::invalid_argument("CSC indptr must be a non-empty 1-d array");
+    auto& v = views[t];
+    v.rows = w_rows[t];
+    v.cols = w_indptr[t].size() - 1;
+    v.indptr = w_indptr[t].data();
+    v.indices = w_indices[t].data();
+    v.data = w_data[t].data();
+    if (w_indptr[t].data()[v.cols] != static_cast<int64_t>(w_indices[t].size()) ||
+        w_indices[t].size() != w_data[t].size())
+      throw std::invalid_argument("layer " + std::to_string(t) +
+                                  ": CSC indptr, indices and data disagree in length");
+  }
+  std::vector<int32_t> order(label_order.data(), label_order.data() + label_order.size());
+  py::gil_scoped_release release;
+  return std::make_unique<xmc::search::BeamSearcher>(ptrs, order, views, act, threads);
+}
+
+py::tuple searcher_search(const xmc::search::BeamSearcher& s, const CArray<int64_t>& indptr,
+                          const CArray<int32_t>& indices, const CArray<float>& data,
+                          int64_t n_cols, int k, int beam, int threads) {
+  xmc::CsrView X = csr_view(indptr, indices, data, n_cols);
+  if (k < 1) throw std::invalid_argument("k must be at least 1, got " + std::to_string(k));
+  py::array_t<int32_t> ids({X.rows, static_cast<int64_t>(k)});
+  py::array_t<float> scores({X.rows, static_cast<int64_t>(k)});
+  int32_t* ip = ids.mutable_data();
+  float* sp = scores.mutable_data();
+  {
+    py::gil_scoped_release release;
+    s.search(X, k, beam, threads, ip, sp);
+  }
+  return py::make_tuple(ids, scores);
+}
+
+py::dict layout_stats(const xmc::search::BeamSearcher& s) {
+  py::list layers;
+  int64_t total = 0;
+  for (int t = 0; t < s.depth(); ++t) {
+    const auto st = s.layer(t).stats();
+    py::dict d;
+    d["chunks"] = st.chunks;
+    d["direct_chunks"] = st.direct_chunks;
+    d["dense_chunks"] = st.dense_chunks;
+    d["rows"] = st.rows;
+    d["nnz"] = st.nnz;
+    d["bytes"] = st.bytes;
+    total += st.bytes;
+    layers.append(d);
+  }
+  py::dict out;
+  out["layers"] = layers;
+  out["bytes"] = total;
+  return out;
+}
+
+}  // namespace
 // ===== end search ============================================================
 
 
@@ -85,16 +279,100 @@ PYBIND11_MODULE(_core, m) {
 
 
   // ----- tree registrations -----
-
+  m.def("tree_pifa",
+        [](const CArray<int64_t>& x_indptr, const CArray<int32_t>& x_indices, const CArray<float>& x_data,
+           int64_t x_cols, const CArray<int64_t>& y_indptr, const CArray<int32_t>& y_indices,
+           const CArray<float>& y_data, int64_t y_cols, int threads) {
+          xmc::CsrView x = csr_view(x_indptr, x_indices, x_data, x_cols);
+          xmc::CsrView y = csr_view(y_indptr, y_indices, y_data, y_cols);
+          xmc::CsrMatrix out;
+          {
+            py::gil_scoped_release release;
+            out = xmc::pifa_embeddings(x, y, threads);
+          }
+          return csr_to_python(std::move(out));
+        },
+        "PIFA label embeddings normalize(Y^T normalize(X)) as CSR arrays (indptr, indices, data, shape).");
+  m.def("tree_kmeans_dense",
+        [](const CArray<float>& x, int64_t max_leaf_size, int max_iter, uint64_t seed, int threads) {
+          xmc::DenseView v = dense_view(x);
+          xmc::BinaryPartition part;
+          {
+            py::gil_scoped_release release;
+            part = xmc::balanced_kmeans_tree(v, kmeans_params(max_leaf_size, max_iter, seed, threads));
+          }
+          return partition_to_python(std::move(part));
+        },
+        "Balanced hierarchical spherical 2-means of dense rows: (label order, cluster bounds per binary level).");
+  m.def("tree_kmeans_sparse",
+        [](const CArray<int64_t>& indptr, const CArray<int32_t>& indices, const CArray<float>& data, int64_t cols,
+           int64_t max_leaf_size, int max_iter, uint64_t seed, int threads) {
+          xmc::CsrView v = csr_view(indptr, indices, data, cols);
+          xmc::BinaryPartition part;
+          {
+            py::gil_scoped_release release;
+            part = xmc::balanced_kmeans_tree(v, kmeans_params(max_leaf_size, max_iter, seed, threads));
+          }
+          return partition_to_python(std::move(part));
+        },
+        "Balanced hierarchical spherical 2-means of CSR rows: (label order, cluster bounds per binary level).");
+  m.def("tree_split_dense",
+        [](const CArray<float>& x, const CArray<int32_t>& ids, int32_t init_right, int32_t init_left, int max_iter) {
+          xmc::DenseView v = dense_view(x);
+          std::vector<int32_t> id_vec = id_vector(ids);
+          xmc::SplitResult res;
+          {
+            py::gil_scoped_release release;
+            res = xmc::balanced_split(v, id_vec, init_right, init_left, max_iter);
+          }
+          return split_to_python(std::move(res));
+        },
+        "One balanced 2-means split of the dense rows `ids`: (left ids, right ids, iterations).");
+  m.def("tree_split_sparse",
+        [](const CArray<int64_t>& indptr, const CArray<int32_t>& indices, const CArray<float>& data, int64_t cols,
+           const CArray<int32_t>& ids, int32_t init_right, int32_t init_left, int max_iter) {
+          xmc::CsrView v = csr_view(indptr, indices, data, cols);
+          std::vector<int32_t> id_vec = id_vector(ids);
+          xmc::SplitResult res;
+          {
+            py::gil_scoped_release release;
+            res = xmc::balanced_split(v, id_vec, init_right, init_left, max_iter);
+          }
+          return split_to_python(std::move(res));
+        },
+        "One balanced 2-means split of the CSR rows `ids`: (left ids, right ids, iterations).");
+  m.def("tree_cluster_seed", &xmc::cluster_seed,
+        "Random state of one cluster's initial-centroid draw (splitmix64 of seed and node id).");
   // ----- end tree registrations -----
 
 
   // ----- linear registrations -----
-
+  m.def("linear_solve_binary", &linear_solve_binary, py::arg("indptr"), py::arg("indices"), py::arg("data"),
+        py::arg("n_cols"), py::arg("y"), py::arg("loss"), py::arg("C"), py::arg("eps"), py::arg("max_iter"),
+        py::arg("bias"), py::arg("seed"),
+        "Dual coordinate descent on one binary problem; returns (w with the bias weight last, iterations).");
+  m.def("linear_train_layer", &linear_train_layer, py::arg("x_indptr"), py::arg("x_indices"),
+        py::arg("x_data"), py::arg("n_features"), py::arg("parent_doc_ptr"), py::arg("parent_docs"),
+        py::arg("child_ptr"), py::arg("y_indptr"), py::arg("y_indices"), py::arg("n_children"),
+        py::arg("loss"), py::arg("C"), py::arg("eps"), py::arg("max_iter"), py::arg("bias"),
+        py::arg("weight_threshold"), py::arg("seed"), py::arg("layer"), py::arg("threads"),
+        "Trains one PLT layer; returns CSC (indptr, indices, data, shape) with the bias as the last row.");
   // ----- end linear registrations -----
 
 
   // ----- search registrations -----
+  py::class_<xmc::search::BeamSearcher>(m, "BeamSearcher",
+      "Beam search over a PLT; weights re-laid per parent at construction.")
+      .def(py::init(&make_searcher), py::arg("layer_indptr"), py::arg("label_order"),
+           py::arg("w_indptr"), py::arg("w_indices"), py::arg("w_data"), py::arg("w_rows"),
+           py::arg("activation"), py::arg("threads") = 0)
+      .def("search", &searcher_search, py::arg("indptr"), py::arg("indices"), py::arg("data"),
+           py::arg("n_cols"), py::arg("k"), py::arg("beam"), py::arg("threads") = 0,
+           "(ids int32 (n, k), scores float32 (n, k)); ids are original label ids")
+      .def("layout_stats", &layout_stats)
+      .def_property_readonly("n_features", &xmc::search::BeamSearcher::n_features)
+      .def_property_readonly("n_labels", &xmc::search::BeamSearcher::n_labels)
+      .def_property_readonly("depth", &xmc::search::BeamSearcher::depth);
 
   // ----- end search registrations -----
 }

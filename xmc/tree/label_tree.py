@@ -93,7 +93,8 @@ class LabelTree:
             cols = position[Y.indices]
         else:
             cols = self.label_to_node(level)[Y.indices]
-        M = sp.csr_matrix((np.ones(cols.size, dtype=np.float32), cols, Y.indptr),
+        # Copy indptr: sum_duplicates compacts it in place, which would corrupt the caller's Y.
+        M = sp.csr_matrix((np.ones(cols.size, dtype=np.float32), cols, Y.indptr.copy()),
                           shape=(Y.shape[0], self.level_size(level)))
         M.sum_duplicates()
         M.data[:] = 1.0

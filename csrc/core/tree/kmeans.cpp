@@ -1,0 +1,372 @@
+#include "core/tree/kmeans.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <numeric>
+#include <stdexcept>
+#include <string>
+
+#include "core/common/parallel.h"
+
+namespace xmc {
+
+uint64_t splitmix64_next(uint64_t& state) {
+  state += 0x9E3779B97F4A7C15ULL;
+  uint64_t z = state;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+  return z ^ (z >> 31);
+}
+
+uint64_t cluster_seed(uint64_t seed, uint64_t node_id) {
+  // Hash (seed, node) so that neighbouring seeds and nodes give unrelated streams.
+  uint64_t s = seed;
+  uint64_t state = splitmix64_next(s) ^ (node_id * 0xD1B54A32D192ED03ULL);
+  splitmix64_next(state);
+  return state;
+}
+
+namespace {
+
+// (score, id): ordering on the pair makes the split unique even with tied scores.
+struct Key {
+  float score;
+  int32_t id;
+};
+
+inline bool key_less(const Key& a, const Key& b) {
+  return a.score < b.score || (a.score == b.score && a.id < b.id);
+}
+
+// Centroid state of one split. Sums are in double: they are updated
+// incrementally over many iterations, and float drift would make the result
+// depend on the order of the updates.
+struct Workspace {
+  std::vector<double> total;  // sum of the cluster's normalised rows
+  std::vector<double> right;  // sum over the right half
+  std::vector<float> diff;    // right centroid - left centroid, both unit length
+  std::vector<int32_t> touched;
+  std::vector<uint8_t> mark;
+  bool dense = true;
+
+  void init(int64_t dim, bool is_dense) {
+    dense = is_dense;
+    total.assign(dim, 0.0);
+    right.assign(dim, 0.0);
+    diff.assign(dim, 0.0f);
+    if (dense) {
+      touched.resize(dim);
+      std::iota(touched.begin(), touched.end(), 0);
+    } else {
+      mark.assign(dim, 0);
+      touched.clear();
+    }
+  }
+
+  // Sparse clusters only touch the union of their rows' supports; clearing just
+  // those keeps small clusters cheap when the feature space is huge.
+  void reset() {
+    if (dense) {
+      std::fill(total.begin(), total.end(), 0.0);
+      std::fill(right.begin(), right.end(), 0.0);
+      std::fill(diff.begin(), diff.end(), 0.0f);
+      return;
+    }
+    for (int32_t j : touched) {
+      total[j] = 0.0;
+      right[j] = 0.0;
+      diff[j] = 0.0f;
+      mark[j] = 0;
+    }
+    touched.clear();
+  }
+};
+
+struct DenseRows {
+  const DenseView* x;
+  static constexpr bool kDense = true;
+  int64_t dim() const { return x->cols; }
+  int64_t rows() const { return x->rows; }
+  const float* row(int32_t r) const { return x->data + static_cast<int64_t>(r) * x->cols; }
+
+  // Eight independent partial sums let the compiler vectorise the reduction
+  // without -ffast-math; the fixed combination order keeps it deterministic.
+  float dot(int32_t r, const float* c) const {
+    const float* a = row(r);
+    const int64_t d = x->cols;
+    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int64_t j = 0;
+    for (; j + 8 <= d; j += 8)
+      for (int k = 0; k < 8; ++k) acc[k] += a[j + k] * c[j + k];
+    float s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    for (; j < d; ++j) s += a[j] * c[j];
+    return s;
+  }
+  double sq_norm(int32_t r) const {
+    const float* a = row(r);
+    double s = 0.0;
+    for (int64_t j = 0; j < x->cols; ++j) s += static_cast<double>(a[j]) * a[j];
+    return s;
+  }
+  void axpy(int32_t r, double alpha, double* acc) const {
+    const float* a = row(r);
+    for (int64_t j = 0; j < x->cols; ++j) acc[j] += alpha * a[j];
+  }
+  void axpy_float(int32_t r, float alpha, float* acc) const {
+    const float* a = row(r);
+    for (int64_t j = 0; j < x->cols; ++j) acc[j] += alpha * a[j];
+  }
+  void mark_support(int32_t, Workspace&) const {}
+};
+
+struct SparseRows {
+  const CsrView* x;
+  static constexpr bool kDense = false;
+  int64_t dim() const { return x->cols; }
+  int64_t rows() const { return x->rows; }
+
+  float dot(int32_t r, const float* c) const {
+    double s = 0.0;
+    for (int64_t k = x->indptr[r]; k < x->indptr[r + 1]; ++k) s += static_cast<double>(x->value(k)) * c[x->indices[k]];
+    return static_cast<float>(s);
+  }
+  double sq_norm(int32_t r) const {
+    double s = 0.0;
+    for (int64_t k = x->indptr[r]; k < x->indptr[r + 1]; ++k) s += static_cast<double>(x->value(k)) * x->value(k);
+    return s;
+  }
+  void axpy(int32_t r, double alpha, double* acc) const {
+    for (int64_t k = x->indptr[r]; k < x->indptr[r + 1]; ++k) acc[x->indices[k]] += alpha * x->value(k);
+  }
+  void axpy_float(int32_t r, float alpha, float* acc) const {
+    for (int64_t k = x->indptr[r]; k < x->indptr[r + 1]; ++k) acc[x->indices[k]] += alpha * x->value(k);
+  }
+  void mark_support(int32_t r, Workspace& ws) const {
+    for (int64_t k = x->indptr[r]; k < x->indptr[r + 1]; ++k) {
+      const int32_t j = x->indices[k];
+      if (!ws.mark[j]) {
+        ws.mark[j] = 1;
+        ws.touched.push_back(j);
+      }
+    }
+  }
+};
+
+// Shared state of one run: the permutation being refined and scratch indexed by
+// position (keys) or by point id (side, inv_norm), so concurrent clusters never
+// overlap.
+struct RunState {
+  std::vector<int32_t> order;
+  std::vector<Key> keys;
+  std::vector<uint8_t> side;    // 1 when the point is in the right half of its cluster
+  std::vector<float> inv_norm;  // 1/||x_i||, 0 for empty rows: makes the k-means spherical without copying x
+};
+
+template <class Rows>
+void compute_inv_norms(const Rows& rows, RunState& st, int threads) {
+  const int64_t n = rows.rows();
+  st.inv_norm.resize(n);
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
+  for (int64_t i = 0; i < n; ++i) {
+    const double s = rows.sq_norm(static_cast<int32_t>(i));
+    st.inv_norm[i] = s > 0.0 ? static_cast<float>(1.0 / std::sqrt(s)) : 0.0f;
+  }
+}
+
+// Splits order[s:e) in place into [s, mid) and [mid, e), mid = s + n/2, each
+// half sorted by id. Returns the number of iterations run.
+template <class Rows>
+int split_cluster(const Rows& rows, RunState& st, int64_t s, int64_t e, int32_t init_right, int32_t init_left,
+                  int max_iter, Workspace& ws, int threads) {
+  const int64_t mid = s + (e - s) / 2;
+  int32_t* order = st.order.data();
+  Key* keys = st.keys.data();
+  uint8_t* side = st.side.data();
+  const float* inv_norm = st.inv_norm.data();
+  float* diff = ws.diff.data();
+
+  rows.axpy_float(init_right, inv_norm[init_right], diff);
+  rows.axpy_float(init_left, -inv_norm[init_left], diff);
+
+  int it = 0;
+  while (it < max_iter) {
+    ++it;
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
+    for (int64_t p = s; p < e; ++p) {
+      const int32_t id = order[p];
+      float score = rows.dot(id, diff) * inv_norm[id];
+      if (std::isnan(score)) score = -std::numeric_limits<float>::infinity();
+      keys[p] = Key{score, id};
+    }
+    std::nth_element(keys + s, keys + mid, keys + e, key_less);
+    for (int64_t p = s; p < e; ++p) order[p] = keys[p].id;
+
+    if (it == 1) {
+      for (int64_t p = s; p < e; ++p) {
+        const int32_t id = order[p];
+        const uint8_t r = p >= mid;
+        side[id] = r;
+        rows.mark_support(id, ws);
+        rows.axpy(id, inv_norm[id], ws.total.data());
+        if (r) rows.axpy(id, inv_norm[id], ws.right.data());
+      }
+    } else {
+      // Only points that changed side move the sums: late iterations cost a
+      // fraction of a pass over the data.
+      int64_t moved = 0;
+      for (int64_t p = s; p < e; ++p) {
+        const int32_t id = order[p];
+        const uint8_t r = p >= mid;
+        if (side[id] != r) {
+          side[id] = r;
+          rows.axpy(id, r ? inv_norm[id] : -inv_norm[id], ws.right.data());
+          ++moved;
+        }
+      }
+      if (moved == 0) break;
+    }
+    if (it == max_iter) break;
+
+    double nr = 0.0, nl = 0.0;
+    for (int32_t j : ws.touched) {
+      const double r = ws.right[j], l = ws.total[j] - ws.right[j];
+      nr += r * r;
+      nl += l * l;
+    }
+    const double sr = nr > 0.0 ? 1.0 / std::sqrt(nr) : 0.0;
+    const double sl = nl > 0.0 ? 1.0 / std::sqrt(nl) : 0.0;
+    for (int32_t j : ws.touched) diff[j] = static_cast<float>(ws.right[j] * sr - (ws.total[j] - ws.right[j]) * sl);
+  }
+  std::sort(order + s, order + mid);
+  std::sort(order + mid, order + e);
+  ws.reset();
+  return it;
+}
+
+// Picks the initial centroids of a cluster from its own random stream.
+void init_pair(const int32_t* ids, int64_t n, uint64_t seed, uint64_t node_id, int32_t& right, int32_t& left) {
+  uint64_t state = cluster_seed(seed, node_id);
+  const uint64_t a = splitmix64_next(state) % static_cast<uint64_t>(n);
+  const uint64_t b = (a + 1 + splitmix64_next(state) % static_cast<uint64_t>(n - 1)) % static_cast<uint64_t>(n);
+  right = ids[a];
+  left = ids[b];
+}
+
+template <class Rows>
+BinaryPartition run_tree(const Rows& rows, const KMeansParams& params) {
+  if (params.max_leaf_size < 1) throw std::invalid_argument("max_leaf_size must be >= 1");
+  if (params.max_iter < 1) throw std::invalid_argument("max_iter must be >= 1");
+  const int threads = resolve_threads(params.threads);
+  const int64_t n = rows.rows();
+  if (n > std::numeric_limits<int32_t>::max())
+    throw std::invalid_argument("at most 2^31-1 labels can be clustered, got " + std::to_string(n));
+  BinaryPartition out;
+  out.bounds.push_back({0, n});
+  RunState st;
+  st.order.resize(n);
+  std::iota(st.order.begin(), st.order.end(), 0);
+  if (n <= params.max_leaf_size) {
+    out.order = std::move(st.order);
+    return out;
+  }
+  st.keys.resize(n);
+  st.side.assign(n, 0);
+  compute_inv_norms(rows, st, threads);
+  // Allocated up front: an allocation failure inside a parallel region would abort.
+  std::vector<Workspace> ws(threads);
+  for (auto& w : ws) w.init(rows.dim(), Rows::kDense);
+
+  for (int level = 0;; ++level) {
+    const std::vector<int64_t>& cur = out.bounds.back();
+    const int64_t n_clusters = static_cast<int64_t>(cur.size()) - 1;
+    int64_t largest = 0;
+    for (int64_t j = 0; j < n_clusters; ++j) largest = std::max(largest, cur[j + 1] - cur[j]);
+    if (largest <= params.max_leaf_size) break;
+    // Every cluster of the level is split (sizes differ by one at most), so all
+    // leaves end at the same depth; only singletons cannot be halved.
+    std::vector<int64_t> next{0};
+    for (int64_t j = 0; j < n_clusters; ++j) {
+      const int64_t s = cur[j], e = cur[j + 1];
+      if (e - s >= 2) next.push_back(s + (e - s) / 2);
+      next.push_back(e);
+    }
+    const uint64_t level_base = uint64_t(1) << level;
+    auto split_one = [&](int64_t j, Workspace& w, int inner_threads) {
+      const int64_t s = cur[j], e = cur[j + 1];
+      if (e - s < 2) return;
+      int32_t a, b;
+      init_pair(st.order.data() + s, e - s, params.seed, level_base + static_cast<uint64_t>(j), a, b);
+      split_cluster(rows, st, s, e, a, b, params.max_iter, w, inner_threads);
+    };
+    if (n_clusters >= threads) {
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 1) if (threads > 1)
+      for (int64_t j = 0; j < n_clusters; ++j) split_one(j, ws[thread_id()], 1);
+    } else {
+      for (int64_t j = 0; j < n_clusters; ++j) split_one(j, ws[0], threads);
+    }
+    out.bounds.push_back(std::move(next));
+  }
+  out.order = std::move(st.order);
+  return out;
+}
+
+template <class Rows>
+SplitResult run_split(const Rows& rows, const std::vector<int32_t>& ids, int32_t init_right, int32_t init_left,
+                      int max_iter) {
+  const int64_t n = static_cast<int64_t>(ids.size());
+  if (n < 2) throw std::invalid_argument("a split needs at least 2 points, got " + std::to_string(n));
+  if (max_iter < 1) throw std::invalid_argument("max_iter must be >= 1");
+  for (int32_t id : ids)
+    if (id < 0 || id >= rows.rows()) throw std::out_of_range("point id " + std::to_string(id) + " out of range");
+  if (init_right < 0 || init_right >= rows.rows() || init_left < 0 || init_left >= rows.rows())
+    throw std::out_of_range("initial centroid id out of range");
+  RunState st;
+  st.order = ids;
+  std::sort(st.order.begin(), st.order.end());
+  st.keys.resize(n);
+  st.side.assign(rows.rows(), 0);
+  compute_inv_norms(rows, st, 1);
+  Workspace ws;
+  ws.init(rows.dim(), Rows::kDense);
+  SplitResult res;
+  res.iterations = split_cluster(rows, st, 0, n, init_right, init_left, max_iter, ws, 1);
+  res.left.assign(st.order.begin(), st.order.begin() + n / 2);
+  res.right.assign(st.order.begin() + n / 2, st.order.end());
+  return res;
+}
+
+void check_sparse(const CsrView& x) {
+  for (int64_t k = 0; k < x.nnz(); ++k)
+    if (x.indices[k] < 0 || x.indices[k] >= x.cols)
+      throw std::out_of_range("sparse embedding column " + std::to_string(x.indices[k]) + " outside [0, " +
+                              std::to_string(x.cols) + ")");
+}
+
+}  // namespace
+
+BinaryPartition balanced_kmeans_tree(const DenseView& x, const KMeansParams& params) {
+  DenseRows rows{&x};
+  return run_tree(rows, params);
+}
+
+BinaryPartition balanced_kmeans_tree(const CsrView& x, const KMeansParams& params) {
+  check_sparse(x);
+  SparseRows rows{&x};
+  return run_tree(rows, params);
+}
+
+SplitResult balanced_split(const DenseView& x, const std::vector<int32_t>& ids, int32_t init_right,
+                           int32_t init_left, int max_iter) {
+  DenseRows rows{&x};
+  return run_split(rows, ids, init_right, init_left, max_iter);
+}
+
+SplitResult balanced_split(const CsrView& x, const std::vector<int32_t>& ids, int32_t init_right,
+                           int32_t init_left, int max_iter) {
+  check_sparse(x);
+  SparseRows rows{&x};
+  return run_split(rows, ids, init_right, init_left, max_iter);
+}
+
+}  // namespace xmc

@@ -1,0 +1,65 @@
+// Balanced hierarchical spherical 2-means over label embeddings.
+//
+// Every cluster is split exactly in half: points are ranked by the difference of
+// their cosine similarity to the two (re-normalised) centroids and the lower half
+// goes left. Repeating this level by level until clusters hold at most
+// max_leaf_size points gives a binary tree whose leaves all sit at the same depth
+// and whose sizes at a level differ by at most one (the shape depends only on the
+// number of points, the content only on the embeddings and the seed).
+//
+// The embeddings are never copied: the routines take views of the caller's
+// buffers and reorder an index permutation.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "core/common/sparse.h"
+
+namespace xmc {
+
+// Row-major dense matrix owned by the caller.
+struct DenseView {
+  int64_t rows = 0;
+  int64_t cols = 0;
+  const float* data = nullptr;  // rows * cols, C order
+};
+
+struct KMeansParams {
+  int64_t max_leaf_size = 100;
+  int max_iter = 20;
+  uint64_t seed = 0;
+  int threads = 0;  // <= 0: all cores
+};
+
+// Output of the binary recursion. Level d holds the clusters
+// order[bounds[d][j] : bounds[d][j+1]]; bounds[0] = {0, n}. Within each cluster
+// of every level the ids are sorted, so the result is canonical.
+struct BinaryPartition {
+  std::vector<int32_t> order;
+  std::vector<std::vector<int64_t>> bounds;
+};
+
+BinaryPartition balanced_kmeans_tree(const DenseView& x, const KMeansParams& params);
+BinaryPartition balanced_kmeans_tree(const CsrView& x, const KMeansParams& params);
+
+// One balanced split of the points `ids`, started from the centroids
+// x[init_right] and x[init_left]. Returns the ids sent right (higher similarity
+// to the right centroid), sorted, and the number of iterations run. Exposed so a
+// test can compare it with a plain numpy implementation.
+struct SplitResult {
+  std::vector<int32_t> left;
+  std::vector<int32_t> right;
+  int iterations = 0;
+};
+
+SplitResult balanced_split(const DenseView& x, const std::vector<int32_t>& ids, int32_t init_right,
+                           int32_t init_left, int max_iter);
+SplitResult balanced_split(const CsrView& x, const std::vector<int32_t>& ids, int32_t init_right,
+                           int32_t init_left, int max_iter);
+
+// The random generator that picks each cluster's initial centroids, so Python can
+// reproduce the choice: splitmix64 seeded from (seed, node id).
+uint64_t cluster_seed(uint64_t seed, uint64_t node_id);
+uint64_t splitmix64_next(uint64_t& state);
+
+}  // namespace xmc

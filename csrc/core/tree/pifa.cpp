@@ -1,0 +1,153 @@
+#include "core/tree/pifa.h"
+
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "core/common/parallel.h"
+
+namespace xmc {
+
+namespace {
+
+// Y transposed (labels x docs) with the doc weights already divided by ||X_doc||.
+struct LabelDocs {
+  std::vector<int64_t> indptr;
+  std::vector<int32_t> docs;
+  std::vector<double> weight;
+};
+
+LabelDocs transpose_labels(const CsrView& y, const std::vector<double>& inv_norm) {
+  LabelDocs t;
+  t.indptr.assign(y.cols + 1, 0);
+  for (int64_t k = 0; k < y.nnz(); ++k) {
+    const int32_t l = y.indices[k];
+    if (l < 0 || l >= y.cols)
+      throw std::out_of_range("label id " + std::to_string(l) + " outside [0, " + std::to_string(y.cols) + ")");
+    ++t.indptr[l + 1];
+  }
+  for (int64_t l = 0; l < y.cols; ++l) t.indptr[l + 1] += t.indptr[l];
+  t.docs.resize(y.nnz());
+  t.weight.resize(y.nnz());
+  std::vector<int64_t> fill(t.indptr.begin(), t.indptr.end() - 1);
+  // Docs are visited in order, so each label's docs are sorted: a fixed sum order.
+  for (int64_t i = 0; i < y.rows; ++i) {
+    for (int64_t k = y.indptr[i]; k < y.indptr[i + 1]; ++k) {
+      const int64_t pos = fill[y.indices[k]]++;
+      t.docs[pos] = static_cast<int32_t>(i);
+      t.weight[pos] = y.value(k) * inv_norm[i];
+    }
+  }
+  return t;
+}
+
+struct Block {
+  std::vector<int32_t> indices;
+  std::vector<float> data;
+  std::vector<int64_t> row_nnz;
+};
+
+}  // namespace
+
+CsrMatrix pifa_embeddings(const CsrView& x, const CsrView& y, int threads) {
+  if (x.rows != y.rows)
+    throw std::invalid_argument("X has " + std::to_string(x.rows) + " documents but Y has " +
+                                std::to_string(y.rows));
+  for (int64_t k = 0; k < x.nnz(); ++k)
+    if (x.indices[k] < 0 || x.indices[k] >= x.cols)
+      throw std::out_of_range("feature id " + std::to_string(x.indices[k]) + " outside [0, " +
+                              std::to_string(x.cols) + ")");
+  threads = resolve_threads(threads);
+  const int64_t n_labels = y.cols;
+  const int64_t dim = x.cols;
+
+  std::vector<double> inv_norm(x.rows);
+  for (int64_t i = 0; i < x.rows; ++i) {
+    double s = 0.0;
+    for (int64_t k = x.indptr[i]; k < x.indptr[i + 1]; ++k) s += static_cast<double>(x.value(k)) * x.value(k);
+    inv_norm[i] = s > 0.0 ? 1.0 / std::sqrt(s) : 0.0;
+  }
+  const LabelDocs t = transpose_labels(y, inv_norm);
+
+  // Blocks of consecutive labels, each filled by one thread and stitched in
+  // order: no second counting pass and no lock.
+  const int64_t block_size = 1024;
+  const int64_t n_blocks = (n_labels + block_size - 1) / block_size;
+  std::vector<Block> blocks(n_blocks);
+  std::vector<std::vector<double>> acc(threads, std::vector<double>(dim, 0.0));
+  std::vector<std::vector<uint8_t>> mark(threads, std::vector<uint8_t>(dim, 0));
+  std::vector<std::vector<int32_t>> touched(threads);
+  bool failed = false;
+
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 1) if (threads > 1)
+  for (int64_t b = 0; b < n_blocks; ++b) {
+    try {
+      const int tid = thread_id();
+      double* a = acc[tid].data();
+      uint8_t* m = mark[tid].data();
+      std::vector<int32_t>& tl = touched[tid];
+      Block& blk = blocks[b];
+      const int64_t l_end = std::min(n_labels, (b + 1) * block_size);
+      for (int64_t l = b * block_size; l < l_end; ++l) {
+        tl.clear();
+        for (int64_t q = t.indptr[l]; q < t.indptr[l + 1]; ++q) {
+          const int32_t doc = t.docs[q];
+          const double w = t.weight[q];
+          for (int64_t k = x.indptr[doc]; k < x.indptr[doc + 1]; ++k) {
+            const int32_t j = x.indices[k];
+            if (!m[j]) {
+              m[j] = 1;
+              tl.push_back(j);
+            }
+            a[j] += w * x.value(k);
+          }
+        }
+        std::sort(tl.begin(), tl.end());
+        double sq = 0.0;
+        for (int32_t j : tl) sq += a[j] * a[j];
+        const double scale = sq > 0.0 ? 1.0 / std::sqrt(sq) : 0.0;
+        int64_t nnz = 0;
+        for (int32_t j : tl) {
+          if (a[j] != 0.0) {
+            blk.indices.push_back(j);
+            blk.data.push_back(static_cast<float>(a[j] * scale));
+            ++nnz;
+          }
+          a[j] = 0.0;
+          m[j] = 0;
+        }
+        blk.row_nnz.push_back(nnz);
+      }
+    } catch (...) {
+#pragma omp critical
+      failed = true;
+    }
+  }
+  if (failed) throw std::bad_alloc();
+
+  CsrMatrix out;
+  out.rows = n_labels;
+  out.cols = dim;
+  out.indptr.assign(n_labels + 1, 0);
+  int64_t l = 0;
+  for (const Block& blk : blocks)
+    for (int64_t nnz : blk.row_nnz) {
+      out.indptr[l + 1] = out.indptr[l] + nnz;
+      ++l;
+    }
+  out.indices.resize(out.indptr[n_labels]);
+  out.data.resize(out.indptr[n_labels]);
+  int64_t pos = 0;
+  for (Block& blk : blocks) {
+    std::copy(blk.indices.begin(), blk.indices.end(), out.indices.begin() + pos);
+    std::copy(blk.data.begin(), blk.data.end(), out.data.begin() + pos);
+    pos += static_cast<int64_t>(blk.indices.size());
+    std::vector<int32_t>().swap(blk.indices);
+    std::vector<float>().swap(blk.data);
+  }
+  return out;
+}
+
+}  // namespace xmc

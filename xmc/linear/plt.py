@@ -1,0 +1,168 @@
+"""Linear probabilistic label tree (PLT): the XR-Linear / Parabel / napkinXC model.
+
+Layer t of the label tree holds one binary classifier per child of the level-t
+nodes, trained on the documents positive at the parent; a label's score is the
+product of the node probabilities along its path, found by beam search.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional, Tuple, Union
+
+import numpy as np
+import scipy.sparse as sp
+
+from xmc import _core
+from xmc.linear.params import PLTParams
+from xmc.tree.label_tree import LabelTree
+from xmc.utils.modeldir import (ModelFormatError, load_arrays, load_json, read_manifest, save_arrays,
+                                save_json, write_manifest)
+from xmc.utils.sparse import as_csr, csr_arrays
+
+KIND = "plt-linear"
+PARAMS_JSON = "params.json"
+WEIGHTS_NPZ = "weights.npz"
+
+
+def _check_binary(Y: sp.csr_matrix) -> sp.csr_matrix:
+    Y = as_csr(Y)
+    Y.eliminate_zeros()
+    bad = np.flatnonzero(Y.data != 1)
+    if bad.size:
+        row = int(np.searchsorted(Y.indptr, bad[0], side="right") - 1)
+        raise ValueError(f"Y must be binary (0/1): row {row}, label {int(Y.indices[bad[0]])} "
+                         f"holds {float(Y.data[bad[0]])!r}")
+    return Y
+
+
+class PLTLinear:
+    """A label tree with a sparse linear classifier per node.
+
+    ``weights[t]`` is a CSC float32 matrix of shape (n_features + 1, nodes of
+    level t+1) whose last row is the bias weight; in the last layer column j
+    scores label ``tree.label_order[j]``.
+    """
+
+    def __init__(self, params: Optional[PLTParams] = None) -> None:
+        self.params = params if params is not None else PLTParams()
+        self.tree: Optional[LabelTree] = None
+        self.weights: List[sp.csc_matrix] = []
+        self.n_features: Optional[int] = None
+
+    # ---- training -------------------------------------------------------------
+    def fit(self, X, Y, tree: Optional[LabelTree] = None, progress: bool = False) -> "PLTLinear":
+        p = self.params
+        p.validate()
+        X = as_csr(X)
+        Y = _check_binary(Y)
+        if X.shape[0] != Y.shape[0]:
+            raise ValueError(f"X has {X.shape[0]} rows but Y has {Y.shape[0]}; they must describe the same documents")
+        if tree is None:
+            from xmc.tree.build import build_label_tree  # written on the tree branch; import only when needed
+            tree = build_label_tree(X, Y, p.tree)
+        if tree.n_labels != Y.shape[1]:
+            raise ValueError(f"the label tree holds {tree.n_labels} labels but Y has {Y.shape[1]} columns")
+
+        x_indptr, x_indices, x_data, n_features = csr_arrays(X)
+        layers = range(tree.depth)
+        if progress:
+            from tqdm import tqdm
+            layers = tqdm(layers, desc="training PLT layers", unit="layer")
+        weights = []
+        for t in layers:
+            if t == 0:
+                parent_ptr, parent_docs = None, None  # the root holds every document, labelled or not
+            else:
+                P = tree.node_targets(Y, t).tocsc()
+                P.sort_indices()
+                parent_ptr = np.ascontiguousarray(P.indptr, dtype=np.int64)
+                parent_docs = np.ascontiguousarray(P.indices, dtype=np.int32)
+            T = tree.node_targets(Y, t + 1)
+            T.sort_indices()
+            indptr, indices, data, shape = _core.linear_train_layer(
+                x_indptr, x_indices, x_data, n_features, parent_ptr, parent_docs,
+                tree.layer_indptr[t], np.ascontiguousarray(T.indptr, dtype=np.int64),
+                np.ascontiguousarray(T.indices, dtype=np.int32), T.shape[1],
+                p.loss, float(p.C), float(p.eps), int(p.max_iter), float(p.bias),
+                float(p.weight_threshold), int(p.seed), t, int(p.threads))
+            W = sp.csc_matrix((data, indices, indptr), shape=shape)
+            if p.bias != 1.0:
+                # Fold the bias value into its weight: scorers use an implicit feature of 1.0.
+                last = W.indices == n_features
+                W.data[last] *= np.float32(p.bias)
+            weights.append(W)
+        self.tree, self.weights, self.n_features = tree, weights, n_features
+        return self
+
+    # ---- prediction -------------------------------------------------------------
+    def _searcher(self):
+        if self.tree is None:
+            raise RuntimeError("this PLTLinear is not trained: call fit() or PLTLinear.load() first")
+        from xmc.search import BeamSearcher
+        return BeamSearcher(self.tree, self.weights, self.params.resolved_activation)
+
+    def _check_features(self, X) -> sp.csr_matrix:
+        if self.tree is None:
+            raise RuntimeError("this PLTLinear is not trained: call fit() or PLTLinear.load() first")
+        X = as_csr(X)
+        if X.shape[1] != self.n_features:
+            raise ValueError(f"X has {X.shape[1]} features but the model was trained on {self.n_features}")
+        return X
+
+    def predict_topk(self, X, k: int = 5, beam: int = 10,
+                     threads: Optional[int] = None) -> Tuple[np.ndarray, np.ndarray]:
+        """(ids, scores), each (n_docs, k), best label first."""
+        X = self._check_features(X)
+        searcher = self._searcher()
+        threads = self.params.threads if threads is None else threads
+        return searcher.search(X, k=k, beam=beam, threads=threads)
+
+    def predict(self, X, k: int = 5, beam: int = 10, threads: Optional[int] = None) -> sp.csr_matrix:
+        """Scores of each document's top k labels as a CSR (n_docs, n_labels)."""
+        X = self._check_features(X)
+        threads = self.params.threads if threads is None else threads
+        return self._searcher().search_csr(X, k=k, beam=beam, threads=threads)
+
+    # ---- persistence -----------------------------------------------------------
+    def save(self, directory: Union[str, Path]) -> None:
+        if self.tree is None:
+            raise RuntimeError("nothing to save: the model is not trained")
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.tree.save(directory)
+        arrays = {}
+        for t, W in enumerate(self.weights):
+            arrays[f"layer_{t}_indptr"] = W.indptr.astype(np.int64)
+            arrays[f"layer_{t}_indices"] = W.indices.astype(np.int32)
+            arrays[f"layer_{t}_data"] = W.data.astype(np.float32)
+            arrays[f"layer_{t}_shape"] = np.asarray(W.shape, dtype=np.int64)
+        save_arrays(directory / WEIGHTS_NPZ, arrays)
+        save_json(directory / PARAMS_JSON, self.params.to_dict())
+        # The manifest goes last: a directory without it is an unfinished save.
+        write_manifest(directory, KIND, {"n_features": int(self.n_features), "n_labels": self.tree.n_labels,
+                                         "depth": self.tree.depth})
+
+    @classmethod
+    def load(cls, directory: Union[str, Path]) -> "PLTLinear":
+        directory = Path(directory)
+        info = read_manifest(directory, KIND)
+        model = cls(PLTParams.from_dict(load_json(directory / PARAMS_JSON)))
+        model.tree = LabelTree.load(directory)
+        arrays = load_arrays(directory / WEIGHTS_NPZ)
+        try:
+            n_features = int(info["n_features"])
+            weights = []
+            for t in range(model.tree.depth):
+                shape = tuple(int(s) for s in arrays[f"layer_{t}_shape"])
+                expected = (n_features + 1, model.tree.level_size(t + 1))
+                if shape != expected:
+                    raise ValueError(f"layer {t} has shape {shape}, expected {expected}")
+                weights.append(sp.csc_matrix((arrays[f"layer_{t}_data"], arrays[f"layer_{t}_indices"],
+                                              arrays[f"layer_{t}_indptr"]), shape=shape))
+        except (KeyError, ValueError, TypeError) as e:
+            raise ModelFormatError(f"{directory / WEIGHTS_NPZ}: damaged PLT weights ({e})") from e
+        model.weights, model.n_features = weights, n_features
+        return model
+
+    def __repr__(self) -> str:
+        return f"PLTLinear({self.tree!r}, n_features={self.n_features}, params={self.params})"
