@@ -55,6 +55,77 @@ py::tuple csr_to_python(xmc::CsrMatrix&& m) {
 }  // namespace
 
 // ===== io: parsers ===========================================================
+#include "core/common/errors.h"
+#include "core/io/xc_reader.h"
+#include "core/io/xc_writer.h"
+
+namespace {
+
+py::tuple xc_to_python(xmc::XcData&& d) {
+  return py::make_tuple(csr_to_python(std::move(d.X)), csr_to_python(std::move(d.Y)), d.had_header);
+}
+
+py::tuple py_read_xc(const std::string& path, int64_t n_features, int64_t n_labels, int threads) {
+  xmc::XcReadOptions opts;
+  opts.n_features = n_features;
+  opts.n_labels = n_labels;
+  opts.threads = threads;
+  xmc::XcData d;
+  {
+    py::gil_scoped_release nogil;
+    d = xmc::read_xc_file(path, opts);
+  }
+  return xc_to_python(std::move(d));
+}
+
+// Same parser over bytes in memory: lets tests hit chunk boundaries on small inputs.
+py::tuple py_parse_xc_bytes(const py::bytes& data, const std::string& name, int64_t n_features,
+                            int64_t n_labels, int threads, int64_t min_chunk_bytes) {
+  char* buf = nullptr;
+  Py_ssize_t len = 0;
+  if (PyBytes_AsStringAndSize(data.ptr(), &buf, &len) != 0) throw py::error_already_set();
+  xmc::XcReadOptions opts;
+  opts.n_features = n_features;
+  opts.n_labels = n_labels;
+  opts.threads = threads;
+  opts.min_chunk_bytes = min_chunk_bytes;
+  xmc::XcData d;
+  {
+    py::gil_scoped_release nogil;  // `data` is immutable and held by the caller
+    d = xmc::parse_xc(buf, static_cast<size_t>(len), name, opts);
+  }
+  return xc_to_python(std::move(d));
+}
+
+void py_write_xc(const std::string& path, const CArray<int64_t>& x_indptr, const CArray<int32_t>& x_indices,
+                 const CArray<float>& x_data, int64_t n_features, const CArray<int64_t>& y_indptr,
+                 const CArray<int32_t>& y_indices, int64_t n_labels, bool header, int threads) {
+  CArray<float> no_values(0);
+  xmc::CsrView X = csr_view(x_indptr, x_indices, x_data, n_features);
+  xmc::CsrView Y = csr_view(y_indptr, y_indices, no_values, n_labels);
+  xmc::XcWriteOptions opts;
+  opts.header = header;
+  opts.threads = threads;
+  py::gil_scoped_release nogil;
+  xmc::write_xc_file(path, X, Y, opts);
+}
+
+// xmc::ParseError becomes xmc.data.DataFormatError (a ValueError) carrying file and line.
+void translate_parse_error(std::exception_ptr p) {
+  try {
+    if (p) std::rethrow_exception(p);
+  } catch (const xmc::ParseError& e) {
+    try {
+      py::object cls = py::module_::import("xmc.data.errors").attr("DataFormatError");
+      py::object err = cls(py::str(e.what()), e.file(), e.line());
+      PyErr_SetObject(cls.ptr(), err.ptr());
+    } catch (py::error_already_set&) {
+      PyErr_SetString(PyExc_ValueError, e.what());
+    }
+  }
+}
+
+}  // namespace
 
 // ===== end io ================================================================
 
@@ -274,7 +345,17 @@ PYBIND11_MODULE(_core, m) {
         "Threads an xmc routine uses when asked for threads=0 (all cores).");
 
   // ----- io registrations -----
-
+  py::register_exception_translator(&translate_parse_error);
+  m.def("read_xc", &py_read_xc, py::arg("path"), py::arg("n_features") = -1, py::arg("n_labels") = -1,
+        py::arg("threads") = 0,
+        "Parse an Extreme Classification Repository file. Returns ((X csr arrays), (Y csr arrays), had_header).");
+  m.def("parse_xc_bytes", &py_parse_xc_bytes, py::arg("data"), py::arg("name"), py::arg("n_features") = -1,
+        py::arg("n_labels") = -1, py::arg("threads") = 0, py::arg("min_chunk_bytes") = 1 << 20,
+        "read_xc over bytes in memory; `name` is used in error messages.");
+  m.def("write_xc", &py_write_xc, py::arg("path"), py::arg("x_indptr"), py::arg("x_indices"), py::arg("x_data"),
+        py::arg("n_features"), py::arg("y_indptr"), py::arg("y_indices"), py::arg("n_labels"),
+        py::arg("header") = true, py::arg("threads") = 0,
+        "Write CSR features and labels in the XC format to path (not atomic: callers rename).");
   // ----- end io registrations -----
 
 

@@ -1,0 +1,40 @@
+// Reader for the Extreme Classification Repository sparse format:
+//
+//   N D L                      optional header: documents, features, labels
+//   l1,l2,... f:v f:v ...      one document per line
+//
+// A document without labels starts with a blank, or its first token already
+// holds a ':' (no label field at all). Columns come back sorted per row; a
+// repeated feature id or label on one line is an error, as is anything that
+// does not fit the grammar. Errors are xmc::ParseError naming file and line.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "core/common/sparse.h"
+
+namespace xmc {
+
+struct XcData {
+  CsrMatrix X;              // features, float32 values
+  CsrMatrix Y;              // labels, all values 1
+  bool had_header = false;
+};
+
+struct XcReadOptions {
+  int64_t n_features = -1;  // < 0: from the header, else max id + 1
+  int64_t n_labels = -1;    // < 0: from the header, else max id + 1
+  int threads = 0;          // <= 0: all cores
+  // Bytes per parallel work item; small values exercise chunk boundaries in tests.
+  int64_t min_chunk_bytes = 1 << 20;
+};
+
+// Parses bytes already in memory; `name` is what error messages call the file.
+XcData parse_xc(const char* data, size_t size, const std::string& name,
+                const XcReadOptions& opts);
+
+// Maps (or reads) the file and parses it.
+XcData read_xc_file(const std::string& path, const XcReadOptions& opts);
+
+}  // namespace xmc

@@ -1,0 +1,114 @@
+"""Plain-Python reference of the XC reader, for tests and benchmarks.
+
+Written for clarity, not speed: one line at a time with regular expressions.
+It accepts and rejects the same inputs as the native reader and reports the
+same line, so tests can compare the two on generated and real files.
+"""
+from __future__ import annotations
+
+import math
+import re
+from typing import Optional, Tuple
+
+import numpy as np
+import scipy.sparse as sp
+
+from xmc.data.errors import DataFormatError
+
+_MAX_ID = 2**31 - 2
+_UINT = re.compile(r"[0-9]+\Z")
+_LABELS = re.compile(r"[0-9]+(?:,[0-9]+)*\Z")
+_FLOAT = re.compile(r"[+]?-?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?\Z")
+_FLOAT_WORDS = re.compile(r"-?(?:inf|infinity|nan)(?:\([0-9A-Za-z_]*\))?\Z", re.IGNORECASE)
+_F32_MAX = float(np.finfo(np.float32).max)
+
+
+def _tokens(line: str):
+    return [t for t in re.split(r"[ \t]+", line) if t]
+
+
+def reference_parse_xc(data: bytes, name: str = "<bytes>", n_features: Optional[int] = None,
+                       n_labels: Optional[int] = None) -> Tuple[sp.csr_matrix, sp.csr_matrix, bool]:
+    """Parse XC bytes into (X float32 CSR, Y float32 CSR, had_header)."""
+    text = data.decode("latin-1")  # bytes 1:1; anything non-ASCII fails the grammar below
+    if not text.strip(" \t\r\n"):
+        raise DataFormatError.at(name, 0, "the file is empty")
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()  # the final newline ends the last line, it does not start one
+    lines = [ln[:-1] if ln.endswith("\r") else ln for ln in lines]
+
+    header = None
+    first = _tokens(lines[0])
+    if len(first) >= 2 and not any(":" in t for t in first):
+        if len(first) != 3 or not all(_UINT.match(t) for t in first):
+            raise DataFormatError.at(name, 1, f"expected a header 'N D L', found {lines[0][:40]!r}")
+        header = [int(t) for t in first]
+        body = lines[1:]
+    else:
+        body = lines
+    line0 = 2 if header else 1
+
+    fbound, lbound = _MAX_ID + 1, _MAX_ID + 1
+    if header:
+        fbound, lbound = header[1], header[2]
+    if n_features is not None:
+        fbound = min(fbound, n_features)
+    if n_labels is not None:
+        lbound = min(lbound, n_labels)
+
+    xp, xi, xv, yp, yi = [0], [], [], [0], []
+    for k, line in enumerate(body):
+        lineno = line0 + k
+
+        def fail(msg: str) -> None:
+            raise DataFormatError.at(name, lineno, msg)
+
+        toks = _tokens(line)
+        labels, feats = [], toks
+        if line and line[0] not in " \t" and ":" not in toks[0]:
+            if not _LABELS.match(toks[0]):
+                fail(f"bad label field {toks[0][:40]!r}")
+            labels = [int(t) for t in toks[0].split(",")]
+            feats = toks[1:]
+        row = {}
+        for tok in feats:
+            fid, sep, val = tok.partition(":")
+            if not sep or not _UINT.match(fid) or int(fid) > _MAX_ID:
+                fail(f"bad feature {tok[:40]!r}")
+            if _FLOAT_WORDS.match(val):
+                fail(f"non-finite value {tok[:40]!r}")
+            if not _FLOAT.match(val) or val.startswith("+-") or val.startswith("+") and len(val) == 1:
+                fail(f"bad value {tok[:40]!r}")
+            v = float(val)
+            if not math.isfinite(v) or abs(v) > _F32_MAX or (v != 0 and abs(v) < float(np.finfo(np.float32).smallest_subnormal) / 2):
+                fail(f"value outside float32 {tok[:40]!r}")
+            if int(fid) >= fbound:
+                fail(f"feature id {fid} out of range")
+            if int(fid) in row:
+                fail(f"feature id {fid} twice")
+            row[int(fid)] = v
+        for lab in labels:
+            if lab > _MAX_ID or lab >= lbound:
+                fail(f"label id {lab} out of range")
+        if len(set(labels)) != len(labels):
+            fail("label twice")
+        for fid in sorted(row):
+            xi.append(fid)
+            xv.append(row[fid])
+        yi.extend(sorted(labels))
+        xp.append(len(xi))
+        yp.append(len(yi))
+
+    n = len(body)
+    if header and n != header[0]:
+        raise DataFormatError.at(name, 1, f"header promises {header[0]} documents, found {n}")
+    max_f = max(xi) + 1 if xi else 0
+    max_l = max(yi) + 1 if yi else 0
+    D = n_features if n_features is not None else (header[1] if header else max_f)
+    L = n_labels if n_labels is not None else (header[2] if header else max_l)
+    X = sp.csr_matrix((np.array(xv, dtype=np.float32), np.array(xi, dtype=np.int32),
+                       np.array(xp, dtype=np.int64)), shape=(n, D))
+    Y = sp.csr_matrix((np.ones(len(yi), dtype=np.float32), np.array(yi, dtype=np.int32),
+                       np.array(yp, dtype=np.int64)), shape=(n, L))
+    return X, Y, header is not None

@@ -1,0 +1,133 @@
+"""TF-IDF features for raw text, saved without pickle.
+
+Fitting uses scikit-learn's TfidfVectorizer. Transforming uses the fitted
+vocabulary and idf through our own few lines (counts, optional log, idf, L2),
+so a featurizer loaded from JSON + .npz gives exactly the output of the one
+that was saved, whatever scikit-learn's private attributes look like.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence, Tuple, Union
+
+import numpy as np
+import scipy.sparse as sp
+
+from xmc.utils.modeldir import (ModelFormatError, dataclass_from_dict, dataclass_to_dict, load_arrays,
+                                load_json, save_arrays, save_json)
+
+PARAMS_JSON = "tfidf.json"
+VOCAB_JSON = "tfidf_vocab.json"
+IDF_NPZ = "tfidf_idf.npz"
+_FORMAT_VERSION = 1
+
+
+@dataclass
+class TfidfParams:
+    max_features: Optional[int] = None
+    min_df: Union[int, float] = 1
+    max_df: Union[int, float] = 1.0
+    ngram_range: Tuple[int, int] = (1, 1)
+    sublinear_tf: bool = True
+    lowercase: bool = True
+    token_pattern: str = r"(?u)\b\w\w+\b"
+
+    def __post_init__(self) -> None:
+        self.ngram_range = tuple(int(n) for n in self.ngram_range)  # JSON gives a list
+        if len(self.ngram_range) != 2 or not 1 <= self.ngram_range[0] <= self.ngram_range[1]:
+            raise ValueError(f"ngram_range must be (min_n, max_n) with 1 <= min_n <= max_n, got {self.ngram_range}")
+        if self.max_features is not None and self.max_features <= 0:
+            raise ValueError(f"max_features must be positive or None, got {self.max_features}")
+
+
+class TfidfFeaturizer:
+    """Texts -> float32 CSR rows of unit L2 norm (empty rows stay empty)."""
+
+    def __init__(self, params: Optional[TfidfParams] = None) -> None:
+        self.params = params or TfidfParams()
+        self.vocabulary: Optional[list] = None  # term of each column
+        self.idf: Optional[np.ndarray] = None
+
+    @property
+    def n_features(self) -> int:
+        self._check_fitted()
+        return len(self.vocabulary)
+
+    def _check_fitted(self) -> None:
+        if self.vocabulary is None or self.idf is None:
+            raise RuntimeError("TfidfFeaturizer is not fitted; call fit or fit_transform, or load one")
+
+    def fit(self, texts: Sequence[str]) -> "TfidfFeaturizer":
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        p = self.params
+        vec = TfidfVectorizer(max_features=p.max_features, min_df=p.min_df, max_df=p.max_df,
+                              ngram_range=p.ngram_range, sublinear_tf=p.sublinear_tf, lowercase=p.lowercase,
+                              token_pattern=p.token_pattern, norm="l2", use_idf=True, smooth_idf=True)
+        vec.fit(list(texts))
+        order = np.argsort(np.fromiter(vec.vocabulary_.values(), dtype=np.int64, count=len(vec.vocabulary_)))
+        terms = list(vec.vocabulary_.keys())
+        self.vocabulary = [terms[i] for i in order]
+        self.idf = np.asarray(vec.idf_, dtype=np.float64)
+        return self
+
+    def transform(self, texts: Sequence[str]) -> sp.csr_matrix:
+        from sklearn.feature_extraction.text import CountVectorizer
+
+        self._check_fitted()
+        p = self.params
+        counter = CountVectorizer(vocabulary={t: i for i, t in enumerate(self.vocabulary)},
+                                  ngram_range=p.ngram_range, lowercase=p.lowercase,
+                                  token_pattern=p.token_pattern, dtype=np.float64)
+        X = counter.transform(list(texts)).tocsr()
+        X.sort_indices()
+        if p.sublinear_tf:
+            X.data = np.log(X.data) + 1.0
+        X.data *= self.idf[X.indices]
+        sq = np.add.reduceat(X.data ** 2, X.indptr[:-1]) if X.nnz else np.zeros(0)
+        lengths = np.diff(X.indptr)
+        norms = np.zeros(X.shape[0])
+        norms[lengths > 0] = np.sqrt(sq[lengths > 0])
+        X.data /= np.repeat(np.where(norms > 0, norms, 1.0), lengths)
+        out = sp.csr_matrix((X.data.astype(np.float32), X.indices.astype(np.int32),
+                             X.indptr.astype(np.int64)), shape=X.shape)
+        out.eliminate_zeros()
+        return out
+
+    def fit_transform(self, texts: Sequence[str]) -> sp.csr_matrix:
+        texts = list(texts)
+        return self.fit(texts).transform(texts)
+
+    def save(self, directory: Union[str, os.PathLike]) -> None:
+        """params -> tfidf.json, vocabulary -> tfidf_vocab.json, idf -> tfidf_idf.npz."""
+        self._check_fitted()
+        d = Path(directory)
+        save_arrays(d / IDF_NPZ, {"idf": self.idf})
+        save_json(d / VOCAB_JSON, self.vocabulary)
+        save_json(d / PARAMS_JSON, {"format_version": _FORMAT_VERSION, "params": dataclass_to_dict(self.params)})
+
+    @classmethod
+    def load(cls, directory: Union[str, os.PathLike]) -> "TfidfFeaturizer":
+        d = Path(directory)
+        info = load_json(d / PARAMS_JSON)
+        if not isinstance(info, dict) or not isinstance(info.get("params"), dict):
+            raise ModelFormatError(f"{d / PARAMS_JSON}: expected an object with 'params'")
+        version = info.get("format_version")
+        if not isinstance(version, int) or version > _FORMAT_VERSION:
+            raise ModelFormatError(f"{d / PARAMS_JSON}: format version {version!r} is newer than this xmc reads")
+        try:
+            params = dataclass_from_dict(TfidfParams, info["params"])
+        except (TypeError, ValueError) as e:
+            raise ModelFormatError(f"{d / PARAMS_JSON}: bad params ({e})") from None
+        vocab = load_json(d / VOCAB_JSON)
+        if not isinstance(vocab, list) or not all(isinstance(t, str) for t in vocab) or len(set(vocab)) != len(vocab):
+            raise ModelFormatError(f"{d / VOCAB_JSON}: expected a list of distinct strings")
+        idf = load_arrays(d / IDF_NPZ).get("idf")
+        if idf is None or idf.ndim != 1 or idf.shape[0] != len(vocab) or not np.isfinite(idf).all():
+            raise ModelFormatError(f"{d / IDF_NPZ}: expected {len(vocab)} finite idf values, one per term")
+        f = cls(params)
+        f.vocabulary = vocab
+        f.idf = idf.astype(np.float64)
+        return f
