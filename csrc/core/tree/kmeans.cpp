@@ -83,9 +83,14 @@ struct Workspace {
   }
 };
 
+// Multiply-adds per pass below which a cluster is split by one thread (a
+// parallel region and its barrier cost more than the work).
+constexpr double kMinInnerParallelWork = 1 << 20;
+
 struct DenseRows {
   const DenseView* x;
   static constexpr bool kDense = true;
+  double work_per_row() const { return static_cast<double>(x->cols); }
   int64_t dim() const { return x->cols; }
   int64_t rows() const { return x->rows; }
   const float* row(int32_t r) const { return x->data + static_cast<int64_t>(r) * x->cols; }
@@ -123,6 +128,7 @@ struct DenseRows {
 struct SparseRows {
   const CsrView* x;
   static constexpr bool kDense = false;
+  double work_per_row() const { return x->rows ? static_cast<double>(x->nnz()) / x->rows : 0.0; }
   int64_t dim() const { return x->cols; }
   int64_t rows() const { return x->rows; }
 
@@ -299,7 +305,10 @@ BinaryPartition run_tree(const Rows& rows, const KMeansParams& params) {
       init_pair(st.order.data() + s, e - s, params.seed, level_base + static_cast<uint64_t>(j), a, b);
       split_cluster(rows, st, s, e, a, b, params.max_iter, w, inner_threads);
     };
-    if (n_clusters >= threads) {
+    // A parallel region per iteration only pays off on big clusters; small ones
+    // (and many ones) are better spread over threads whole.
+    const double cluster_work = rows.work_per_row() * static_cast<double>(largest);
+    if (n_clusters >= threads || cluster_work < kMinInnerParallelWork) {
 #pragma omp parallel for num_threads(threads) schedule(dynamic, 1) if (threads > 1)
       for (int64_t j = 0; j < n_clusters; ++j) split_one(j, ws[thread_id()], 1);
     } else {
