@@ -28,7 +28,9 @@ import scipy.sparse as sp
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(REPO))
 import common  # noqa: E402
+from xmc import metrics as xmc_metrics  # noqa: E402  (pure Python: no native build needed)
 
 REAL_DATASETS = {
     "delicious": ("delicious/delicious_train_xc.txt", "delicious/delicious_test_xc.txt"),
@@ -37,7 +39,7 @@ REAL_DATASETS = {
 SYNTHETIC = "synthetic"
 PEERS = ("pecos", "napkinxc", "napkinxc-exact", "omikuji")
 ALL_SYSTEMS = ("xmc",) + PEERS
-# Jain et al. (2016) propensity model constants used for every dataset here.
+# Jain et al. (2016) propensity constants, the usual ones for these datasets.
 PROP_A, PROP_B = 0.55, 1.5
 
 
@@ -52,40 +54,12 @@ def system_command(name: str, args: argparse.Namespace) -> Tuple[str, List[str]]
     return args.peers_python, [str(HERE / "peers" / script)] + extra
 
 
-# ----- evaluation: one evaluator for every system ---------------------------------
+# ----- evaluation: one evaluator for every system -----------------------------------
 
-def inv_propensity(Y_train: sp.csr_matrix, a: float = PROP_A, b: float = PROP_B) -> np.ndarray:
-    """Jain et al. (2016): 1/p_l = 1 + C (n_l + B)^-A, C = (log N - 1)(B + 1)^A."""
-    n = Y_train.shape[0]
-    freq = np.asarray((Y_train > 0).sum(axis=0)).ravel().astype(np.float64)
-    c = (np.log(n) - 1.0) * (b + 1.0) ** a
-    return 1.0 + c * (freq + b) ** (-a)
-
-
-def evaluate(Y_true: sp.csr_matrix, ids: np.ndarray, inv_prop: np.ndarray, ks=(1, 3, 5)) -> Dict[str, float]:
-    """P@k and PSP@k in percent. PSP@k is normalized by the best achievable
-    propensity-scored gain (ratio of sums over documents, as xclib does).
-    Kept local so peer-only runs need no xmc build."""
-    Y = sp.csr_matrix(Y_true)
-    n, kmax = ids.shape
-    valid = ids >= 0
-    safe = np.where(valid, ids, 0)
-    hits = np.zeros(ids.shape, dtype=bool)
-    for i in range(n):
-        row = Y.indices[Y.indptr[i] : Y.indptr[i + 1]]
-        hits[i] = np.isin(safe[i], row) & valid[i]
-    gain = hits * inv_prop[safe]
-    # Best case: the k highest-propensity-weighted true labels of each document.
-    best = np.zeros((n, kmax))
-    for i in range(n):
-        w = np.sort(inv_prop[Y.indices[Y.indptr[i] : Y.indptr[i + 1]]])[::-1][:kmax]
-        best[i, : len(w)] = w
-    out = {}
-    for k in ks:
-        out[f"P@{k}"] = 100.0 * hits[:, :k].sum() / (n * k)
-        den = best[:, :k].sum()
-        out[f"PSP@{k}"] = 100.0 * gain[:, :k].sum() / den if den > 0 else 0.0
-    return out
+def score(Y_true: sp.csr_matrix, ids: np.ndarray, inv_prop: np.ndarray) -> Dict[str, float]:
+    """P@1/3/5 and PSP@1/3/5 in percent, by xmc.metrics for every system alike."""
+    m = xmc_metrics.evaluate(Y_true, np.asarray(ids, dtype=np.int64), ks=(1, 3, 5), inv_prop=inv_prop)
+    return {k: 100.0 * float(v) for k, v in m.items() if k.startswith(("P@", "PSP@"))}
 
 
 # ----- data -------------------------------------------------------------------------
@@ -165,7 +139,7 @@ def run_one(system: str, train: Path, test: Path, out: Path, args: argparse.Name
 def summarize(runs: List[dict], Y_test, inv_prop) -> dict:
     per_run = []
     for r in runs:
-        m = evaluate(Y_test, r.pop("_ids"), inv_prop)
+        m = score(Y_test, r.pop("_ids"), inv_prop)
         per_run.append({**{k: v for k, v in r.items() if k != "settings"}, **m})
     keys = [k for k in per_run[0] if isinstance(per_run[0][k], (int, float))]
     med = {k: float(median(run[k] for run in per_run)) for k in keys}
@@ -296,7 +270,7 @@ def main(argv=None) -> dict:
         train, test, source = dataset_files(name, args)
         X_train, Y_train = common.read_xc(str(train))
         _, Y_test = common.read_xc(str(test))
-        inv_prop = inv_propensity(Y_train)
+        inv_prop = xmc_metrics.inv_propensity(Y_train, A=PROP_A, B=PROP_B)
         runs: Dict[str, List[dict]] = {s: [] for s in args.systems}
         for rep in range(args.repeats):
             # Systems interleave within a repeat, so a burst of load hits them alike.
@@ -326,7 +300,7 @@ def main(argv=None) -> dict:
             "threads": args.threads, "repeats": args.repeats, "k": args.k, "beam": args.beam,
             "omikuji_trees": args.omikuji_trees, "xmc_commit": _git_commit(),
             "peers_python": args.peers_python, "load_before": load_before, "load_after": _load(),
-            "evaluator": "benchmarks/compare_linear.py:evaluate",
+            "evaluator": "xmc.metrics.evaluate",
             "propensity": {"A": PROP_A, "B": PROP_B},
         },
         "datasets": datasets,
