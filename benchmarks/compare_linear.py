@@ -173,22 +173,24 @@ def _mib(n: float) -> str:
 def markdown(report: dict) -> str:
     meta = report["meta"]
     lines = ["# Linear XMC: xmc vs PECOS, napkinXC, omikuji", "",
-             f"Threads {meta['threads']}, k={meta['k']}, beam {meta['beam']}, median of {meta['repeats']} runs; "
-             f"{meta['machine']}; load average before/after {meta['load_before']} / {meta['load_after']}; "
+             f"{meta['machine']}; scored by {meta['evaluator']}; medians over the runs counted in each row; "
+             "'load' is the 1/5/15-min load average when that system's runs began. Written "
              f"{meta['date']}.", ""]
     for name, ds in report["datasets"].items():
         lines += [f"## {name}", "",
                   f"{ds['n_train']} train / {ds['n_test']} test docs, {ds['n_features']} features, "
                   f"{ds['n_labels']} labels ({ds['source']}).", "",
-                  "| system | P@1 | P@3 | P@5 | PSP@5 | train s | predict docs/s | peak RSS MiB | model MiB |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+                  "| system | P@1 | P@3 | P@5 | PSP@5 | train s | predict docs/s | peak RSS MiB | model MiB "
+                  "| threads, beam, runs | load |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
         for s, v in ds["systems"].items():
             m = v["median"]
             lines.append(f"| {s} | {m['P@1']:.2f} | {m['P@3']:.2f} | {m['P@5']:.2f} | {m['PSP@5']:.2f} | "
                          f"{m['train_seconds']:.2f} | {m['docs_per_second']:.0f} | {_mib(m['peak_rss_bytes'])} | "
-                         f"{_mib(m['model_bytes'])} |")
+                         f"{_mib(m['model_bytes'])} | {v['measured']['threads']}, {v['measured']['beam']}, "
+                         f"{len(v['runs'])} | {v['measured']['load_before']} |")
         for s in ds.get("failed", []):
-            lines.append(f"| {s} | failed | | | | | | | |")
+            lines.append(f"| {s} | failed | | | | | | | | | |")
         lines.append("")
     lines += ["## xmc against the best peer", "",
               "| dataset | train time / fastest peer | throughput / fastest peer | P@1 - best peer |",
@@ -267,6 +269,8 @@ def main(argv=None) -> dict:
     if args.merge and json_path.is_file():
         datasets = json.loads(json_path.read_text()).get("datasets", {})
     for name in args.datasets:
+        started = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        load_start = _load()
         train, test, source = dataset_files(name, args)
         X_train, Y_train = common.read_xc(str(train))
         _, Y_test = common.read_xc(str(test))
@@ -280,26 +284,38 @@ def main(argv=None) -> dict:
                 r = run_one(system, train, test, out, args)
                 if r is not None:
                     runs[system].append(r)
-        systems = {s: summarize(rs, Y_test, inv_prop) for s, rs in runs.items() if rs}
+        measured = {"date": started, "threads": args.threads, "repeats": args.repeats, "k": args.k,
+                    "beam": args.beam, "load_before": load_start, "load_after": _load(),
+                    "xmc_commit": _git_commit()}
+        systems = {s: {**summarize(rs, Y_test, inv_prop), "measured": measured} for s, rs in runs.items() if rs}
+        failed = [s for s, rs in runs.items() if not rs]
+        old = datasets.get(name, {}) if args.merge else {}
+        if old.get("n_test") == int(Y_test.shape[0]) and old.get("n_labels") == int(Y_train.shape[1]):
+            # --merge: keep the systems this run did not redo (same data: same sizes)
+            systems = {**{k: v for k, v in old.get("systems", {}).items() if k not in runs}, **systems}
+            failed = sorted(set(failed) | (set(old.get("failed", [])) - set(runs)))
+        systems = {k: systems[k] for k in ALL_SYSTEMS if k in systems}
         entry = {
             "source": source, "train_file": str(train), "test_file": str(test),
             "n_train": int(Y_train.shape[0]), "n_test": int(Y_test.shape[0]),
             "n_features": int(X_train.shape[1]), "n_labels": int(Y_train.shape[1]),
-            "systems": systems, "failed": [s for s, rs in runs.items() if not rs],
+            "systems": systems, "failed": failed,
             "ratios": ratios(systems),
         }
         datasets[name] = entry
-        for s, v in systems.items():
-            m = v["median"]
+        for s in runs:
+            if s not in systems:
+                continue
+            m = systems[s]["median"]
             print(f"[compare]   {s:15s} P@1 {m['P@1']:6.2f} P@5 {m['P@5']:6.2f} PSP@5 {m['PSP@5']:6.2f} "
                   f"train {m['train_seconds']:7.2f}s  {m['docs_per_second']:9.0f} docs/s", flush=True)
     report = {
         "meta": {
             "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "machine": f"{platform.machine()} {os.cpu_count()} cores, {platform.platform()}",
-            "threads": args.threads, "repeats": args.repeats, "k": args.k, "beam": args.beam,
-            "omikuji_trees": args.omikuji_trees, "xmc_commit": _git_commit(),
-            "peers_python": args.peers_python, "load_before": load_before, "load_after": _load(),
+            "omikuji_trees": args.omikuji_trees, "peers_python": args.peers_python,
+            "last_run": {"threads": args.threads, "repeats": args.repeats, "k": args.k, "beam": args.beam,
+                         "load_before": load_before, "load_after": _load(), "xmc_commit": _git_commit()},
             "evaluator": "xmc.metrics.evaluate",
             "propensity": {"A": PROP_A, "B": PROP_B},
         },
