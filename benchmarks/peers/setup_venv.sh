@@ -21,7 +21,8 @@ if ! "$VENV/bin/python" -m pip install "torch==2.13.0+cpu"; then
 fi
 "$VENV/bin/python" -m pip install -r "$HERE/requirements.txt"
 "$VENV/bin/python" - <<'PY'
-import numpy, pecos, napkinxc, omikuji, torch
-print("peers venv ready: numpy", numpy.__version__, "torch", torch.__version__,
-      "napkinxc", napkinxc.__version__, "omikuji", omikuji.__version__)
+from importlib.metadata import version
+import numpy, pecos, napkinxc, omikuji, torch  # noqa: F401  (each must import)
+print("peers venv ready:", ", ".join(f"{p} {version(p)}" for p in
+      ("numpy", "scipy", "torch", "libpecos", "napkinxc", "omikuji")))
 PY
