@@ -200,11 +200,13 @@ py::tuple linear_solve_binary(const CArray<int64_t>& indptr, const CArray<int32_
   for (int64_t e = 0; e < X.nnz(); ++e)
     if (X.indices[e] < 0 || X.indices[e] >= n_cols) throw std::invalid_argument("feature id outside 0..n_cols-1");
   xmc::linear::SolverParams p = solver_params(loss, C, eps, max_iter, bias);
-  xmc::linear::ProblemRows rows{X.rows, X.cols, X.indptr, X.indices, X.data, nullptr};
   std::vector<double> w;
   int iters = 0;
   {
     py::gil_scoped_release release;
+    std::vector<xmc::linear::Entry> entries(X.nnz());
+    for (int64_t e = 0; e < X.nnz(); ++e) entries[e] = {X.indices[e], X.value(e)};
+    xmc::linear::ProblemRows rows{X.rows, X.cols, X.indptr, entries.data(), nullptr};
     xmc::linear::SolverWorkspace ws;
     iters = xmc::linear::solve_binary(rows, y.data(), p, seed, w, ws);
   }

@@ -28,8 +28,7 @@ namespace {
 struct ParentData {
   int64_t rows = 0;
   std::vector<int64_t> indptr;
-  std::vector<int32_t> indices;
-  std::vector<float> data;
+  std::vector<Entry> entries;
   std::vector<double> sq_norms;
   std::vector<int32_t> features;                // local column -> global feature id (ascending)
   std::vector<std::vector<int32_t>> positives;  // per child of the parent: local rows with target 1
@@ -39,8 +38,7 @@ struct ParentData {
     r.rows = rows;
     r.cols = static_cast<int64_t>(features.size());
     r.indptr = indptr.data();
-    r.indices = indices.data();
-    r.data = data.data();
+    r.entries = entries.data();
     r.sq_norms = sq_norms.data();
     return r;
   }
@@ -88,8 +86,7 @@ std::unique_ptr<ParentData> gather_parent(const LayerProblem& P, int64_t p, std:
   // Ascending local ids keep each row's columns sorted and map back to sorted global rows.
   std::sort(d->features.begin(), d->features.end());
   for (size_t j = 0; j < d->features.size(); ++j) fmap[d->features[j]] = static_cast<int32_t>(j);
-  d->indices.resize(d->indptr[n]);
-  d->data.resize(d->indptr[n]);
+  d->entries.resize(d->indptr[n]);
   d->sq_norms.assign(n, 0.0);
   for (int64_t k = 0; k < n; ++k) {
     const int32_t doc = parent_doc(P, p, k);
@@ -97,8 +94,7 @@ std::unique_ptr<ParentData> gather_parent(const LayerProblem& P, int64_t p, std:
     double sq = 0.0;
     for (int64_t e = X.indptr[doc]; e < X.indptr[doc + 1]; ++e, ++out) {
       const float v = X.value(e);
-      d->indices[out] = fmap[X.indices[e]];
-      d->data[out] = v;
+      d->entries[out] = Entry{fmap[X.indices[e]], v};
       sq += static_cast<double>(v) * v;
     }
     d->sq_norms[k] = sq;

@@ -23,15 +23,21 @@ struct SolverParams {
   double bias = 1.0;  // value of the implicit last feature; its weight is regularised too (liblinear)
 };
 
+// One stored feature of a row. Column and value side by side: the solver's
+// inner loops then read a single stream instead of two.
+struct Entry {
+  int32_t col;
+  float val;
+};
+
 // Rows of one binary problem in CSR with compact column ids. The bias is not
 // stored: every row implicitly ends with a feature of value params.bias.
 struct ProblemRows {
   int64_t rows = 0;
   int64_t cols = 0;
   const int64_t* indptr = nullptr;
-  const int32_t* indices = nullptr;
-  const float* data = nullptr;      // nullptr: all ones
-  const double* sq_norms = nullptr;  // x.x per row without the bias; shared by all children of a node
+  const Entry* entries = nullptr;
+  const double* sq_norms = nullptr;  // x.x per row without the bias; nullptr: computed here
 };
 
 // Scratch reused across problems so a thread allocates once per layer.
