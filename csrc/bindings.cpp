@@ -347,7 +347,7 @@ PYBIND11_MODULE(_core, m) {
         "Threads an xmc routine uses when asked for threads=0 (all cores).");
 
   // ----- io registrations -----
-  py::register_exception_translator(&translate_parse_error);
+  py::register_local_exception_translator(&translate_parse_error);
   m.def("read_xc", &py_read_xc, py::arg("path"), py::arg("n_features") = -1, py::arg("n_labels") = -1,
         py::arg("threads") = 0,
         "Parse an Extreme Classification Repository file. Returns ((X csr arrays), (Y csr arrays), had_header).");

@@ -212,3 +212,60 @@ def test_real_datasets_match_reference(path):
     n, D, L = (int(t) for t in path.read_text().split("\n", 1)[0].split())
     assert d.X.shape == (n, D) and d.Y.shape == (n, L)
     assert d.Y.nnz > 0 and d.X.nnz > 0
+
+
+def test_float_values_are_correctly_rounded():
+    """The reader's short-number fast path and std::from_chars must agree with
+    correctly rounded float32 parsing on every spelling of many values."""
+    rng = np.random.default_rng(11)
+    vals = np.concatenate([rng.random(3000), rng.standard_normal(3000) * 10.0 ** rng.integers(-30, 30, 3000),
+                           rng.integers(0, 2**26, 500).astype(np.float64)])
+    strings = []
+    for i, v in enumerate(vals):
+        strings += [repr(float(v)), repr(float(np.float32(v))), f"{v:.6f}", f"{v:.9e}", f"{v:.4E}", f"{v:.17g}"]
+    # Exact float32 midpoints round to even; 19+ digit and subnormal values take the slow path.
+    strings += ["16777217", "16777219", "0.5", "-0", "1.", ".25", "+.5", "1e-40", "3.4028234e38",
+                "0.1000000000000000000055511151231257827", "7e22", "7e23", "123456789012345678901234"]
+    blob = "\n".join(f"0 {k}:{s}" for k, s in enumerate(strings)).encode()
+    d = parse_xc_bytes(blob, threads=2, min_chunk_bytes=4096)
+    expected = np.array([np.float32(float(s)) for s in strings], dtype=np.float32)
+    np.testing.assert_array_equal(d.X.indptr, np.arange(len(strings) + 1))  # explicit zeros are kept
+    np.testing.assert_array_equal(d.X.indices, np.arange(len(strings)))
+    np.testing.assert_array_equal(d.X.data, expected)
+    assert d.X.data[strings.index("16777217")] == 16777216 and d.X.data[strings.index("16777219")] == 16777220
+
+
+def test_mutated_files_agree_with_reference():
+    """Random byte edits of a valid file: the native reader and the reference
+    accept the same inputs with the same result, or reject them at the same line."""
+    rng = np.random.default_rng(5)
+    X, Y = random_matrices(rng, 12, 30, 10)
+    base = bytearray(render(X, Y, rng, header=True))
+    alphabet = b"0123456789:, \t\n.-+eExna\r\xff"
+    for trial in range(300):
+        blob = bytearray(base)
+        for _ in range(int(rng.integers(1, 4))):
+            pos = int(rng.integers(0, len(blob)))
+            op = rng.integers(0, 3)
+            ch = alphabet[int(rng.integers(0, len(alphabet)))]
+            if op == 0:
+                blob[pos] = ch
+            elif op == 1:
+                blob.insert(pos, ch)
+            else:
+                del blob[pos]
+        blob = bytes(blob)
+        try:
+            rX, rY, _ = reference_parse_xc(blob, "m")
+            ref_line = None
+        except DataFormatError as e:
+            ref_line = e.line
+        try:
+            d = parse_xc_bytes(blob, "m", threads=2, min_chunk_bytes=int(rng.integers(1, 200)))
+            nat_line = None
+        except DataFormatError as e:
+            nat_line = e.line
+        assert nat_line == ref_line, (trial, blob)
+        if nat_line is None:
+            assert_same_csr(d.X, rX)
+            assert_same_csr(d.Y, rY)

@@ -40,6 +40,8 @@ def test_vocab_unknown_labels():
         v.encode([["x"], ["y", "zz"]])
     Y = v.encode([["x"], ["y", "zz"]], unknown="skip")
     np.testing.assert_array_equal(Y.toarray(), [[1, 0], [0, 1]])
+    with pytest.raises(TypeError, match="document 0: expected a list of labels, found the string 'xy'"):
+        v.encode(["xy"])
     with pytest.raises(ValueError, match="unknown must be"):
         v.encode([["x"]], unknown="ignore")
 

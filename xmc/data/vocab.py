@@ -76,6 +76,8 @@ class LabelVocab:
         indptr = [0]
         indices: List[int] = []
         for doc, labels in enumerate(label_lists):
+            if isinstance(labels, str):  # would silently encode its characters
+                raise TypeError(f"document {doc}: expected a list of labels, found the string {labels[:40]!r}")
             row = set()
             for lab in labels:
                 i = self._index.get(str(lab))

@@ -122,7 +122,11 @@ bool parse_line(const char* p, const char* e, const Limit& flim, const Limit& ll
     ++n;
     if (n + 1 < e && *n == '+' && *(n + 1) != '-' && *(n + 1) != '+') ++n;  // from_chars rejects '+'
     float v = 0.f;
-    auto r = std::from_chars(n, e, v);
+    std::from_chars_result r{n, std::errc()};
+    if (const char* q = io::parse_float_fast(n, e, v))
+      r.ptr = q;
+    else
+      r = std::from_chars(n, e, v);
     // Syntax first: "1e99x" is a bad token, not an out-of-range number.
     if (r.ec == std::errc::invalid_argument || (r.ptr < e && !is_blank(*r.ptr))) {
       err = "expected a number after ':' in feature 'id:value', found " + show_token(tok, token_end(tok, e));
