@@ -311,3 +311,20 @@ def test_one_million_docs_top5_is_fast():
     elapsed = time.perf_counter() - t0
     assert 0 < r["P@1"] < 0.01  # random guesses
     assert elapsed < 20, f"evaluate took {elapsed:.1f} s for 1M docs x top-5"
+
+
+def test_topk_same_result_for_any_thread_count():
+    numba = pytest.importorskip("numba")
+    rng = np.random.default_rng(11)
+    S = sp.random(3000, 200, density=0.05, format="csr", random_state=rng)
+    S.data = np.round(S.data * 3).astype(np.float32)  # ties
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = topk_from_scores(S, 7)
+        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+        many = topk_from_scores(S, 7)
+    finally:
+        numba.set_num_threads(before)
+    np.testing.assert_array_equal(one, many)
+    np.testing.assert_array_equal(one, _py_topk(S, 7))

@@ -14,10 +14,10 @@ import scipy.sparse as sp
 
 ArrayPair = Tuple[np.ndarray, np.ndarray]
 Predictions = Union[np.ndarray, ArrayPair, sp.spmatrix, "sp.sparray"]
+MatrixLike = Union[sp.spmatrix, "sp.sparray", np.ndarray]  # (n_docs, n_labels)
 
 
-
-def as_truth(Y_true, name: str = "Y_true") -> sp.csr_matrix:
+def as_truth(Y_true: MatrixLike, name: str = "Y_true") -> sp.csr_matrix:
     """Binary CSR (float32, canonical: sorted indices, no duplicates, no stored zeros)."""
     if not sp.issparse(Y_true):
         arr = np.asarray(Y_true)
@@ -34,14 +34,6 @@ def as_truth(Y_true, name: str = "Y_true") -> sp.csr_matrix:
     if Y.dtype != np.float32 or (Y.nnz and not np.all(Y.data == 1)):
         Y = sp.csr_matrix((np.ones(Y.nnz, dtype=np.float32), Y.indices, Y.indptr), shape=Y.shape)
     return Y
-
-
-def check_same_rows(Y: sp.csr_matrix, n_rows: int, what: str) -> None:
-    if Y.shape[0] != n_rows:
-        raise ValueError(
-            f"Y_true has shape {Y.shape} ({Y.shape[0]} documents) but {what} "
-            f"has {n_rows} rows; they must describe the same documents"
-        )
 
 
 def segment_topk(indptr: np.ndarray, values: np.ndarray, k: int) -> np.ndarray:
@@ -66,7 +58,7 @@ def segment_topk(indptr: np.ndarray, values: np.ndarray, k: int) -> np.ndarray:
     return out
 
 
-def topk_from_scores(scores, k: int) -> np.ndarray:
+def topk_from_scores(scores: MatrixLike, k: int) -> np.ndarray:
     """Top-k label ids (int64, shape (n, k), best first, -1 padded) from a score matrix.
 
     ``scores`` is a scipy sparse (n, L) matrix or a dense float array. For a

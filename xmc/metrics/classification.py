@@ -13,10 +13,10 @@ from typing import Tuple
 import numpy as np
 import scipy.sparse as sp
 
-from xmc.metrics._inputs import _check_ids, as_truth
+from xmc.metrics._inputs import MatrixLike, _check_ids, as_truth
 
 
-def binarize_topk(ids, n_labels: int) -> sp.csr_matrix:
+def binarize_topk(ids: np.ndarray, n_labels: int) -> sp.csr_matrix:
     """Binary CSR float32 (n, n_labels) with a 1 at every predicted id (-1 padding is skipped)."""
     ids = np.asarray(ids)
     if ids.ndim != 2:
@@ -38,7 +38,7 @@ def _csr_from_rows(rows: np.ndarray, cols: np.ndarray, shape) -> sp.csr_matrix:
     return sp.csr_matrix((np.ones(indices.size, dtype=np.float32), indices, indptr), shape=shape)
 
 
-def binarize_threshold(scores, t: float) -> sp.csr_matrix:
+def binarize_threshold(scores: MatrixLike, t: float) -> sp.csr_matrix:
     """Binary CSR float32: 1 where score >= t.
 
     For a sparse score matrix only stored entries can pass (an unstored entry is
@@ -70,7 +70,7 @@ def _tp_matrix(T: sp.csr_matrix, P: sp.csr_matrix) -> sp.csr_matrix:
     return T.multiply(P).tocsr()
 
 
-def f1_scores(Y_true, Y_pred, zero_division: float = 0.0) -> Tuple[float, float]:
+def f1_scores(Y_true: MatrixLike, Y_pred: MatrixLike, zero_division: float = 0.0) -> Tuple[float, float]:
     """(micro-F1, macro-F1) of binary predictions.
 
     micro = 2 TP / (2 TP + FP + FN) over all (document, label) pairs; macro is
@@ -91,7 +91,7 @@ def f1_scores(Y_true, Y_pred, zero_division: float = 0.0) -> Tuple[float, float]
     return float(micro), macro
 
 
-def hamming_loss(Y_true, Y_pred) -> float:
+def hamming_loss(Y_true: MatrixLike, Y_pred: MatrixLike) -> float:
     """Fraction of (document, label) pairs predicted wrongly: (FP + FN) / (n L)."""
     T, P = _pair(Y_true, Y_pred)
     cells = T.shape[0] * T.shape[1]
@@ -101,7 +101,7 @@ def hamming_loss(Y_true, Y_pred) -> float:
     return float(wrong / cells)
 
 
-def subset_accuracy(Y_true, Y_pred) -> float:
+def subset_accuracy(Y_true: MatrixLike, Y_pred: MatrixLike) -> float:
     """Fraction of documents whose predicted label set equals the true set exactly."""
     T, P = _pair(Y_true, Y_pred)
     if T.shape[0] == 0:

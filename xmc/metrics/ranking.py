@@ -24,10 +24,10 @@ from typing import Dict, Iterable, Optional
 import numpy as np
 import scipy.sparse as sp
 
-from xmc.metrics._inputs import Predictions, _check_k, as_topk, as_truth, segment_topk
+from xmc.metrics._inputs import MatrixLike, Predictions, _check_k, as_topk, as_truth, segment_topk
 
 
-def inv_propensity(Y_train, A: float = 0.55, B: float = 1.5) -> np.ndarray:
+def inv_propensity(Y_train: MatrixLike, A: float = 0.55, B: float = 1.5) -> np.ndarray:
     """Inverse label propensities 1/p_l of Jain et al. (2016), float64 of length L.
 
     With N training documents and N_l documents tagged with label l:
@@ -130,7 +130,7 @@ class _Ranked:
         return float(got / best) if best > 0 else 0.0
 
 
-def precision_at_k(Y_true, predictions: Predictions, k: int = 5) -> float:
+def precision_at_k(Y_true: MatrixLike, predictions: Predictions, k: int = 5) -> float:
     """P@k: mean over documents of (# true labels among the top k) / k.
 
     ``predictions``: int ids (n, >=1) best first with -1 padding, an
@@ -140,34 +140,34 @@ def precision_at_k(Y_true, predictions: Predictions, k: int = 5) -> float:
     return _Ranked(Y_true, predictions, k).precision(k)
 
 
-def recall_at_k(Y_true, predictions: Predictions, k: int = 5) -> float:
+def recall_at_k(Y_true: MatrixLike, predictions: Predictions, k: int = 5) -> float:
     """R@k: mean over documents of (# true labels among the top k) / # true labels (0 if none)."""
     return _Ranked(Y_true, predictions, k).recall(k)
 
 
-def ndcg_at_k(Y_true, predictions: Predictions, k: int = 5) -> float:
+def ndcg_at_k(Y_true: MatrixLike, predictions: Predictions, k: int = 5) -> float:
     """nDCG@k with binary gains, log2(rank + 1) discount, ideal DCG over min(k, #true) labels."""
     return _Ranked(Y_true, predictions, k).ndcg(k)
 
 
-def psprecision_at_k(Y_true, predictions: Predictions, inv_prop, k: int = 5) -> float:
+def psprecision_at_k(Y_true: MatrixLike, predictions: Predictions, inv_prop: np.ndarray, k: int = 5) -> float:
     """Propensity-scored P@k, normalised as pyxclib: sum of hit weights / best achievable sum."""
     return _Ranked(Y_true, predictions, k, inv_prop).psprecision(k)
 
 
-def psndcg_at_k(Y_true, predictions: Predictions, inv_prop, k: int = 5) -> float:
+def psndcg_at_k(Y_true: MatrixLike, predictions: Predictions, inv_prop: np.ndarray, k: int = 5) -> float:
     """Propensity-scored nDCG@k, normalised as pyxclib: mean PS-nDCG / mean best PS-nDCG."""
     return _Ranked(Y_true, predictions, k, inv_prop).psndcg(k)
 
 
-def one_error(Y_true, predictions: Predictions) -> float:
+def one_error(Y_true: MatrixLike, predictions: Predictions) -> float:
     """Fraction of documents whose top-ranked prediction is not a true label (1 - P@1)."""
     r = _Ranked(Y_true, predictions, 1)
     return float(1.0 - r.hit[:, 0].mean()) if r.hit.shape[0] else 0.0
 
 
 def evaluate(
-    Y_true,
+    Y_true: MatrixLike,
     predictions: Predictions,
     ks: Iterable[int] = (1, 3, 5),
     inv_prop: Optional[np.ndarray] = None,
