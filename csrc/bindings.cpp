@@ -302,7 +302,7 @@ std::unique_ptr<xmc::search::BeamSearcher> make_searcher(
 
 py::tuple searcher_search(const xmc::search::BeamSearcher& s, const CArray<int64_t>& indptr,
                           const CArray<int32_t>& indices, const CArray<float>& data,
-                          int64_t n_cols, int k, int beam, int threads) {
+                          int64_t n_cols, int k, int beam, int threads, int64_t block) {
   xmc::CsrView X = csr_view(indptr, indices, data, n_cols);
   if (k < 1) throw std::invalid_argument("k must be at least 1, got " + std::to_string(k));
   py::array_t<int32_t> ids({X.rows, static_cast<int64_t>(k)});
@@ -311,7 +311,7 @@ py::tuple searcher_search(const xmc::search::BeamSearcher& s, const CArray<int64
   float* sp = scores.mutable_data();
   {
     py::gil_scoped_release release;
-    s.search(X, k, beam, threads, ip, sp);
+    s.search(X, k, beam, threads, ip, sp, block);
   }
   return py::make_tuple(ids, scores);
 }
@@ -325,6 +325,12 @@ py::dict layout_stats(const xmc::search::BeamSearcher& s) {
     d["chunks"] = st.chunks;
     d["direct_chunks"] = st.direct_chunks;
     d["dense_chunks"] = st.dense_chunks;
+    py::dict kinds;  // chunks per (row index, row values) layout
+    kinds["direct+dense"] = st.direct_dense_chunks;
+    kinds["direct+pairs"] = st.direct_chunks - st.direct_dense_chunks;
+    kinds["hash+dense"] = st.dense_chunks - st.direct_dense_chunks;
+    kinds["hash+pairs"] = st.chunks - st.direct_chunks - st.dense_chunks + st.direct_dense_chunks;
+    d["kinds"] = kinds;
     d["rows"] = st.rows;
     d["nnz"] = st.nnz;
     d["bytes"] = st.bytes;
@@ -451,7 +457,9 @@ PYBIND11_MODULE(_core, m) {
            py::arg("activation"), py::arg("threads") = 0)
       .def("search", &searcher_search, py::arg("indptr"), py::arg("indices"), py::arg("data"),
            py::arg("n_cols"), py::arg("k"), py::arg("beam"), py::arg("threads") = 0,
-           "(ids int32 (n, k), scores float32 (n, k)); ids are original label ids")
+           py::arg("block") = -1,
+           "(ids int32 (n, k), scores float32 (n, k)); ids are original label ids. "
+           "block: documents per batch (0: one at a time, <0: by input size)")
       .def("layout_stats", &layout_stats)
       .def_property_readonly("n_features", &xmc::search::BeamSearcher::n_features)
       .def_property_readonly("n_labels", &xmc::search::BeamSearcher::n_labels)

@@ -86,9 +86,11 @@ def test_full_beam_equals_exhaustive_topk(config, activation):
     X = random_docs(rng, 40, D, xd, empty_rows=(3, 17))
     searcher = BeamSearcher(tree, weights, activation=activation)
     k = 7
-    ids, scores = searcher.search(X, k=k, beam=widest_level(tree), threads=1)
+    ids, scores = searcher.search(X, k=k, beam=widest_level(tree), threads=1, block=0)
     assert ids.dtype == np.int32 and scores.dtype == np.float32 and ids.shape == (40, k)
-    assert_same_topk(ids, scores, exhaustive_scores(tree, weights, X, activation), k)
+    full = exhaustive_scores(tree, weights, X, activation)
+    assert_same_topk(ids, scores, full, k)
+    assert_same_topk(*searcher.search(X, k=k, beam=widest_level(tree), threads=2, block=8), full, k)
 
 
 @pytest.mark.parametrize("beam", [1, 2, 5])
@@ -128,6 +130,27 @@ def test_one_and_two_threads_agree_exactly():
     b = s.search(X, k=5, beam=3, threads=2)
     np.testing.assert_array_equal(a[0], b[0])
     np.testing.assert_array_equal(a[1], b[1])
+
+
+@pytest.mark.parametrize("config", range(len(CONFIGS)))
+def test_batch_path_equals_one_document_at_a_time(config):
+    rng = np.random.default_rng(100 + config)
+    sizes, D, wd, xd = CONFIGS[config]
+    tree = random_tree(rng, sizes)
+    weights = random_weights(rng, tree, D, wd)
+    X = random_docs(rng, 150, D, xd, empty_rows=(0, 77))
+    s = BeamSearcher(tree, weights)
+    one = s.search(X, k=6, beam=3, block=0, threads=1)
+    for block, threads in [(1, 1), (16, 2), (64, 1), (1000, 2)]:
+        got = s.search(X, k=6, beam=3, block=block, threads=threads)
+        np.testing.assert_array_equal(got[0], one[0])
+        np.testing.assert_array_equal(got[1], one[1])
+    # a beam beyond the widest level is the full beam, without beam-sized buffers
+    one = s.search(X, k=6, beam=widest_level(tree), block=0)
+    for block in [0, 64]:
+        got = s.search(X, k=6, beam=2_000_000_000, block=block)
+        np.testing.assert_array_equal(got[0], one[0])
+        np.testing.assert_array_equal(got[1], one[1])
 
 
 def test_empty_documents_score_the_biases():
@@ -187,21 +210,19 @@ def test_dense_input_and_single_row():
     np.testing.assert_array_equal(a[0][1:2], c[0])
 
 
-def test_layouts_cover_every_kind():
-    """The configs above exercise direct/sorted row lookups and dense/pair rows."""
-    rng = np.random.default_rng(0)
-    tree = random_tree(rng, [1, 4, 16, 120])
-    weights = random_weights(rng, tree, 60, [0.9, 0.3, 0.05])
-    stats = BeamSearcher(tree, weights).layout_stats()["layers"]
-    assert stats[0]["dense_chunks"] == 1 and stats[0]["direct_chunks"] == 1
-    assert stats[2]["dense_chunks"] < stats[2]["chunks"]
-    rng = np.random.default_rng(4)
-    tree = random_tree(rng, [1, 2, 7, 64])
-    weights = random_weights(rng, tree, 2000, [0.3, 0.02, 0.002])
-    stats = BeamSearcher(tree, weights).layout_stats()["layers"]
-    assert stats[2]["direct_chunks"] < stats[2]["chunks"]
-    for st, W in zip(stats, weights):
-        assert st["nnz"] == W[:-1].nnz
+def test_configs_cover_every_layout_kind():
+    """The configs of the exhaustive tests exercise all four chunk layouts."""
+    seen = {}
+    for config, (sizes, D, wd, xd) in enumerate(CONFIGS):
+        rng = np.random.default_rng(config)
+        tree = random_tree(rng, sizes)
+        weights = random_weights(rng, tree, D, wd, scale=0.5)
+        stats = BeamSearcher(tree, weights).layout_stats()["layers"]
+        for st, W in zip(stats, weights):
+            assert st["nnz"] == W[:-1].nnz
+            for kind, count in st["kinds"].items():
+                seen[kind] = seen.get(kind, 0) + count
+    assert all(seen[k] > 0 for k in ["direct+dense", "direct+pairs", "hash+dense", "hash+pairs"]), seen
 
 
 def test_wrong_feature_count_is_a_clear_error():
@@ -227,3 +248,43 @@ def test_bad_model_arguments_are_clear_errors():
         s.search(sp.csr_matrix((1, 10), dtype=np.float32), k=0)
     with pytest.raises(ValueError, match="beam must be at least 1"):
         s.search(sp.csr_matrix((1, 10), dtype=np.float32), beam=0)
+
+
+def test_non_canonical_and_float64_weights_give_the_same_model():
+    rng = np.random.default_rng(12)
+    tree = random_tree(rng, [1, 4, 50])
+    weights = random_weights(rng, tree, 30, [0.6, 0.2])
+    X = random_docs(rng, 20, 30, 0.3)
+    ref = BeamSearcher(tree, weights).search(X, k=5, beam=2)
+    messy = []
+    for W in weights:
+        # every weight split in two duplicate halves, rows unsorted within columns
+        C = W.tocoo()
+        rows = np.concatenate([C.row, C.row])[::-1]
+        cols = np.concatenate([C.col, C.col])[::-1]
+        data = np.concatenate([C.data / 2, C.data / 2])[::-1].astype(np.float64)
+        M = sp.csc_matrix((data, (rows, cols)), shape=W.shape)  # coo -> csc sums duplicates...
+        M = sp.csc_matrix((data[np.argsort(cols, kind="stable")], rows[np.argsort(cols, kind="stable")],
+                           np.concatenate([[0], np.cumsum(np.bincount(cols, minlength=W.shape[1]))])),
+                          shape=W.shape)  # ...so build the duplicated CSC by hand
+        assert not M.has_canonical_format
+        messy.append(M)
+    got = BeamSearcher(tree, messy).search(X, k=5, beam=2)
+    np.testing.assert_array_equal(got[0], ref[0])
+    np.testing.assert_allclose(got[1], ref[1], atol=1e-6)
+
+
+def test_searcher_owns_its_layout_after_the_weights_are_gone():
+    import gc
+
+    rng = np.random.default_rng(13)
+    tree = random_tree(rng, [1, 5, 60])
+    weights = random_weights(rng, tree, 40, [0.5, 0.2])
+    X = random_docs(rng, 30, 40, 0.2)
+    full = exhaustive_scores(tree, weights, X, "sigmoid")
+    s = BeamSearcher(tree, weights, activation="sigmoid")
+    del weights
+    gc.collect()
+    _ = [np.ones(10_000) for _ in range(50)]  # reuse freed memory
+    ids, scores = s.search(X, k=4, beam=5)
+    assert_same_topk(ids, scores, full, 4)

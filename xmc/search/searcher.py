@@ -1,7 +1,7 @@
 """Beam search over a PLT's label tree on the native core."""
 from __future__ import annotations
 
-from typing import Dict, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import scipy.sparse as sp
@@ -18,10 +18,11 @@ def _layer_csc(W, t: int, rows: int, cols: int) -> Tuple[np.ndarray, np.ndarray,
     if W.shape != (rows, cols):
         raise ValueError(f"weights[{t}] has shape {W.shape}, expected {(rows, cols)} "
                          f"(n_features + 1 bias row, one column per level-{t + 1} node)")
-    W = sp.csc_matrix(W, dtype=np.float32)
-    if not W.has_canonical_format:
-        W = W.copy()
-        W.sum_duplicates()
+    # No copy when the trainer already hands CSC float32 over: the native layout
+    # sorts rows itself, sums duplicates and range-checks every index.
+    W = W.tocsc()
+    if W.dtype != np.float32:
+        W = W.astype(np.float32)
     return (np.ascontiguousarray(W.indptr, dtype=np.int64),
             np.ascontiguousarray(W.indices, dtype=np.int32),
             np.ascontiguousarray(W.data, dtype=np.float32))
@@ -72,22 +73,27 @@ class BeamSearcher:
                              f"expects {self.n_features}")
         return X
 
-    def search(self, X, k: int = 5, beam: int = 10, threads: int = 0) -> Tuple[np.ndarray, np.ndarray]:
+    def search(self, X, k: int = 5, beam: int = 10, threads: int = 0, *,
+               block: Optional[int] = None) -> Tuple[np.ndarray, np.ndarray]:
         """Top-k labels per row of X: (ids int32 (n, k), scores float32 (n, k)).
 
         Ids are original label ids by descending score (ties: smaller id first),
-        padded with -1 / 0.0 when fewer than k labels are reachable.
+        padded with -1 / 0.0 when fewer than k labels are reachable. ``block``
+        tunes speed only: documents searched together so each node's weights
+        are read once per block (0: one document at a time; None: by input size).
         """
         if int(k) < 1:
             raise ValueError(f"k must be at least 1, got {k}")
         if int(beam) < 1:
             raise ValueError(f"beam must be at least 1, got {beam}")
         indptr, indices, data, n_cols = csr_arrays(self._check(X))
-        return self._core.search(indptr, indices, data, n_cols, int(k), int(beam), int(threads))
+        return self._core.search(indptr, indices, data, n_cols, int(k), int(beam), int(threads),
+                                 -1 if block is None else max(0, int(block)))
 
-    def search_csr(self, X, k: int = 5, beam: int = 10, threads: int = 0) -> sp.csr_matrix:
+    def search_csr(self, X, k: int = 5, beam: int = 10, threads: int = 0, *,
+                   block: Optional[int] = None) -> sp.csr_matrix:
         """The top-k as a sparse (n, n_labels) float32 matrix of scores, padding dropped."""
-        ids, scores = self.search(X, k=k, beam=beam, threads=threads)
+        ids, scores = self.search(X, k=k, beam=beam, threads=threads, block=block)
         n = ids.shape[0]
         valid = ids >= 0
         # Sorted column ids per row: the canonical layout scipy and our metrics expect.

@@ -17,6 +17,12 @@ namespace search {
 
 enum class Activation { kSigmoid, kL3Hinge };
 
+struct Cand {
+  float score;
+  int32_t id;
+};
+struct Scratch;  // per-thread buffers, beam.cpp
+
 // "sigmoid" or "l3-hinge"; throws std::invalid_argument naming the choices otherwise.
 Activation parse_activation(const std::string& name);
 
@@ -35,11 +41,29 @@ class BeamSearcher {
   int depth() const { return static_cast<int>(layers_.size()); }
   const ChunkedLayer& layer(int t) const { return layers_[t]; }
 
+  // Automatic block size of the batch path: at most kMaxBlock documents and
+  // kBlockBytes of candidates per thread; below kMinBlock, one doc at a time.
+  static constexpr int64_t kMaxBlock = 2048;
+  static constexpr int64_t kMinBlock = 32;
+  static constexpr int64_t kBlockBytes = int64_t(16) << 20;
+
   // ids/scores: X.rows x k, row-major. Each row holds original label ids by
   // descending score (ties: smaller label id first), padded with -1 / 0.
-  void search(const CsrView& X, int k, int beam, int threads, int32_t* ids, float* scores) const;
+  // block < 0 picks the path by input size; results never depend on it.
+  void search(const CsrView& X, int k, int beam, int threads, int32_t* ids, float* scores,
+              int64_t block = -1) const;
 
  private:
+  void expand(int t, int32_t node, float parent_score, const CsrView& X, int64_t i,
+              bool use_dense, Scratch* s, Cand* out) const;
+  int64_t select(Cand* cand, int64_t n, bool last, int64_t keep) const;
+  void write(const Cand* cand, int64_t n, int k, int32_t* ids, float* scores) const;
+  void scatter(const CsrView& X, int64_t i, Scratch* s, bool set) const;
+  void search_doc(const CsrView& X, int64_t i, int k, int beam, bool allow_dense, Scratch* s,
+                  int32_t* ids, float* scores) const;
+  void search_block(const CsrView& X, int64_t begin, int64_t end, int k, int beam, Scratch* s,
+                    int32_t* ids, float* scores) const;
+
   int64_t n_features_ = 0;
   Activation activation_ = Activation::kL3Hinge;
   std::vector<ChunkedLayer> layers_;

@@ -6,13 +6,20 @@
 
 #include "core/common/parallel.h"
 
+#if defined(__GNUC__) || defined(__clang__)
+#define XMC_PREFETCH(addr) __builtin_prefetch(addr)
+#else
+#define XMC_PREFETCH(addr) ((void)0)
+#endif
+
 namespace xmc {
 namespace search {
 
 namespace {
 
-// Row count of a chunk at which a feature -> row table (4 bytes per feature)
-// costs at most what the sorted row list with its offsets costs (12 bytes per row) x 1.33.
+// Row count of a chunk from which a per-feature table (4 bytes per feature)
+// costs about what a hash table does (12-byte slots at load 0.7: 17 bytes per
+// row) and looks up with one probe and no key compare.
 bool wants_direct(int64_t n_rows, int64_t n_features) { return n_rows * 4 >= n_features && n_rows > 0; }
 
 // Dense rows cost 4 bytes per (row, child); pairs cost 8 per nonzero plus 8 per row.
@@ -20,14 +27,16 @@ bool wants_dense(int64_t nnz, int64_t n_rows, int64_t n_children) {
   return n_rows > 0 && 2 * nnz >= n_rows * n_children;
 }
 
-int bit_width(uint64_t v) {
-  int b = 0;
-  while (v) {
-    ++b;
-    v >>= 1;
-  }
-  return b;
+// Fibonacci hashing spreads runs of feature ids; the multiply-shift range
+// reduction allows any table size, so the load factor stays near 0.7 instead
+// of halving at each power of two.
+inline uint32_t slot_of(int32_t f, uint32_t size) {
+  const uint32_t h = static_cast<uint32_t>(f) * 2654435761u;
+  return static_cast<uint32_t>((static_cast<uint64_t>(h) * size) >> 32);
 }
+
+// Slots for n keys at load factor <= 0.7, so a miss ends at an empty slot soon.
+uint32_t hash_size_for(int64_t n) { return static_cast<uint32_t>(n + (n * 3 + 6) / 7 + 1); }
 
 void check_layer(const CscView& w, const int64_t* parent_indptr, int64_t n_parents) {
   if (w.rows < 1) throw std::invalid_argument("layer weights need at least the bias row");
@@ -83,35 +92,46 @@ ChunkedLayer::ChunkedLayer(const CscView& w, const int64_t* parent_indptr, int64
       ch.child_begin = static_cast<int32_t>(parent_indptr[p]);
       ch.n_children = static_cast<int32_t>(parent_indptr[p + 1] - parent_indptr[p]);
       ch.n_rows = static_cast<int32_t>(touched.size());
-      ch.index = wants_direct(ch.n_rows, n_features_) ? RowIndex::kDirect : RowIndex::kSorted;
+      ch.index = wants_direct(ch.n_rows, n_features_) ? RowIndex::kDirect : RowIndex::kHash;
       ch.values = wants_dense(nnz, ch.n_rows, ch.n_children) ? RowValues::kDense : RowValues::kPairs;
       chunk_nnz[p] = nnz;
     }
   }
 
-  int64_t rows = 0, ptrs = 0, entries = 0, dense = 0, direct = 0;
+  int64_t rows = 0, slots = 0, dptrs = 0, entries = 0, dense = 0, direct = 0;
   for (int64_t p = 0; p < n_parents; ++p) {
     Chunk& ch = chunks_[p];
     max_children_ = std::max(max_children_, ch.n_children);
+    if (chunk_nnz[p] >= (int64_t(1) << 32))
+      throw std::invalid_argument("a parent's children hold 2^32 or more weights");
     ch.rows_begin = rows;
     rows += ch.n_rows;
+    if (ch.index == RowIndex::kHash) {
+      ch.hash_size = hash_size_for(ch.n_rows);
+      ch.ptr_begin = slots;
+      slots += ch.hash_size;
+    }
     if (ch.values == RowValues::kPairs) {
-      ch.ptr_begin = ptrs;
-      ptrs += ch.n_rows + 1;
       ch.values_begin = entries;
       entries += chunk_nnz[p];
+      if (ch.index == RowIndex::kDirect) {
+        ch.ptr_begin = dptrs;
+        dptrs += n_features_ + 1;
+      }
     } else {
       ch.values_begin = dense;
       dense += static_cast<int64_t>(ch.n_rows) * ch.n_children;
-    }
-    if (ch.index == RowIndex::kDirect) {
-      ch.direct_begin = direct;
-      direct += n_features_;
+      if (ch.index == RowIndex::kDirect) {
+        ch.direct_begin = direct;
+        direct += n_features_;
+      }
     }
   }
   row_ids_.resize(rows);
-  row_ptr_.resize(ptrs);
-  entries_.resize(entries);
+  slots_.assign(slots, HashSlot{-1, 0, 0});
+  direct_ptr_.resize(dptrs);
+  entries_.reset(new Entry[entries]);
+  n_entries_ = entries;
   dense_.assign(dense, 0.0f);
   direct_.assign(direct, -1);
 
@@ -136,15 +156,30 @@ ChunkedLayer::ChunkedLayer(const CscView& w, const int64_t* parent_indptr, int64
         }
       std::sort(ids, ids + n);
       if (ch.values == RowValues::kPairs) {
-        int64_t* ptr = row_ptr_.data() + ch.ptr_begin;
         cursor.resize(n);
-        int64_t off = ch.values_begin;
+        uint32_t off = 0;
         for (int32_t i = 0; i < n; ++i) {
-          ptr[i] = off;
-          cursor[i] = off;
-          off += slot[ids[i]];
+          cursor[i] = ch.values_begin + off;
+          off += static_cast<uint32_t>(slot[ids[i]]);
         }
-        ptr[n] = off;
+        if (ch.index == RowIndex::kHash) {
+          for (int32_t i = 0; i < n; ++i)
+            insert_slot(ch, ids[i], static_cast<uint32_t>(cursor[i] - ch.values_begin),
+                        static_cast<uint32_t>(cursor[i] - ch.values_begin) + slot[ids[i]]);
+        } else {
+          // Absent features get an empty range, so lookups need no presence test.
+          uint32_t* ptr = direct_ptr_.data() + ch.ptr_begin;
+          int32_t i = 0;
+          for (int32_t f = 0; f < D; ++f) {
+            if (i < n && ids[i] == f) {
+              ptr[f] = static_cast<uint32_t>(cursor[i] - ch.values_begin);
+              ++i;
+            } else {
+              ptr[f] = i < n ? static_cast<uint32_t>(cursor[i] - ch.values_begin) : off;
+            }
+          }
+          ptr[D] = off;
+        }
       }
       for (int32_t i = 0; i < n; ++i) slot[ids[i]] = i;
       // Children are visited in order, so each row's pairs come out sorted by child.
@@ -160,11 +195,22 @@ ChunkedLayer::ChunkedLayer(const CscView& w, const int64_t* parent_indptr, int64
             dense_[ch.values_begin + static_cast<int64_t>(i) * ch.n_children + j] += w.data[k];
         }
       }
-      if (ch.index == RowIndex::kDirect)
-        for (int32_t i = 0; i < n; ++i) direct_[ch.direct_begin + ids[i]] = i;
+      if (ch.values == RowValues::kDense) {
+        if (ch.index == RowIndex::kDirect)
+          for (int32_t i = 0; i < n; ++i) direct_[ch.direct_begin + ids[i]] = i;
+        else
+          for (int32_t i = 0; i < n; ++i) insert_slot(ch, ids[i], static_cast<uint32_t>(i), 0);
+      }
       for (int32_t i = 0; i < n; ++i) slot[ids[i]] = 0;
     }
   }
+}
+
+void ChunkedLayer::insert_slot(const Chunk& c, int32_t feature, uint32_t begin, uint32_t end) {
+  HashSlot* tab = slots_.data() + c.ptr_begin;
+  uint32_t h = slot_of(feature, c.hash_size);
+  while (tab[h].feature >= 0) h = h + 1 == c.hash_size ? 0 : h + 1;
+  tab[h] = HashSlot{feature, begin, end};
 }
 
 LayoutStats ChunkedLayer::stats() const {
@@ -173,79 +219,113 @@ LayoutStats ChunkedLayer::stats() const {
   for (const Chunk& c : chunks_) {
     s.direct_chunks += c.index == RowIndex::kDirect;
     s.dense_chunks += c.values == RowValues::kDense;
+    s.direct_dense_chunks += c.index == RowIndex::kDirect && c.values == RowValues::kDense;
     s.rows += c.n_rows;
   }
-  s.nnz = static_cast<int64_t>(entries_.size());
+  s.nnz = n_entries_;
   for (float v : dense_) s.nnz += v != 0.0f;
   s.bytes = static_cast<int64_t>(chunks_.size() * sizeof(Chunk) + bias_.size() * 4 +
-                                 row_ids_.size() * 4 + row_ptr_.size() * 8 +
-                                 entries_.size() * sizeof(Entry) + dense_.size() * 4 +
+                                 row_ids_.size() * 4 + slots_.size() * sizeof(HashSlot) +
+                                 direct_ptr_.size() * 4 +
+                                 n_entries_ * sizeof(Entry) + dense_.size() * 4 +
                                  direct_.size() * 4);
   return s;
 }
 
-bool ChunkedLayer::prefers_dense_doc(const Chunk& c, int64_t nnz) const {
-  if (nnz == 0) return false;
-  if (c.index == RowIndex::kDirect) return c.n_rows < nnz;
-  // A galloping search costs about log2(gap) probes per document feature.
-  const int64_t per_feature = 2 + bit_width(static_cast<uint64_t>(c.n_rows / nnz));
-  return c.n_rows < nnz * per_feature;
+int64_t ChunkedLayer::lookup_cost(const Chunk& c, int64_t nnz) const {
+  // A hash lookup probes about twice (misses run to an empty slot); direct once.
+  return c.index == RowIndex::kDirect ? nnz : 2 * nnz;
 }
 
-inline void ChunkedLayer::accumulate_row(const Chunk& c, int64_t r, float xv, float* z) const {
-  if (c.values == RowValues::kPairs) {
-    const int64_t* ptr = row_ptr_.data() + c.ptr_begin;
-    const Entry* e = entries_.data() + ptr[r];
-    const Entry* end = entries_.data() + ptr[r + 1];
-    for (; e != end; ++e) z[e->child] += xv * e->value;
-  } else {
-    const int32_t nc = c.n_children;
-    const float* w = dense_.data() + c.values_begin + r * nc;
-    for (int32_t j = 0; j < nc; ++j) z[j] += xv * w[j];
-  }
+inline void ChunkedLayer::add_pairs(const Chunk& c, uint32_t begin, uint32_t end, float xv,
+                                    float* z) const {
+  const Entry* base = entries_.get() + c.values_begin;
+  for (const Entry* e = base + begin; e != base + end; ++e) z[e->child] += xv * e->value;
+}
+
+inline void ChunkedLayer::add_dense_row(const Chunk& c, int64_t r, float xv, float* z) const {
+  const int32_t nc = c.n_children;
+  const float* w = dense_.data() + c.values_begin + r * nc;
+  for (int32_t j = 0; j < nc; ++j) z[j] += xv * w[j];
 }
 
 void ChunkedLayer::score(const Chunk& c, const int32_t* idx, const float* val, int64_t nnz,
                          const float* x_dense, float* z) const {
   if (c.n_rows == 0 || nnz == 0) return;
+  const bool pairs = c.values == RowValues::kPairs;
+  if (c.index == RowIndex::kHash) {
+    const HashSlot* tab = slots_.data() + c.ptr_begin;
+    const uint32_t size = c.hash_size;
+    if (x_dense != nullptr) {
+      // In feature order, like every other path, so that all paths add the
+      // same terms in the same order and give bit-identical scores.
+      const int32_t* rows = row_ids_.data() + c.rows_begin;
+      for (int64_t r = 0; r < c.n_rows; ++r) {
+        const int32_t f = rows[r];
+        const float xv = x_dense[f];
+        if (xv == 0.0f) continue;
+        uint32_t h = slot_of(f, size);
+        while (tab[h].feature != f) h = h + 1 == size ? 0 : h + 1;  // present: one of the rows
+        if (pairs)
+          add_pairs(c, tab[h].begin, tab[h].end, xv, z);
+        else
+          add_dense_row(c, tab[h].begin, xv, z);
+      }
+      return;
+    }
+    constexpr int64_t kAhead = 8;
+    for (int64_t i = 0; i < nnz; ++i) {
+      if (i + kAhead < nnz) XMC_PREFETCH(tab + slot_of(idx[i + kAhead], size));
+      const int32_t f = idx[i];
+      for (uint32_t h = slot_of(f, size);; h = h + 1 == size ? 0 : h + 1) {
+        const HashSlot& s = tab[h];
+        if (s.feature == f) {
+          if (pairs)
+            add_pairs(c, s.begin, s.end, val[i], z);
+          else
+            add_dense_row(c, s.begin, val[i], z);
+          break;
+        }
+        if (s.feature < 0) break;
+      }
+    }
+    return;
+  }
   const int32_t* rows = row_ids_.data() + c.rows_begin;
   const int64_t n = c.n_rows;
-  if (x_dense != nullptr && prefers_dense_doc(c, nnz)) {
+  if (pairs) {
+    const uint32_t* ptr = direct_ptr_.data() + c.ptr_begin;
+    if (x_dense != nullptr) {
+      for (int64_t r = 0; r < n; ++r) {
+        const int32_t f = rows[r];
+        if (x_dense[f] != 0.0f) add_pairs(c, ptr[f], ptr[f + 1], x_dense[f], z);
+      }
+      return;
+    }
+    // The hot loop of wide chunks: each lookup is a cache miss into a large
+    // table. Two stages: offsets 2 * kAhead features ahead, then the entries
+    // they point to kAhead ahead.
+    constexpr int64_t kAhead = 6;
+    const Entry* base = entries_.get() + c.values_begin;
+    for (int64_t i = 0; i < nnz; ++i) {
+      if (i + 2 * kAhead < nnz) XMC_PREFETCH(ptr + idx[i + 2 * kAhead]);
+      if (i + kAhead < nnz) XMC_PREFETCH(base + ptr[idx[i + kAhead]]);
+      const int32_t f = idx[i];
+      add_pairs(c, ptr[f], ptr[f + 1], val[i], z);
+    }
+    return;
+  }
+  if (x_dense != nullptr) {
     for (int64_t r = 0; r < n; ++r) {
       const float xv = x_dense[rows[r]];
-      if (xv != 0.0f) accumulate_row(c, r, xv, z);
+      if (xv != 0.0f) add_dense_row(c, r, xv, z);
     }
     return;
   }
-  if (c.index == RowIndex::kDirect) {
-    const int32_t* map = direct_.data() + c.direct_begin;
-    for (int64_t i = 0; i < nnz; ++i) {
-      const int32_t r = map[idx[i]];
-      if (r >= 0) accumulate_row(c, r, val[i], z);
-    }
-    return;
-  }
-  // Both lists are sorted: gallop through the chunk's rows from the last match,
-  // which costs log(gap) per feature, so short documents skip long chunks fast
-  // and long documents degrade to a linear merge.
-  int64_t pos = 0;
+  const int32_t* map = direct_.data() + c.direct_begin;
   for (int64_t i = 0; i < nnz; ++i) {
-    const int32_t f = idx[i];
-    if (rows[pos] < f) {
-      int64_t lo = pos, step = 1, hi = pos + 1;
-      while (hi < n && rows[hi] < f) {
-        lo = hi;
-        step <<= 1;
-        hi = lo + step;
-      }
-      if (hi > n) hi = n;
-      pos = std::lower_bound(rows + lo + 1, rows + hi, f) - rows;
-      if (pos >= n) return;
-    }
-    if (rows[pos] == f) {
-      accumulate_row(c, pos, val[i], z);
-      if (++pos >= n) return;
-    }
+    const int32_t r = map[idx[i]];
+    if (r >= 0) add_dense_row(c, r, val[i], z);
   }
 }
 
