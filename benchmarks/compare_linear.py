@@ -65,32 +65,20 @@ def score(Y_true: sp.csr_matrix, ids: np.ndarray, inv_prop: np.ndarray) -> Dict[
 # ----- data -------------------------------------------------------------------------
 
 def synthetic_files(cache: Path, seed: int) -> Tuple[Path, Path, str]:
-    """Write the 10k-label corpus once; the file names record the generator."""
-    try:
-        from xmc.datasets.synthetic import SyntheticParams, make_corpus  # type: ignore
-    except ImportError:
-        make_corpus = None
-    generator = "xmc.datasets.synthetic" if make_corpus is not None else "benchmarks.common.make_local_corpus"
-    tag = "xmc" if make_corpus is not None else "local"
-    train = cache / f"synthetic-{tag}-s{seed}_train_xc.txt"
-    test = cache / f"synthetic-{tag}-s{seed}_test_xc.txt"
+    """Write the 10k-label corpus of xmc.datasets.synthetic once as XC files."""
+    from xmc.datasets.synthetic import SyntheticParams, make_corpus
+
+    train = cache / f"synthetic-xmc-s{seed}_train_xc.txt"
+    test = cache / f"synthetic-xmc-s{seed}_test_xc.txt"
+    source = f"xmc.datasets.synthetic.make_corpus(n_labels=10000, n_train=20000, n_test=5000, n_features=50000, seed={seed})"
     if train.is_file() and test.is_file():
-        return train, test, generator
+        return train, test, source
     cache.mkdir(parents=True, exist_ok=True)
-    print(f"[compare] generating synthetic corpus with {generator} -> {cache}", flush=True)
-    if make_corpus is not None:
-        X, Y, Xt, Yt = _xmc_corpus(make_corpus, SyntheticParams, seed)
-    else:
-        X, Y, Xt, Yt = common.make_local_corpus(seed=seed)
-    common.write_xc(str(train), X, Y)
-    common.write_xc(str(test), Xt, Yt)
-    return train, test, generator
-
-
-def _xmc_corpus(make_corpus, SyntheticParams, seed: int):
-    params = SyntheticParams(n_labels=10_000, n_features=50_000, n_train=20_000, n_test=5_000, seed=seed)
-    corpus = make_corpus(params)
-    return corpus.X_train, corpus.Y_train, corpus.X_test, corpus.Y_test
+    print(f"[compare] generating the synthetic corpus -> {cache}", flush=True)
+    corpus = make_corpus(SyntheticParams(n_labels=10_000, n_features=50_000, n_train=20_000, n_test=5_000, seed=seed))
+    common.write_xc(str(train), corpus.X_train, corpus.Y_train)
+    common.write_xc(str(test), corpus.X_test, corpus.Y_test)
+    return train, test, source
 
 
 def dataset_files(name: str, args: argparse.Namespace) -> Tuple[Path, Path, str]:
@@ -290,8 +278,8 @@ def main(argv=None) -> dict:
         systems = {s: {**summarize(rs, Y_test, inv_prop), "measured": measured} for s, rs in runs.items() if rs}
         failed = [s for s, rs in runs.items() if not rs]
         old = datasets.get(name, {}) if args.merge else {}
-        if old.get("n_test") == int(Y_test.shape[0]) and old.get("n_labels") == int(Y_train.shape[1]):
-            # --merge: keep the systems this run did not redo (same data: same sizes)
+        if old.get("source") == source and old.get("n_test") == int(Y_test.shape[0]):
+            # --merge: keep the systems this run did not redo, when the data are the same
             systems = {**{k: v for k, v in old.get("systems", {}).items() if k not in runs}, **systems}
             failed = sorted(set(failed) | (set(old.get("failed", [])) - set(runs)))
         systems = {k: systems[k] for k in ALL_SYSTEMS if k in systems}
