@@ -9,9 +9,9 @@ directory with a fresh ``PLT(dir)`` and calls ``predict_proba(X, top_k=K)``.
 Search: ``--search beam`` (default here) uses ``tree_search_type='beam'``
 with ``beam_search_width=B``, the same beam as every other system;
 ``--search exact`` is napkinXC's own default, exact top-k (uniform-cost)
-search. Which is faster depends on the data (exact was 5x faster on bibtex,
-beam 5x faster on the 10k-label synthetic corpus), so compare_linear.py runs
-both, as ``napkinxc`` and ``napkinxc-exact``.
+search. Which is faster depends on the data (exact was 4-5x faster on bibtex
+and delicious, beam 5x faster on one 10k-label corpus), so compare_linear.py
+runs both, as ``napkinxc`` and ``napkinxc-exact``.
 """
 from __future__ import annotations
 
