@@ -152,7 +152,7 @@ def build_tree(train_path: str, labels_file: Optional[str], fmt: str, out_dir: s
               help="A tree from `xmc build-tree`; built here when not given.")
 @click.option("--model", type=click.Choice(["linear"]), default="linear", show_default=True)
 @click.option("--loss", type=click.Choice(["squared_hinge", "logistic"]), default="squared_hinge", show_default=True)
-@click.option("-C", "C", default=1.0, show_default=True, help="Inverse regularisation strength.")
+@click.option("-C", "C", default=0.5, show_default=True, help="Inverse regularisation strength.")
 @click.option("--weight-threshold", default=0.1, show_default=True, help="Prune weights smaller than this.")
 @click.option("--branching-factor", default=16, show_default=True)
 @click.option("--max-leaf-size", default=100, show_default=True)

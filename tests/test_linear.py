@@ -318,3 +318,15 @@ def test_bibtex_precision_at_1():
     p1 = float(np.asarray(Yte[np.arange(Xte.shape[0]), ids[:, 0]]).mean())
     print(f"bibtex P@1 {p1:.4f}")
     assert p1 >= 0.6, p1
+
+
+def test_rows_are_normalised_so_document_length_does_not_change_predictions(split):
+    X, Y, Xt, _ = split
+    model = PLTLinear(PLTParams(threads=1)).fit(X, Y, tree=two_level_tree(Y.shape[1], 8))
+    scale = sp.diags(np.random.default_rng(3).uniform(0.1, 20.0, Xt.shape[0]).astype(np.float32))
+    ids, scores = model.predict_topk(Xt, k=5)
+    ids_scaled, scores_scaled = model.predict_topk((scale @ Xt).tocsr(), k=5)
+    np.testing.assert_array_equal(ids, ids_scaled)
+    np.testing.assert_allclose(scores, scores_scaled, rtol=1e-4)
+    raw = PLTLinear(PLTParams(threads=1, normalize_rows=False)).fit(X, Y, tree=model.tree)
+    assert not np.array_equal(raw.predict_topk((scale @ Xt).tocsr(), k=5)[0], ids)

@@ -23,10 +23,16 @@ class PLTParams:
     Weights with ``|w| < weight_threshold`` are dropped. The bias is an extra
     feature of value ``bias``; the saved bias row holds ``w_bias * bias`` so a
     scorer always uses an implicit 1.0.
+
+    ``C=0.5`` (PECOS and omikuji use 1.0): in a sweep over C in {0.5, 1, 2} it
+    gave the best P@1 on bibtex, delicious and the generated 10k-label corpus
+    and trains faster. ``normalize_rows`` scales every document's feature row
+    to unit L2 norm at fit and predict time, the input these solvers expect
+    (on bibtex's binary features it is worth about 10 points of P@1).
     """
 
     loss: str = "squared_hinge"
-    C: float = 1.0
+    C: float = 0.5
     eps: float = 0.1
     max_iter: int = 100
     weight_threshold: float = 0.1
@@ -34,6 +40,7 @@ class PLTParams:
     activation: Optional[str] = None  # None: derived from the loss
     threads: int = 0  # 0: all cores
     seed: int = 0
+    normalize_rows: bool = True
     tree: TreeParams = field(default_factory=TreeParams)
 
     def __post_init__(self) -> None:

@@ -17,7 +17,7 @@ from xmc.linear.params import PLTParams
 from xmc.tree.label_tree import LabelTree
 from xmc.utils.modeldir import (ModelFormatError, load_arrays, load_json, read_manifest, save_arrays,
                                 save_json, write_manifest)
-from xmc.utils.sparse import as_csr, csr_arrays
+from xmc.utils.sparse import as_csr, csr_arrays, l2_normalize_rows
 
 KIND = "plt-linear"
 PARAMS_JSON = "params.json"
@@ -48,12 +48,13 @@ class PLTLinear:
         self.tree: Optional[LabelTree] = None
         self.weights: List[sp.csc_matrix] = []
         self.n_features: Optional[int] = None
+        self._cached_searcher = None
 
     # ---- training -------------------------------------------------------------
     def fit(self, X, Y, tree: Optional[LabelTree] = None, progress: bool = False) -> "PLTLinear":
         p = self.params
         p.validate()
-        X = as_csr(X)
+        X = self._prepare_features(X)
         Y = _check_binary(Y)
         if X.shape[0] != Y.shape[0]:
             raise ValueError(f"X has {X.shape[0]} rows but Y has {Y.shape[0]}; they must describe the same documents")
@@ -92,14 +93,22 @@ class PLTLinear:
                 W.data[last] *= np.float32(p.bias)
             weights.append(W)
         self.tree, self.weights, self.n_features = tree, weights, n_features
+        self._cached_searcher = None
         return self
 
     # ---- prediction -------------------------------------------------------------
+    def _prepare_features(self, X) -> sp.csr_matrix:
+        X = as_csr(X)
+        return l2_normalize_rows(X) if self.params.normalize_rows else X
+
     def _searcher(self):
         if self.tree is None:
             raise RuntimeError("this PLTLinear is not trained: call fit() or PLTLinear.load() first")
-        from xmc.search import BeamSearcher
-        return BeamSearcher(self.tree, self.weights, self.params.resolved_activation)
+        # The searcher re-lays the weights per parent once; batches of predictions reuse it.
+        if self._cached_searcher is None:
+            from xmc.search import BeamSearcher
+            self._cached_searcher = BeamSearcher(self.tree, self.weights, self.params.resolved_activation)
+        return self._cached_searcher
 
     def _check_features(self, X) -> sp.csr_matrix:
         if self.tree is None:
@@ -107,7 +116,7 @@ class PLTLinear:
         X = as_csr(X)
         if X.shape[1] != self.n_features:
             raise ValueError(f"X has {X.shape[1]} features but the model was trained on {self.n_features}")
-        return X
+        return self._prepare_features(X)
 
     def predict_topk(self, X, k: int = 5, beam: int = 10,
                      threads: Optional[int] = None) -> Tuple[np.ndarray, np.ndarray]:
