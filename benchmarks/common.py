@@ -135,8 +135,20 @@ def set_thread_env(threads: int) -> None:
 
 
 def peak_rss_bytes() -> int:
+    """Peak resident memory of this process since it started.
+
+    VmHWM, not getrusage's ru_maxrss: Linux carries ru_maxrss over exec, so a
+    runner started by a large orchestrator would report the parent's peak.
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return int(peak if sys.platform == "darwin" else peak * 1024)
+    return peak if sys.platform == "darwin" else peak * 1024
 
 
 def dir_bytes(path: str) -> int:
