@@ -60,6 +60,7 @@ setup(
         "click>=8.0",
         "scikit-learn>=1.1",
         "tqdm>=4.60",
+        "numba>=0.57",
     ],
     extras_require={"test": ["pytest>=7"]},
     entry_points={"console_scripts": ["xmc=xmc.cli.main:main"]},
