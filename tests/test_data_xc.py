@@ -2,18 +2,17 @@
 parser and the real datasets; every malformed-input case gives a located error."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import DATA_ROOT
 import scipy.sparse as sp
 
 from xmc.data import DataFormatError, parse_xc_bytes, read_xc, write_xc
 from xmc.data._reference import reference_parse_xc
 
-REPO = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get("XMC_DATA", REPO / ".." / "shared" / "data"))
+DATA = DATA_ROOT
 REAL_FILES = sorted(DATA.glob("*/*_xc.txt")) if DATA.is_dir() else []
 
 

@@ -8,12 +8,13 @@ import pytest
 import scipy.optimize as so
 import scipy.sparse as sp
 
+from conftest import DATA_ROOT
 from xmc import _core
 from xmc.linear import PLTLinear, PLTParams
 from xmc.tree.label_tree import LabelTree
 from xmc.utils.sparse import csr_arrays, l2_normalize_rows
 
-BIBTEX = Path("/work/shared/data/bibtex")
+BIBTEX = DATA_ROOT / "bibtex"
 
 
 # ---- numpy references ---------------------------------------------------------
