@@ -5,7 +5,8 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Optional, Sequence
+from contextlib import contextmanager
+from typing import Iterator, Optional, Sequence
 
 import click
 
@@ -35,6 +36,15 @@ def _describe(corpus) -> str:
     if isinstance(corpus, XCData):
         return f"{corpus.X.shape[0]:,} documents, {corpus.n_features:,} features, {corpus.n_labels:,} labels"
     return f"{len(corpus.texts):,} text documents"
+
+
+@contextmanager
+def _stage(message: str) -> Iterator[None]:
+    """One line per long step, so a run at millions of labels shows where it is."""
+    click.echo(f"{message} ...", nl=False)
+    t = time.perf_counter()
+    yield
+    click.echo(f" {time.perf_counter() - t:.2f} s")
 
 
 def _parse_ks(ks: str) -> Sequence[int]:
@@ -130,14 +140,17 @@ def build_tree(train_path: str, labels_file: Optional[str], fmt: str, out_dir: s
       xmc train --train demo/train.txt --tree demo/tree --model-dir demo/model
     """
     from xmc.pipeline import Pipeline
-    from xmc.tree import TreeParams, build_label_tree
+    from xmc.tree import TreeParams, cluster_labels, pifa_embeddings
 
     start = time.perf_counter()
     corpus = _load(train_path, fmt, labels_file)
     X, Y = Pipeline().prepare(corpus)
     params = TreeParams(branching_factor=branching_factor, max_leaf_size=max_leaf_size, height=height,
                         seed=seed, threads=threads)
-    tree = build_label_tree(X, Y, params)
+    with _stage(f"PIFA embeddings of {Y.shape[1]:,} labels"):
+        embeddings = pifa_embeddings(X, Y, threads=threads)
+    with _stage("balanced hierarchical k-means"):
+        tree = cluster_labels(embeddings, params)
     tree.save(Path(out_dir))
     click.echo(f"{tree} saved to {out_dir}")
     _echo_summary(start)
