@@ -14,7 +14,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import scipy.sparse as sp
 
-from xmc.utils.modeldir import _atomic_write_bytes, load_arrays, save_arrays
+from xmc.utils.modeldir import atomic_write_bytes, load_arrays, save_arrays
 
 
 def write_predictions(path: Path, ids: np.ndarray, scores: np.ndarray, vocab) -> Tuple[Path, Path]:
@@ -25,7 +25,7 @@ def write_predictions(path: Path, ids: np.ndarray, scores: np.ndarray, vocab) ->
     for row_ids, row_scores in zip(ids, scores):
         keep = row_ids >= 0
         lines.append(" ".join(f"{names[i]}:{s:.6g}" for i, s in zip(row_ids[keep], row_scores[keep])))
-    _atomic_write_bytes(path, ("\n".join(lines) + "\n").encode("utf-8"))
+    atomic_write_bytes(path, ("\n".join(lines) + "\n").encode("utf-8"))
     npz = path.with_suffix(".npz")
     save_arrays(npz, {"ids": ids.astype(np.int32), "scores": scores.astype(np.float32), "label_names": names})
     return path, npz

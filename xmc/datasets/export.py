@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import List, Sequence
 
 from xmc.datasets.synthetic import SyntheticParams, make_corpus, make_text_corpus
-from xmc.utils.modeldir import _atomic_write_bytes, save_json
+from xmc.utils.modeldir import atomic_write_bytes, save_json
 
 EXPORT_FORMATS = ("xc", "fasttext", "jsonl")
 
@@ -35,8 +35,8 @@ def write_corpus(params: SyntheticParams, out_dir: Path, format: str = "xc") -> 
     else:
         c = make_text_corpus(params)
         lines = _fasttext_lines if format == "fasttext" else _jsonl_lines
-        _atomic_write_bytes(train, lines(c.train_texts, c.train_labels))
-        _atomic_write_bytes(test, lines(c.test_texts, c.test_labels))
+        atomic_write_bytes(train, lines(c.train_texts, c.train_labels))
+        atomic_write_bytes(test, lines(c.test_texts, c.test_labels))
     meta = out_dir / "params.json"
     save_json(meta, {"generator": "xmc.datasets.synthetic", "format": format, **params.to_dict()})
     return [train, test, meta]

@@ -25,7 +25,7 @@ class ModelFormatError(ValueError):
     """A model directory is missing, damaged or from a newer xmc."""
 
 
-def _atomic_write_bytes(path: Path, payload: bytes) -> None:
+def atomic_write_bytes(path: Path, payload: bytes) -> None:
     # Write beside the target then rename, so a crash leaves the old file or the new one.
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -42,7 +42,7 @@ def _atomic_write_bytes(path: Path, payload: bytes) -> None:
 
 
 def save_json(path: Path, obj: Any) -> None:
-    _atomic_write_bytes(Path(path), (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+    atomic_write_bytes(Path(path), (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
 
 
 def load_json(path: Path) -> Any:
@@ -60,7 +60,7 @@ def save_arrays(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
 
     buf = io.BytesIO()
     np.savez(buf, **{k: np.asarray(v) for k, v in arrays.items()})
-    _atomic_write_bytes(Path(path), buf.getvalue())
+    atomic_write_bytes(Path(path), buf.getvalue())
 
 
 def load_arrays(path: Path) -> Dict[str, np.ndarray]:
