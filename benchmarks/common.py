@@ -1,15 +1,15 @@
 """Helpers shared by the benchmark runners.
 
 Imported by the peer runners under the peers' own interpreter (numpy 1.26,
-no xmc) and by the orchestrator under xmc's (numpy 2): so only numpy, scipy
-and the standard library here, nothing from xmc.
+xmc not installed) and by the orchestrator under xmc's (numpy 2): so only
+numpy, scipy, the standard library and xmc's standard-library-only
+``xmc.utils.resources`` here, never xmc's native core.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
-import resource
 import sys
 import time
 from pathlib import Path
@@ -17,6 +17,10 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import scipy.sparse as sp
+
+# xmc.utils.resources is standard-library only, so the peers' venv can import it without xmc's native core.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from xmc.utils.resources import peak_rss_bytes  # noqa: E402
 
 # Thread-count variables every runner process gets, so OpenMP (xmc, PECOS,
 # napkinXC's liblinear), rayon (omikuji) and BLAS all see the same budget.
@@ -132,23 +136,6 @@ def set_thread_env(threads: int) -> None:
     """Set before the peer library is imported, so its pools start at this size."""
     for var in THREAD_ENV_VARS:
         os.environ[var] = str(threads)
-
-
-def peak_rss_bytes() -> int:
-    """Peak resident memory of this process since it started.
-
-    VmHWM, not getrusage's ru_maxrss: Linux carries ru_maxrss over exec, so a
-    runner started by a large orchestrator would report the parent's peak.
-    """
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak if sys.platform == "darwin" else peak * 1024
 
 
 def dir_bytes(path: str) -> int:
