@@ -6,7 +6,8 @@ directory. The CLI, tests and benchmarks all use it.
 
 Directory layout::
 
-    MODEL_DIR/xmc.json         format version, kind "pipeline", input kind
+    MODEL_DIR/xmc.json         format version, kind "pipeline", input kind, and the
+                               size + SHA-256 of every file below MODEL_DIR
     MODEL_DIR/labels.json      label vocabulary (strings <-> ids)
     MODEL_DIR/featurizer/      TF-IDF vocabulary and idf (text input only)
     MODEL_DIR/linear/          the PLT: params.json, weights.npz, tree
@@ -22,11 +23,22 @@ import scipy.sparse as sp
 from xmc.data import LabelVocab, TextData, TfidfFeaturizer, TfidfParams, XCData
 from xmc.linear import PLTLinear, PLTParams
 from xmc.tree import LabelTree
-from xmc.utils.modeldir import ModelFormatError, read_manifest, write_manifest
+from xmc.data.tfidf import IDF_NPZ as TFIDF_IDF, PARAMS_JSON as TFIDF_PARAMS, VOCAB_JSON as TFIDF_VOCAB
+from xmc.data.vocab import LABELS_JSON
+from xmc.linear.plt import KIND as PLT_KIND, REQUIRED_FILES as PLT_REQUIRED
+from xmc.utils.modeldir import (MANIFEST, ModelFormatError, begin_save, read_manifest, verify_model_dir,
+                                write_manifest)
 
 Corpus = Union[XCData, TextData]
 
 KIND = "pipeline"
+LINEAR_DIR = "linear"
+FEATURIZER_DIR = "featurizer"
+
+
+def _read_manifest_json_kind(directory: Path) -> dict:
+    # Kind and version first (cheap, and the clearest message); the hashes follow once the required list is known.
+    return read_manifest(directory, KIND, verify=False)
 
 
 class Pipeline:
@@ -111,29 +123,40 @@ class Pipeline:
 
     # ---- persistence -----------------------------------------------------------
     def save(self, directory: Union[str, Path]) -> None:
+        """Write into ``directory``; the outer manifest, covering every file below it
+        (the inner ``linear/xmc.json`` included), is written last."""
         self._check_fitted()
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        self.model.save(directory / "linear")
+        directory = begin_save(Path(directory))
+        self.model.save(directory / LINEAR_DIR)
         self.vocab.save(directory)
         if self.featurizer is not None:
-            self.featurizer.save(directory / "featurizer")
-        # Written last: a directory without its manifest is never taken for a finished model.
-        write_manifest(directory, KIND, {"input_kind": self.input_kind, "model": "plt-linear"})
+            self.featurizer.save(directory / FEATURIZER_DIR)
+        write_manifest(directory, KIND, {"input_kind": self.input_kind, "model": PLT_KIND})
 
     @classmethod
     def load(cls, directory: Union[str, Path]) -> "Pipeline":
+        """Load a saved pipeline; every file below ``directory`` is checked against the manifest first."""
         directory = Path(directory)
-        info = read_manifest(directory, KIND)
+        info = _read_manifest_json_kind(directory)
+        input_kind = info.get("input_kind")
+        if input_kind not in ("sparse", "text"):
+            raise ModelFormatError(f"{directory / MANIFEST}: unknown input kind {input_kind!r}; "
+                                   f"expected 'sparse' or 'text'")
+        required = [f"{LINEAR_DIR}/{name}" for name in (MANIFEST,) + PLT_REQUIRED] + [LABELS_JSON]
+        if input_kind == "text":
+            required += [f"{FEATURIZER_DIR}/{name}" for name in (TFIDF_PARAMS, TFIDF_VOCAB, TFIDF_IDF)]
+        verify_model_dir(directory, required)
         pipe = cls()
-        pipe.input_kind = info.get("input_kind")
-        if pipe.input_kind not in ("sparse", "text"):
-            raise ModelFormatError(f"{directory}: unknown input kind {pipe.input_kind!r}")
-        pipe.model = PLTLinear.load(directory / "linear")
+        pipe.input_kind = input_kind
+        # The outer manifest already vouched for every byte below: skip hashing linear/ twice.
+        pipe.model = PLTLinear.load(directory / LINEAR_DIR, verify=False)
         pipe.params = pipe.model.params
         pipe.vocab = LabelVocab.load(directory)
-        if pipe.input_kind == "text":
-            pipe.featurizer = TfidfFeaturizer.load(directory / "featurizer")
+        if len(pipe.vocab) != pipe.model.tree.n_labels:
+            raise ModelFormatError(f"{directory / LABELS_JSON}: holds {len(pipe.vocab)} labels but the model in "
+                                   f"{directory / LINEAR_DIR} predicts {pipe.model.tree.n_labels}")
+        if input_kind == "text":
+            pipe.featurizer = TfidfFeaturizer.load(directory / FEATURIZER_DIR)
         return pipe
 
     @property

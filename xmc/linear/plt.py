@@ -15,13 +15,15 @@ import scipy.sparse as sp
 from xmc import _core
 from xmc.linear.params import PLTParams
 from xmc.tree.label_tree import LabelTree
-from xmc.utils.modeldir import (ModelFormatError, load_arrays, load_json, read_manifest, save_arrays,
-                                save_json, write_manifest)
+from xmc.tree.label_tree import TREE_ARRAYS, TREE_JSON
+from xmc.utils.modeldir import (MANIFEST, ModelFormatError, begin_save, load_arrays, load_json, read_manifest,
+                                save_arrays, save_json, write_manifest)
 from xmc.utils.sparse import as_csr, csr_arrays, l2_normalize_rows
 
 KIND = "plt-linear"
 PARAMS_JSON = "params.json"
 WEIGHTS_NPZ = "weights.npz"
+REQUIRED_FILES = (PARAMS_JSON, WEIGHTS_NPZ, TREE_JSON, TREE_ARRAYS)
 
 
 def _check_binary(Y: sp.csr_matrix) -> sp.csr_matrix:
@@ -134,10 +136,10 @@ class PLTLinear:
 
     # ---- persistence -----------------------------------------------------------
     def save(self, directory: Union[str, Path]) -> None:
+        """Write the model into ``directory``; its manifest (sizes and SHA-256 of every file) goes last."""
         if self.tree is None:
             raise RuntimeError("nothing to save: the model is not trained")
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
+        directory = begin_save(Path(directory))
         self.tree.save(directory)
         arrays = {}
         for t, W in enumerate(self.weights):
@@ -147,27 +149,45 @@ class PLTLinear:
             arrays[f"layer_{t}_shape"] = np.asarray(W.shape, dtype=np.int64)
         save_arrays(directory / WEIGHTS_NPZ, arrays)
         save_json(directory / PARAMS_JSON, self.params.to_dict())
-        # The manifest goes last: a directory without it is an unfinished save.
         write_manifest(directory, KIND, {"n_features": int(self.n_features), "n_labels": self.tree.n_labels,
                                          "depth": self.tree.depth})
 
     @classmethod
-    def load(cls, directory: Union[str, Path]) -> "PLTLinear":
+    def load(cls, directory: Union[str, Path], verify: bool = True) -> "PLTLinear":
+        """Load a saved model. Every file is checked against the manifest before any is parsed;
+        ``verify=False`` is for callers that already checked an enclosing manifest."""
         directory = Path(directory)
-        info = read_manifest(directory, KIND)
-        model = cls(PLTParams.from_dict(load_json(directory / PARAMS_JSON)))
-        model.tree = LabelTree.load(directory)
-        arrays = load_arrays(directory / WEIGHTS_NPZ)
+        info = read_manifest(directory, KIND, required=REQUIRED_FILES, verify=verify)
         try:
             n_features = int(info["n_features"])
+        except (KeyError, ValueError, TypeError) as e:
+            raise ModelFormatError(f"{directory / MANIFEST}: needs an integer 'n_features' ({e!r})") from e
+        params = load_json(directory / PARAMS_JSON)
+        if not isinstance(params, dict):
+            raise ModelFormatError(f"{directory / PARAMS_JSON}: expected a JSON object of PLT parameters")
+        try:
+            model = cls(PLTParams.from_dict(params))
+        except (ValueError, TypeError) as e:
+            raise ModelFormatError(f"{directory / PARAMS_JSON}: invalid PLT parameters ({e})") from e
+        model.tree = LabelTree.load(directory)
+        arrays = load_arrays(directory / WEIGHTS_NPZ)
+        expected_names = {f"layer_{t}_{part}" for t in range(model.tree.depth)
+                          for part in ("indptr", "indices", "data", "shape")}
+        unknown = sorted(set(arrays) - expected_names)
+        if unknown:
+            raise ModelFormatError(f"{directory / WEIGHTS_NPZ}: unexpected arrays {unknown}; a depth-"
+                                   f"{model.tree.depth} PLT holds only layer_<t>_{{indptr,indices,data,shape}}")
+        try:
             weights = []
             for t in range(model.tree.depth):
                 shape = tuple(int(s) for s in arrays[f"layer_{t}_shape"])
                 expected = (n_features + 1, model.tree.level_size(t + 1))
                 if shape != expected:
                     raise ValueError(f"layer {t} has shape {shape}, expected {expected}")
-                weights.append(sp.csc_matrix((arrays[f"layer_{t}_data"], arrays[f"layer_{t}_indices"],
-                                              arrays[f"layer_{t}_indptr"]), shape=shape))
+                W = sp.csc_matrix((arrays[f"layer_{t}_data"], arrays[f"layer_{t}_indices"],
+                                   arrays[f"layer_{t}_indptr"]), shape=shape)
+                W.check_format(full_check=True)  # out-of-range indices would crash the native scorer
+                weights.append(W)
         except (KeyError, ValueError, TypeError) as e:
             raise ModelFormatError(f"{directory / WEIGHTS_NPZ}: damaged PLT weights ({e})") from e
         model.weights, model.n_features = weights, n_features

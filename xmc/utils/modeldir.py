@@ -1,22 +1,28 @@
 """Self-describing model directories: JSON configs and .npz arrays, never pickle.
 
-A model directory holds ``xmc.json`` (format version, model kind, xmc version)
-beside the model's own files. ``np.load`` is always called with
-``allow_pickle=False`` so a directory handed to us cannot run code.
+A model directory holds ``xmc.json`` (format version, model kind, xmc version
+and the byte size and SHA-256 of every other file below the directory) beside
+the model's own files. Saves write the manifest last; loads verify it before
+parsing anything, so a missing, truncated, corrupted or swapped file is
+reported by name instead of half-loading. ``np.load`` is always called with
+``allow_pickle=False`` so a directory handed to us cannot run code even if its
+manifest was forged to match.
 """
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Dict, Mapping, Type, TypeVar
+from typing import Any, Dict, Iterable, List, Mapping, Tuple, Type, TypeVar
 
 import numpy as np
 
 FORMAT_VERSION = 1
 MANIFEST = "xmc.json"
+_HASH_BLOCK = 1 << 20
 
 T = TypeVar("T")
 
@@ -86,24 +92,152 @@ def dataclass_from_dict(cls: Type[T], data: Mapping[str, Any]) -> T:
     return cls(**{k: v for k, v in data.items() if k in fields})
 
 
+def file_digest(path: Path) -> Tuple[int, str]:
+    """(size in bytes, SHA-256 hex) of a file, read in 1 MiB blocks so large weights never sit in memory twice."""
+    h = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as f:
+        while True:
+            block = f.read(_HASH_BLOCK)
+            if not block:
+                break
+            h.update(block)
+            size += len(block)
+    return size, h.hexdigest()
+
+
+def _model_files(model_dir: Path) -> List[str]:
+    # Hidden names are the temp files of an interrupted atomic write (and OS litter); never part of a model.
+    out = []
+    for root, dirs, files in os.walk(model_dir):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(files):
+            if name.startswith("."):
+                continue
+            rel = (Path(root) / name).relative_to(model_dir).as_posix()
+            if rel != MANIFEST:
+                out.append(rel)
+    return out
+
+
+def begin_save(model_dir: Path) -> Path:
+    """Make ``model_dir`` and drop any old manifest first, so an interrupted re-save is never loadable."""
+    model_dir = Path(model_dir)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        (model_dir / MANIFEST).unlink()
+    except FileNotFoundError:
+        pass
+    return model_dir
+
+
 def write_manifest(model_dir: Path, kind: str, extra: Mapping[str, Any] = ()) -> None:
+    """Write ``xmc.json`` listing the size and SHA-256 of every file below ``model_dir``.
+
+    Call it last: the manifest is what makes a directory a model. Nested model
+    directories' manifests are ordinary files here, so the outer one covers them.
+    """
     from xmc import __version__
 
-    save_json(Path(model_dir) / MANIFEST,
-              {"format_version": FORMAT_VERSION, "kind": kind, "xmc_version": __version__, **dict(extra)})
-
-
-def read_manifest(model_dir: Path, expected_kind: str) -> Dict[str, Any]:
     model_dir = Path(model_dir)
+    files = {}
+    for rel in _model_files(model_dir):
+        size, digest = file_digest(model_dir / rel)
+        files[rel] = {"bytes": size, "sha256": digest}
+    save_json(model_dir / MANIFEST, {"format_version": FORMAT_VERSION, "kind": kind, "xmc_version": __version__,
+                                     **dict(extra), "files": files})
+
+
+def _fmt_bytes(n: int) -> str:
+    return f"{n:,} byte" + ("" if n == 1 else "s")
+
+
+def _read_manifest_json(model_dir: Path) -> Dict[str, Any]:
     if not model_dir.is_dir():
         raise ModelFormatError(f"{model_dir}: not a directory; expected a model saved by xmc")
-    info = load_json(model_dir / MANIFEST)
+    path = model_dir / MANIFEST
+    if not path.is_file():
+        raise ModelFormatError(f"{path}: missing; {model_dir} is not a finished xmc model "
+                               f"(the manifest is written last, so the save may have been interrupted)")
+    info = load_json(path)
+    if not isinstance(info, dict):
+        raise ModelFormatError(f"{path}: expected a JSON object, found {type(info).__name__}")
     version = info.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise ModelFormatError(
-            f"{model_dir / MANIFEST}: format version {version!r} is newer than this xmc reads "
-            f"({FORMAT_VERSION}); upgrade xmc")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise ModelFormatError(f"{path}: format version {version!r} is not one xmc wrote; "
+                               f"this xmc reads format version {FORMAT_VERSION}")
+    if version > FORMAT_VERSION:
+        written_by = info.get("xmc_version")
+        by = f" (written by xmc {written_by})" if isinstance(written_by, str) else ""
+        raise ModelFormatError(f"{path}: format version {version}{by} is newer than this xmc reads "
+                               f"({FORMAT_VERSION}); upgrade xmc")
+    files = info.get("files")
+    if not isinstance(files, dict):
+        raise ModelFormatError(f"{path}: lists no file checksums (saved by an xmc before checksummed "
+                               f"models, or edited); re-train and save the model again")
+    return info
+
+
+def _check_entry(model_dir: Path, rel: Any, entry: Any) -> None:
+    path = model_dir / str(rel)
+    # A crafted manifest must not make us read (or vouch for) anything outside the model directory.
+    if (not isinstance(rel, str) or not rel or Path(rel).is_absolute()
+            or any(part in ("", ".", "..") for part in rel.split("/"))):
+        raise ModelFormatError(f"{model_dir / MANIFEST}: lists {rel!r}, which is not a path inside the model")
+    if (not isinstance(entry, dict) or not isinstance(entry.get("bytes"), int)
+            or not isinstance(entry.get("sha256"), str) or len(entry["sha256"]) != 64):
+        raise ModelFormatError(f"{model_dir / MANIFEST}: entry for {rel!r} needs an integer 'bytes' and a "
+                               f"64-digit 'sha256'; found {entry!r}")
+    if not path.is_file():
+        raise ModelFormatError(f"{path}: missing (the manifest lists it with {_fmt_bytes(entry['bytes'])})")
+    size = path.stat().st_size
+    if size != entry["bytes"]:
+        what = "truncated" if size < entry["bytes"] else "grew"
+        raise ModelFormatError(f"{path}: {what}: {_fmt_bytes(size)}, manifest says {entry['bytes']:,}")
+    size, digest = file_digest(path)
+    if digest != entry["sha256"].lower():
+        raise ModelFormatError(f"{path}: corrupted: SHA-256 differs from the manifest")
+
+
+def verify_model_dir(model_dir: Path, required: Iterable[str] = ()) -> Dict[str, Any]:
+    """Check the manifest, then every file it lists, before any model file is parsed.
+
+    ``required`` are paths (relative, '/'-separated) the loader will read: each
+    must be listed. Files present but not listed are refused too: a model
+    directory holds exactly what its save wrote. Returns the manifest.
+    """
+    model_dir = Path(model_dir)
+    return _verify(model_dir, _read_manifest_json(model_dir), required)
+
+
+def _verify(model_dir: Path, info: Dict[str, Any], required: Iterable[str]) -> Dict[str, Any]:
+    files = info["files"]
+    for rel in required:
+        if rel not in files:
+            state = "present but not listed in" if (model_dir / rel).exists() else "missing, and not listed in"
+            raise ModelFormatError(f"{model_dir / rel}: missing: {state} the manifest {model_dir / MANIFEST}")
+    for rel, entry in files.items():
+        _check_entry(model_dir, rel, entry)
+    unlisted = sorted(set(_model_files(model_dir)) - set(files))
+    if unlisted:
+        raise ModelFormatError(f"{model_dir / unlisted[0]}: not listed in the manifest {model_dir / MANIFEST} "
+                               f"(added after the save?); {len(unlisted)} unlisted file(s) in all")
+    return info
+
+
+def read_manifest(model_dir: Path, expected_kind: str, required: Iterable[str] = (),
+                  verify: bool = True) -> Dict[str, Any]:
+    """The manifest of a ``expected_kind`` model, after checking every file (unless the caller already did)."""
+    model_dir = Path(model_dir)
+    info = _read_manifest_json(model_dir)
     if info.get("kind") != expected_kind:
         raise ModelFormatError(
             f"{model_dir / MANIFEST}: holds a {info.get('kind')!r} model, expected {expected_kind!r}")
+    if verify:
+        _verify(model_dir, info, required)
+    else:
+        missing = [rel for rel in required if rel not in info["files"]]
+        if missing:
+            raise ModelFormatError(f"{model_dir / missing[0]}: missing: not listed in the manifest "
+                                   f"{model_dir / MANIFEST}")
     return info
