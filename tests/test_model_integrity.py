@@ -25,6 +25,8 @@ from xmc.utils.modeldir import MANIFEST, ModelFormatError, file_digest, verify_m
 
 PARAMS = SyntheticParams(n_labels=50, n_train=500, n_test=50, n_features=300)
 MARKER = "pickle_ran.marker"
+REFUSES_PICKLE = r"pickled \(object\) data, which xmc never writes; refusing"
+TRUNCATED = "truncated: [0-9,]+ bytes, manifest says [0-9,]+"
 
 
 class _RunsCodeOnUnpickle:
@@ -123,6 +125,15 @@ def forge_manifests(d: Path) -> None:
         manifest.write_text(json.dumps(info))
 
 
+def edit_files(change):
+    """Rewrite the top manifest's file list with ``change(files)``."""
+    def corrupt(d: Path) -> None:
+        info = json.loads((d / MANIFEST).read_text())
+        info["files"] = change(info["files"])
+        (d / MANIFEST).write_text(json.dumps(info))
+    return corrupt
+
+
 def then_forge(corrupt):
     def both(d: Path) -> None:
         corrupt(d)
@@ -132,11 +143,11 @@ def then_forge(corrupt):
 
 # (corruption, file the message must name, what the message must say)
 PIPELINE_CASES = {
-    "truncate weights": (truncate("linear/weights.npz"), "linear/weights.npz", "truncated: [0-9,]+ bytes, manifest says [0-9,]+"),
+    "truncate weights": (truncate("linear/weights.npz"), "linear/weights.npz", TRUNCATED),
     "truncate tree": (truncate("linear/tree.npz"), "linear/tree.npz", "truncated"),
     "truncate params": (truncate("linear/params.json"), "linear/params.json", "truncated"),
     "truncate labels": (truncate("labels.json"), "labels.json", "truncated"),
-    "truncate manifest": (truncate(MANIFEST), f"model/{MANIFEST}", "not valid JSON"),
+    "truncate manifest": (truncate(MANIFEST), f"model/{MANIFEST}", "corrupted or truncated manifest: not valid JSON"),
     "truncate inner manifest": (truncate(f"linear/{MANIFEST}"), f"linear/{MANIFEST}", "truncated"),
     "flip byte in weights": (flip_byte("linear/weights.npz"), "linear/weights.npz", "corrupted: SHA-256 differs"),
     "flip byte in tree": (flip_byte("linear/tree.npz"), "linear/tree.npz", "corrupted: SHA-256 differs"),
@@ -151,10 +162,10 @@ PIPELINE_CASES = {
     "weights replaced by pickle": (replace_by_pickle("linear/weights.npz"), "linear/weights.npz",
                                    "(truncated|grew|corrupted)"),
     "weights replaced by pickle, manifests forged": (then_forge(replace_by_pickle("linear/weights.npz")),
-                                                     "linear/weights.npz", "need pickle; refusing"),
+                                                     "linear/weights.npz", REFUSES_PICKLE),
     "object array in npz, manifests forged": (
         then_forge(lambda d: (d / "linear/weights.npz").write_bytes(_npz_with_object_array(d.parent / MARKER))),
-        "linear/weights.npz", "need pickle; refusing"),
+        "linear/weights.npz", REFUSES_PICKLE),
     "extra array": (add_extra_array("linear/weights.npz"), "linear/weights.npz", "(grew|corrupted)"),
     "extra array, manifests forged": (then_forge(add_extra_array("linear/weights.npz")), "linear/weights.npz",
                                       r"unexpected arrays \['backdoor'\]"),
@@ -169,25 +180,21 @@ PLT_CASES = {
     "truncate weights": (truncate("weights.npz"), "model/weights.npz", "truncated"),
     "truncate tree": (truncate("tree.npz"), "model/tree.npz", "truncated"),
     "truncate params": (truncate("params.json"), "model/params.json", "truncated"),
-    "truncate manifest": (truncate(MANIFEST), f"model/{MANIFEST}", "not valid JSON"),
+    "truncate manifest": (truncate(MANIFEST), f"model/{MANIFEST}", "corrupted or truncated manifest: not valid JSON"),
     "flip byte in weights": (flip_byte("weights.npz"), "model/weights.npz", "corrupted: SHA-256 differs"),
     "delete tree": (delete("tree.json"), "model/tree.json", "missing"),
     "newer version": (set_version(MANIFEST, 7), f"model/{MANIFEST}", "newer than this xmc reads"),
     "weights replaced by pickle": (replace_by_pickle("weights.npz"), "model/weights.npz",
                                    "(truncated|grew|corrupted)"),
     "weights replaced by pickle, manifest forged": (then_forge(replace_by_pickle("weights.npz")),
-                                                    "model/weights.npz", "need pickle; refusing"),
+                                                    "model/weights.npz", REFUSES_PICKLE),
     "extra array, manifest forged": (then_forge(add_extra_array("weights.npz")), "model/weights.npz",
                                      "unexpected arrays"),
     "manifest points outside the model": (
-        lambda d: (d / MANIFEST).write_text(json.dumps({
-            **json.loads((d / MANIFEST).read_text()),
-            "files": {**json.loads((d / MANIFEST).read_text())["files"], "../secret": {"bytes": 1, "sha256": "0" * 64}}})),
+        edit_files(lambda files: {**files, "../secret": {"bytes": 1, "sha256": "0" * 64}}),
         f"model/{MANIFEST}", "'../secret', which is not a path inside the model"),
     "required file dropped from manifest": (
-        lambda d: (d / MANIFEST).write_text(json.dumps({
-            **json.loads((d / MANIFEST).read_text()),
-            "files": {k: v for k, v in json.loads((d / MANIFEST).read_text())["files"].items() if k != "weights.npz"}})),
+        edit_files(lambda files: {k: v for k, v in files.items() if k != "weights.npz"}),
         "model/weights.npz", "missing: present but not listed in the manifest"),
 }
 

@@ -76,8 +76,12 @@ def load_arrays(path: Path) -> Dict[str, np.ndarray]:
     try:
         with np.load(path, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
-    except ValueError as e:  # object arrays would need pickle: refuse them
-        raise ModelFormatError(f"{path}: holds arrays that need pickle; refusing to load ({e})") from e
+    except ValueError as e:
+        if "pickle" in str(e) or "allow_pickle" in str(e):
+            # numpy's own message suggests loading unsafely; xmc never writes pickle, so say only that.
+            raise ModelFormatError(f"{path}: holds pickled (object) data, which xmc never writes; "
+                                   f"refusing to load it") from e
+        raise ModelFormatError(f"{path}: damaged or not an .npz file ({e})") from e
     except Exception as e:  # zipfile.BadZipFile, OSError, EOFError on truncation
         raise ModelFormatError(f"{path}: damaged or not an .npz file ({e})") from e
 
@@ -159,7 +163,10 @@ def _read_manifest_json(model_dir: Path) -> Dict[str, Any]:
     if not path.is_file():
         raise ModelFormatError(f"{path}: missing; {model_dir} is not a finished xmc model "
                                f"(the manifest is written last, so the save may have been interrupted)")
-    info = load_json(path)
+    try:
+        info = json.loads(path.read_bytes().decode("utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ModelFormatError(f"{path}: corrupted or truncated manifest: not valid JSON ({e})") from e
     if not isinstance(info, dict):
         raise ModelFormatError(f"{path}: expected a JSON object, found {type(info).__name__}")
     version = info.get("format_version")
