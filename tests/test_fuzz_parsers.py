@@ -23,7 +23,7 @@ from xmc.data import DataFormatError, parse_xc_bytes, read_fasttext, read_jsonl 
 from xmc.data._reference import reference_parse_xc  # noqa: E402
 from xmc.data.text import parse_fasttext_line  # noqa: E402
 
-FAST = settings(max_examples=150, deadline=None, derandomize=True,
+FAST = settings(max_examples=150, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 # ---- XC grammar ---------------------------------------------------------------
@@ -116,7 +116,7 @@ def test_mutated_xc_files_match_reference(blob, n_features, n_labels, chunk):
     check_against_reference(blob, n_features, n_labels, chunk)
 
 
-@settings(max_examples=100, deadline=None, derandomize=True)
+@settings(max_examples=100, deadline=None, derandomize=True, database=None)
 @given(st.binary(max_size=200), chunks)
 def test_arbitrary_bytes_never_escape_as_another_exception(blob, chunk):
     check_against_reference(blob, None, None, chunk)
