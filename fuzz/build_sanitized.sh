@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sanitized builds for fuzzing, all outside the source tree:
-#   $OUT/ext/xmc/_core*.so   the Python extension with ASan+UBSan (CMake option XMC_SANITIZE)
+#   $OUT/ext/xmc             the xmc package with its extension built with ASan+UBSan
+#                            (CMake option XMC_SANITIZE); fuzz/run_sanitized_tests.sh uses it
 #   $OUT/xc_reader_fuzz      the native XC reader fuzz target: libFuzzer when clang
 #                            is found, else a g++ ASan/UBSan standalone mutation loop
 # Usage: fuzz/build_sanitized.sh [OUT]   (OUT defaults to /tmp/xmc-asan)
@@ -23,6 +24,8 @@ if [ "${XMC_FUZZ_SKIP_EXT:-0}" != 1 ]; then
     -Dpybind11_DIR="$("$PY" -c 'import pybind11; print(pybind11.get_cmake_dir())')" \
     -DXMC_CUDA=OFF
   cmake --build "$OUT/cmake" -j "$JOBS"
+  # The Python sources beside it make $OUT/ext an importable package (PYTHONPATH=$OUT/ext).
+  tar -C "$ROOT" --exclude='*.so' --exclude=__pycache__ -cf - xmc | tar -C "$OUT/ext" -xf -
   echo "sanitized extension: $(ls "$OUT"/ext/xmc/_core*.so)"
 fi
 
