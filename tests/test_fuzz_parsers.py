@@ -53,7 +53,8 @@ def xc_file(draw) -> bytes:
     lines = draw(st.lists(xc_line(), min_size=1, max_size=6))
     if draw(st.booleans()):
         n = len(lines) if draw(st.integers(0, 4)) else draw(st.integers(0, 9))
-        lines.insert(0, f"{n} {draw(st.integers(0, 60))} {draw(st.integers(0, 60))}")
+        size = st.one_of(st.integers(0, 60), st.sampled_from([2147483647, 2147483648, 10**19, 10**25]))
+        lines.insert(0, f"{n} {draw(size)} {draw(size)}")
     nl = draw(st.sampled_from(["\n", "\r\n"]))
     return (nl.join(lines) + (nl if draw(st.booleans()) else "")).encode()
 
@@ -129,6 +130,14 @@ def test_arbitrary_bytes_never_escape_as_another_exception(blob, chunk):
     (b"0:1 0:2\n", 1),                        # repeated feature
     (b"2147483647:1\n", 1),                   # id beyond int32 columns
     (b"\n\r\n \t\n", 0),                      # whitespace only: whole-file error
+    # Found by fuzz/python_readers_fuzz.py: the reference accepted these headers.
+    (b"22222222222222222222223 7 2\n8\n", 1),  # N past the native header cap
+    (b"1 2147483648 2\n0 0:1\n", 1),           # D past int32 columns
+    (b"1 2147483647 2\n0 0:1\n", None),        # the largest D allowed
+    # Digit strings Python's int() refuses (> 4300 digits) made the reference crash.
+    (b"0" * 5000 + b"1 0:1\n", None),           # leading zeros: label id 1
+    (b"1" * 5000 + b":1\n", 1),
+    (b"3 " + b"9" * 5000 + b" 2\n", 1),
 ])
 def test_known_edge_inputs(blob, line):
     try:
