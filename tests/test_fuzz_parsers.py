@@ -123,7 +123,11 @@ def test_arbitrary_bytes_never_escape_as_another_exception(blob, chunk):
     check_against_reference(blob, None, None, chunk)
 
 
-@pytest.mark.parametrize("blob,line", [
+def _short_id(v) -> str:
+    return repr(v)[:24] if isinstance(v, bytes) else str(v)
+
+
+@pytest.mark.parametrize("blob,line", ids=_short_id, argvalues=[
     (b"1 2 3\n0 0:1\n", None),                # header-only-looking first doc is fine
     (b"0:1\n1:1e39\n", 2),                    # float32 overflow
     (b"0:1\n1:nan\n", 2),                     # non-finite
