@@ -142,6 +142,8 @@ def _short_id(v) -> str:
     (b"0" * 5000 + b"1 0:1\n", None),           # leading zeros: label id 1
     (b"1" * 5000 + b":1\n", 1),
     (b"3 " + b"9" * 5000 + b" 2\n", 1),
+    (b"0:1\n13:.2e-460\n", 2),                # underflows even a double: still out of float32 range
+    (b"0:0e-460\n", None),                     # a zero is a zero
 ])
 def test_known_edge_inputs(blob, line):
     try:

@@ -91,7 +91,8 @@ def reference_parse_xc(data: bytes, name: str = "<bytes>", n_features: Optional[
             if not _FLOAT.match(val) or val.startswith("+-") or val == "+":
                 fail(f"{'non-finite' if _FLOAT_WORDS.match(val) else 'bad'} value {tok[:40]!r}")
             v = float(val)
-            if abs(v) > _F32_MAX or (v != 0 and abs(v) < _F32_TINY):
+            underflow = v == 0 and re.search(r"[1-9]", re.split(r"[eE]", val)[0])  # e.g. 2e-460
+            if abs(v) > _F32_MAX or (v != 0 and abs(v) < _F32_TINY) or underflow:
                 fail(f"value outside float32 {tok[:40]!r}")
             i = _uint(fid)
             if i >= fbound:
