@@ -62,7 +62,7 @@ setup(
         "tqdm>=4.60",
         "numba>=0.57",
     ],
-    extras_require={"test": ["pytest>=7"]},
+    extras_require={"test": ["pytest>=7", "hypothesis>=6"]},
     entry_points={"console_scripts": ["xmc=xmc.cli.main:main"]},
     zip_safe=False,
 )

@@ -23,6 +23,16 @@ _F32_MAX = float(np.finfo(np.float32).max)
 _F32_TINY = float(np.finfo(np.float32).smallest_subnormal) / 2  # rounds to zero: from_chars rejects it
 
 
+def _uint(digits: str) -> int:
+    """int() of a digit string, capped: Python refuses strings of > 4300 digits,
+    and any value past int64 is out of every range the reader allows anyway."""
+    digits = digits.lstrip("0") or "0"
+    return int(digits) if len(digits) <= 19 else 2**64
+
+
+_HEADER_MAX = (2**63 - 1) // 10  # the native header parser's cap
+
+
 def _tokens(line: str):
     return [t for t in re.split(r"[ \t]+", line) if t]
 
@@ -41,9 +51,11 @@ def reference_parse_xc(data: bytes, name: str = "<bytes>", n_features: Optional[
     header = None
     first = _tokens(lines[0])
     if len(first) >= 2 and not any(":" in t for t in first):
-        if len(first) != 3 or not all(_UINT.match(t) for t in first):
+        if len(first) != 3 or not all(_UINT.match(t) and _uint(t) <= _HEADER_MAX for t in first):
             raise DataFormatError.at(name, 1, f"expected a header 'N D L', found {lines[0][:40]!r}")
-        header = [int(t) for t in first]
+        header = [_uint(t) for t in first]
+        if header[1] > _MAX_ID + 1 or header[2] > _MAX_ID + 1:
+            raise DataFormatError.at(name, 1, f"header D and L must fit int32, found {lines[0][:40]!r}")
         body = lines[1:]
     else:
         body = lines
@@ -69,19 +81,20 @@ def reference_parse_xc(data: bytes, name: str = "<bytes>", n_features: Optional[
         if line and line[0] not in " \t" and ":" not in toks[0]:
             if not _LABELS.match(toks[0]):
                 fail(f"bad label field {toks[0][:40]!r}")
-            labels = [int(t) for t in toks[0].split(",")]
+            labels = [_uint(t) for t in toks[0].split(",")]
             feats = toks[1:]
         row = {}
         for tok in feats:
             fid, sep, val = tok.partition(":")
-            if not sep or not _UINT.match(fid) or int(fid) > _MAX_ID:
+            if not sep or not _UINT.match(fid) or _uint(fid) > _MAX_ID:
                 fail(f"bad feature {tok[:40]!r}")
             if not _FLOAT.match(val) or val.startswith("+-") or val == "+":
                 fail(f"{'non-finite' if _FLOAT_WORDS.match(val) else 'bad'} value {tok[:40]!r}")
             v = float(val)
-            if abs(v) > _F32_MAX or (v != 0 and abs(v) < _F32_TINY):
+            underflow = v == 0 and re.search(r"[1-9]", re.split(r"[eE]", val)[0])  # e.g. 2e-460
+            if abs(v) > _F32_MAX or (v != 0 and abs(v) < _F32_TINY) or underflow:
                 fail(f"value outside float32 {tok[:40]!r}")
-            i = int(fid)
+            i = _uint(fid)
             if i >= fbound:
                 fail(f"feature id {fid} out of range")
             if i in row:

@@ -113,6 +113,9 @@ def read_jsonl(path: PathLike, text_key: str = "text", labels_key: str = "labels
         except json.JSONDecodeError as e:
             raise DataFormatError.at(p, lineno, f"expected a JSON object, found invalid JSON "
                                                f"({e.msg} at column {e.colno}): {line[:40]!r}") from None
+        except (ValueError, RecursionError) as e:  # an int of > 4300 digits; nesting deeper than the stack
+            raise DataFormatError.at(p, lineno, f"expected a JSON object, found JSON Python cannot load "
+                                               f"({str(e)[:60]}): {line[:40]!r}") from None
         if not isinstance(obj, dict):
             raise DataFormatError.at(p, lineno, f"expected a JSON object, found {type(obj).__name__}")
         for key in (text_key, labels_key):
