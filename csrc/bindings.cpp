@@ -47,7 +47,8 @@ py::array_t<T> to_numpy(std::vector<T>&& v) {
   return py::array_t<T>(static_cast<py::ssize_t>(heap->size()), heap->data(), owner);
 }
 
-py::tuple csr_to_python(xmc::CsrMatrix&& m) {
+// (indptr, indices, data, (rows, cols)) for CSR, and for CSC (CscMatrix shares the layout).
+py::tuple compressed_to_python(xmc::CsrMatrix&& m) {
   return py::make_tuple(to_numpy(std::move(m.indptr)), to_numpy(std::move(m.indices)),
                         to_numpy(std::move(m.data)), py::make_tuple(m.rows, m.cols));
 }
@@ -62,7 +63,7 @@ py::tuple csr_to_python(xmc::CsrMatrix&& m) {
 namespace {
 
 py::tuple xc_to_python(xmc::XcData&& d) {
-  return py::make_tuple(csr_to_python(std::move(d.X)), csr_to_python(std::move(d.Y)), d.had_header);
+  return py::make_tuple(compressed_to_python(std::move(d.X)), compressed_to_python(std::move(d.Y)), d.had_header);
 }
 
 py::tuple py_read_xc(const std::string& path, int64_t n_features, int64_t n_labels, int threads) {
@@ -253,8 +254,7 @@ py::tuple linear_train_layer(const CArray<int64_t>& x_indptr, const CArray<int32
     py::gil_scoped_release release;
     W = xmc::linear::train_layer(P, lp);
   }
-  return py::make_tuple(to_numpy(std::move(W.indptr)), to_numpy(std::move(W.indices)),
-                        to_numpy(std::move(W.data)), py::make_tuple(W.rows, W.cols));
+  return compressed_to_python(std::move(W));
 }
 
 }  // namespace
@@ -379,7 +379,7 @@ PYBIND11_MODULE(_core, m) {
             py::gil_scoped_release release;
             out = xmc::pifa_embeddings(x, y, threads);
           }
-          return csr_to_python(std::move(out));
+          return compressed_to_python(std::move(out));
         },
         "PIFA label embeddings normalize(Y^T normalize(X)) as CSR arrays (indptr, indices, data, shape).");
   m.def("tree_kmeans_dense",

@@ -19,7 +19,9 @@ struct CsrView {
   float value(int64_t k) const { return data ? data[k] : 1.0f; }
 };
 
-// Owning CSR, the output format of core routines; moved into numpy arrays by the bindings.
+// Owning compressed sparse arrays, the output format of core routines; moved into numpy
+// arrays by the bindings. indptr runs over rows for CSR; CscMatrix reuses the same arrays
+// with indptr running over columns.
 struct CsrMatrix {
   int64_t rows = 0;
   int64_t cols = 0;

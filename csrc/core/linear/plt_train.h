@@ -31,13 +31,8 @@ struct LayerParams {
 };
 
 // Column-major weights: column c is child c; rows are the features plus the bias (last row).
-struct CscMatrix {
-  int64_t rows = 0;
-  int64_t cols = 0;
-  std::vector<int64_t> indptr;
-  std::vector<int32_t> indices;
-  std::vector<float> data;
-};
+// Same arrays as CsrMatrix, with indptr running over the columns.
+using CscMatrix = CsrMatrix;
 
 // Seed of one child's coordinate order: a function of (seed, layer, child) only,
 // so the weights do not depend on the thread count or the schedule.
