@@ -245,10 +245,11 @@ def predict(model_dir: str, input_path: str, fmt: str, labels_file: Optional[str
     start = time.perf_counter()
     pipe = Pipeline.load(Path(model_dir))
     corpus = _load(input_path, fmt, labels_file, **pipe.reader_kwargs())
-    n_docs = pipe.features(corpus).shape[0]
+    X = pipe.features(corpus)  # featurised once: raw text would otherwise go through TF-IDF twice
+    n_docs = X.shape[0]
     t = time.perf_counter()
     with tqdm(total=n_docs, unit="doc", desc="predict", disable=None) as bar:
-        ids, scores = pipe.predict_topk(corpus, k=k, beam=beam, threads=threads, batch_size=batch_size,
+        ids, scores = pipe.predict_topk(X, k=k, beam=beam, threads=threads, batch_size=batch_size,
                                         on_batch=bar.update)
     seconds = time.perf_counter() - t
     txt, npz = write_predictions(Path(out_path), ids, scores, pipe.vocab)
