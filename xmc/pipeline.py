@@ -36,11 +36,6 @@ LINEAR_DIR = "linear"
 FEATURIZER_DIR = "featurizer"
 
 
-def _read_manifest_json_kind(directory: Path) -> dict:
-    # Kind and version first (cheap, and the clearest message); the hashes follow once the required list is known.
-    return read_manifest(directory, KIND, verify=False)
-
-
 class Pipeline:
     """Label vocabulary + featurizer + linear PLT, trained and saved as one."""
 
@@ -137,7 +132,8 @@ class Pipeline:
     def load(cls, directory: Union[str, Path]) -> "Pipeline":
         """Load a saved pipeline; every file below ``directory`` is checked against the manifest first."""
         directory = Path(directory)
-        info = _read_manifest_json_kind(directory)
+        # Kind and version first (cheap, and the clearest message); the hashes follow once the required list is known.
+        info = read_manifest(directory, KIND, verify=False)
         input_kind = info.get("input_kind")
         if input_kind not in ("sparse", "text"):
             raise ModelFormatError(f"{directory / MANIFEST}: unknown input kind {input_kind!r}; "
