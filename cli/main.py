@@ -156,6 +156,9 @@ def build_tree(train_path: str, labels_file: Optional[str], fmt: str, out_dir: s
     _echo_summary(start)
 
 
+DEEP_MODELS = ("attentionxml", "lightattention")
+
+
 @cli.command()
 @click.option("--train", "train_path", required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--labels-file", type=click.Path(exists=True, dir_okay=False), help="Labels file for --format text.")
@@ -163,52 +166,93 @@ def build_tree(train_path: str, labels_file: Optional[str], fmt: str, out_dir: s
 @click.option("--model-dir", required=True, type=click.Path(file_okay=False), help="Where the model is saved.")
 @click.option("--tree", "tree_dir", type=click.Path(exists=True, file_okay=False),
               help="A tree from `xmc build-tree`; built here when not given.")
-@click.option("--model", type=click.Choice(["linear"]), default="linear", show_default=True)
-@click.option("--loss", type=click.Choice(["squared_hinge", "logistic"]), default="squared_hinge", show_default=True)
-@click.option("-C", "C", default=0.5, show_default=True, help="Inverse regularisation strength.")
-@click.option("--weight-threshold", default=0.1, show_default=True, help="Prune weights smaller than this.")
-@click.option("--branching-factor", default=16, show_default=True)
-@click.option("--max-leaf-size", default=100, show_default=True)
+@click.option("--model", type=click.Choice(["linear", *DEEP_MODELS]), default="linear", show_default=True,
+              help="linear: PLT on sparse or TF-IDF features. attentionxml / lightattention: BiLSTM + "
+                   "label-wise attention on raw text.")
+@click.option("--valid", "valid_path", type=click.Path(exists=True, dir_okay=False),
+              help="Held-out file (same format): early stopping for the deep models, evaluated after training.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--threads", default=0, show_default=True, help=THREADS_HELP)
-@click.option("--valid", "valid_path", type=click.Path(exists=True, dir_okay=False),
-              help="Held-out file (same format) evaluated after training.")
+@click.option("--branching-factor", default=16, show_default=True, help="Tree: children per node.")
+@click.option("--max-leaf-size", default=None, type=int,
+              help="Tree: most labels in a leaf (linear default 100; deep models: 8, the cluster size).")
+@click.option("--loss", type=click.Choice(["squared_hinge", "logistic"]), default="squared_hinge", show_default=True,
+              help="[linear] Loss of the node classifiers.")
+@click.option("-C", "C", default=0.5, show_default=True, help="[linear] Inverse regularisation strength.")
+@click.option("--weight-threshold", default=0.1, show_default=True, help="[linear] Prune weights smaller than this.")
+@click.option("--epochs", default=20, show_default=True, help="[deep] Most epochs per level.")
+@click.option("--patience", default=4, show_default=True, help="[deep] Epochs without a better validation P@1 before stopping.")
+@click.option("--batch-size", default=40, show_default=True, help="[deep] Documents per step.")
+@click.option("--lr", default=1e-3, show_default=True, help="[deep] Adam learning rate.")
+@click.option("--max-len", default=500, show_default=True, help="[deep] Tokens kept per document.")
+@click.option("--embedding", default="skipgram", show_default=True,
+              help="[deep] Word vectors: random, skipgram (trained on the training texts) or a word2vec file.")
+@click.option("--embedding-dim", default=300, show_default=True, help="[deep] Word vector size.")
+@click.option("--hidden", default=128, show_default=True, help="[deep] BiLSTM units per direction (paper: 256).")
+@click.option("--top-k", default=16, show_default=True, help="[deep] Parent nodes whose children are the next level's candidates.")
 def train(train_path: str, labels_file: Optional[str], fmt: str, model_dir: str, tree_dir: Optional[str],
-          model: str, loss: str, C: float, weight_threshold: float, branching_factor: int,
-          max_leaf_size: int, seed: int, threads: int, valid_path: Optional[str]) -> None:
-    """Train a model (the linear PLT) and save it to --model-dir.
+          model: str, valid_path: Optional[str], seed: int, threads: int, branching_factor: int,
+          max_leaf_size: Optional[int], loss: str, C: float, weight_threshold: float, epochs: int,
+          patience: int, batch_size: int, lr: float, max_len: int, embedding: str, embedding_dim: int,
+          hidden: int, top_k: int) -> None:
+    """Train a model and save it to --model-dir.
+
+    Options marked [linear] or [deep] apply to those models only. Deep-model
+    defaults follow AttentionXML scaled to a CPU (BiLSTM 128 units per
+    direction instead of 256; 500 tokens per document).
 
     \b
     Examples:
       xmc train --train demo/train.txt --model-dir demo/model
       xmc train --train texts.txt --labels-file labels.txt --format text --model-dir m --threads 2
       xmc train --train data_train.txt --tree demo/tree --model-dir m --valid data_test.txt
+      xmc train --model attentionxml --train reuters/train.jsonl --model-dir m --valid reuters/test.jsonl
+      xmc train --model lightattention --train go/train.jsonl --valid go/dev.jsonl --model-dir m --epochs 10
     """
-    from xmc.linear import PLTParams
-    from xmc.pipeline import Pipeline
     from xmc.tree import LabelTree, TreeParams
 
     start = time.perf_counter()
     corpus = _load(train_path, fmt, labels_file)
-    params = PLTParams(loss=loss, C=C, weight_threshold=weight_threshold, threads=threads, seed=seed,
-                       tree=TreeParams(branching_factor=branching_factor, max_leaf_size=max_leaf_size,
-                                       seed=seed, threads=threads))
     tree = LabelTree.load(Path(tree_dir)) if tree_dir else None
-    pipe = Pipeline(params).fit(corpus, tree=tree, progress=True)
-    pipe.save(Path(model_dir))
-    click.echo(f"model saved to {model_dir} ({pipe.n_labels:,} labels)")
+    if model == "linear":
+        from xmc.linear import PLTParams
+        from xmc.pipeline import Pipeline
+
+        params = PLTParams(loss=loss, C=C, weight_threshold=weight_threshold, threads=threads, seed=seed,
+                           tree=TreeParams(branching_factor=branching_factor, max_leaf_size=max_leaf_size or 100,
+                                           seed=seed, threads=threads))
+        trained = Pipeline(params).fit(corpus, tree=tree, progress=True)
+        valid = _load(valid_path, fmt, None, **trained.reader_kwargs()) if valid_path else None
+    else:
+        from xmc.data import TextData
+        from xmc.models import MODELS, DeepParams
+        from xmc.nn.embeddings import EmbeddingParams
+        from xmc.nn.text import TextParams
+
+        if not isinstance(corpus, TextData):
+            raise ValueError(f"{train_path}: --model {model} reads raw text, but this file holds sparse features; "
+                             f"give it a fastText, JSON Lines or text + labels file, or use --model linear")
+        params = DeepParams(
+            text=TextParams(max_len=max_len), embedding=EmbeddingParams(source=embedding, dim=embedding_dim,
+                                                                       seed=seed, threads=threads),
+            tree=TreeParams(branching_factor=branching_factor, max_leaf_size=max_leaf_size or 8),
+            hidden=hidden, lr=lr, batch_size=batch_size, epochs=epochs, patience=patience, top_k=top_k,
+            seed=seed, threads=threads)
+        valid = _load(valid_path, fmt, None) if valid_path else None
+        trained = MODELS[model](params).fit(corpus, valid=valid, tree=tree, progress=True, log=click.echo)
+    trained.save(Path(model_dir))
+    click.echo(f"model saved to {model_dir} ({trained.n_labels:,} labels)")
     summary = ""
-    if valid_path:
-        summary = _metrics_line(_evaluate_pipeline(pipe, _load(valid_path, fmt, None, **pipe.reader_kwargs()),
-                                                   ks=(1, 3, 5), threads=threads))
+    if valid is not None:
+        summary = _metrics_line(_evaluate_model(trained, valid, ks=(1, 3, 5), threads=threads))
     _echo_summary(start, summary)
 
 
-def _evaluate_pipeline(pipe, corpus, ks, threads: int, beam: int = 10) -> dict:
+def _evaluate_model(model, corpus, ks, threads: int) -> dict:
     from xmc.metrics import evaluate
 
-    ids, _ = pipe.predict_topk(corpus, k=max(ks), beam=beam, threads=threads)
-    return evaluate(pipe.labels(corpus), ids, ks=ks)
+    ids, _ = model.predict_topk(corpus, k=max(ks), threads=threads)
+    return evaluate(model.labels(corpus), ids, ks=ks)
 
 
 @cli.command()
@@ -219,11 +263,13 @@ def _evaluate_pipeline(pipe, corpus, ks, threads: int, beam: int = 10) -> dict:
 @click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False),
               help="Text predictions; the same as .npz beside it (ids, scores, label_names).")
 @click.option("-k", "k", default=5, show_default=True, help="Labels per document.")
-@click.option("--beam", default=10, show_default=True, help="Beam width of the tree search.")
-@click.option("--batch-size", default=65536, show_default=True, help="Documents scored per batch.")
+@click.option("--beam", default=None, type=int,
+              help="Beam width of the tree search (linear default 10; deep models: their top-k, 16).")
+@click.option("--batch-size", default=None, type=int,
+              help="Documents scored per batch (linear default 65536, deep models 128).")
 @click.option("--threads", default=0, show_default=True, help=THREADS_HELP)
 def predict(model_dir: str, input_path: str, fmt: str, labels_file: Optional[str], out_path: str, k: int,
-            beam: int, batch_size: int, threads: int) -> None:
+            beam: Optional[int], batch_size: Optional[int], threads: int) -> None:
     """Predict the top-k labels of every document.
 
     \b
@@ -240,17 +286,17 @@ def predict(model_dir: str, input_path: str, fmt: str, labels_file: Optional[str
     from tqdm import tqdm
 
     from xmc.data.predictions import write_predictions
-    from xmc.pipeline import Pipeline
+    from xmc.models import load_model
 
     start = time.perf_counter()
-    pipe = Pipeline.load(Path(model_dir))
+    pipe = load_model(Path(model_dir))
     corpus = _load(input_path, fmt, labels_file, **pipe.reader_kwargs())
     X = pipe.features(corpus)  # featurised once: raw text would otherwise go through TF-IDF twice
-    n_docs = X.shape[0]
+    n_docs = X.shape[0] if hasattr(X, "shape") else len(X)
+    options = {name: value for name, value in (("beam", beam), ("batch_size", batch_size)) if value is not None}
     t = time.perf_counter()
     with tqdm(total=n_docs, unit="doc", desc="predict", disable=None) as bar:
-        ids, scores = pipe.predict_topk(X, k=k, beam=beam, threads=threads, batch_size=batch_size,
-                                        on_batch=bar.update)
+        ids, scores = pipe.predict_topk(X, k=k, threads=threads, on_batch=bar.update, **options)
     seconds = time.perf_counter() - t
     txt, npz = write_predictions(Path(out_path), ids, scores, pipe.vocab)
     click.echo(f"wrote {txt} and {npz}: {n_docs:,} documents at {n_docs / max(seconds, 1e-9):,.0f} docs/s")

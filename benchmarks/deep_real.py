@@ -1,0 +1,168 @@
+"""Deep models against the linear PLT on real raw-text datasets, same split, same machine, one run.
+
+    python benchmarks/deep_real.py --dataset reuters21578 --data ../shared/data
+    python benchmarks/deep_real.py --dataset goemotions --models linear,attentionxml --epochs 5
+
+Splits: Reuters-21578 ModApte (90 topics): 10% of the training documents
+(seeded) are held out for early stopping and thresholds, every model trains
+on the other 90%; GoEmotions: train / dev / test. Each model runs in its own
+process (peak memory is its own). Figures on the test split:
+
+- P@1/3/5, nDCG@3/5, PSP@1/3/5 (propensities from the training labels, A=0.55, B=1.5);
+- micro/macro-F1, Hamming loss and one-error of a label set per document: the
+  top label plus every other top-10 label whose score reaches a threshold t,
+  with t chosen on the validation split to maximise micro-F1, the same rule
+  for every model.
+
+Writes ``benchmarks/results/deep_real_<dataset>.{json,md}``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Dict, List, Tuple
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+THRESHOLDS = np.round(np.arange(0.05, 0.96, 0.05), 2)
+DEEP = ("attentionxml", "lightattention")
+
+
+def load_splits(dataset: str, data_root: Path) -> Tuple[object, object, object]:
+    """(train, valid, test) TextData."""
+    from xmc.data import TextData
+    from xmc.datasets.real import REAL_DATASETS
+    from xmc.models.base import split_validation
+
+    info = REAL_DATASETS[dataset]
+    splits = info.load_splits(data_root / info.folder)
+    if "dev" in splits:
+        return splits["train"], splits["dev"], splits["test"]
+    full = splits["train"]
+    train_rows, valid_rows = split_validation(len(full), 0.1, seed=0)
+    pick = lambda rows: TextData([full.texts[i] for i in rows], [full.labels[i] for i in rows])
+    return pick(train_rows), pick(valid_rows), splits["test"]
+
+
+def label_sets(ids: np.ndarray, scores: np.ndarray, t: float, n_labels: int):
+    """Top label always, then every other ranked label with score >= t."""
+    from xmc.metrics.classification import binarize_topk
+
+    keep = ids.copy()
+    drop = scores < t
+    drop[:, 0] = False
+    keep[drop] = -1
+    return binarize_topk(keep, n_labels)
+
+
+def set_metrics(Y, ids, scores, t: float) -> Dict[str, float]:
+    from xmc.metrics.classification import f1_scores, hamming_loss
+
+    P = label_sets(ids, scores, t, Y.shape[1])
+    micro, macro = f1_scores(Y, P)
+    top1 = ids[:, 0]
+    rows = np.arange(Y.shape[0])
+    hit = np.asarray(Y[rows, np.maximum(top1, 0)]).ravel() > 0
+    return {"micro-F1": micro, "macro-F1": macro, "hamming": hamming_loss(Y, P),
+            "one-error": float(np.mean(~hit | (top1 < 0)))}
+
+
+def run_one(model_name: str, dataset: str, data_root: Path, epochs: int, threads: int, seed: int) -> Dict:
+    from xmc.metrics import evaluate, inv_propensity
+    from xmc.utils.resources import peak_rss_bytes
+
+    train, valid, test = load_splits(dataset, data_root)
+    t0 = time.perf_counter()
+    if model_name == "linear":
+        from xmc.linear import PLTParams
+        from xmc.pipeline import Pipeline
+
+        model = Pipeline(PLTParams(threads=threads, seed=seed)).fit(train)
+        predict = lambda corpus: model.predict_topk(corpus, k=10, threads=threads)
+    else:
+        from xmc.models import MODELS, DeepParams
+
+        params = DeepParams(epochs=epochs, threads=threads, seed=seed)
+        model = MODELS[model_name](params).fit(train, valid=valid, progress=False, log=print)
+        predict = lambda corpus: model.predict_topk(corpus, k=10, threads=threads)
+    train_seconds = time.perf_counter() - t0
+    valid_ids, valid_scores = predict(valid)
+    Y_valid = model.labels(valid)
+    best_t = max(THRESHOLDS, key=lambda t: set_metrics(Y_valid, valid_ids, valid_scores, t)["micro-F1"])
+    t1 = time.perf_counter()
+    ids, scores = predict(test)
+    predict_seconds = time.perf_counter() - t1
+    Y_test = model.labels(test)
+    metrics = evaluate(Y_test, ids, ks=(1, 3, 5), inv_prop=inv_propensity(model.labels(train)))
+    metrics.update(set_metrics(Y_test, ids, scores, float(best_t)))
+    return {"model": model_name, "dataset": dataset, "train_seconds": train_seconds,
+            "predict_docs_per_s": len(test.texts) / predict_seconds, "threshold": float(best_t),
+            "peak_rss_bytes": peak_rss_bytes(), "n_train": len(train.texts), "n_test": len(test.texts),
+            "metrics": metrics}
+
+
+COLUMNS = ["P@1", "P@3", "P@5", "nDCG@3", "nDCG@5", "PSP@1", "PSP@3", "PSP@5", "micro-F1", "macro-F1",
+           "hamming", "one-error"]
+
+
+def write_table(dataset: str, results: List[Dict], extra: str) -> str:
+    lines = [f"# Deep models vs linear PLT on {dataset} (test split)", "", extra, "",
+             "| model | " + " | ".join(COLUMNS) + " | train min | docs/s | peak MiB | t |",
+             "|---" * (len(COLUMNS) + 5) + "|"]
+    for r in results:
+        m = r["metrics"]
+        cells = [f"{m[c] * 100:.2f}" if c != "hamming" else f"{m[c] * 100:.3f}" for c in COLUMNS]
+        lines.append(f"| {r['model']} | " + " | ".join(cells) + f" | {r['train_seconds'] / 60:.1f} | "
+                     f"{r['predict_docs_per_s']:,.0f} | {r['peak_rss_bytes'] / 2**20:,.0f} | {r['threshold']:.2f} |")
+    lines += ["", "All figures are percentages except time, throughput, memory and the threshold t. "
+              "Hamming loss and one-error: lower is better."]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--dataset", choices=["reuters21578", "goemotions"], required=True)
+    ap.add_argument("--data", type=Path, default=Path(os.environ.get("XMC_DATA", ROOT.parent / "shared" / "data")))
+    ap.add_argument("--models", default="linear,attentionxml,lightattention")
+    ap.add_argument("--epochs", type=int, default=20)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--single", help=argparse.SUPPRESS)  # child process: run one model, print JSON
+    args = ap.parse_args()
+    if args.single:
+        result = run_one(args.single, args.dataset, args.data, args.epochs, args.threads, args.seed)
+        print("RESULT " + json.dumps(result), flush=True)
+        return
+    results = []
+    for name in args.models.split(","):
+        cmd = [sys.executable, __file__, "--dataset", args.dataset, "--data", str(args.data), "--epochs",
+               str(args.epochs), "--threads", str(args.threads), "--seed", str(args.seed), "--single", name]
+        print(f"== {name}", flush=True)
+        proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+        lines = proc.stdout.splitlines()
+        for line in lines:
+            if not line.startswith("RESULT "):
+                print("  " + line, flush=True)
+        found = [json.loads(line[7:]) for line in lines if line.startswith("RESULT ")]
+        if proc.returncode != 0 or not found:
+            raise SystemExit(f"{name} failed with exit code {proc.returncode}")
+        results.append(found[0])
+        print(json.dumps(found[0]["metrics"]), flush=True)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    extra = (f"Same split and machine, one run; threads={args.threads}, seed={args.seed}, "
+             f"deep models at most {args.epochs} epochs with early stopping on the validation split.")
+    (RESULTS / f"deep_real_{args.dataset}.json").write_text(json.dumps(results, indent=1) + "\n")
+    table = write_table(args.dataset, results, extra)
+    (RESULTS / f"deep_real_{args.dataset}.md").write_text(table)
+    print(table)
+
+
+if __name__ == "__main__":
+    main()

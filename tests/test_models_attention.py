@@ -1,0 +1,175 @@
+"""AttentionXML and LightAttention on small generated raw-text corpora."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+torch = pytest.importorskip("torch")
+
+from xmc.data import TextData  # noqa: E402
+from xmc.datasets.synthetic import SyntheticParams, make_text_corpus  # noqa: E402
+from xmc.metrics import evaluate  # noqa: E402
+from xmc.models import AttentionXML, DeepParams, LightAttention, load_model  # noqa: E402
+from xmc.models.batching import expand_children, parents_with_positives, row_targets  # noqa: E402
+from xmc.models.light_attention import cluster_candidates  # noqa: E402
+from xmc.nn.embeddings import EmbeddingParams  # noqa: E402
+from xmc.tree import TreeParams  # noqa: E402
+from xmc.utils.modeldir import ModelFormatError  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _two_threads():
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+def small_params(**overrides) -> DeepParams:
+    base = dict(embedding=EmbeddingParams(source="random", dim=32), hidden=32, fc_sizes=[32], batch_size=32,
+                epochs=6, patience=6, lr=3e-3, dropout=0.1, embedding_dropout=0.1, seed=0,
+                tree=TreeParams(branching_factor=4, max_leaf_size=4), top_k=4, generator_top_k=3)
+    base.update(overrides)
+    return DeepParams(**base)
+
+
+def corpus(n_labels: int, n_train: int = 500, n_test: int = 150, seed: int = 3):
+    c = make_text_corpus(SyntheticParams(n_labels=n_labels, n_train=n_train, n_test=n_test, n_features=400,
+                                         seed=seed))
+    return TextData(c.train_texts, c.train_labels), TextData(c.test_texts, c.test_labels)
+
+
+def majority_p3(model, train: TextData, test: TextData) -> float:
+    """P@3 of always predicting the three most frequent training labels."""
+    counts = np.asarray(model.labels(train).sum(axis=0)).ravel()
+    ids = np.tile(np.argsort(-counts, kind="stable")[:3], (len(test), 1))
+    return evaluate(model.labels(test), ids, ks=(3,))["P@3"]
+
+
+def p3(model, test: TextData, **kwargs) -> float:
+    ids, _ = model.predict_topk(test, k=3, **kwargs)
+    return evaluate(model.labels(test), ids, ks=(3,))["P@3"]
+
+
+@pytest.fixture(scope="module")
+def flat_model():
+    train, test = corpus(12)
+    model = AttentionXML(small_params()).fit(train, progress=False, log=None)
+    return model, train, test
+
+
+@pytest.fixture(scope="module")
+def tree_model():
+    train, test = corpus(48, n_train=600)
+    model = AttentionXML(small_params(flat_max_labels=16, epochs=5)).fit(train, progress=False, log=None)
+    return model, train, test
+
+
+def test_flat_attentionxml_learns(flat_model):
+    model, train, test = flat_model
+    assert model.tree.depth == 1
+    ids, scores = model.predict_topk(test, k=3)
+    assert p3(model, test) > majority_p3(model, train, test) + 0.1
+    assert np.all(np.diff(scores, axis=1) <= 1e-6) and scores.min() >= 0 and scores.max() <= 1
+
+
+def test_save_load_gives_identical_predictions(flat_model, tmp_path):
+    model, _, test = flat_model
+    model.save(tmp_path / "m")
+    again = load_model(tmp_path / "m")
+    assert isinstance(again, AttentionXML)
+    a, sa = model.predict_topk(test, k=5)
+    b, sb = again.predict_topk(test, k=5)
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(sa, sb, rtol=1e-6)
+
+
+def test_damaged_weights_are_refused(flat_model, tmp_path):
+    model, _, _ = flat_model
+    model.save(tmp_path / "m")
+    with open(tmp_path / "m" / "weights.npz", "r+b") as f:
+        f.seek(100)
+        f.write(b"\xff\xff\xff\xff")
+    with pytest.raises(ModelFormatError, match="weights.npz"):
+        load_model(tmp_path / "m")
+
+
+def test_tree_attentionxml_trains_level_by_level(tree_model):
+    model, train, test = tree_model
+    assert model.tree.depth >= 2 and len(model.levels) == model.tree.depth
+    assert p3(model, test) > majority_p3(model, train, test) + 0.1
+
+
+def test_beam_search_with_a_full_beam_is_exhaustive(tree_model):
+    """A beam as wide as every level returns the labels whose path probability product is largest."""
+    model, _, test = tree_model
+    docs = model.features(TextData(test.texts[:20], test.labels[:20]))
+    wide = max(model.tree.level_size(level) for level in range(1, model.tree.depth + 1))
+    ids, scores = model.predict_topk(docs, k=5, beam=wide)
+    # Exhaustive: every level scores all its nodes; a label's score is the product along its path.
+    from xmc.models.batching import tensors
+
+    x, mask = tensors(docs, np.arange(len(docs)), model.params.text.max_len, model.device)
+    with torch.no_grad():
+        total = None
+        for level, net in enumerate(model.levels, start=1):
+            probs = torch.sigmoid(net(x, mask)).numpy()
+            total = probs if total is None else probs * total[:, model.tree.node_parents(level - 1)]
+    by_label = np.empty_like(total)
+    by_label[:, model.tree.label_order] = total
+    expected = np.sort(by_label, axis=1)[:, ::-1][:, :5]
+    np.testing.assert_allclose(scores, expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.take_along_axis(by_label, ids.astype(np.int64), axis=1), scores, rtol=1e-5)
+
+
+def test_light_attention_learns_and_round_trips(tmp_path):
+    train, test = corpus(24, n_train=600)
+    model = LightAttention(small_params()).fit(train, progress=False, log=None)
+    assert model.tree.n_leaves > 1
+    assert p3(model, test) > majority_p3(model, train, test) + 0.1
+    ids, _ = model.predict_topk(test, k=5)
+    model.save(tmp_path / "la")
+    again = load_model(tmp_path / "la")
+    assert isinstance(again, LightAttention)
+    np.testing.assert_array_equal(again.predict_topk(test, k=5)[0], ids)
+
+
+def test_cluster_candidates_put_positives_first_and_dynamic_negatives_hold_no_positive():
+    positives = sp.csr_matrix(np.array([[1, 0, 0, 1, 0, 0], [0, 0, 0, 0, 0, 1]], dtype=np.float32))
+    generated = np.array([[3, 2, 0, 5, 4], [5, 1, 2, 3, 0]])
+    clusters, valid, dynamic = cluster_candidates(generated, positives, np.array([0, 1]), top_k=2)
+    assert clusters[0, :4].tolist() == [0, 3, 2, 5] and valid[0].all()
+    assert clusters[1, :3].tolist() == [5, 1, 2] and valid[1].tolist() == [True, True, True, False]
+    for b in range(2):
+        chosen = clusters[b][dynamic[b]]
+        assert chosen.size == 2 and not positives[b].toarray().ravel()[chosen].any()
+
+
+def test_parents_with_positives_forces_the_positives_in():
+    positives = sp.csr_matrix(np.array([[0, 1, 0, 0, 1], [0, 0, 0, 0, 0]], dtype=np.float32))
+    predicted = np.array([[3, 4, 0, 2], [2, 3, -1, -1]])
+    parents, valid = parents_with_positives(predicted, positives, np.array([0, 1]), k=3, rng=None)
+    assert parents[0].tolist() == [1, 4, 3] and valid[0].all()
+    assert parents[1, :2].tolist() == [2, 3] and valid[1].tolist() == [True, True, False]
+
+
+def test_expand_children_and_targets_match_a_loop():
+    indptr = np.array([0, 2, 5, 6])
+    parents = np.array([[2, 0], [1, 1]])
+    valid = np.array([[True, True], [True, False]])
+    children, cvalid, slot = expand_children(parents, valid, indptr)
+    got = [sorted(children[b][cvalid[b]].tolist()) for b in range(2)]
+    assert got == [[0, 1, 5], [2, 3, 4]]
+    assert all(parents[b, slot[b, j]] <= 2 for b in range(2) for j in range(children.shape[1]))
+    Y = sp.csr_matrix(np.array([[0, 1, 0, 0, 0, 1], [0, 0, 0, 0, 1, 0]], dtype=np.float32))
+    t = row_targets(Y, np.array([0, 1]), children)
+    for b in range(2):
+        for j in range(children.shape[1]):
+            assert t[b, j] == Y[b, children[b, j]]
+
+
+def test_sparse_input_is_refused_with_a_clear_message(flat_model):
+    model, _, _ = flat_model
+    with pytest.raises(ValueError, match="raw text"):
+        model.features(sp.csr_matrix(np.ones((2, 3))))

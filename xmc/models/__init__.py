@@ -1,0 +1,39 @@
+"""xmc.models: the raw-text deep models.
+
+- :class:`AttentionXML`: label-wise attention trained level by level over the label tree.
+- :class:`LightAttention`: AttentionXML with a cluster generator's dynamic hard negatives.
+- :func:`load_model`: any saved model directory (linear pipeline or deep model) by its manifest kind.
+
+All share the prediction API of :class:`xmc.pipeline.Pipeline`:
+``features``, ``labels``, ``predict_topk``, ``save``/``load``.
+"""
+from pathlib import Path
+from typing import Union
+
+from xmc.models.attentionxml import AttentionXML
+from xmc.models.light_attention import LightAttention
+from xmc.models.params import DeepParams
+
+MODELS = {AttentionXML.KIND: AttentionXML, LightAttention.KIND: LightAttention}
+
+
+def load_model(directory: Union[str, Path]):
+    """Load any model directory xmc wrote: the class is chosen by the manifest's kind."""
+    from xmc.pipeline import KIND as PIPELINE_KIND, Pipeline
+    from xmc.utils.modeldir import MANIFEST, ModelFormatError, load_json
+
+    directory = Path(directory)
+    manifest = directory / MANIFEST
+    if not manifest.exists():
+        raise ModelFormatError(f"{directory}: not an xmc model directory ({MANIFEST} is missing)")
+    info = load_json(manifest)
+    kind = info.get("kind") if isinstance(info, dict) else None
+    if kind == PIPELINE_KIND:
+        return Pipeline.load(directory)
+    if kind in MODELS:
+        return MODELS[kind].load(directory)
+    raise ModelFormatError(f"{manifest}: unknown model kind {kind!r}; expected one of "
+                           f"{[PIPELINE_KIND, *MODELS]}")
+
+
+__all__ = ["AttentionXML", "LightAttention", "DeepParams", "MODELS", "load_model"]

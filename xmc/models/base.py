@@ -1,0 +1,206 @@
+"""What every raw-text deep model shares: turning corpora into token ids and
+label matrices, the prediction API of :class:`xmc.pipeline.Pipeline`, and the
+self-describing model directory.
+
+Directory layout::
+
+    MODEL_DIR/xmc.json        format version, kind, and size + SHA-256 of every file
+    MODEL_DIR/params.json     DeepParams
+    MODEL_DIR/labels.json     label vocabulary
+    MODEL_DIR/text/           tokenizer settings and word vocabulary
+    MODEL_DIR/tree/           the label tree
+    MODEL_DIR/weights.npz     every network's parameters (numpy arrays, no pickle)
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from xmc.data import LabelVocab, TextData
+from xmc.data.vocab import LABELS_JSON
+from xmc.models.params import DeepParams
+from xmc.nn.embeddings import build_embeddings
+from xmc.nn.text import TextEncoder
+from xmc.tree import LabelTree
+from xmc.utils.modeldir import (MANIFEST, ModelFormatError, begin_save, load_arrays, load_json, read_manifest,
+                                save_arrays, save_json, write_manifest)
+
+PARAMS_JSON = "params.json"
+WEIGHTS = "weights.npz"
+TEXT_DIR = "text"
+TREE_DIR = "tree"
+
+Docs = List[np.ndarray]
+Log = Callable[[str], None]
+
+
+def set_threads(threads: int) -> None:
+    if threads and threads > 0:
+        torch.set_num_threads(int(threads))
+
+
+def split_validation(n: int, fraction: float, seed: int) -> Tuple[np.ndarray, np.ndarray]:
+    """Train / validation row indices; at least one row on each side."""
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(n)
+    n_valid = min(max(1, int(round(n * fraction))), n - 1)
+    return np.sort(order[n_valid:]), np.sort(order[:n_valid])
+
+
+class DeepModel:
+    """Base of the raw-text models; subclasses implement ``_fit_networks``, ``_search`` and the weights."""
+
+    KIND = ""
+
+    def __init__(self, params: Optional[DeepParams] = None) -> None:
+        self.params = params or DeepParams()
+        self.text: Optional[TextEncoder] = None
+        self.vocab: Optional[LabelVocab] = None
+        self.tree: Optional[LabelTree] = None
+        self.device = torch.device("cpu")
+
+    # ---- data -----------------------------------------------------------------
+    def features(self, corpus: Union[TextData, Sequence[str]]) -> Docs:
+        """Token-id sequences of a corpus (or a list of texts), cut at the model's max_len."""
+        self._check_fitted()
+        texts = corpus.texts if isinstance(corpus, TextData) else corpus
+        if not isinstance(texts, (list, tuple)) or (texts and not isinstance(texts[0], str)):
+            raise ValueError(f"{self.KIND} reads raw text: give it a text corpus (fastText, JSON Lines or "
+                             f"text + labels files), not sparse features")
+        return self.text.encode(list(texts))
+
+    def labels(self, corpus: TextData) -> sp.csr_matrix:
+        """Ground truth in the model's label ids; labels unseen in training are dropped."""
+        self._check_fitted()
+        return self.vocab.encode(corpus.labels, unknown="skip")
+
+    def reader_kwargs(self) -> dict:
+        return {}
+
+    @property
+    def n_labels(self) -> int:
+        self._check_fitted()
+        return len(self.vocab)
+
+    # ---- training ---------------------------------------------------------------
+    def fit(self, corpus: TextData, valid: Optional[TextData] = None, tree: Optional[LabelTree] = None,
+            progress: bool = True, log: Optional[Log] = print) -> "DeepModel":
+        """Train on ``corpus``; ``valid`` drives early stopping (else a held-out part of ``corpus``)."""
+        if not isinstance(corpus, TextData):
+            raise ValueError(f"{self.KIND} trains on raw text (TextData), got {type(corpus).__name__}")
+        if len(corpus) < 2:
+            raise ValueError(f"{self.KIND} needs at least 2 training documents, got {len(corpus)}")
+        set_threads(self.params.threads)
+        torch.manual_seed(self.params.seed)
+        self.vocab = LabelVocab().fit(corpus.labels)
+        self.text = TextEncoder(self.params.text)
+        if valid is None:
+            train_rows, valid_rows = split_validation(len(corpus), self.params.valid_fraction, self.params.seed)
+            train = TextData([corpus.texts[i] for i in train_rows], [corpus.labels[i] for i in train_rows])
+            valid = TextData([corpus.texts[i] for i in valid_rows], [corpus.labels[i] for i in valid_rows])
+        else:
+            train = corpus
+        tokens = self.text.tokenizer.tokenize_many(train.texts)
+        self.text.fit_tokens(tokens)
+        docs = self.text.encode_tokens(tokens)
+        Y = self.vocab.encode(train.labels)
+        valid_docs = self.text.encode(valid.texts)
+        Y_valid = self.vocab.encode(valid.labels, unknown="skip")
+        embeddings = build_embeddings(self.text.vocab, self.params.embedding, token_lists=tokens)
+        del tokens
+        if tree is not None and tree.n_labels != Y.shape[1]:
+            raise ValueError(f"the given tree has {tree.n_labels} labels but the training data has {Y.shape[1]}")
+        self.tree = tree if tree is not None else self._build_tree(train.texts, Y)
+        self._fit_networks(docs, Y, valid_docs, Y_valid, embeddings, progress=progress, log=log)
+        return self
+
+    def _build_tree(self, texts: Sequence[str], Y: sp.csr_matrix) -> LabelTree:
+        raise NotImplementedError
+
+    def _fit_networks(self, docs: Docs, Y: sp.csr_matrix, valid_docs: Docs, Y_valid: sp.csr_matrix,
+                      embeddings: np.ndarray, progress: bool, log: Optional[Log]) -> None:
+        raise NotImplementedError
+
+    # ---- prediction -------------------------------------------------------------
+    def predict_topk(self, corpus_or_docs: Union[TextData, Docs], k: int = 5, beam: Optional[int] = None,
+                     threads: Optional[int] = None, batch_size: Optional[int] = None,
+                     on_batch: Optional[Callable[[int], None]] = None) -> Tuple[np.ndarray, np.ndarray]:
+        """Top-k label ids (-1 = none) and scores in [0, 1], best first."""
+        self._check_fitted()
+        docs = corpus_or_docs if self._is_docs(corpus_or_docs) else self.features(corpus_or_docs)
+        set_threads(self.params.threads if threads is None else threads)
+        beam = max(int(beam or self.params.top_k), 1)
+        positions, scores = self._search(docs, k=k, beam=beam, batch_size=batch_size or self.params.eval_batch_size,
+                                         on_batch=on_batch)
+        ids = np.where(positions >= 0, self.tree.label_order[np.maximum(positions, 0)], -1).astype(np.int32)
+        return ids, scores.astype(np.float32)
+
+    def _search(self, docs: Docs, k: int, beam: int, batch_size: int,
+                on_batch: Optional[Callable[[int], None]]) -> Tuple[np.ndarray, np.ndarray]:
+        """(label positions in tree order, scores), each (n, k)."""
+        raise NotImplementedError
+
+    @staticmethod
+    def _is_docs(x) -> bool:
+        return isinstance(x, list) and (not x or isinstance(x[0], np.ndarray))
+
+    # ---- persistence ------------------------------------------------------------
+    def save(self, directory: Union[str, Path]) -> None:
+        self._check_fitted()
+        directory = begin_save(Path(directory))
+        save_json(directory / PARAMS_JSON, self.params.to_dict())
+        self.vocab.save(directory)
+        self.text.save(directory / TEXT_DIR)
+        self.tree.save(directory / TREE_DIR)
+        save_arrays(directory / WEIGHTS, self._weights())
+        write_manifest(directory, self.KIND, {"input_kind": "text", **self._manifest_extra()})
+
+    @classmethod
+    def load(cls, directory: Union[str, Path]) -> "DeepModel":
+        directory = Path(directory)
+        info = read_manifest(directory, cls.KIND, required=[PARAMS_JSON, LABELS_JSON, WEIGHTS])
+        model = cls(DeepParams.from_dict(load_json(directory / PARAMS_JSON)))
+        model.vocab = LabelVocab.load(directory)
+        model.text = TextEncoder.load(directory / TEXT_DIR)
+        model.tree = LabelTree.load(directory / TREE_DIR)
+        if model.tree.n_labels != len(model.vocab):
+            raise ModelFormatError(f"{directory / LABELS_JSON}: holds {len(model.vocab)} labels but the tree in "
+                                   f"{directory / TREE_DIR} has {model.tree.n_labels}")
+        model._load_weights(load_arrays(directory / WEIGHTS), info, directory)
+        return model
+
+    def _weights(self) -> Dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def _manifest_extra(self) -> Dict:
+        return {}
+
+    def _load_weights(self, arrays: Dict[str, np.ndarray], info: Dict, directory: Path) -> None:
+        raise NotImplementedError
+
+    def _check_fitted(self) -> None:
+        if self.vocab is None or self.text is None:
+            raise RuntimeError(f"this {type(self).__name__} is not trained yet: call fit() or load()")
+
+
+def state_arrays(prefix: str, module: torch.nn.Module) -> Dict[str, np.ndarray]:
+    return {f"{prefix}.{name}": t.detach().cpu().numpy() for name, t in module.state_dict().items()}
+
+
+def load_state(prefix: str, module: torch.nn.Module, arrays: Dict[str, np.ndarray], directory: Path) -> None:
+    """Copy ``prefix.*`` arrays into ``module``; a missing or misshapen array is a damaged model."""
+    state = {}
+    for name, current in module.state_dict().items():
+        key = f"{prefix}.{name}"
+        if key not in arrays:
+            raise ModelFormatError(f"{directory / WEIGHTS}: array {key!r} is missing")
+        value = arrays[key]
+        if tuple(value.shape) != tuple(current.shape):
+            raise ModelFormatError(f"{directory / WEIGHTS}: array {key!r} has shape {value.shape}, "
+                                   f"expected {tuple(current.shape)}")
+        state[name] = torch.from_numpy(np.ascontiguousarray(value))
+    module.load_state_dict(state)

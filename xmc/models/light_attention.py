@@ -1,0 +1,168 @@
+"""LightAttention (AttentionXML + dynamic negative label sampling).
+
+The paper (lightattention-attentionxml-dynamic-negatives, Algorithm 2) adds to
+AttentionXML a generator that scores label clusters from the document
+representation; labels of high-scoring clusters that hold no positive label
+are handed to the label-wise attention model (the discriminator) as hard
+negatives, and the two are trained together on one shared encoder:
+
+    loss = BCE(generator logits, cluster targets)
+         + BCE(attention logits over the candidates, label targets)
+
+where the candidates of a document are the labels of its positive clusters
+(static negatives, as AttentionXML's) and of the generator's top
+``generator_top_k`` clusters (dynamic negatives, recomputed at every step as
+the generator learns). Clusters are the leaves of the balanced label tree
+(``tree.max_leaf_size`` labels at most). At prediction the generator picks
+the top ``beam`` clusters and a label scores sigmoid(generator) x
+sigmoid(attention).
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Callable, Dict, Optional, Sequence, Tuple
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from torch import nn
+
+from xmc.metrics import evaluate
+from xmc.models.attentionxml import build_tree_from_texts
+from xmc.models.base import Docs, DeepModel, Log, load_state, state_arrays
+from xmc.models.batching import dense_targets, eval_batches, expand_children, row_targets, tensors
+from xmc.models.networks import AttentionScorer, BiLSTMEncoder, ClusterGenerator, masked_bce
+from xmc.models.params import DeepParams
+from xmc.models.training import train_epochs
+from xmc.tree import LabelTree
+
+KIND = "lightattention"
+
+
+class LightAttentionNetwork(nn.Module):
+    """Shared encoder, cluster generator and label-wise attention discriminator."""
+
+    def __init__(self, embeddings: np.ndarray, n_clusters: int, n_labels: int, params: DeepParams) -> None:
+        super().__init__()
+        self.encoder = BiLSTMEncoder(embeddings, params.hidden, params.lstm_layers, params.embedding_dropout,
+                                     params.dropout, params.train_embeddings)
+        self.generator = ClusterGenerator(n_clusters, self.encoder.output_dim, params.generator_hidden,
+                                          params.dropout)
+        self.discriminator = AttentionScorer(n_labels, self.encoder.output_dim, params.fc_sizes, params.dropout)
+
+
+def cluster_candidates(generated: np.ndarray, positive_clusters: sp.csr_matrix, rows: np.ndarray,
+                       top_k: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Clusters to draw candidates from: the row's positive clusters, then the generator's best others.
+
+    Returns (clusters (B, P + top_k), valid, dynamic): ``dynamic`` marks the
+    clusters chosen by the generator that hold no positive label.
+    """
+    counts = np.diff(positive_clusters.indptr)[rows]
+    width = int(counts.max(initial=0)) + top_k
+    clusters = np.zeros((rows.size, width), dtype=np.int64)
+    valid = np.zeros((rows.size, width), dtype=bool)
+    dynamic = np.zeros((rows.size, width), dtype=bool)
+    for b, r in enumerate(rows):
+        pos = positive_clusters.indices[positive_clusters.indptr[r]:positive_clusters.indptr[r + 1]]
+        clusters[b, :pos.size] = pos
+        extra = [c for c in generated[b] if c not in set(pos.tolist())][:top_k]
+        clusters[b, pos.size:pos.size + len(extra)] = extra
+        valid[b, :pos.size + len(extra)] = True
+        dynamic[b, pos.size:pos.size + len(extra)] = True
+    return clusters, valid, dynamic
+
+
+class LightAttention(DeepModel):
+    """AttentionXML's label-wise attention trained with a cluster generator's hard negatives."""
+
+    KIND = KIND
+
+    def __init__(self, params: Optional[DeepParams] = None) -> None:
+        super().__init__(params)
+        self.network: Optional[LightAttentionNetwork] = None
+
+    @property
+    def cluster_indptr(self) -> np.ndarray:
+        """Leaf i (a cluster) holds the label positions cluster_indptr[i]:cluster_indptr[i+1]."""
+        return self.tree.layer_indptr[-1]
+
+    def _build_tree(self, texts: Sequence[str], Y: sp.csr_matrix) -> LabelTree:
+        return build_tree_from_texts(texts, Y, self.params)
+
+    def _fit_networks(self, docs: Docs, Y: sp.csr_matrix, valid_docs: Docs, Y_valid: sp.csr_matrix,
+                      embeddings: np.ndarray, progress: bool, log: Optional[Log]) -> None:
+        p = self.params
+        torch.manual_seed(p.seed)
+        n_clusters = self.tree.n_leaves
+        self.network = LightAttentionNetwork(embeddings, n_clusters, self.tree.n_labels, p).to(self.device)
+        net = self.network
+        depth = self.tree.depth
+        cluster_targets = self.tree.node_targets(Y, depth - 1) if depth > 1 else sp.csr_matrix(
+            np.ones((Y.shape[0], 1), dtype=np.float32))
+        label_targets = self.tree.node_targets(Y, depth)  # columns are label positions
+        valid_targets = self.tree.node_targets(Y_valid, depth)
+        top_k = min(p.generator_top_k, n_clusters)
+
+        def step(index: np.ndarray) -> torch.Tensor:
+            ids, mask = tensors(docs, index, p.text.max_len, self.device)
+            H = net.encoder(ids, mask)
+            g_logits = net.generator(H, mask)
+            g_loss = masked_bce(g_logits, torch.from_numpy(dense_targets(cluster_targets, index)).to(self.device))
+            # Enough of the generator's best clusters that top_k of them hold no positive.
+            most_positive = int(np.diff(cluster_targets.indptr)[index].max(initial=0))
+            with torch.no_grad():
+                generated = g_logits.topk(min(top_k + most_positive, n_clusters), dim=1).indices.cpu().numpy()
+            clusters, cvalid, _ = cluster_candidates(generated, cluster_targets, index, top_k)
+            labels, lvalid, _ = expand_children(clusters, cvalid, self.cluster_indptr)
+            d_logits = net.discriminator(H, mask, torch.from_numpy(labels).to(self.device))
+            y = torch.from_numpy(row_targets(label_targets, index, labels)).to(self.device)
+            return g_loss + masked_bce(d_logits, y, torch.from_numpy(lvalid).to(self.device))
+
+        def validate() -> Dict[str, float]:
+            positions, _ = self._search(valid_docs, k=5, beam=p.top_k, batch_size=p.eval_batch_size, on_batch=None)
+            metrics = evaluate(valid_targets, positions, ks=(1, 3, 5))
+            return {name: value for name, value in metrics.items() if name.startswith("P@")}
+
+        lengths = np.array([d.size for d in docs])
+        train_epochs(net, step, lengths, p, validate, desc=self.KIND, log=log, progress=progress)
+
+    @torch.no_grad()
+    def _search(self, docs: Docs, k: int, beam: int, batch_size: int,
+                on_batch: Optional[Callable[[int], None]]) -> Tuple[np.ndarray, np.ndarray]:
+        net = self.network
+        net.eval()
+        lengths = np.array([d.size for d in docs])
+        out_pos = np.full((len(docs), k), -1, dtype=np.int64)
+        out_scores = np.zeros((len(docs), k), dtype=np.float32)
+        n_clusters = self.tree.n_leaves
+        for index in eval_batches(lengths, batch_size):
+            ids, mask = tensors(docs, index, self.params.text.max_len, self.device)
+            H = net.encoder(ids, mask)
+            g_probs = torch.sigmoid(net.generator(H, mask))
+            g_best, clusters = g_probs.topk(min(beam, n_clusters), dim=1)
+            labels, valid, slot = expand_children(clusters.cpu().numpy(), np.ones(clusters.shape, dtype=bool),
+                                                  self.cluster_indptr)
+            cand = torch.from_numpy(labels).to(self.device)
+            d_probs = torch.sigmoid(net.discriminator(H, mask, cand))
+            scores = d_probs * g_best.gather(1, torch.from_numpy(slot).to(self.device))
+            scores = torch.where(torch.from_numpy(valid).to(self.device), scores, torch.full_like(scores, -1.0))
+            top = min(k, scores.shape[1])
+            best, where = scores.topk(top, dim=1)
+            out_pos[index, :top] = cand.gather(1, where).cpu().numpy()
+            out_scores[index, :top] = best.cpu().numpy()
+            if on_batch is not None:
+                on_batch(index.size)
+        out_pos[out_scores <= 0] = -1
+        return out_pos, out_scores
+
+    def _weights(self) -> Dict[str, np.ndarray]:
+        return state_arrays("network", self.network)
+
+    def _load_weights(self, arrays: Dict[str, np.ndarray], info: Dict, directory: Path) -> None:
+        rows = len(self.text.vocab)
+        self.network = LightAttentionNetwork(np.zeros((rows, self.params.embedding.dim), dtype=np.float32),
+                                             self.tree.n_leaves, self.tree.n_labels, self.params)
+        load_state("network", self.network, arrays, directory)
+        self.network.eval()

@@ -1,0 +1,89 @@
+"""Layers shared by the label-wise attention models.
+
+``BiLSTMEncoder``: word embeddings -> BiLSTM token states. ``AttentionScorer``:
+one query per label (or tree node), ``xmc.ops.label_attention`` over the token
+states, then fully connected layers shared by all labels down to one logit
+per (document, candidate). ``ClusterGenerator``: LightAttention's generator,
+one logit per label cluster from the pooled document representation.
+"""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from xmc.ops import label_attention
+
+
+class BiLSTMEncoder(nn.Module):
+    """Embedding -> dropout -> BiLSTM; token states (B, T, 2 * hidden)."""
+
+    def __init__(self, embeddings: np.ndarray, hidden: int, layers: int = 1,
+                 embedding_dropout: float = 0.2, dropout: float = 0.5, train_embeddings: bool = True) -> None:
+        super().__init__()
+        weights = torch.from_numpy(np.ascontiguousarray(embeddings, dtype=np.float32))
+        self.embedding = nn.Embedding.from_pretrained(weights, freeze=not train_embeddings, padding_idx=0)
+        self.embedding_dropout = nn.Dropout(embedding_dropout)
+        self.lstm = nn.LSTM(weights.shape[1], hidden, num_layers=layers, batch_first=True, bidirectional=True)
+        self.dropout = nn.Dropout(dropout)
+        self.output_dim = 2 * hidden
+
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        x = self.embedding_dropout(self.embedding(ids))
+        # Packing skips the padded steps: the backward direction must start at each document's last real token.
+        lengths = mask.sum(dim=1).clamp(min=1).cpu()
+        packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+        out, _ = self.lstm(packed)
+        H, _ = pad_packed_sequence(out, batch_first=True, total_length=ids.shape[1])
+        return self.dropout(H)
+
+
+class AttentionScorer(nn.Module):
+    """Label-wise attention + shared fully connected layers -> one logit per candidate."""
+
+    def __init__(self, n_outputs: int, input_dim: int, fc_sizes: Sequence[int], dropout: float = 0.5) -> None:
+        super().__init__()
+        self.queries = nn.Parameter(torch.empty(n_outputs, input_dim))
+        nn.init.xavier_uniform_(self.queries)
+        layers = []
+        width = input_dim
+        for size in fc_sizes:
+            layers += [nn.Linear(width, size), nn.ReLU(), nn.Dropout(dropout)]
+            width = size
+        layers.append(nn.Linear(width, 1))
+        self.fc = nn.Sequential(*layers)
+
+    @property
+    def n_outputs(self) -> int:
+        return self.queries.shape[0]
+
+    def forward(self, H: torch.Tensor, mask: torch.Tensor,
+                candidates: Optional[torch.Tensor] = None) -> torch.Tensor:
+        attended = label_attention(H, mask, self.queries, candidates)
+        return self.fc(attended).squeeze(-1)
+
+
+class ClusterGenerator(nn.Module):
+    """LightAttention's generator: masked max-pool of the token states -> one logit per label cluster."""
+
+    def __init__(self, n_clusters: int, input_dim: int, hidden: int, dropout: float = 0.5) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(input_dim, hidden), nn.ReLU(), nn.Dropout(dropout),
+                                 nn.Linear(hidden, n_clusters))
+
+    def forward(self, H: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        pooled = H.masked_fill(~mask.unsqueeze(-1), float("-inf")).amax(dim=1)
+        pooled = torch.where(torch.isfinite(pooled), pooled, torch.zeros_like(pooled))
+        return self.net(pooled)
+
+
+def masked_bce(logits: torch.Tensor, targets: torch.Tensor, valid: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Binary cross-entropy averaged over the valid (document, candidate) pairs."""
+    loss = nn.functional.binary_cross_entropy_with_logits(logits, targets, reduction="none")
+    if valid is None:
+        return loss.mean()
+    valid = valid.to(loss.dtype)
+    return (loss * valid).sum() / valid.sum().clamp(min=1.0)

@@ -1,0 +1,93 @@
+"""Hyper-parameters of the label-wise attention models, saved as JSON beside every model.
+
+Defaults follow AttentionXML (You et al., 2019) scaled to a 2-core CPU: the
+paper uses 300-d GloVe vectors, a 256-unit BiLSTM per direction, FC layers of
+256 units, dropout 0.2 on embeddings and 0.5 elsewhere, Adam at 1e-3, batch
+40, and candidates from the top 160 parent nodes. Here the BiLSTM has 128
+units per direction and documents are cut at 500 tokens by default.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Mapping, Optional
+
+from xmc.nn.embeddings import EmbeddingParams
+from xmc.nn.text import TextParams
+from xmc.tree.params import TreeParams
+from xmc.utils.modeldir import dataclass_from_dict
+
+
+@dataclass
+class DeepParams:
+    """Training of AttentionXML and LightAttention (the fields LightAttention alone reads are marked)."""
+
+    text: TextParams = field(default_factory=TextParams)
+    embedding: EmbeddingParams = field(default_factory=lambda: EmbeddingParams(dim=300))
+    tree: TreeParams = field(default_factory=lambda: TreeParams(branching_factor=16, max_leaf_size=8))
+    # Label sets up to this size are trained as one flat level (AttentionXML does so up to ~30k labels on GPU).
+    flat_max_labels: int = 4096
+    hidden: int = 128
+    lstm_layers: int = 1
+    fc_sizes: List[int] = field(default_factory=lambda: [256])
+    embedding_dropout: float = 0.2
+    dropout: float = 0.5
+    train_embeddings: bool = True
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    batch_size: int = 40
+    epochs: int = 20
+    patience: int = 4  # epochs without a better validation P@1 before stopping
+    valid_fraction: float = 0.1  # held out of the training data when no validation set is given
+    grad_clip: float = 5.0
+    top_k: int = 16  # parent nodes whose children are the candidates of the next level (train and predict)
+    generator_top_k: int = 8  # LightAttention: clusters from which dynamic negatives are drawn
+    generator_hidden: int = 256  # LightAttention: hidden units of the cluster generator
+    seed: int = 0
+    threads: int = 0  # torch intra-op threads; 0 leaves torch's default
+    eval_batch_size: int = 128
+    checkpoint_every: int = 0  # steps between checkpoints (0: only at epoch ends)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.text, Mapping):
+            self.text = dataclass_from_dict(TextParams, self.text)
+        if isinstance(self.embedding, Mapping):
+            self.embedding = dataclass_from_dict(EmbeddingParams, self.embedding)
+        if isinstance(self.tree, Mapping):
+            self.tree = dataclass_from_dict(TreeParams, self.tree)
+        self.fc_sizes = [int(s) for s in self.fc_sizes]
+        self.validate()
+
+    def validate(self) -> None:
+        positive = ("hidden", "lstm_layers", "batch_size", "epochs", "top_k", "generator_top_k",
+                    "generator_hidden", "eval_batch_size", "flat_max_labels")
+        for name in positive:
+            value = getattr(self, name)
+            if isinstance(value, bool) or int(value) != value or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if any(s < 1 for s in self.fc_sizes):
+            raise ValueError(f"fc_sizes must be positive, got {self.fc_sizes}")
+        for name in ("embedding_dropout", "dropout"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+        if not 0.0 < self.valid_fraction < 1.0:
+            raise ValueError(f"valid_fraction must be in (0, 1), got {self.valid_fraction}")
+        if self.patience < 0:
+            raise ValueError(f"patience must be >= 0, got {self.patience}")
+
+    def to_dict(self) -> Dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "DeepParams":
+        return dataclass_from_dict(cls, data)
+
+
+def tree_params_for(params: DeepParams, n_labels: int, height: Optional[int] = None) -> TreeParams:
+    """The tree's parameters with the model's seed and threads."""
+    tree = dataclasses.replace(params.tree, seed=params.seed, threads=params.threads)
+    if height is not None:
+        tree = dataclasses.replace(tree, height=height)
+    return tree
