@@ -10,7 +10,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Tuple, Union
+from typing import Callable, Dict, List, Optional, Tuple, Union
 
 from xmc.data.errors import DataFormatError
 from xmc.data.text import TextData, iter_lines
@@ -21,13 +21,8 @@ PathLike = Union[str, "os.PathLike[str]"]
 
 REUTERS_FILES = tuple(f"reut2-{i:03d}.sgm" for i in range(22))
 REUTERS_SPLITS = ("train", "test")
-_ARTICLE = re.compile(r"<REUTERS\b([^>]*)>(.*?)</REUTERS>", re.S)
 _ATTR = re.compile(r'(\w+)="([^"]*)"')
-_TOPICS = re.compile(r"<TOPICS>(.*?)</TOPICS>", re.S)
 _D = re.compile(r"<D>(.*?)</D>", re.S)
-_TEXT = re.compile(r"<TEXT\b[^>]*>(.*?)</TEXT>", re.S)
-_TITLE = re.compile(r"<TITLE>(.*?)</TITLE>", re.S)
-_BODY = re.compile(r"<BODY>(.*?)</BODY>", re.S)
 _ENTITY = re.compile(r"&(lt|gt|amp|quot|apos);|&#(\d+);")
 _NAMED = {"lt": "<", "gt": ">", "amp": "&", "quot": '"', "apos": "'"}
 
@@ -55,8 +50,14 @@ class _Article:
     text: str
 
 
-def _line_of(content: str, pos: int) -> int:
-    return content.count("\n", 0, pos) + 1
+def _between(s: str, open_tag: str, close_tag: str) -> Optional[str]:
+    """The text between the first ``open_tag`` (a prefix up to its ``>``) and the next ``close_tag``."""
+    i = s.find(open_tag)
+    if i < 0:
+        return None
+    i = s.find(">", i) + 1
+    j = s.find(close_tag, i)
+    return s[i:j] if i > 0 and j >= 0 else None
 
 
 def _parse_sgm(path: Path) -> List[_Article]:
@@ -65,28 +66,29 @@ def _parse_sgm(path: Path) -> List[_Article]:
     # whether a copy holds the original byte or its UTF-8 replacement.
     content = path.read_bytes().decode("utf-8", errors="replace")
     out = []
-    for m in _ARTICLE.finditer(content):
-        attrs = dict(_ATTR.findall(m.group(1)))
-        missing = [a for a in ("NEWID", "LEWISSPLIT", "TOPICS") if a not in attrs]
-        if missing or not attrs.get("NEWID", "").isdigit():
-            raise DataFormatError.at(path, _line_of(content, m.start()),
-                                     f"expected a <REUTERS> tag with NEWID (a number), LEWISSPLIT and TOPICS, "
-                                     f"found {m.group(0)[:80]!r}")
-        body = m.group(2)
-        tm = _TOPICS.search(body)
+    # Plain string searches: the regex equivalents take several times as long on the 27 MB.
+    chunks = content.split("</REUTERS>")
+    line = 1
+    for chunk in chunks[:-1]:
+        start = chunk.find("<REUTERS")
+        end = chunk.find(">", start)
+        attrs = dict(_ATTR.findall(chunk[start:end])) if start >= 0 else {}
+        if start < 0 or end < 0 or any(a not in attrs for a in ("LEWISSPLIT", "TOPICS")) \
+                or not attrs.get("NEWID", "").isdigit():
+            where = line + chunk.count("\n", 0, max(start, 0))
+            raise DataFormatError.at(path, where, f"expected a <REUTERS> tag with NEWID (a number), LEWISSPLIT "
+                                                  f"and TOPICS, found {chunk[max(start, 0):][:80]!r}")
+        line += chunk.count("\n")
         topics: List[str] = []
-        for d in _D.findall(tm.group(1)) if tm else ():
+        for d in _D.findall(_between(chunk, "<TOPICS>", "</TOPICS>") or ""):
             d = _unescape(d).strip()
             if d and d not in topics:  # a few articles list a topic twice
                 topics.append(d)
-        xm = _TEXT.search(body)
-        inner = xm.group(1) if xm else ""
-        title, text_body = _TITLE.search(inner), _BODY.search(inner)
-        if title or text_body:
-            parts = [p.group(1) for p in (title, text_body) if p]
-        else:  # TYPE="UNPROC": the text has no TITLE/BODY markup
-            parts = [inner]
-        text = "\n".join(s for s in (_unescape(p).strip() for p in parts) if s)
+        inner = _between(chunk, "<TEXT", "</TEXT>") or ""
+        title, body = _between(inner, "<TITLE>", "</TITLE>"), _between(inner, "<BODY>", "</BODY>")
+        # TYPE="UNPROC" articles have no TITLE/BODY markup: their whole text is kept.
+        parts = [inner] if title is None and body is None else [p for p in (title, body) if p is not None]
+        text = "\n".join(t for t in (_unescape(p).strip() for p in parts) if t)
         out.append(_Article(int(attrs["NEWID"]), attrs["LEWISSPLIT"], attrs["TOPICS"] == "YES", topics, text))
     if not out:
         raise DataFormatError.at(path, 0, "expected <REUTERS ...> articles, found none")
