@@ -217,21 +217,25 @@ def _read_text(f, path: str, count: int, dim: int, m: _Matcher) -> None:
             raise DataFormatError.at(path, lineno, f"expected UTF-8 text, found byte 0x{raw[e.start]:02x} at "
                                                    f"column {e.start + 1}; is this a binary word2vec file? "
                                                    f"(pass binary=True)") from None
-        parts = line.rstrip().split(" ")
-        if len(parts) != dim + 1:
+        line = line.rstrip()
+        # Count the fields without splitting: most rows are words we do not want.
+        if line.count(" ") != dim:
             raise DataFormatError.at(path, lineno, f"expected a word and {dim} values (the header's dimension), "
-                                                   f"found {len(parts) - 1} values after {parts[0][:40]!r}")
+                                                   f"found {len(line.split(' ')) - 1} values after "
+                                                   f"{line.split(' ', 1)[0][:40]!r}")
         n += 1
         if n > count:
             raise DataFormatError.at(path, lineno, f"the header says {count} vectors but there are more")
-        i, exact = m.wants(parts[0])
+        word = line[:line.find(" ")]
+        i, exact = m.wants(word)
         if i < 0:
             continue
+        parts = line.split(" ")
         try:
             values = np.array(parts[1:], dtype=np.float32)
         except ValueError:
             bad = next(x for x in parts[1:] if not _is_float(x))
-            raise DataFormatError.at(path, lineno, f"expected {dim} numbers after {parts[0][:40]!r}, "
+            raise DataFormatError.at(path, lineno, f"expected {dim} numbers after {word[:40]!r}, "
                                                    f"found {bad[:20]!r}") from None
         m.put(i, exact, values)
     if n < count:
