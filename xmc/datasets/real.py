@@ -101,7 +101,9 @@ def load_reuters21578_splits(root: PathLike) -> Dict[str, TextData]:
 
     Train: ``LEWISSPLIT="TRAIN"`` and ``TOPICS="YES"``; test: ``LEWISSPLIT="TEST"``
     and ``TOPICS="YES"``; documents with none of the 90 topics are dropped
-    (7,770 training and 3,019 test documents remain). Text: title and body
+    (7,770 training and 3,019 test documents remain, as other parsers of these
+    SGML files find; NLTK's separately prepared "ApteMod" copy has 7,769 training
+    documents, a difference not traced to any rule). Text: title and body
     separated by a newline (the whole text for articles without that markup),
     entities decoded. Labels: the topic names in the order the article lists
     them, once each. Documents are in NEWID order.
