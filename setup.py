@@ -61,6 +61,7 @@ setup(
         "scikit-learn>=1.1",
         "tqdm>=4.60",
         "numba>=0.57",
+        "gensim>=4.3",
     ],
     extras_require={"test": ["pytest>=7", "hypothesis>=6"]},
     entry_points={"console_scripts": ["xmc=xmc.cli.main:main"]},

@@ -348,6 +348,11 @@ def evaluate(pred_path: str, truth_path: str, fmt: str, labels_file: Optional[st
     _echo_summary(start)
 
 
+from .datasets import convert_dataset  # noqa: E402  (kept beside add_command so merges stay small)
+
+cli.add_command(convert_dataset)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> None:
     cli.main(args=argv, prog_name="xmc")
 

@@ -3,7 +3,8 @@
 - :func:`read_xc` / :func:`write_xc`: Extreme Classification Repository sparse
   files, parsed in parallel by the native core into float32 CSR matrices.
 - :func:`read_fasttext`, :func:`read_text_pair`, :func:`read_jsonl`: raw-text
-  corpora as :class:`TextData`; :func:`detect_format` and :func:`load_corpus`.
+  corpora as :class:`TextData` (:func:`write_jsonl` writes one back);
+  :func:`detect_format` and :func:`load_corpus`.
 - :class:`LabelVocab`: label strings <-> ids; :class:`TfidfFeaturizer`.
 
 Malformed files raise :class:`DataFormatError` (a ValueError) naming the file,
@@ -11,13 +12,13 @@ the line, what was expected and what was found.
 """
 from xmc.data.errors import DataFormatError, UnknownLabelError
 from xmc.data.text import (TextData, detect_format, load_corpus, read_fasttext, read_jsonl,
-                           read_text_pair)
+                           read_text_pair, write_jsonl)
 from xmc.data.tfidf import TfidfFeaturizer, TfidfParams
 from xmc.data.vocab import LabelVocab
 from xmc.data.xc import XCData, parse_xc_bytes, read_xc, write_xc
 
 __all__ = [
     "DataFormatError", "UnknownLabelError", "XCData", "read_xc", "write_xc", "parse_xc_bytes",
-    "TextData", "read_fasttext", "read_text_pair", "read_jsonl", "detect_format", "load_corpus",
+    "TextData", "read_fasttext", "read_text_pair", "read_jsonl", "write_jsonl", "detect_format", "load_corpus",
     "LabelVocab", "TfidfFeaturizer", "TfidfParams",
 ]

@@ -137,6 +137,22 @@ def read_jsonl(path: PathLike, text_key: str = "text", labels_key: str = "labels
     return data
 
 
+def write_jsonl(path: PathLike, data: TextData, text_key: str = "text", labels_key: str = "labels") -> None:
+    """Write ``data`` as the JSON lines :func:`read_jsonl` reads back to an equal
+    TextData: one ``{"text": ..., "labels": [...]}`` per line, UTF-8, written atomically."""
+    from pathlib import Path
+
+    from xmc.utils.modeldir import atomic_write_bytes
+
+    if data.labels and len(data.labels) != len(data.texts):
+        raise ValueError(f"{len(data.texts)} texts but {len(data.labels)} label lists")
+    labels = data.labels or [[] for _ in data.texts]
+    # ensure_ascii=False keeps non-English text readable; the file is UTF-8 either way.
+    payload = "".join(json.dumps({text_key: t, labels_key: list(ls)}, ensure_ascii=False) + "\n"
+                      for t, ls in zip(data.texts, labels))
+    atomic_write_bytes(Path(os.fspath(path)), payload.encode("utf-8"))
+
+
 _XC_HEADER = re.compile(r"^[ \t]*\d+[ \t]+\d+[ \t]+\d+[ \t]*$")
 _XC_LINE = re.compile(r"^(?:\d+(?:,\d+)*|\d+:\S+)?(?:[ \t]+\d+:\S+)*[ \t]*$")
 
