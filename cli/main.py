@@ -190,11 +190,13 @@ DEEP_MODELS = ("attentionxml", "lightattention")
 @click.option("--embedding-dim", default=300, show_default=True, help="[deep] Word vector size.")
 @click.option("--hidden", default=128, show_default=True, help="[deep] BiLSTM units per direction (paper: 256).")
 @click.option("--top-k", default=16, show_default=True, help="[deep] Parent nodes whose children are the next level's candidates.")
+@click.option("--ensemble", "n_models", default=1, show_default=True,
+              help="[deep] Models on trees with different seeds, scores averaged (AttentionXML used 3).")
 def train(train_path: str, labels_file: Optional[str], fmt: str, model_dir: str, tree_dir: Optional[str],
           model: str, valid_path: Optional[str], seed: int, threads: int, branching_factor: int,
           max_leaf_size: Optional[int], loss: str, C: float, weight_threshold: float, epochs: int,
           patience: int, batch_size: int, lr: float, max_len: int, embedding: str, embedding_dim: int,
-          hidden: int, top_k: int) -> None:
+          hidden: int, top_k: int, n_models: int) -> None:
     """Train a model and save it to --model-dir.
 
     Options marked [linear] or [deep] apply to those models only. Deep-model
@@ -225,7 +227,7 @@ def train(train_path: str, labels_file: Optional[str], fmt: str, model_dir: str,
         valid = _load(valid_path, fmt, None, **trained.reader_kwargs()) if valid_path else None
     else:
         from xmc.data import TextData
-        from xmc.models import MODELS, DeepParams
+        from xmc.models import MODELS, DeepParams, Ensemble
         from xmc.nn.embeddings import EmbeddingParams
         from xmc.nn.text import TextParams
 
@@ -239,7 +241,8 @@ def train(train_path: str, labels_file: Optional[str], fmt: str, model_dir: str,
             hidden=hidden, lr=lr, batch_size=batch_size, epochs=epochs, patience=patience, top_k=top_k,
             seed=seed, threads=threads)
         valid = _load(valid_path, fmt, None) if valid_path else None
-        trained = MODELS[model](params).fit(corpus, valid=valid, tree=tree, progress=True, log=click.echo)
+        trainer = MODELS[model](params) if n_models == 1 else Ensemble(model, params, n_models)
+        trained = trainer.fit(corpus, valid=valid, tree=tree, progress=True, log=click.echo)
     trained.save(Path(model_dir))
     click.echo(f"model saved to {model_dir} ({trained.n_labels:,} labels)")
     summary = ""

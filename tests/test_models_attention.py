@@ -28,13 +28,13 @@ def _two_threads():
 
 def small_params(**overrides) -> DeepParams:
     base = dict(embedding=EmbeddingParams(source="random", dim=32), hidden=32, fc_sizes=[32], batch_size=32,
-                epochs=6, patience=6, lr=3e-3, dropout=0.1, embedding_dropout=0.1, seed=0,
+                epochs=8, patience=8, lr=1e-2, dropout=0.1, embedding_dropout=0.1, seed=0,
                 tree=TreeParams(branching_factor=4, max_leaf_size=4), top_k=4, generator_top_k=3)
     base.update(overrides)
     return DeepParams(**base)
 
 
-def corpus(n_labels: int, n_train: int = 500, n_test: int = 150, seed: int = 3):
+def corpus(n_labels: int, n_train: int = 800, n_test: int = 150, seed: int = 3):
     c = make_text_corpus(SyntheticParams(n_labels=n_labels, n_train=n_train, n_test=n_test, n_features=400,
                                          seed=seed))
     return TextData(c.train_texts, c.train_labels), TextData(c.test_texts, c.test_labels)
@@ -62,7 +62,7 @@ def flat_model():
 @pytest.fixture(scope="module")
 def tree_model():
     train, test = corpus(48, n_train=600)
-    model = AttentionXML(small_params(flat_max_labels=16, epochs=5)).fit(train, progress=False, log=None)
+    model = AttentionXML(small_params(flat_max_labels=16, epochs=12)).fit(train, progress=False, log=None)
     return model, train, test
 
 
@@ -173,3 +173,22 @@ def test_sparse_input_is_refused_with_a_clear_message(flat_model):
     model, _, _ = flat_model
     with pytest.raises(ValueError, match="raw text"):
         model.features(sp.csr_matrix(np.ones((2, 3))))
+
+
+def test_ensemble_averages_members_and_round_trips(tmp_path):
+    from xmc.models import Ensemble
+
+    train, test = corpus(12, n_train=400, n_test=60)
+    ens = Ensemble("attentionxml", small_params(epochs=2), n_models=2).fit(train, progress=False, log=None)
+    ids, scores = ens.predict_topk(test, k=3)
+    # The top ensemble score is the mean of the members' scores of that label.
+    member_scores = []
+    for m in ens.members:
+        mi, ms = m.predict_topk(test, k=6)
+        member_scores.append({(r, int(l)): float(s) for r in range(len(test)) for l, s in zip(mi[r], ms[r])})
+    for r in range(len(test)):
+        expected = np.mean([d.get((r, int(ids[r, 0])), 0.0) for d in member_scores])
+        assert scores[r, 0] == pytest.approx(expected, rel=1e-5)
+    ens.save(tmp_path / "e")
+    again = load_model(tmp_path / "e")
+    np.testing.assert_array_equal(again.predict_topk(test, k=3)[0], ids)

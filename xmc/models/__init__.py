@@ -2,6 +2,7 @@
 
 - :class:`AttentionXML`: label-wise attention trained level by level over the label tree.
 - :class:`LightAttention`: AttentionXML with a cluster generator's dynamic hard negatives.
+- :class:`Ensemble`: several of them on label trees with different seeds, scores averaged.
 - :func:`load_model`: any saved model directory (linear pipeline or deep model) by its manifest kind.
 
 All share the prediction API of :class:`xmc.pipeline.Pipeline`:
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Union
 
 from xmc.models.attentionxml import AttentionXML
+from xmc.models.ensemble import Ensemble
 from xmc.models.light_attention import LightAttention
 from xmc.models.params import DeepParams
 
@@ -32,8 +34,10 @@ def load_model(directory: Union[str, Path]):
         return Pipeline.load(directory)
     if kind in MODELS:
         return MODELS[kind].load(directory)
+    if kind == Ensemble.KIND:
+        return Ensemble.load(directory)
     raise ModelFormatError(f"{manifest}: unknown model kind {kind!r}; expected one of "
-                           f"{[PIPELINE_KIND, *MODELS]}")
+                           f"{[PIPELINE_KIND, *MODELS, Ensemble.KIND]}")
 
 
-__all__ = ["AttentionXML", "LightAttention", "DeepParams", "MODELS", "load_model"]
+__all__ = ["AttentionXML", "LightAttention", "Ensemble", "DeepParams", "MODELS", "load_model"]

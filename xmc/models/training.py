@@ -35,8 +35,9 @@ def _fmt_metrics(metrics: Dict[str, float]) -> str:
 
 def train_epochs(net: nn.Module, step_loss: StepLoss, lengths: np.ndarray, params: DeepParams,
                  validate: Validate, desc: str, log: Optional[Log] = print, progress: bool = True,
-                 monitor: str = "P@1") -> TrainHistory:
-    """Train ``net`` on minibatches; keep the weights of the epoch with the best ``monitor`` on validation."""
+                 monitor: Optional[str] = None) -> TrainHistory:
+    """Train ``net`` on minibatches; keep the weights of the epoch with the best ``monitor`` on validation
+    (default: the mean of the validation metrics, so P@3 and P@5 break P@1's ties)."""
     from tqdm import tqdm
 
     rng = np.random.default_rng(params.seed)
@@ -66,7 +67,7 @@ def train_epochs(net: nn.Module, step_loss: StepLoss, lengths: np.ndarray, param
         net.eval()
         with torch.no_grad():
             metrics = validate()
-        score = metrics.get(monitor, float("nan"))
+        score = metrics.get(monitor, float("nan")) if monitor else float(np.mean(list(metrics.values())))
         record = {"epoch": epoch, "loss": total / max(steps, 1), **metrics}
         history.epochs.append(record)
         improved = score > history.best_score
@@ -82,7 +83,8 @@ def train_epochs(net: nn.Module, step_loss: StepLoss, lengths: np.ndarray, param
                 f"({time.perf_counter() - start:.0f} s){mark}")
         if stale > params.patience:
             if log is not None:
-                log(f"{desc}: early stop, best epoch {history.best_epoch} ({monitor} {history.best_score * 100:.2f})")
+                log(f"{desc}: early stop, best epoch {history.best_epoch} "
+                    f"({monitor or 'mean validation P@k'} {history.best_score * 100:.2f})")
             break
     if best_state is not None:
         net.load_state_dict(best_state)

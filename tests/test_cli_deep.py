@@ -1,0 +1,58 @@
+"""The CLI runs the deep models end to end on raw text, exactly as the linear one."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+pytest.importorskip("torch")
+
+from xmc.cli.main import cli  # noqa: E402
+from xmc.data import TextData, write_jsonl  # noqa: E402
+from xmc.datasets.synthetic import SyntheticParams, make_text_corpus  # noqa: E402
+
+TINY = ["--embedding", "random", "--embedding-dim", "16", "--hidden", "16", "--epochs", "2", "--threads", "2",
+        "--batch-size", "32"]
+
+
+def run(*args):
+    result = CliRunner().invoke(cli, [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+@pytest.fixture(scope="module")
+def text_files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("deepcli")
+    c = make_text_corpus(SyntheticParams(n_labels=10, n_train=300, n_test=60, n_features=300, seed=5))
+    write_jsonl(d / "train.jsonl", TextData(c.train_texts, c.train_labels))
+    write_jsonl(d / "test.jsonl", TextData(c.test_texts, c.test_labels))
+    return d
+
+
+@pytest.mark.parametrize("model", ["attentionxml", "lightattention"])
+def test_train_predict_evaluate(text_files, tmp_path, model):
+    d = text_files
+    out = run("train", "--model", model, "--train", d / "train.jsonl", "--valid", d / "test.jsonl",
+              "--model-dir", tmp_path / "m", *TINY)
+    assert f"{model}" in out and "epoch 1" in out and "P@1=" in out
+    out = run("predict", "--model-dir", tmp_path / "m", "--input", d / "test.jsonl", "--out", tmp_path / "p.txt")
+    assert "P@1=" in out
+    lines = (tmp_path / "p.txt").read_text().splitlines()
+    assert len(lines) == 60 and all(len(line.split()) == 5 for line in lines)
+    out = run("evaluate", "--predictions", tmp_path / "p.txt", "--truth", d / "test.jsonl",
+              "--json", tmp_path / "m.json")
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    assert 0.0 <= metrics["P@1"] <= 1.0
+
+
+def test_deep_model_on_sparse_input_is_a_clear_error(tmp_path):
+    from xmc.datasets.export import write_corpus
+
+    write_corpus(SyntheticParams(n_labels=5, n_train=20, n_test=5, n_features=30), tmp_path)
+    train = tmp_path / "train.txt"
+    result = CliRunner().invoke(cli, ["train", "--model", "attentionxml", "--train", str(train),
+                                      "--model-dir", str(tmp_path / "m")])
+    assert result.exit_code == 2
+    assert "reads raw text" in result.output and "--model linear" in result.output
