@@ -7,46 +7,51 @@
 
 #include "core/common/parallel.h"
 #include "ops/attention_math.h"
+#include "ops/cpu_microkernels.h"
 
 namespace xmc {
 namespace ops {
 namespace {
 
-// Labels handled together: their query rows and accumulators stay in L1/L2 while
-// a block of token states streams past.
+using cpu::combine_2;
+using cpu::scores_2;
+
+// Labels handled together (even: the micro-kernels take label pairs); their rows and
+// accumulators stay in cache while a block of token states streams past.
 constexpr int64_t kLabelTile = 16;
 constexpr int64_t kTokenBlock = 64;
 // Candidate positions per backward pass; bounds the per-candidate dq scratch to
 // B * kLabelBlock * D values instead of B * C * D.
 constexpr int64_t kLabelBlock = 256;
 
-// Real-token positions per document, so padding costs nothing in the inner loops.
-struct TokenLists {
-  std::vector<int64_t> ptr;
-  std::vector<int64_t> ids;
-};
+// The real tokens of every document as row pointers into H, so padding costs nothing in
+// the inner loops.
+template <typename Real>
+struct RealTokens {
+  std::vector<int64_t> ptr;       // B + 1 offsets into ids and rows
+  std::vector<int64_t> ids;       // token position within its document
+  std::vector<const Real*> rows;  // H row of each real token
 
-TokenLists real_tokens(const uint8_t* mask, int64_t batch, int64_t tokens) {
-  TokenLists t;
-  t.ptr.assign(batch + 1, 0);
-  t.ids.reserve(static_cast<size_t>(batch * tokens));
-  for (int64_t b = 0; b < batch; ++b) {
-    for (int64_t i = 0; i < tokens; ++i)
-      if (mask[b * tokens + i]) t.ids.push_back(i);
-    t.ptr[b + 1] = static_cast<int64_t>(t.ids.size());
+  explicit RealTokens(const AttentionInputs<Real>& in) {
+    const int64_t B = in.batch, T = in.tokens, D = in.dim;
+    ptr.assign(B + 1, 0);
+    for (int64_t b = 0; b < B; ++b) {
+      for (int64_t i = 0; i < T; ++i)
+        if (in.mask[b * T + i]) {
+          ids.push_back(i);
+          rows.push_back(in.H + (b * T + i) * D);
+        }
+      ptr[b + 1] = static_cast<int64_t>(ids.size());
+    }
   }
-  return t;
-}
+
+  int64_t count(int64_t b) const { return ptr[b + 1] - ptr[b]; }
+  const Real* const* row_ptrs(int64_t b, int64_t k0) const { return rows.data() + ptr[b] + k0; }
+};
 
 template <typename Real>
 inline int64_t label_of(const AttentionInputs<Real>& in, int64_t b, int64_t c) {
   return in.candidates ? in.candidates[b * in.cand_per_doc + c] : c;
-}
-
-template <typename Real>
-inline void axpy(Real a, const Real* x, Real* y, int64_t n) {
-#pragma omp simd
-  for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
 }
 
 }  // namespace
@@ -71,47 +76,59 @@ void check_attention_inputs(const AttentionInputs<Real>& in) {
 template <typename Real>
 void label_attention_forward(const AttentionInputs<Real>& in, Real* out, Real* lse, int threads) {
   check_attention_inputs(in);
-  const int64_t B = in.batch, T = in.tokens, D = in.dim, C = in.cand_per_doc;
-  const TokenLists tok = real_tokens(in.mask, B, T);
-  const int64_t tiles = (C + kLabelTile - 1) / kLabelTile;
+  const int64_t B = in.batch, D = in.dim, C = in.cand_per_doc;
   const int n_threads = resolve_threads(threads);
+  const RealTokens<Real> tok(in);
+  const int64_t tiles = (C + kLabelTile - 1) / kLabelTile;
 
-#pragma omp parallel for num_threads(n_threads) schedule(dynamic)
-  for (int64_t work = 0; work < B * tiles; ++work) {
-    const int64_t b = work / tiles;
-    const int64_t c0 = (work % tiles) * kLabelTile;
-    const int64_t nc = std::min(kLabelTile, C - c0);
-    const Real* H = in.H + b * T * D;
-    SoftmaxState<Real> st[kLabelTile];
-    Real w[kLabelTile][kTokenBlock];
-    const Real* q[kLabelTile];
-    Real* acc[kLabelTile];
-    for (int64_t c = 0; c < nc; ++c) {
-      st[c] = softmax_init<Real>();
-      q[c] = in.Q + label_of(in, b, c0 + c) * D;
-      acc[c] = out + (b * C + c0 + c) * D;
-      std::fill(acc[c], acc[c] + D, Real(0));
-    }
-    for (int64_t k0 = tok.ptr[b]; k0 < tok.ptr[b + 1]; k0 += kTokenBlock) {
-      const int64_t nt = std::min(kTokenBlock, tok.ptr[b + 1] - k0);
-      const int64_t* ids = tok.ids.data() + k0;
+#pragma omp parallel num_threads(n_threads)
+  {
+    std::vector<Real> scores(kLabelTile * kTokenBlock), weights(kLabelTile * kTokenBlock);
+    std::vector<Real> junk(static_cast<size_t>(D));  // the missing partner of an odd label
+#pragma omp for schedule(dynamic)
+    for (int64_t work = 0; work < B * tiles; ++work) {
+      const int64_t b = work / tiles;
+      const int64_t c0 = (work % tiles) * kLabelTile;
+      const int64_t nc = std::min(kLabelTile, C - c0);
+      SoftmaxState<Real> st[kLabelTile];
+      const Real* q[kLabelTile + 1];
+      Real* acc[kLabelTile + 1];
       for (int64_t c = 0; c < nc; ++c) {
-        Real block_max = neg_inf<Real>();
-        for (int64_t j = 0; j < nt; ++j) {
-          w[c][j] = dot(q[c], H + ids[j] * D, D);
-          block_max = std::max(block_max, w[c][j]);
-        }
-        // One rescale per block, not per token: the max rarely moves after the first blocks.
-        const Real factor = softmax_raise_max(st[c], block_max);
-        if (factor != Real(1))
-          for (int64_t d = 0; d < D; ++d) acc[c][d] *= factor;
-        for (int64_t j = 0; j < nt; ++j) axpy(softmax_add(st[c], w[c][j]), H + ids[j] * D, acc[c], D);
+        st[c] = softmax_init<Real>();
+        q[c] = in.Q + label_of(in, b, c0 + c) * D;
+        acc[c] = out + (b * C + c0 + c) * D;
+        std::fill(acc[c], acc[c] + D, Real(0));
       }
-    }
-    for (int64_t c = 0; c < nc; ++c) {
-      const Real inv = softmax_inv_sum(st[c]);
-      for (int64_t d = 0; d < D; ++d) acc[c][d] *= inv;
-      lse[b * C + c0 + c] = softmax_lse(st[c]);
+      q[nc] = q[nc - 1];
+      acc[nc] = junk.data();
+      std::fill(junk.begin(), junk.end(), Real(0));
+      for (int64_t k0 = 0; k0 < tok.count(b); k0 += kTokenBlock) {
+        const int64_t nt = std::min(kTokenBlock, tok.count(b) - k0);
+        for (int64_t c = 0; c < nc; c += 2) {
+          Real* s1 = scores.data() + std::min(c + 1, nc - 1) * kTokenBlock;
+          scores_2(q[c], q[c + 1], tok.row_ptrs(b, k0), nt, D, scores.data() + c * kTokenBlock, s1);
+        }
+        for (int64_t c = 0; c < nc; ++c) {
+          const Real* s = scores.data() + c * kTokenBlock;
+          Real* w = weights.data() + c * kTokenBlock;
+          const Real block_max = *std::max_element(s, s + nt);
+          // One rescale per block, not per token: the max rarely moves after the first blocks.
+          const Real factor = softmax_raise_max(st[c], block_max);
+          if (factor != Real(1))
+            for (int64_t d = 0; d < D; ++d) acc[c][d] *= factor;
+          for (int64_t j = 0; j < nt; ++j) w[j] = softmax_add(st[c], s[j]);
+        }
+        for (int64_t c = 0; c < nc; c += 2) {
+          const Real* w0 = weights.data() + c * kTokenBlock;
+          const Real* w1 = c + 1 < nc ? w0 + kTokenBlock : w0;
+          combine_2(acc[c], acc[c + 1], w0, w1, tok.row_ptrs(b, k0), nt, D);
+        }
+      }
+      for (int64_t c = 0; c < nc; ++c) {
+        const Real inv = softmax_inv_sum(st[c]);
+        for (int64_t d = 0; d < D; ++d) acc[c][d] *= inv;
+        lse[b * C + c0 + c] = softmax_lse(st[c]);
+      }
     }
   }
 }
@@ -121,8 +138,8 @@ void label_attention_backward(const AttentionInputs<Real>& in, const Real* out, 
                               const Real* grad_out, Real* grad_H, Real* grad_Q, int threads) {
   check_attention_inputs(in);
   const int64_t B = in.batch, T = in.tokens, D = in.dim, C = in.cand_per_doc;
-  const TokenLists tok = real_tokens(in.mask, B, T);
   const int n_threads = resolve_threads(threads);
+  const RealTokens<Real> tok(in);
   std::fill(grad_H, grad_H + B * T * D, Real(0));
   std::fill(grad_Q, grad_Q + in.labels * D, Real(0));
   const int64_t block = std::min(kLabelBlock, std::max<int64_t>(C, 1));
@@ -131,49 +148,68 @@ void label_attention_backward(const AttentionInputs<Real>& in, const Real* out, 
   for (int64_t cb = 0; cb < C; cb += block) {
     const int64_t nb = std::min(block, C - cb);
     // A document owns its grad_H rows and its dq scratch rows: no two threads write the same memory.
-#pragma omp parallel for num_threads(n_threads) schedule(dynamic)
-    for (int64_t b = 0; b < B; ++b) {
-      const Real* H = in.H + b * T * D;
-      Real* dH = grad_H + b * T * D;
-      Real p[kLabelTile][kTokenBlock];
-      Real ds[kLabelTile][kTokenBlock];
-      const Real* q[kLabelTile];
-      const Real* g[kLabelTile];
-      Real* dqc[kLabelTile];
-      Real delta[kLabelTile];
-      Real lse_c[kLabelTile];
-      std::fill(dq.data() + b * block * D, dq.data() + (b * block + nb) * D, Real(0));
-      for (int64_t c0 = 0; c0 < nb; c0 += kLabelTile) {
-        const int64_t nc = std::min(kLabelTile, nb - c0);
-        for (int64_t c = 0; c < nc; ++c) {
-          const int64_t pos = b * C + cb + c0 + c;
-          q[c] = in.Q + label_of(in, b, cb + c0 + c) * D;
-          g[c] = grad_out + pos * D;
-          delta[c] = dot(g[c], out + pos * D, D);
-          lse_c[c] = lse[pos];
-          dqc[c] = dq.data() + (b * block + c0 + c) * D;
-        }
-        for (int64_t k0 = tok.ptr[b]; k0 < tok.ptr[b + 1]; k0 += kTokenBlock) {
-          const int64_t nt = std::min(kTokenBlock, tok.ptr[b + 1] - k0);
-          const int64_t* ids = tok.ids.data() + k0;
-          for (int64_t c = 0; c < nc; ++c)
-            for (int64_t j = 0; j < nt; ++j) {
-              const Real* h = H + ids[j] * D;
-              p[c][j] = prob_from_lse(dot(q[c], h, D), lse_c[c]);
-              ds[c][j] = score_grad(p[c][j], dot(g[c], h, D), delta[c]);
+#pragma omp parallel num_threads(n_threads)
+    {
+      const size_t tile_values = kLabelTile * kTokenBlock;
+      std::vector<Real> s(tile_values), dp(tile_values), p(tile_values), ds(tile_values);
+      std::vector<Real> junk(static_cast<size_t>(D));
+      Real w0[2 * kLabelTile], w1[2 * kLabelTile];
+      const Real* terms[2 * kLabelTile];  // [gO rows | q rows] of the tile, for grad_H
+#pragma omp for schedule(dynamic)
+      for (int64_t b = 0; b < B; ++b) {
+        Real* dH = grad_H + b * T * D;
+        std::fill(dq.data() + b * block * D, dq.data() + (b * block + nb) * D, Real(0));
+        for (int64_t c0 = 0; c0 < nb; c0 += kLabelTile) {
+          const int64_t nc = std::min(kLabelTile, nb - c0);
+          const Real* q[kLabelTile + 1];
+          const Real* g[kLabelTile + 1];
+          Real* dqc[kLabelTile + 1];
+          Real delta[kLabelTile], lse_c[kLabelTile];
+          for (int64_t c = 0; c < nc; ++c) {
+            const int64_t pos = b * C + cb + c0 + c;
+            q[c] = in.Q + label_of(in, b, cb + c0 + c) * D;
+            g[c] = grad_out + pos * D;
+            delta[c] = dot(g[c], out + pos * D, D);
+            lse_c[c] = lse[pos];
+            dqc[c] = dq.data() + (b * block + c0 + c) * D;
+            terms[c] = g[c];
+            terms[nc + c] = q[c];
+          }
+          q[nc] = q[nc - 1];
+          g[nc] = g[nc - 1];
+          dqc[nc] = junk.data();
+          for (int64_t k0 = 0; k0 < tok.count(b); k0 += kTokenBlock) {
+            const int64_t nt = std::min(kTokenBlock, tok.count(b) - k0);
+            const Real* const* rows = tok.row_ptrs(b, k0);
+            for (int64_t c = 0; c < nc; c += 2) {
+              const int64_t c1 = std::min(c + 1, nc - 1) * kTokenBlock;
+              scores_2(q[c], q[c + 1], rows, nt, D, s.data() + c * kTokenBlock, s.data() + c1);
+              scores_2(g[c], g[c + 1], rows, nt, D, dp.data() + c * kTokenBlock, dp.data() + c1);
             }
-          for (int64_t j = 0; j < nt; ++j) {
-            Real* dh = dH + ids[j] * D;
-            for (int64_t c = 0; c < nc; ++c) {
-              const Real a = p[c][j], s = ds[c][j];
-              const Real* gc = g[c];
-              const Real* qc = q[c];
-#pragma omp simd
-              for (int64_t d = 0; d < D; ++d) dh[d] += a * gc[d] + s * qc[d];
+            for (int64_t c = 0; c < nc; ++c)
+              for (int64_t j = 0; j < nt; ++j) {
+                const int64_t k = c * kTokenBlock + j;
+                p[k] = prob_from_lse(s[k], lse_c[c]);
+                ds[k] = score_grad(p[k], dp[k], delta[c]);
+              }
+            for (int64_t c = 0; c < nc; c += 2) {
+              const Real* d0 = ds.data() + c * kTokenBlock;
+              const Real* d1 = c + 1 < nc ? d0 + kTokenBlock : d0;
+              combine_2(dqc[c], dqc[c + 1], d0, d1, rows, nt, D);
+            }
+            // grad_H rows, two tokens at a time: dh_t += sum_c p_ct gO_c + ds_ct q_c
+            for (int64_t j = 0; j < nt; j += 2) {
+              const bool pair = j + 1 < nt;
+              for (int64_t c = 0; c < nc; ++c) {
+                w0[c] = p[c * kTokenBlock + j];
+                w0[nc + c] = ds[c * kTokenBlock + j];
+                w1[c] = pair ? p[c * kTokenBlock + j + 1] : Real(0);
+                w1[nc + c] = pair ? ds[c * kTokenBlock + j + 1] : Real(0);
+              }
+              Real* h1 = pair ? dH + tok.ids[tok.ptr[b] + k0 + j + 1] * D : junk.data();
+              combine_2(dH + tok.ids[tok.ptr[b] + k0 + j] * D, h1, w0, w1, terms, 2 * nc, D);
             }
           }
-          for (int64_t c = 0; c < nc; ++c)
-            for (int64_t j = 0; j < nt; ++j) axpy(ds[c][j], H + ids[j] * D, dqc[c], D);
         }
       }
     }
