@@ -276,6 +276,7 @@ void backward_typed(const AttentionShape& s, const void* H, const uint8_t* mask,
 void label_attention_forward(DType dtype, const AttentionShape& s, const void* H, const uint8_t* mask,
                              const void* Q, const int64_t* candidates, void* out, void* lse, void* stream) {
   auto st = static_cast<cudaStream_t>(stream);
+  check(cudaSetDevice(s.device), "selecting the tensors' device");
   if (dtype == DType::Float64)
     forward_typed<double>(s, H, mask, Q, candidates, out, lse, st);
   else
@@ -286,6 +287,7 @@ void label_attention_backward(DType dtype, const AttentionShape& s, const void* 
                               const void* Q, const int64_t* candidates, const void* out, const void* lse,
                               const void* grad_out, void* grad_H, void* grad_Q, void* delta, void* stream) {
   auto st = static_cast<cudaStream_t>(stream);
+  check(cudaSetDevice(s.device), "selecting the tensors' device");
   if (dtype == DType::Float64)
     backward_typed<double>(s, H, mask, Q, candidates, out, lse, grad_out, grad_H, grad_Q, delta, st);
   else

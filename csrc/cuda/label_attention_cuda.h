@@ -11,6 +11,9 @@ enum class DType : int { Float32 = 0, Float64 = 1 };
 // Sizes of one call; candidates == nullptr means every label (cand_per_doc == labels).
 struct AttentionShape {
   int64_t batch = 0, tokens = 0, dim = 0, labels = 0, cand_per_doc = 0;
+  // The device holding the tensors. This module's static CUDA runtime keeps its own current
+  // device, apart from torch's, so every call sets it.
+  int device = 0;
 };
 
 // H (B, T, D), mask (B, T) uint8, Q (L, D), candidates (B, C) int64 or null, all on the device.

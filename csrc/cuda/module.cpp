@@ -28,13 +28,14 @@ P* ptr(uintptr_t p) {
   return reinterpret_cast<P*>(p);
 }
 
-xmc::cuda::AttentionShape shape_of(int64_t B, int64_t T, int64_t D, int64_t L, int64_t C) {
+xmc::cuda::AttentionShape shape_of(int64_t B, int64_t T, int64_t D, int64_t L, int64_t C, int device) {
   xmc::cuda::AttentionShape s;
   s.batch = B;
   s.tokens = T;
   s.dim = D;
   s.labels = L;
   s.cand_per_doc = C;
+  s.device = device;
   return s;
 }
 
@@ -47,8 +48,8 @@ PYBIND11_MODULE(_cuda, m) {
   m.def(
       "label_attention_forward",
       [](uintptr_t H, uintptr_t mask, uintptr_t Q, uintptr_t candidates, uintptr_t out, uintptr_t lse, int64_t B,
-         int64_t T, int64_t D, int64_t L, int64_t C, int dtype, uintptr_t stream) {
-        auto s = shape_of(B, T, D, L, C);
+         int64_t T, int64_t D, int64_t L, int64_t C, int dtype, uintptr_t stream, int device) {
+        auto s = shape_of(B, T, D, L, C, device);
         auto dt = dtype_of(dtype);
         py::gil_scoped_release nogil;
         xmc::cuda::label_attention_forward(dt, s, ptr<const void>(H), ptr<const uint8_t>(mask), ptr<const void>(Q),
@@ -57,13 +58,14 @@ PYBIND11_MODULE(_cuda, m) {
       },
       py::arg("H"), py::arg("mask"), py::arg("Q"), py::arg("candidates"), py::arg("out"), py::arg("lse"),
       py::arg("B"), py::arg("T"), py::arg("D"), py::arg("L"), py::arg("C"), py::arg("dtype"), py::arg("stream"),
+      py::arg("device"),
       "Forward on device pointers (candidates = 0: all labels). Writes out (B, C, D) and lse (B, C).");
   m.def(
       "label_attention_backward",
       [](uintptr_t H, uintptr_t mask, uintptr_t Q, uintptr_t candidates, uintptr_t out, uintptr_t lse,
          uintptr_t grad_out, uintptr_t grad_H, uintptr_t grad_Q, uintptr_t delta, int64_t B, int64_t T, int64_t D,
-         int64_t L, int64_t C, int dtype, uintptr_t stream) {
-        auto s = shape_of(B, T, D, L, C);
+         int64_t L, int64_t C, int dtype, uintptr_t stream, int device) {
+        auto s = shape_of(B, T, D, L, C, device);
         auto dt = dtype_of(dtype);
         py::gil_scoped_release nogil;
         xmc::cuda::label_attention_backward(dt, s, ptr<const void>(H), ptr<const uint8_t>(mask), ptr<const void>(Q),
@@ -73,6 +75,6 @@ PYBIND11_MODULE(_cuda, m) {
       },
       py::arg("H"), py::arg("mask"), py::arg("Q"), py::arg("candidates"), py::arg("out"), py::arg("lse"),
       py::arg("grad_out"), py::arg("grad_H"), py::arg("grad_Q"), py::arg("delta"), py::arg("B"), py::arg("T"),
-      py::arg("D"), py::arg("L"), py::arg("C"), py::arg("dtype"), py::arg("stream"),
+      py::arg("D"), py::arg("L"), py::arg("C"), py::arg("dtype"), py::arg("stream"), py::arg("device"),
       "Backward on device pointers; overwrites grad_H and grad_Q, uses delta (B, C) as scratch.");
 }

@@ -82,11 +82,10 @@ def cuda_forward(
     B, T, D, L, C = _sizes(H, Q, candidates)
     out = H.new_empty((B, C, D))
     lse = H.new_empty((B, C))
-    with torch.cuda.device(H.device):
-        _cuda.label_attention_forward(
-            H.data_ptr(), mask.data_ptr(), Q.data_ptr(), 0 if candidates is None else candidates.data_ptr(),
-            out.data_ptr(), lse.data_ptr(), B, T, D, L, C, _dtype_code(H), _stream(H),
-        )
+    _cuda.label_attention_forward(
+        H.data_ptr(), mask.data_ptr(), Q.data_ptr(), 0 if candidates is None else candidates.data_ptr(),
+        out.data_ptr(), lse.data_ptr(), B, T, D, L, C, _dtype_code(H), _stream(H), H.device.index,
+    )
     return out, lse
 
 
@@ -104,10 +103,9 @@ def cuda_backward(
     grad_H = torch.empty_like(H)
     grad_Q = torch.empty_like(Q)
     delta = H.new_empty((B, C))
-    with torch.cuda.device(H.device):
-        _cuda.label_attention_backward(
-            H.data_ptr(), mask.data_ptr(), Q.data_ptr(), 0 if candidates is None else candidates.data_ptr(),
-            out.data_ptr(), lse.data_ptr(), grad_out.data_ptr(), grad_H.data_ptr(), grad_Q.data_ptr(),
-            delta.data_ptr(), B, T, D, L, C, _dtype_code(H), _stream(H),
-        )
+    _cuda.label_attention_backward(
+        H.data_ptr(), mask.data_ptr(), Q.data_ptr(), 0 if candidates is None else candidates.data_ptr(),
+        out.data_ptr(), lse.data_ptr(), grad_out.data_ptr(), grad_H.data_ptr(), grad_Q.data_ptr(),
+        delta.data_ptr(), B, T, D, L, C, _dtype_code(H), _stream(H), H.device.index,
+    )
     return grad_H, grad_Q

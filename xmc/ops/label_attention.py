@@ -31,7 +31,7 @@ from xmc.ops._reference import label_attention_reference
 
 BACKENDS = ("auto", "reference", "chunked", "cpu", "cuda")
 # The winner of benchmarks/label_attention.py on the CPU (see benchmarks/results/label_attention.md).
-CPU_AUTO_BACKEND = "chunked"
+CPU_AUTO_BACKEND = "cpu"
 # Bytes of one (B, tile, T) score block of the chunked backend; its backward holds about three.
 CHUNK_BYTES = 32 * 2**20
 
