@@ -162,29 +162,39 @@ def _tile(H: torch.Tensor, n_labels: int) -> int:
 
 
 class _Tiles:
-    """Per-tile scores in (B, T, tile) layout: without candidates one (B*T, D) x (D, tile) GEMM
-    against shared query rows, with candidates a batched GEMM against gathered rows."""
+    """Scores of one label tile. Shared queries (no candidates): (B, T, tile) from one
+    (B*T, D) x (D, tile) GEMM, tokens on axis 1. Gathered queries (candidates): (B, tile, T)
+    from a batched GEMM, tokens on the last axis so the softmax reductions run over
+    contiguous memory."""
 
     def __init__(self, H: torch.Tensor, mask: torch.Tensor, Q: torch.Tensor, candidates: Optional[torch.Tensor]):
         self.H, self.Q, self.candidates = H, Q, candidates
         B, T, D = H.shape
         self.H2 = H.view(B * T, D)
+        self.shared = candidates is None
+        self.axis = 1 if self.shared else 2  # the token axis of the scores
         # Unpadded batches skip the masking pass.
-        self.pad = None if bool(mask.all()) else ~mask[:, :, None]  # B, T, 1
+        pad = None if bool(mask.all()) else ~mask
+        self.pad = None if pad is None else (pad[:, :, None] if self.shared else pad[:, None, :])
 
     def queries(self, c0: int, c1: int) -> torch.Tensor:
         """(tile, D) shared rows without candidates, else (B, tile, D) gathered rows."""
-        return self.Q[c0:c1] if self.candidates is None else self.Q[self.candidates[:, c0:c1]]
+        return self.Q[c0:c1] if self.shared else self.Q[self.candidates[:, c0:c1]]
 
-    def scores(self, q: torch.Tensor) -> torch.Tensor:
-        B, T, _ = self.H.shape
-        if q.dim() == 2:
-            s = (self.H2 @ q.T).view(B, T, -1)
-        else:
-            s = torch.bmm(self.H, q.transpose(1, 2))  # B, T, tile
+    def per_label(self, x: torch.Tensor) -> torch.Tensor:
+        """A (B, tile) value laid out to broadcast against the scores."""
+        return x[:, None, :] if self.shared else x[..., None]
+
+    def mask_(self, s: torch.Tensor) -> torch.Tensor:
         if self.pad is not None:
             s.masked_fill_(self.pad, -math.inf)
         return s
+
+    def scores(self, q: torch.Tensor) -> torch.Tensor:
+        B, T, _ = self.H.shape
+        if self.shared:
+            return self.mask_((self.H2 @ q.T).view(B, T, -1))  # B, T, tile
+        return self.mask_(torch.bmm(q, self.H.transpose(1, 2)))  # B, tile, T
 
 
 def _finite_or_zero(x: torch.Tensor) -> torch.Tensor:
@@ -206,11 +216,11 @@ class _Chunked(torch.autograd.Function):
         tile = _tile(H, C)
         for c0 in range(0, C, tile):
             c1 = min(C, c0 + tile)
-            w = tiles.scores(tiles.queries(c0, c1))  # B, T, tile
-            top = _finite_or_zero(w.amax(dim=1))  # B, tile
-            w.sub_(top[:, None, :]).exp_()
-            total = w.sum(dim=1)  # B, tile; 0 for a document without real tokens
-            o = torch.bmm(w.transpose(1, 2), H)  # B, tile, D
+            w = tiles.scores(tiles.queries(c0, c1))
+            top = _finite_or_zero(w.amax(dim=tiles.axis))  # B, tile
+            w.sub_(tiles.per_label(top)).exp_()
+            total = w.sum(dim=tiles.axis)  # B, tile; 0 for a document without real tokens
+            o = torch.bmm(w.transpose(1, 2) if tiles.shared else w, H)  # B, tile, D
             out[:, c0:c1] = o.div_(total.masked_fill(total == 0, 1.0)[..., None])
             lse[:, c0:c1] = top + total.log()
         ctx.save_for_backward(H, mask, Q, candidates, out, lse)
@@ -232,13 +242,13 @@ class _Chunked(torch.autograd.Function):
             c1 = min(C, c0 + tile)
             q = tiles.queries(c0, c1)  # tile, D or B, tile, D
             g = grad_out[:, c0:c1]  # B, tile, D
-            delta = (g * out[:, c0:c1]).sum(-1)  # B, tile
-            shift = _finite_or_zero(lse[:, c0:c1])[:, None, :]  # B, 1, tile
-            if q.dim() == 2:
+            delta = tiles.per_label((g * out[:, c0:c1]).sum(-1))  # gO . out per (document, label)
+            shift = tiles.per_label(_finite_or_zero(lse[:, c0:c1]))
+            if tiles.shared:
                 p = tiles.scores(q)  # B, T, tile: scores, turned into probabilities in place
                 p.sub_(shift).exp_()
                 ds = torch.bmm(H, g.transpose(1, 2))  # B, T, tile: dp, turned into ds in place
-                ds.sub_(delta[:, None, :]).mul_(p)
+                ds.sub_(delta).mul_(p)
                 if want_H:
                     grad_H.baddbmm_(p, g)
                     grad_H2.addmm_(ds.view(B * T, -1), q)  # one GEMM: the queries are shared
@@ -248,15 +258,13 @@ class _Chunked(torch.autograd.Function):
             # Per-document queries: scores and dp in one batched GEMM against [q; g], and
             # grad_H = p g + ds q in one against [g; q]; wider GEMMs, fewer passes over H.
             n = c1 - c0
-            both = torch.bmm(H, torch.cat([q, g], dim=1).transpose(1, 2))  # B, T, 2 tile: [s | dp]
-            p, ds = both[..., :n], both[..., n:]
-            if tiles.pad is not None:
-                p.masked_fill_(tiles.pad, -math.inf)
+            both = torch.bmm(torch.cat([q, g], dim=1), H.transpose(1, 2))  # B, 2 tile, T: [s ; dp]
+            p, ds = tiles.mask_(both[:, :n]), both[:, n:]
             p.sub_(shift).exp_()
-            ds.sub_(delta[:, None, :]).mul_(p)
+            ds.sub_(delta).mul_(p)
             if want_H:
-                grad_H.baddbmm_(both, torch.cat([g, q], dim=1))
+                grad_H.baddbmm_(both.transpose(1, 2), torch.cat([g, q], dim=1))
             if want_Q:
-                dq = torch.bmm(ds.transpose(1, 2), H)  # B, tile, D
+                dq = torch.bmm(ds, H)  # B, tile, D
                 grad_Q.index_add_(0, candidates[:, c0:c1].reshape(-1), dq.reshape(-1, D))
         return (grad_H if want_H else None), None, (grad_Q if want_Q else None), None
