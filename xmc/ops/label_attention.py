@@ -266,5 +266,6 @@ class _Chunked(torch.autograd.Function):
                 grad_H.baddbmm_(both.transpose(1, 2), torch.cat([g, q], dim=1))
             if want_Q:
                 dq = torch.bmm(ds, H)  # B, tile, D
-                grad_Q.index_add_(0, candidates[:, c0:c1].reshape(-1), dq.reshape(-1, D))
+                # index_put_ with accumulate sums repeated ids; on the CPU it is ~8x faster than index_add_
+                grad_Q.index_put_((candidates[:, c0:c1].reshape(-1),), dq.reshape(-1, D), accumulate=True)
         return (grad_H if want_H else None), None, (grad_Q if want_Q else None), None
