@@ -42,6 +42,18 @@ class CMakeBuild(build_ext):
         subprocess.run(["cmake", "--build", ".", "--config", build_type, "-j", jobs],
                        cwd=build_dir, check=True)
 
+    def copy_extensions_to_source(self) -> None:
+        # The same CMake build also writes xmc._cuda (when nvcc is found) next to _core;
+        # setuptools only knows about _core, so an in-place build copies _cuda itself.
+        super().copy_extensions_to_source()
+        import shutil
+        from sysconfig import get_config_var
+
+        suffix = get_config_var("EXT_SUFFIX")
+        package_dir = Path(self.get_finalized_command("build_py").get_package_dir("xmc"))
+        for built in (Path(self.build_lib) / "xmc").glob(f"_cuda{suffix}"):
+            shutil.copyfile(built, package_dir / built.name)
+
 
 setup(
     name="xmc",

@@ -346,6 +346,104 @@ py::dict layout_stats(const xmc::search::BeamSearcher& s) {
 }  // namespace
 // ===== end search ============================================================
 
+// ===== ops: label-wise attention =============================================
+#include "ops/label_attention.h"
+
+namespace {
+
+// Arrays come from torch tensors via .numpy(): no copy is ever made here (outputs are
+// written in place), so a wrong dtype, layout or size is an error, not a conversion.
+template <typename Real>
+const Real* ops_ptr(const py::array& a, const char* name, std::initializer_list<int64_t> shape) {
+  if (!a.dtype().is(py::dtype::of<Real>()))
+    throw std::invalid_argument(std::string("label_attention: ") + name + " has dtype " +
+                                std::string(py::str(a.dtype())) + ", expected " +
+                                std::string(py::str(py::dtype::of<Real>())));
+  if (!(a.flags() & py::array::c_style))
+    throw std::invalid_argument(std::string("label_attention: ") + name + " must be C-contiguous");
+  std::vector<int64_t> want(shape);
+  bool ok = a.ndim() == static_cast<py::ssize_t>(want.size());
+  for (size_t i = 0; ok && i < want.size(); ++i) ok = a.shape(i) == want[i];
+  if (!ok) {
+    std::string w = "(", f = "(";
+    for (size_t i = 0; i < want.size(); ++i) w += (i ? ", " : "") + std::to_string(want[i]);
+    for (py::ssize_t i = 0; i < a.ndim(); ++i) f += (i ? ", " : "") + std::to_string(a.shape(i));
+    throw std::invalid_argument(std::string("label_attention: ") + name + " has shape " + f + "), expected " + w + ")");
+  }
+  return static_cast<const Real*>(a.data());
+}
+
+template <typename Real>
+Real* ops_out(py::array& a, const char* name, std::initializer_list<int64_t> shape) {
+  ops_ptr<Real>(a, name, shape);
+  if (!a.writeable()) throw std::invalid_argument(std::string("label_attention: ") + name + " is read-only");
+  return static_cast<Real*>(a.mutable_data());
+}
+
+template <typename Real>
+xmc::ops::AttentionInputs<Real> ops_inputs(const py::array& H, const py::array& mask, const py::array& Q,
+                                           const py::object& candidates) {
+  if (H.ndim() != 3 || Q.ndim() != 2) throw std::invalid_argument("label_attention: H must be (B, T, D) and Q (L, D)");
+  xmc::ops::AttentionInputs<Real> in;
+  in.batch = H.shape(0);
+  in.tokens = H.shape(1);
+  in.dim = H.shape(2);
+  in.labels = Q.shape(0);
+  in.H = ops_ptr<Real>(H, "H", {in.batch, in.tokens, in.dim});
+  in.Q = ops_ptr<Real>(Q, "Q", {in.labels, in.dim});
+  in.mask = ops_ptr<uint8_t>(mask, "mask", {in.batch, in.tokens});
+  in.cand_per_doc = in.labels;
+  if (!candidates.is_none()) {
+    py::array cand = candidates.cast<py::array>();
+    if (cand.ndim() != 2) throw std::invalid_argument("label_attention: candidates must be (B, C)");
+    in.cand_per_doc = cand.shape(1);
+    in.candidates = ops_ptr<int64_t>(cand, "candidates", {in.batch, in.cand_per_doc});
+  }
+  return in;
+}
+
+template <typename Real>
+void ops_forward_typed(const py::array& H, const py::array& mask, const py::array& Q, const py::object& cand,
+                       py::array& out, py::array& lse, int threads) {
+  auto in = ops_inputs<Real>(H, mask, Q, cand);
+  Real* o = ops_out<Real>(out, "out", {in.batch, in.cand_per_doc, in.dim});
+  Real* l = ops_out<Real>(lse, "lse", {in.batch, in.cand_per_doc});
+  py::gil_scoped_release nogil;
+  xmc::ops::label_attention_forward(in, o, l, threads);
+}
+
+template <typename Real>
+void ops_backward_typed(const py::array& H, const py::array& mask, const py::array& Q, const py::object& cand,
+                        const py::array& out, const py::array& lse, const py::array& grad_out, py::array& grad_H,
+                        py::array& grad_Q, int threads) {
+  auto in = ops_inputs<Real>(H, mask, Q, cand);
+  const Real* o = ops_ptr<Real>(out, "out", {in.batch, in.cand_per_doc, in.dim});
+  const Real* l = ops_ptr<Real>(lse, "lse", {in.batch, in.cand_per_doc});
+  const Real* g = ops_ptr<Real>(grad_out, "grad_out", {in.batch, in.cand_per_doc, in.dim});
+  Real* gh = ops_out<Real>(grad_H, "grad_H", {in.batch, in.tokens, in.dim});
+  Real* gq = ops_out<Real>(grad_Q, "grad_Q", {in.labels, in.dim});
+  py::gil_scoped_release nogil;
+  xmc::ops::label_attention_backward(in, o, l, g, gh, gq, threads);
+}
+
+void ops_forward(const py::array& H, const py::array& mask, const py::array& Q, const py::object& cand,
+                 py::array& out, py::array& lse, int threads) {
+  if (H.dtype().is(py::dtype::of<double>())) return ops_forward_typed<double>(H, mask, Q, cand, out, lse, threads);
+  ops_forward_typed<float>(H, mask, Q, cand, out, lse, threads);
+}
+
+void ops_backward(const py::array& H, const py::array& mask, const py::array& Q, const py::object& cand,
+                  const py::array& out, const py::array& lse, const py::array& grad_out, py::array& grad_H,
+                  py::array& grad_Q, int threads) {
+  if (H.dtype().is(py::dtype::of<double>()))
+    return ops_backward_typed<double>(H, mask, Q, cand, out, lse, grad_out, grad_H, grad_Q, threads);
+  ops_backward_typed<float>(H, mask, Q, cand, out, lse, grad_out, grad_H, grad_Q, threads);
+}
+
+}  // namespace
+// ===== end ops ===============================================================
+
+
 
 PYBIND11_MODULE(_core, m) {
   m.doc() = "xmc native core: parsers, label tree, linear PLT solver, beam search";
@@ -466,4 +564,15 @@ PYBIND11_MODULE(_core, m) {
       .def_property_readonly("depth", &xmc::search::BeamSearcher::depth);
 
   // ----- end search registrations -----
+
+
+  // ----- ops registrations -----
+  m.def("ops_label_attention_forward", &ops_forward, py::arg("H"), py::arg("mask"), py::arg("Q"),
+        py::arg("candidates"), py::arg("out").noconvert(), py::arg("lse").noconvert(), py::arg("threads") = 0,
+        "Fused label-wise attention (float32/float64, mask uint8). Writes out (B, C, D) and lse (B, C) in place.");
+  m.def("ops_label_attention_backward", &ops_backward, py::arg("H"), py::arg("mask"), py::arg("Q"),
+        py::arg("candidates"), py::arg("out"), py::arg("lse"), py::arg("grad_out"), py::arg("grad_H").noconvert(),
+        py::arg("grad_Q").noconvert(), py::arg("threads") = 0,
+        "Backward of ops_label_attention_forward; overwrites grad_H (B, T, D) and grad_Q (L, D).");
+  // ----- end ops registrations -----
 }

@@ -1,0 +1,4 @@
+"""Neural-network operations with a pure-PyTorch reference and fused CPU/CUDA kernels."""
+from xmc.ops.label_attention import BACKENDS, label_attention, resolve_backend
+
+__all__ = ["BACKENDS", "label_attention", "resolve_backend"]

@@ -1,0 +1,111 @@
+"""Calls into the native kernels: xmc._core (CPU, numpy views) and xmc._cuda (raw device pointers).
+
+Both return (out, lse) from the forward and (grad_H, grad_Q) from the backward, allocating
+their outputs with torch so autograd owns them; inputs must already be checked and contiguous.
+"""
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import torch
+
+from xmc import _core
+
+try:
+    from xmc import _cuda
+    CUDA_IMPORT_ERROR: Optional[BaseException] = None
+except ImportError as exc:  # built without nvcc (XMC_CUDA=OFF or AUTO without a toolkit)
+    _cuda = None
+    CUDA_IMPORT_ERROR = exc
+
+
+def cuda_module_available() -> bool:
+    return _cuda is not None
+
+
+def _sizes(H: torch.Tensor, Q: torch.Tensor, candidates: Optional[torch.Tensor]) -> Tuple[int, int, int, int, int]:
+    B, T, D = H.shape
+    L = Q.shape[0]
+    C = L if candidates is None else candidates.shape[1]
+    return B, T, D, L, C
+
+
+def _threads() -> int:
+    # Follow torch's intra-op setting so one knob (torch.set_num_threads) bounds every backend.
+    return torch.get_num_threads()
+
+
+def cpu_forward(
+    H: torch.Tensor, mask: torch.Tensor, Q: torch.Tensor, candidates: Optional[torch.Tensor]
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    B, T, D, L, C = _sizes(H, Q, candidates)
+    out = H.new_empty((B, C, D))
+    lse = H.new_empty((B, C))
+    cand = None if candidates is None else candidates.numpy()
+    _core.ops_label_attention_forward(
+        H.numpy(), mask.view(torch.uint8).numpy(), Q.numpy(), cand, out.numpy(), lse.numpy(), _threads()
+    )
+    return out, lse
+
+
+def cpu_backward(
+    H: torch.Tensor,
+    mask: torch.Tensor,
+    Q: torch.Tensor,
+    candidates: Optional[torch.Tensor],
+    out: torch.Tensor,
+    lse: torch.Tensor,
+    grad_out: torch.Tensor,
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    grad_H = torch.empty_like(H)
+    grad_Q = torch.empty_like(Q)
+    cand = None if candidates is None else candidates.numpy()
+    _core.ops_label_attention_backward(
+        H.numpy(), mask.view(torch.uint8).numpy(), Q.numpy(), cand, out.numpy(), lse.numpy(),
+        grad_out.numpy(), grad_H.numpy(), grad_Q.numpy(), _threads(),
+    )
+    return grad_H, grad_Q
+
+
+def _dtype_code(t: torch.Tensor) -> int:
+    return 1 if t.dtype == torch.float64 else 0
+
+
+def _stream(t: torch.Tensor) -> int:
+    return torch.cuda.current_stream(t.device).cuda_stream
+
+
+def cuda_forward(
+    H: torch.Tensor, mask: torch.Tensor, Q: torch.Tensor, candidates: Optional[torch.Tensor]
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    assert _cuda is not None
+    B, T, D, L, C = _sizes(H, Q, candidates)
+    out = H.new_empty((B, C, D))
+    lse = H.new_empty((B, C))
+    _cuda.label_attention_forward(
+        H.data_ptr(), mask.data_ptr(), Q.data_ptr(), 0 if candidates is None else candidates.data_ptr(),
+        out.data_ptr(), lse.data_ptr(), B, T, D, L, C, _dtype_code(H), _stream(H), H.device.index,
+    )
+    return out, lse
+
+
+def cuda_backward(
+    H: torch.Tensor,
+    mask: torch.Tensor,
+    Q: torch.Tensor,
+    candidates: Optional[torch.Tensor],
+    out: torch.Tensor,
+    lse: torch.Tensor,
+    grad_out: torch.Tensor,
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    assert _cuda is not None
+    B, T, D, L, C = _sizes(H, Q, candidates)
+    grad_H = torch.empty_like(H)
+    grad_Q = torch.empty_like(Q)
+    delta = H.new_empty((B, C))
+    _cuda.label_attention_backward(
+        H.data_ptr(), mask.data_ptr(), Q.data_ptr(), 0 if candidates is None else candidates.data_ptr(),
+        out.data_ptr(), lse.data_ptr(), grad_out.data_ptr(), grad_H.data_ptr(), grad_Q.data_ptr(),
+        delta.data_ptr(), B, T, D, L, C, _dtype_code(H), _stream(H), H.device.index,
+    )
+    return grad_H, grad_Q
