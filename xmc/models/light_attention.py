@@ -11,8 +11,8 @@ negatives, and the two are trained together on one shared encoder:
 
 where the candidates of a document are the labels of its positive clusters
 (static negatives, as AttentionXML's) and of the generator's top
-``generator_top_k`` clusters (dynamic negatives, recomputed at every step as
-the generator learns). Clusters are the leaves of the balanced label tree
+``generator_top_k`` clusters, at most a quarter of all clusters (dynamic
+negatives, recomputed at every step as the generator learns). Clusters are the leaves of the balanced label tree
 (``tree.max_leaf_size`` labels at most). At prediction the generator picks
 the top ``beam`` clusters and a label scores sigmoid(generator) x
 sigmoid(attention).
@@ -103,7 +103,8 @@ class LightAttention(DeepModel):
             np.ones((Y.shape[0], 1), dtype=np.float32))
         label_targets = self.tree.node_targets(Y, depth)  # columns are label positions
         valid_targets = self.tree.node_targets(Y_valid, depth)
-        top_k = min(p.generator_top_k, n_clusters)
+        # At most a quarter of the clusters: with few clusters, "the generator's best" would be all of them.
+        top_k = max(1, min(p.generator_top_k, n_clusters // 4))
 
         def step(index: np.ndarray) -> torch.Tensor:
             ids, mask = tensors(docs, index, p.text.max_len, self.device)
