@@ -1,0 +1,119 @@
+"""AttentionXML over the label tree against the linear PLT on a generated raw-text corpus.
+
+    python benchmarks/deep_synthetic.py --labels 50000 --train-docs 30000 --epochs 2
+
+Both models read the same generated texts (``xmc.datasets.synthetic.make_text_corpus``);
+the linear PLT on TF-IDF features, AttentionXML on tokens over a shallow-and-wide tree
+(``--height`` levels). Each model runs in its own process, so time and peak memory
+are its own. Writes ``benchmarks/results/deep_synthetic_<labels>.{json,md}``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Dict
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def make(args):
+    from xmc.data import TextData
+    from xmc.datasets.synthetic import SyntheticParams, make_text_corpus
+
+    c = make_text_corpus(SyntheticParams(n_labels=args.labels, n_train=args.train_docs, n_test=args.test_docs,
+                                         n_features=args.vocab, seed=args.seed))
+    return TextData(c.train_texts, c.train_labels), TextData(c.test_texts, c.test_labels)
+
+
+def run_one(name: str, args) -> Dict:
+    from xmc.metrics import evaluate, inv_propensity
+    from xmc.utils.resources import peak_rss_bytes
+
+    train, test = make(args)
+    t0 = time.perf_counter()
+    if name == "linear":
+        from xmc.linear import PLTParams
+        from xmc.pipeline import Pipeline
+
+        model = Pipeline(PLTParams(threads=args.threads, seed=args.seed)).fit(train)
+    else:
+        from xmc.models import AttentionXML, DeepParams
+        from xmc.nn.embeddings import EmbeddingParams
+        from xmc.tree import TreeParams
+
+        params = DeepParams(epochs=args.epochs, patience=args.epochs, threads=args.threads, seed=args.seed,
+                            batch_size=args.batch_size,
+                            embedding=EmbeddingParams(source="random", dim=args.embedding_dim),
+                            tree=TreeParams(max_leaf_size=8, height=args.height), top_k=args.top_k)
+        model = AttentionXML(params).fit(train, progress=False, log=print)
+        print(model.tree, flush=True)
+    train_seconds = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    ids, _ = model.predict_topk(test, k=5)
+    predict_seconds = time.perf_counter() - t1
+    metrics = evaluate(model.labels(test), ids, ks=(1, 3, 5), inv_prop=inv_propensity(model.labels(train)))
+    return {"model": name, "train_seconds": train_seconds, "predict_docs_per_s": len(test.texts) / predict_seconds,
+            "peak_rss_bytes": peak_rss_bytes(), "metrics": metrics}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--labels", type=int, default=50000)
+    ap.add_argument("--train-docs", type=int, default=30000)
+    ap.add_argument("--test-docs", type=int, default=3000)
+    ap.add_argument("--vocab", type=int, default=50000)
+    ap.add_argument("--epochs", type=int, default=2, help="epochs per tree level")
+    ap.add_argument("--height", type=int, default=3)
+    ap.add_argument("--top-k", type=int, default=16)
+    ap.add_argument("--batch-size", type=int, default=128)
+    ap.add_argument("--embedding-dim", type=int, default=100)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--models", default="linear,attentionxml")
+    ap.add_argument("--single", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.single:
+        print("RESULT " + json.dumps(run_one(args.single, args)), flush=True)
+        return
+    results = []
+    for name in args.models.split(","):
+        cmd = [sys.executable, __file__, *sys.argv[1:], "--single", name]
+        print(f"== {name}", flush=True)
+        proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+        for line in proc.stdout.splitlines():
+            if line.startswith("RESULT "):
+                results.append(json.loads(line[7:]))
+            else:
+                print("  " + line, flush=True)
+        if proc.returncode != 0:
+            raise SystemExit(f"{name} failed with exit code {proc.returncode}")
+    lines = [f"# AttentionXML over the tree vs linear PLT: generated text, {args.labels:,} labels", "",
+             f"{args.train_docs:,} training / {args.test_docs:,} test documents, vocabulary {args.vocab:,}; "
+             f"AttentionXML: tree height {args.height}, {args.epochs} epoch(s) per level, batch {args.batch_size}, "
+             f"{args.embedding_dim}-d random embeddings, beam {args.top_k}; threads={args.threads}. One run, "
+             f"each model in its own process.", "",
+             "| model | P@1 | P@3 | P@5 | PSP@5 | train s | predict docs/s | peak MiB |", "|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        m = r["metrics"]
+        lines.append(f"| {r['model']} | {m['P@1'] * 100:.2f} | {m['P@3'] * 100:.2f} | {m['P@5'] * 100:.2f} | "
+                     f"{m['PSP@5'] * 100:.2f} | {r['train_seconds']:.0f} | {r['predict_docs_per_s']:,.0f} | "
+                     f"{r['peak_rss_bytes'] / 2**20:,.0f} |")
+    if len(results) == 2:
+        a, b = results
+        lines += ["", f"Ratios {b['model']} / {a['model']}: train time {b['train_seconds'] / a['train_seconds']:.1f}, "
+                      f"throughput {b['predict_docs_per_s'] / a['predict_docs_per_s']:.3f}, "
+                      f"peak memory {b['peak_rss_bytes'] / a['peak_rss_bytes']:.2f}."]
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stem = RESULTS / f"deep_synthetic_{args.labels}"
+    stem.with_suffix(".json").write_text(json.dumps(results, indent=1) + "\n")
+    stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
