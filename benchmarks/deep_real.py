@@ -145,12 +145,14 @@ def main() -> None:
         cmd = [sys.executable, __file__, "--dataset", args.dataset, "--data", str(args.data), "--epochs",
                str(args.epochs), "--threads", str(args.threads), "--seed", str(args.seed), "--single", name]
         print(f"== {name}", flush=True)
-        proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, cwd=ROOT)
-        lines = proc.stdout.splitlines()
-        for line in lines:
-            if not line.startswith("RESULT "):
-                print("  " + line, flush=True)
-        found = [json.loads(line[7:]) for line in lines if line.startswith("RESULT ")]
+        found = []
+        with subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=ROOT,
+                              env={**os.environ, "PYTHONUNBUFFERED": "1"}) as proc:
+            for line in proc.stdout:  # streamed: per-epoch lines show up while a model trains
+                if line.startswith("RESULT "):
+                    found.append(json.loads(line[7:]))
+                else:
+                    print("  " + line.rstrip(), flush=True)
         if proc.returncode != 0 or not found:
             raise SystemExit(f"{name} failed with exit code {proc.returncode}")
         results.append(found[0])

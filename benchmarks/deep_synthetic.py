@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -84,12 +85,13 @@ def main() -> None:
     for name in args.models.split(","):
         cmd = [sys.executable, __file__, *sys.argv[1:], "--single", name]
         print(f"== {name}", flush=True)
-        proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, cwd=ROOT)
-        for line in proc.stdout.splitlines():
-            if line.startswith("RESULT "):
-                results.append(json.loads(line[7:]))
-            else:
-                print("  " + line, flush=True)
+        with subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=ROOT,
+                              env={**os.environ, "PYTHONUNBUFFERED": "1"}) as proc:
+            for line in proc.stdout:
+                if line.startswith("RESULT "):
+                    results.append(json.loads(line[7:]))
+                else:
+                    print("  " + line.rstrip(), flush=True)
         if proc.returncode != 0:
             raise SystemExit(f"{name} failed with exit code {proc.returncode}")
     lines = [f"# AttentionXML over the tree vs linear PLT: generated text, {args.labels:,} labels", "",
