@@ -48,7 +48,7 @@ def run_one(name: str, args) -> Dict:
         from xmc.tree import TreeParams
 
         params = DeepParams(epochs=args.epochs, patience=args.epochs, threads=args.threads, seed=args.seed,
-                            batch_size=args.batch_size,
+                            batch_size=args.batch_size, hidden=args.hidden, fc_sizes=[args.fc],
                             embedding=EmbeddingParams(source="random", dim=args.embedding_dim),
                             tree=TreeParams(max_leaf_size=8, height=args.height), top_k=args.top_k)
         model = AttentionXML(params).fit(train, progress=False, log=print)
@@ -69,8 +69,10 @@ def main() -> None:
     ap.add_argument("--test-docs", type=int, default=3000)
     ap.add_argument("--vocab", type=int, default=50000)
     ap.add_argument("--epochs", type=int, default=2, help="epochs per tree level")
-    ap.add_argument("--height", type=int, default=3)
-    ap.add_argument("--top-k", type=int, default=16)
+    ap.add_argument("--height", type=int, default=4)
+    ap.add_argument("--top-k", type=int, default=8)
+    ap.add_argument("--hidden", type=int, default=64, help="BiLSTM units per direction")
+    ap.add_argument("--fc", type=int, default=128, help="units of the fully connected layer")
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--embedding-dim", type=int, default=100)
     ap.add_argument("--threads", type=int, default=2)
@@ -97,7 +99,8 @@ def main() -> None:
     lines = [f"# AttentionXML over the tree vs linear PLT: generated text, {args.labels:,} labels", "",
              f"{args.train_docs:,} training / {args.test_docs:,} test documents, vocabulary {args.vocab:,}; "
              f"AttentionXML: tree height {args.height}, {args.epochs} epoch(s) per level, batch {args.batch_size}, "
-             f"{args.embedding_dim}-d random embeddings, beam {args.top_k}; threads={args.threads}. One run, "
+             f"{args.embedding_dim}-d random embeddings, BiLSTM {args.hidden} per direction, FC {args.fc}, "
+             f"top-k / beam {args.top_k}; threads={args.threads}. One run, "
              f"each model in its own process.", "",
              "| model | P@1 | P@3 | P@5 | PSP@5 | train s | predict docs/s | peak MiB |", "|---|---|---|---|---|---|---|---|"]
     for r in results:
