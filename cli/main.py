@@ -190,13 +190,15 @@ DEEP_MODELS = ("attentionxml", "lightattention")
 @click.option("--embedding-dim", default=300, show_default=True, help="[deep] Word vector size.")
 @click.option("--hidden", default=128, show_default=True, help="[deep] BiLSTM units per direction (paper: 256).")
 @click.option("--top-k", default=16, show_default=True, help="[deep] Parent nodes whose children are the next level's candidates.")
+@click.option("--device", default="auto", show_default=True,
+              help="[deep] auto (the GPU when torch sees one), cpu, cuda or cuda:N.")
 @click.option("--ensemble", "n_models", default=1, show_default=True,
               help="[deep] Models on trees with different seeds, scores averaged (AttentionXML used 3).")
 def train(train_path: str, labels_file: Optional[str], fmt: str, model_dir: str, tree_dir: Optional[str],
           model: str, valid_path: Optional[str], seed: int, threads: int, branching_factor: int,
           max_leaf_size: Optional[int], loss: str, C: float, weight_threshold: float, epochs: int,
           patience: int, batch_size: int, lr: float, max_len: int, embedding: str, embedding_dim: int,
-          hidden: int, top_k: int, n_models: int) -> None:
+          hidden: int, top_k: int, device: str, n_models: int) -> None:
     """Train a model and save it to --model-dir.
 
     Options marked [linear] or [deep] apply to those models only. Deep-model
@@ -239,7 +241,7 @@ def train(train_path: str, labels_file: Optional[str], fmt: str, model_dir: str,
                                                                        seed=seed, threads=threads),
             tree=TreeParams(branching_factor=branching_factor, max_leaf_size=max_leaf_size or 8),
             hidden=hidden, lr=lr, batch_size=batch_size, epochs=epochs, patience=patience, top_k=top_k,
-            seed=seed, threads=threads)
+            seed=seed, threads=threads, device=device)
         valid = _load(valid_path, fmt, None) if valid_path else None
         trainer = MODELS[model](params) if n_models == 1 else Ensemble(model, params, n_models)
         trained = trainer.fit(corpus, valid=valid, tree=tree, progress=True, log=click.echo)

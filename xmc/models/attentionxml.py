@@ -194,8 +194,7 @@ class AttentionXML(DeepModel):
             net = LevelNetwork(np.zeros((vocab_rows, dim), dtype=np.float32), self.tree.level_size(level),
                                self.params)
             load_state(f"level{level}", net, arrays, directory)
-            net.eval()
-            self.levels.append(net)
+            self.levels.append(net.to(self.device).eval())
 
 
 def build_tree_from_texts(texts: Sequence[str], Y: sp.csr_matrix, params: DeepParams) -> LabelTree:

@@ -43,6 +43,14 @@ def set_threads(threads: int) -> None:
         torch.set_num_threads(int(threads))
 
 
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} asked for, but torch sees no GPU; use device 'cpu' or 'auto'")
+    return torch.device(name)
+
+
 def split_validation(n: int, fraction: float, seed: int) -> Tuple[np.ndarray, np.ndarray]:
     """Train / validation row indices; at least one row on each side."""
     rng = np.random.default_rng(seed)
@@ -61,7 +69,7 @@ class DeepModel:
         self.text: Optional[TextEncoder] = None
         self.vocab: Optional[LabelVocab] = None
         self.tree: Optional[LabelTree] = None
-        self.device = torch.device("cpu")
+        self.device = resolve_device(self.params.device)
 
     # ---- data -----------------------------------------------------------------
     def features(self, corpus: Union[TextData, Sequence[str]]) -> Docs:
@@ -163,7 +171,10 @@ class DeepModel:
     def load(cls, directory: Union[str, Path]) -> "DeepModel":
         directory = Path(directory)
         info = read_manifest(directory, cls.KIND, required=[PARAMS_JSON, LABELS_JSON, WEIGHTS])
-        model = cls(DeepParams.from_dict(load_json(directory / PARAMS_JSON)))
+        params = DeepParams.from_dict(load_json(directory / PARAMS_JSON))
+        if params.device.startswith("cuda") and not torch.cuda.is_available():
+            params.device = "cpu"  # a model trained on a GPU still predicts on a machine without one
+        model = cls(params)
         model.vocab = LabelVocab.load(directory)
         model.text = TextEncoder.load(directory / TEXT_DIR)
         model.tree = LabelTree.load(directory / TREE_DIR)

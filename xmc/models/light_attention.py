@@ -166,4 +166,4 @@ class LightAttention(DeepModel):
         self.network = LightAttentionNetwork(np.zeros((rows, self.params.embedding.dim), dtype=np.float32),
                                              self.tree.n_leaves, self.tree.n_labels, self.params)
         load_state("network", self.network, arrays, directory)
-        self.network.eval()
+        self.network.to(self.device).eval()

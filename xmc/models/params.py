@@ -45,6 +45,7 @@ class DeepParams:
     generator_hidden: int = 256  # LightAttention: hidden units of the cluster generator
     seed: int = 0
     threads: int = 0  # torch intra-op threads; 0 leaves torch's default
+    device: str = "auto"  # "auto": the GPU when torch sees one, else the CPU; or "cpu", "cuda", "cuda:1"
     eval_batch_size: int = 128
     checkpoint_every: int = 0  # steps between checkpoints (0: only at epoch ends)
 
@@ -74,6 +75,8 @@ class DeepParams:
             raise ValueError(f"lr must be positive, got {self.lr}")
         if not 0.0 < self.valid_fraction < 1.0:
             raise ValueError(f"valid_fraction must be in (0, 1), got {self.valid_fraction}")
+        if not (self.device in ("auto", "cpu") or self.device.startswith("cuda")):
+            raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {self.device!r}")
         if self.patience < 0:
             raise ValueError(f"patience must be >= 0, got {self.patience}")
 
