@@ -74,7 +74,8 @@ def set_metrics(Y, ids, scores, t: float) -> Dict[str, float]:
             "one-error": float(np.mean(~hit | (top1 < 0)))}
 
 
-def run_one(model_name: str, dataset: str, data_root: Path, epochs: int, threads: int, seed: int) -> Dict:
+def run_one(model_name: str, dataset: str, data_root: Path, epochs: int, threads: int, seed: int,
+            lr: float) -> Dict:
     from xmc.metrics import evaluate, inv_propensity
     from xmc.utils.resources import peak_rss_bytes
 
@@ -89,7 +90,7 @@ def run_one(model_name: str, dataset: str, data_root: Path, epochs: int, threads
     else:
         from xmc.models import MODELS, DeepParams
 
-        params = DeepParams(epochs=epochs, threads=threads, seed=seed)
+        params = DeepParams(epochs=epochs, threads=threads, seed=seed, lr=lr)
         model = MODELS[model_name](params).fit(train, valid=valid, progress=False, log=print)
         predict = lambda corpus: model.predict_topk(corpus, k=10, threads=threads)
     train_seconds = time.perf_counter() - t0
@@ -134,16 +135,17 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate of the deep models")
     ap.add_argument("--single", help=argparse.SUPPRESS)  # child process: run one model, print JSON
     args = ap.parse_args()
     if args.single:
-        result = run_one(args.single, args.dataset, args.data, args.epochs, args.threads, args.seed)
+        result = run_one(args.single, args.dataset, args.data, args.epochs, args.threads, args.seed, args.lr)
         print("RESULT " + json.dumps(result), flush=True)
         return
     results = []
     for name in args.models.split(","):
         cmd = [sys.executable, __file__, "--dataset", args.dataset, "--data", str(args.data), "--epochs",
-               str(args.epochs), "--threads", str(args.threads), "--seed", str(args.seed), "--single", name]
+               str(args.epochs), "--threads", str(args.threads), "--seed", str(args.seed), "--lr", str(args.lr), "--single", name]
         print(f"== {name}", flush=True)
         found = []
         with subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=ROOT,
@@ -158,7 +160,7 @@ def main() -> None:
         results.append(found[0])
         print(json.dumps(found[0]["metrics"]), flush=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    extra = (f"Same split and machine, one run; threads={args.threads}, seed={args.seed}, "
+    extra = (f"Same split and machine, one run; threads={args.threads}, seed={args.seed}, lr={args.lr}, "
              f"deep models at most {args.epochs} epochs with early stopping on the validation split.")
     (RESULTS / f"deep_real_{args.dataset}.json").write_text(json.dumps(results, indent=1) + "\n")
     table = write_table(args.dataset, results, extra)
