@@ -298,7 +298,8 @@ XcData parse_xc(const char* data, size_t size, const std::string& name, const Xc
     data += 3;
     size -= 3;
   }
-  const int64_t max_line = std::max<int64_t>(0, opts.max_line_bytes);
+  // Clamped so that max_line + 2 below cannot overflow.
+  const int64_t max_line = std::clamp<int64_t>(opts.max_line_bytes, 0, std::numeric_limits<int64_t>::max() / 4);
   const int64_t max_labels = std::max<int64_t>(0, opts.max_labels_per_doc);
   if (size == 0 || whitespace_only(data, size))
     throw ParseError(name, 0, "the file is empty; expected an optional header 'N D L' and one document per line");
