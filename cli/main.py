@@ -21,11 +21,28 @@ def _echo_summary(start: float, extra: str = "") -> None:
                + (f"; {extra}" if extra else ""))
 
 
+def _store_limit(ctx: click.Context, param: click.Parameter, value: Optional[int]) -> None:
+    ctx.meta.setdefault("xmc_limits", {})[param.name] = value
+
+
+def _limit_options(command):
+    """--max-line-bytes / --max-labels-per-doc, handed to every reader through
+    the click context so the commands' signatures stay as they are."""
+    command = click.option("--max-labels-per-doc", type=click.IntRange(min=1), default=None, expose_value=False,
+                           callback=_store_limit, help="Refuse a document with more labels "
+                           "(default: $XMC_MAX_LABELS_PER_DOC, else 100000).")(command)
+    return click.option("--max-line-bytes", type=click.IntRange(min=1), default=None, expose_value=False,
+                        callback=_store_limit, help="Refuse an input line longer than this "
+                        "(default: $XMC_MAX_LINE_BYTES, else 67108864 = 64 MiB).")(command)
+
+
 def _load(path: str, fmt: str, labels_path: Optional[str] = None, **kwargs):
     from xmc.data import load_corpus
 
+    ctx = click.get_current_context(silent=True)
+    limits = ctx.meta.get("xmc_limits", {}) if ctx is not None else {}
     t = time.perf_counter()
-    corpus = load_corpus(path, format=None if fmt == "auto" else fmt, labels_path=labels_path, **kwargs)
+    corpus = load_corpus(path, format=None if fmt == "auto" else fmt, labels_path=labels_path, **limits, **kwargs)
     click.echo(f"read {path}: {_describe(corpus)} in {time.perf_counter() - t:.2f} s")
     return corpus
 
@@ -65,11 +82,18 @@ class _DataErrors(click.Group):
     """Turns the library's input errors into one clear line and exit code 2, not a traceback."""
 
     def invoke(self, ctx):
+        import warnings
+
         from xmc.data import DataFormatError
         from xmc.utils.modeldir import ModelFormatError
 
+        def show(message, category, *args, **kwargs) -> None:
+            click.echo(f"warning: {message}", err=True)
+
         try:
-            return super().invoke(ctx)
+            with warnings.catch_warnings():
+                warnings.showwarning = show  # counted skips read as one line each, like the errors
+                return super().invoke(ctx)
         except (DataFormatError, ModelFormatError, FileNotFoundError, ValueError) as e:
             click.echo(f"error: {e}", err=True)
             ctx.exit(2)
@@ -120,6 +144,7 @@ def generate(out_dir: str, n_labels: int, train_docs: int, test_docs: int, n_fea
 
 
 @cli.command("build-tree")
+@_limit_options
 @click.option("--train", "train_path", required=True, type=click.Path(exists=True, dir_okay=False),
               help="Training data (labels and features or text).")
 @click.option("--labels-file", type=click.Path(exists=True, dir_okay=False), help="Labels file for --format text.")
@@ -160,6 +185,7 @@ DEEP_MODELS = ("attentionxml", "lightattention")
 
 
 @cli.command()
+@_limit_options
 @click.option("--train", "train_path", required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--labels-file", type=click.Path(exists=True, dir_okay=False), help="Labels file for --format text.")
 @click.option("--format", "fmt", type=FORMATS, default="auto", show_default=True)
@@ -261,6 +287,7 @@ def _evaluate_model(model, corpus, ks, threads: int) -> dict:
 
 
 @cli.command()
+@_limit_options
 @click.option("--model-dir", required=True, type=click.Path(exists=True, file_okay=False))
 @click.option("--input", "input_path", required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--format", "fmt", type=FORMATS, default="auto", show_default=True)
@@ -315,6 +342,7 @@ def predict(model_dir: str, input_path: str, fmt: str, labels_file: Optional[str
 
 
 @cli.command()
+@_limit_options
 @click.option("--predictions", "pred_path", required=True, type=click.Path(exists=True, dir_okay=False),
               help="Output of `xmc predict` (.txt or .npz).")
 @click.option("--truth", "truth_path", required=True, type=click.Path(exists=True, dir_okay=False),

@@ -66,8 +66,11 @@ py::tuple xc_to_python(xmc::XcData&& d) {
   return py::make_tuple(compressed_to_python(std::move(d.X)), compressed_to_python(std::move(d.Y)), d.had_header);
 }
 
-py::tuple py_read_xc(const std::string& path, int64_t n_features, int64_t n_labels, int threads) {
+py::tuple py_read_xc(const std::string& path, int64_t n_features, int64_t n_labels, int threads,
+                     int64_t max_line_bytes, int64_t max_labels_per_doc) {
   xmc::XcReadOptions opts;
+  opts.max_line_bytes = max_line_bytes;
+  opts.max_labels_per_doc = max_labels_per_doc;
   opts.n_features = n_features;
   opts.n_labels = n_labels;
   opts.threads = threads;
@@ -81,7 +84,8 @@ py::tuple py_read_xc(const std::string& path, int64_t n_features, int64_t n_labe
 
 // Same parser over bytes in memory: lets tests hit chunk boundaries on small inputs.
 py::tuple py_parse_xc_bytes(const py::bytes& data, const std::string& name, int64_t n_features,
-                            int64_t n_labels, int threads, int64_t min_chunk_bytes) {
+                            int64_t n_labels, int threads, int64_t min_chunk_bytes, int64_t max_line_bytes,
+                            int64_t max_labels_per_doc) {
   char* buf = nullptr;
   Py_ssize_t len = 0;
   if (PyBytes_AsStringAndSize(data.ptr(), &buf, &len) != 0) throw py::error_already_set();
@@ -90,6 +94,8 @@ py::tuple py_parse_xc_bytes(const py::bytes& data, const std::string& name, int6
   opts.n_labels = n_labels;
   opts.threads = threads;
   opts.min_chunk_bytes = min_chunk_bytes;
+  opts.max_line_bytes = max_line_bytes;
+  opts.max_labels_per_doc = max_labels_per_doc;
   xmc::XcData d;
   {
     py::gil_scoped_release nogil;  // `data` is immutable and held by the caller
@@ -453,10 +459,12 @@ PYBIND11_MODULE(_core, m) {
   // ----- io registrations -----
   py::register_local_exception_translator(&translate_parse_error);
   m.def("read_xc", &py_read_xc, py::arg("path"), py::arg("n_features") = -1, py::arg("n_labels") = -1,
-        py::arg("threads") = 0,
+        py::arg("threads") = 0, py::arg("max_line_bytes") = int64_t{64} << 20,
+        py::arg("max_labels_per_doc") = 100000,
         "Parse an Extreme Classification Repository file. Returns ((X csr arrays), (Y csr arrays), had_header).");
   m.def("parse_xc_bytes", &py_parse_xc_bytes, py::arg("data"), py::arg("name"), py::arg("n_features") = -1,
         py::arg("n_labels") = -1, py::arg("threads") = 0, py::arg("min_chunk_bytes") = 1 << 20,
+        py::arg("max_line_bytes") = int64_t{64} << 20, py::arg("max_labels_per_doc") = 100000,
         "read_xc over bytes in memory; `name` is used in error messages.");
   m.def("write_xc", &py_write_xc, py::arg("path"), py::arg("x_indptr"), py::arg("x_indices"), py::arg("x_data"),
         py::arg("n_features"), py::arg("y_indptr"), py::arg("y_indices"), py::arg("n_labels"),

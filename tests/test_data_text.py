@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from xmc.data import (DataFormatError, TextData, XCData, detect_format, load_corpus, read_fasttext,
+from xmc.data import (DataFormatError, DataWarning, TextData, XCData, detect_format, load_corpus, read_fasttext,
                       read_jsonl, read_text_pair, write_xc)
 
 
@@ -17,7 +17,10 @@ def test_fasttext_labels_anywhere_and_blank_lines(tmp_path):
                  "some text __label__c\r\n"
                  "no labels at all\n"
                  "__label__a __label__a repeated\n", encoding="utf-8")
-    d = read_fasttext(p)
+    with pytest.warns(DataWarning) as record:  # the blank line and the repeated label, counted
+        d = read_fasttext(p)
+    assert sorted(str(w.message).split(": ")[1] for w in record) == ["blank lines skipped",
+                                                                     "repeated labels dropped"]
     assert d.texts == ["Hello world", "some text", "no labels at all", "repeated"]
     assert d.labels == [["a", "b"], ["c"], [], ["a"]]
     assert len(d) == 4
@@ -53,7 +56,10 @@ def test_jsonl_reads_and_reports_bad_lines(tmp_path):
     p = tmp_path / "c.jsonl"
     rows = [{"text": "alpha beta", "labels": ["x", "y"]}, {"text": "gamma", "labels": [3, "3", "z"]}]
     p.write_text("\n".join(json.dumps(r) for r in rows) + "\n\n", encoding="utf-8")
-    d = read_jsonl(p)
+    with pytest.warns(DataWarning) as record:
+        d = read_jsonl(p)
+    assert sorted(str(w.message).split(";")[0].split(": ")[1:3] for w in record) == [
+        ["blank lines skipped", "1 (first at line 3)"], ["repeated labels dropped", "1 (first at line 2)"]]
     assert d.texts == ["alpha beta", "gamma"]
     assert d.labels == [["x", "y"], ["3", "z"]]
 

@@ -154,7 +154,9 @@ BAD_CASES = [
     (b"0, 1:1\n", 1, ["expected the label field", "'0,'"]),
     (b"a,b 1:1\n", 1, ["expected the label field", "'a,b'"]),
     (b"0 1:1\n0 1:\xff\xfe\n", 2, ["expected a number", "\\xff\\xfe"]),
-    (b"0 99999999999:1\n", 1, ["expected a feature"]),
+    (b"0 99999999999:1\n", 1, ["feature id '99999999999' does not fit a 32-bit column index"]),
+    (b"0,99999999999 1:1\n", 1, ["label id '99999999999' does not fit a 32-bit column index"]),
+    (b"-1,2 1:1\n", 1, ["expected the label field", "'-1,2'"]),
     (b"0 1:" + b"9" * 100 + b"x\n", 1, ["expected a number", "..."]),
 ]
 

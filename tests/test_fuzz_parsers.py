@@ -23,6 +23,9 @@ from xmc.data import DataFormatError, parse_xc_bytes, read_fasttext, read_jsonl 
 from xmc.data._reference import reference_parse_xc  # noqa: E402
 from xmc.data.text import parse_fasttext_line  # noqa: E402
 
+# Arbitrary bytes often hold blank lines: their counted-skip warnings are tested elsewhere.
+pytestmark = pytest.mark.filterwarnings("ignore::xmc.data.errors.DataWarning")
+
 FAST = settings(max_examples=150, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 

@@ -21,6 +21,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from xmc.data import LabelVocab, TextData, TfidfFeaturizer, TfidfParams, XCData
+from xmc.data.checks import check_training_labels, nonempty_rows, warn_unknown_labels
 from xmc.linear import PLTLinear, PLTParams
 from xmc.tree import LabelTree
 from xmc.data.tfidf import IDF_NPZ as TFIDF_IDF, PARAMS_JSON as TFIDF_PARAMS, VOCAB_JSON as TFIDF_VOCAB
@@ -32,6 +33,7 @@ from xmc.utils.modeldir import (MANIFEST, ModelFormatError, begin_save, read_man
 Corpus = Union[XCData, TextData]
 
 KIND = "pipeline"
+_UNSEEN_DROPPED = "they cannot be predicted and are left out of the P@k computed here"
 LINEAR_DIR = "linear"
 FEATURIZER_DIR = "featurizer"
 
@@ -50,15 +52,28 @@ class Pipeline:
 
     # ---- training ---------------------------------------------------------
     def prepare(self, corpus: Corpus) -> Tuple[sp.csr_matrix, sp.csr_matrix]:
-        """Fit the label vocabulary (and TF-IDF for text) and return the training (X, Y)."""
+        """Fit the label vocabulary (and TF-IDF for text) and return the training (X, Y).
+
+        Empty documents are left out and documents without labels counted, each
+        with a :class:`~xmc.data.DataWarning`; no label at all is an error."""
         if isinstance(corpus, XCData):
             self.input_kind = "sparse"
             self.vocab = LabelVocab.identity(corpus.n_labels)
-            return corpus.X, corpus.Y
+            X, Y = corpus.X, corpus.Y
+            keep = nonempty_rows(np.diff(X.indptr) == 0, "documents without features")
+            if keep is not None:
+                X, Y = X[keep], Y[keep]
+            check_training_labels(Y)
+            return X, Y
         self.input_kind = "text"
+        keep = nonempty_rows(np.array([not t.strip() for t in corpus.texts], dtype=bool), "empty texts")
+        if keep is not None:
+            corpus = TextData([corpus.texts[i] for i in keep], [corpus.labels[i] for i in keep])
         self.vocab = LabelVocab().fit(corpus.labels)
+        Y = self.vocab.encode(corpus.labels)
+        check_training_labels(Y)
         self.featurizer = TfidfFeaturizer(self.tfidf_params)
-        return self.featurizer.fit_transform(corpus.texts), self.vocab.encode(corpus.labels)
+        return self.featurizer.fit_transform(corpus.texts), Y
 
     def fit(self, corpus: Corpus, tree: Optional[LabelTree] = None,
             progress: bool = False) -> "Pipeline":
@@ -80,23 +95,30 @@ class Pipeline:
         return self.featurizer.transform(corpus.texts)
 
     def labels(self, corpus: Corpus) -> sp.csr_matrix:
-        """Ground-truth labels in the model's id space; unknown labels are dropped (they cannot be predicted)."""
+        """Ground-truth labels in the model's id space. Labels never seen in training
+        cannot be predicted: they are dropped with a :class:`~xmc.data.DataWarning`."""
         self._check_fitted()
         if isinstance(corpus, XCData):
             Y = corpus.Y.tocsr()
             n = len(self.vocab)
             if Y.shape[1] > n:  # test files may name labels never seen in training
+                unseen = Y[:, n:]
+                warn_unknown_labels(([str(n + j) for j in unseen.indices[unseen.indptr[r]:unseen.indptr[r + 1]]]
+                                     for r in range(unseen.shape[0])), (), _UNSEEN_DROPPED)
                 Y = Y[:, :n]
             elif Y.shape[1] < n:
                 Y = sp.csr_matrix((Y.data, Y.indices, Y.indptr), shape=(Y.shape[0], n))
             return Y
+        warn_unknown_labels(corpus.labels, self.vocab, _UNSEEN_DROPPED)
         return self.vocab.encode(corpus.labels, unknown="skip")
 
     def reader_kwargs(self) -> dict:
-        """Arguments for ``load_corpus`` so test files are read in the training feature space."""
+        """Arguments for ``load_corpus`` so test files are read in the training feature
+        space. Not the label count: test labels beyond it are counted and dropped
+        by :meth:`labels`, not refused while reading."""
         self._check_fitted()
         if self.input_kind == "sparse":
-            return {"n_features": self.model.n_features, "n_labels": len(self.vocab)}
+            return {"n_features": self.model.n_features}
         return {}
 
     # ---- prediction ------------------------------------------------------------

@@ -8,9 +8,12 @@
 - :class:`LabelVocab`: label strings <-> ids; :class:`TfidfFeaturizer`.
 
 Malformed files raise :class:`DataFormatError` (a ValueError) naming the file,
-the line, what was expected and what was found.
+the line, what was expected and what was found; input that is read but partly
+skipped is counted in one :class:`DataWarning` per kind. Line length and labels
+per document are limited (:mod:`xmc.data.limits`). README.md's "Malformed
+input" table lists every case.
 """
-from xmc.data.errors import DataFormatError, UnknownLabelError
+from xmc.data.errors import DataFormatError, DataWarning, UnknownLabelError
 from xmc.data.text import (TextData, detect_format, load_corpus, read_fasttext, read_jsonl,
                            read_text_pair, write_jsonl)
 from xmc.data.tfidf import TfidfFeaturizer, TfidfParams
@@ -18,7 +21,7 @@ from xmc.data.vocab import LabelVocab
 from xmc.data.xc import XCData, parse_xc_bytes, read_xc, write_xc
 
 __all__ = [
-    "DataFormatError", "UnknownLabelError", "XCData", "read_xc", "write_xc", "parse_xc_bytes",
+    "DataFormatError", "DataWarning", "UnknownLabelError", "XCData", "read_xc", "write_xc", "parse_xc_bytes",
     "TextData", "read_fasttext", "read_text_pair", "read_jsonl", "write_jsonl", "detect_format", "load_corpus",
     "LabelVocab", "TfidfFeaturizer", "TfidfParams",
 ]

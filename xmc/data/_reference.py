@@ -13,6 +13,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from xmc.data.errors import DataFormatError
+from xmc.data.limits import resolve_limits
 
 _MAX_ID = 2**31 - 2
 _UINT = re.compile(r"[0-9]+\Z")
@@ -38,8 +39,12 @@ def _tokens(line: str):
 
 
 def reference_parse_xc(data: bytes, name: str = "<bytes>", n_features: Optional[int] = None,
-                       n_labels: Optional[int] = None) -> Tuple[sp.csr_matrix, sp.csr_matrix, bool]:
+                       n_labels: Optional[int] = None, max_line_bytes: Optional[int] = None,
+                       max_labels_per_doc: Optional[int] = None) -> Tuple[sp.csr_matrix, sp.csr_matrix, bool]:
     """Parse XC bytes into (X float32 CSR, Y float32 CSR, had_header)."""
+    max_line, max_labels = resolve_limits(max_line_bytes, max_labels_per_doc)
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
     text = data.decode("latin-1")  # bytes 1:1; anything non-ASCII fails the grammar below
     if not text.strip(" \t\r\n"):
         raise DataFormatError.at(name, 0, "the file is empty")
@@ -47,6 +52,8 @@ def reference_parse_xc(data: bytes, name: str = "<bytes>", n_features: Optional[
     if lines[-1] == "":
         lines.pop()  # the final newline ends the last line, it does not start one
     lines = [ln[:-1] if ln.endswith("\r") else ln for ln in lines]
+    if len(lines[0]) > max_line:
+        raise DataFormatError.at(name, 1, "line too long")
 
     header = None
     first = _tokens(lines[0])
@@ -57,6 +64,8 @@ def reference_parse_xc(data: bytes, name: str = "<bytes>", n_features: Optional[
         if header[1] > _MAX_ID + 1 or header[2] > _MAX_ID + 1:
             raise DataFormatError.at(name, 1, f"header D and L must fit int32, found {lines[0][:40]!r}")
         body = lines[1:]
+        if (n_features is not None and header[1] != n_features) or (n_labels is not None and header[2] != n_labels):
+            raise DataFormatError.at(name, 1, "header dimensions differ from the caller's")
     else:
         body = lines
     line0 = 2 if header else 1
@@ -76,6 +85,8 @@ def reference_parse_xc(data: bytes, name: str = "<bytes>", n_features: Optional[
         def fail(msg: str) -> None:
             raise DataFormatError.at(name, lineno, msg)
 
+        if len(line) > max_line:
+            fail("line too long")
         toks = _tokens(line)
         labels, feats = [], toks
         if line and line[0] not in " \t" and ":" not in toks[0]:
@@ -100,9 +111,11 @@ def reference_parse_xc(data: bytes, name: str = "<bytes>", n_features: Optional[
             if i in row:
                 fail(f"feature id {fid} twice")
             row[i] = v
-        for lab in labels:
+        for n_seen, lab in enumerate(labels):
             if lab > _MAX_ID or lab >= lbound:
                 fail(f"label id {lab} out of range")
+            if n_seen >= max_labels:
+                fail("too many labels")
         if len(set(labels)) != len(labels):
             fail("label twice")
         for fid in sorted(row):

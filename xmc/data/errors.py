@@ -27,3 +27,19 @@ class DataFormatError(ValueError):
 
 class UnknownLabelError(ValueError):
     """A label string is not in a LabelVocab."""
+
+
+class DataWarning(UserWarning):
+    """Input xmc read but partly skipped (blank lines, repeated labels, empty
+    documents left out of training, labels unseen in training). Each warning
+    names the file or corpus, counts what was skipped and says where the first
+    one was, so a user can tell a harmless quirk from a broken file."""
+
+
+def warn_skipped(where: str, count: int, what: str, first: str, why: str) -> None:
+    """One warning for every skip of one kind in one input: ``count`` ``what``
+    (first ``first``); ``why`` says what xmc did instead."""
+    import warnings
+
+    if count:
+        warnings.warn(f"{where}: {what}: {count:,} (first {first}); {why}", DataWarning, stacklevel=3)

@@ -80,7 +80,13 @@ def _encode(rows: Sequence[Sequence[str]], index: Dict[str, int]) -> sp.csr_matr
 
 def evaluate_prediction_file(path: Path, truth, ks: Sequence[int] = (1, 3, 5), train=None,
                              A: float = 0.55, B: float = 1.5) -> Dict[str, float]:
-    """Metrics of a prediction file against a corpus with labels (any format)."""
+    """Metrics of a prediction file against a corpus with labels (any format).
+
+    True labels never seen in training (known from ``train``, or from the label
+    names a ``.npz`` prediction file carries) stay in the truth, counted in a
+    :class:`~xmc.data.DataWarning`: no model can predict them, so recall and
+    nDCG count them as misses."""
+    from xmc.data.checks import warn_unknown_labels
     from xmc.metrics import evaluate, inv_propensity, recall_at_k
 
     predicted, _ = read_predictions(path)
@@ -93,6 +99,13 @@ def evaluate_prediction_file(path: Path, truth, ks: Sequence[int] = (1, 3, 5), t
         for name in row:
             index.setdefault(name, len(index))
     train_names = _truth_label_names(train) if train is not None else []
+    known = None
+    if train is not None:
+        known = {name for row in train_names for name in row}
+    elif Path(path).suffix == ".npz":
+        known = {str(n) for n in load_arrays(Path(path))["label_names"]}
+    if known is not None:
+        warn_unknown_labels(truth_names, known, "they stay in the truth and count as misses in recall and nDCG")
     Y_true = _encode(truth_names, index)
     Y_train = _encode(train_names, index) if train is not None else None
     n_labels = len(index)

@@ -8,7 +8,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Iterator, List, Optional, Tuple, Union
 
-from xmc.data.errors import DataFormatError
+from xmc.data.errors import DataFormatError, warn_skipped
+from xmc.data.limits import line_too_long, resolve_limits, too_many_labels
 
 PathLike = Union[str, "os.PathLike[str]"]
 FORMATS = ("xc", "fasttext", "jsonl", "text")
@@ -45,21 +46,43 @@ def _decode(raw: bytes, path: str, lineno: int) -> str:
             f"({e.reason}); re-encode the file as UTF-8") from None
 
 
-def iter_lines(path: PathLike, limit: Optional[int] = None) -> Iterator[Tuple[int, str]]:
-    """(1-based line number, line without its line ending) of a UTF-8 file."""
+def iter_lines(path: PathLike, limit: Optional[int] = None,
+               max_line_bytes: Optional[int] = None) -> Iterator[Tuple[int, str]]:
+    """(1-based line number, line without its line ending) of a UTF-8 file.
+
+    A line longer than ``max_line_bytes`` (see :mod:`xmc.data.limits`) is an
+    error raised before more than that many bytes of it are read."""
     p = os.fspath(path)
+    max_line, _ = resolve_limits(max_line_bytes, None)
     with _open_binary(p) as f:
-        for lineno, raw in enumerate(f, start=1):
+        lineno = 0
+        while True:
+            raw = f.readline(max_line + 2)  # + "\r\n": a line of exactly max_line bytes still fits
+            if not raw:
+                return
+            lineno += 1
             if limit is not None and lineno > limit:
                 return
+            content = raw[:-1] if raw.endswith(b"\n") else raw
+            if content.endswith(b"\r"):
+                content = content[:-1]
+            if len(content) > max_line:
+                raise DataFormatError.at(p, lineno, line_too_long(max_line))
             line = _decode(raw, p, lineno)
             if lineno == 1 and line.startswith("\ufeff"):
                 line = line[1:]  # a BOM written by some editors is not text
             yield lineno, line.rstrip("\r\n")
 
 
-def parse_fasttext_line(line: str, path: str = "<text>", lineno: int = 0) -> Tuple[str, List[str]]:
-    """Split one fastText line into (text, labels); ``__label__x`` tokens may appear anywhere."""
+def _unique_labels(names: List[str], max_labels: int, path: str, lineno: int) -> Tuple[List[str], int]:
+    """First occurrences in order, and how many repeats were dropped."""
+    if len(names) > max_labels:
+        raise DataFormatError.at(path, lineno, too_many_labels(max_labels))
+    unique = list(dict.fromkeys(names))
+    return unique, len(names) - len(unique)
+
+
+def _fasttext_fields(line: str, path: str, lineno: int, max_labels: int) -> Tuple[str, List[str], int]:
     labels: List[str] = []
     words: List[str] = []
     for tok in line.split():
@@ -67,32 +90,80 @@ def parse_fasttext_line(line: str, path: str = "<text>", lineno: int = 0) -> Tup
             name = tok[len(LABEL_PREFIX):]
             if not name:
                 raise DataFormatError.at(path, lineno, f"expected a label name after '{LABEL_PREFIX}', found nothing")
-            if name not in labels:
-                labels.append(name)
+            labels.append(name)
         else:
             words.append(tok)
-    return " ".join(words), labels
+    unique, repeats = _unique_labels(labels, max_labels, path, lineno)
+    return " ".join(words), unique, repeats
 
 
-def read_fasttext(path: PathLike) -> TextData:
-    """fastText supervised format: ``__label__a __label__b some text``. Blank lines are skipped."""
+def parse_fasttext_line(line: str, path: str = "<text>", lineno: int = 0,
+                        max_labels_per_doc: Optional[int] = None) -> Tuple[str, List[str]]:
+    """Split one fastText line into (text, labels); ``__label__x`` tokens may appear
+    anywhere, and a repeated label counts once."""
+    _, max_labels = resolve_limits(None, max_labels_per_doc)
+    text, labels, _ = _fasttext_fields(line, path, lineno, max_labels)
+    return text, labels
+
+
+class _Skips:
+    """Counts one kind of skip in one file and remembers the first line."""
+
+    def __init__(self) -> None:
+        self.count, self.first = 0, 0
+
+    def add(self, lineno: int, n: int = 1) -> None:
+        if n and not self.count:
+            self.first = lineno
+        self.count += n
+
+    def warn(self, path: str, what: str, why: str) -> None:
+        warn_skipped(path, self.count, what, f"at line {self.first}", why)
+
+
+_REPEATS_WHY = "a label counts once per document"
+
+
+def read_fasttext(path: PathLike, max_line_bytes: Optional[int] = None,
+                  max_labels_per_doc: Optional[int] = None) -> TextData:
+    """fastText supervised format: ``__label__a __label__b some text``.
+
+    A line without labels is a document without labels. Blank lines are skipped
+    and repeated labels on a line dropped, each counted in one
+    :class:`~xmc.data.DataWarning` per file."""
     p = os.fspath(path)
+    _, max_labels = resolve_limits(max_line_bytes, max_labels_per_doc)
     data = TextData([], [])
-    for lineno, line in iter_lines(p):
+    blanks, repeats = _Skips(), _Skips()
+    for lineno, line in iter_lines(p, max_line_bytes=max_line_bytes):
         if not line.strip():
+            blanks.add(lineno)
             continue
-        text, labels = parse_fasttext_line(line, p, lineno)
+        text, labels, n_repeats = _fasttext_fields(line, p, lineno, max_labels)
+        repeats.add(lineno, n_repeats)
         data.texts.append(text)
         data.labels.append(labels)
+    blanks.warn(p, "blank lines skipped", "a blank line is not a document")
+    repeats.warn(p, "repeated labels dropped", _REPEATS_WHY)
     return data
 
 
-def read_text_pair(texts_path: PathLike, labels_path: PathLike) -> TextData:
+def read_text_pair(texts_path: PathLike, labels_path: PathLike, max_line_bytes: Optional[int] = None,
+                   max_labels_per_doc: Optional[int] = None) -> TextData:
     """AttentionXML layout: line i of ``texts_path`` is document i, line i of
-    ``labels_path`` its space-separated labels (an empty line: no labels)."""
+    ``labels_path`` its space-separated labels (an empty line: no labels; a
+    repeated label is dropped with a :class:`~xmc.data.DataWarning`). An empty
+    text line is an empty document: lines pair up by position, so none is skipped."""
     tp, lp = os.fspath(texts_path), os.fspath(labels_path)
-    texts = [line for _, line in iter_lines(tp)]
-    labels = [line.split() for _, line in iter_lines(lp)]
+    _, max_labels = resolve_limits(max_line_bytes, max_labels_per_doc)
+    texts = [line for _, line in iter_lines(tp, max_line_bytes=max_line_bytes)]
+    labels: List[List[str]] = []
+    repeats = _Skips()
+    for lineno, line in iter_lines(lp, max_line_bytes=max_line_bytes):
+        unique, n_repeats = _unique_labels(line.split(), max_labels, lp, lineno)
+        repeats.add(lineno, n_repeats)
+        labels.append(unique)
+    repeats.warn(lp, "repeated labels dropped", _REPEATS_WHY)
     if len(texts) != len(labels):
         raise DataFormatError(
             f"{tp} has {len(texts)} lines but {lp} has {len(labels)}; expected one line per document "
@@ -100,13 +171,18 @@ def read_text_pair(texts_path: PathLike, labels_path: PathLike) -> TextData:
     return TextData(texts, labels)
 
 
-def read_jsonl(path: PathLike, text_key: str = "text", labels_key: str = "labels") -> TextData:
+def read_jsonl(path: PathLike, text_key: str = "text", labels_key: str = "labels",
+               max_line_bytes: Optional[int] = None, max_labels_per_doc: Optional[int] = None) -> TextData:
     """JSON lines: one object per line with a string ``text`` and a list ``labels``
-    (strings; integers are turned into strings). Blank lines are skipped."""
+    (strings; integers are turned into strings). Blank lines are skipped and
+    repeated labels dropped, each counted in one :class:`~xmc.data.DataWarning`."""
     p = os.fspath(path)
+    _, max_labels = resolve_limits(max_line_bytes, max_labels_per_doc)
     data = TextData([], [])
-    for lineno, line in iter_lines(p):
+    blanks, repeats = _Skips(), _Skips()
+    for lineno, line in iter_lines(p, max_line_bytes=max_line_bytes):
         if not line.strip():
+            blanks.add(lineno)
             continue
         try:
             obj = json.loads(line)
@@ -128,12 +204,12 @@ def read_jsonl(path: PathLike, text_key: str = "text", labels_key: str = "labels
                 isinstance(x, str) or (isinstance(x, int) and not isinstance(x, bool)) for x in labels):
             raise DataFormatError.at(p, lineno, f"expected {labels_key!r} to be a list of strings, "
                                                f"found {json.dumps(labels)[:40]}")
-        names: List[str] = []
-        for x in labels:
-            if str(x) not in names:
-                names.append(str(x))
+        names, n_repeats = _unique_labels([str(x) for x in labels], max_labels, p, lineno)
+        repeats.add(lineno, n_repeats)
         data.texts.append(text)
         data.labels.append(names)
+    blanks.warn(p, "blank lines skipped", "a blank line is not a document")
+    repeats.warn(p, "repeated labels dropped", _REPEATS_WHY)
     return data
 
 
@@ -157,10 +233,11 @@ _XC_HEADER = re.compile(r"^[ \t]*\d+[ \t]+\d+[ \t]+\d+[ \t]*$")
 _XC_LINE = re.compile(r"^(?:\d+(?:,\d+)*|\d+:\S+)?(?:[ \t]+\d+:\S+)*[ \t]*$")
 
 
-def detect_format(path: PathLike, sample_lines: int = 5) -> str:
+def detect_format(path: PathLike, sample_lines: int = 5, max_line_bytes: Optional[int] = None) -> str:
     """Guess ``"xc"``, ``"fasttext"``, ``"jsonl"`` or ``"text"`` from the first lines."""
     p = os.fspath(path)
-    lines = [line for _, line in iter_lines(p, limit=200) if line.strip()][:sample_lines]
+    lines = [line for _, line in iter_lines(p, limit=200, max_line_bytes=max_line_bytes)
+             if line.strip()][:sample_lines]
     if not lines:
         raise DataFormatError.at(p, 0, "the file is empty; cannot tell its format")
     if lines[0].lstrip().startswith("{"):
@@ -173,25 +250,30 @@ def detect_format(path: PathLike, sample_lines: int = 5) -> str:
 
 
 def load_corpus(path: PathLike, format: Optional[str] = None, labels_path: Optional[PathLike] = None,
-                n_features: Optional[int] = None, n_labels: Optional[int] = None, threads: int = 0):
+                n_features: Optional[int] = None, n_labels: Optional[int] = None, threads: int = 0,
+                max_line_bytes: Optional[int] = None, max_labels_per_doc: Optional[int] = None):
     """Read a corpus in any supported format: XCData for ``"xc"``, TextData otherwise.
 
     ``format=None`` detects it (``"text"`` whenever ``labels_path`` is given).
+    ``max_line_bytes`` / ``max_labels_per_doc`` bound what one line may hold
+    (:mod:`xmc.data.limits`: environment variable, then default, when None).
     """
     from xmc.data.xc import read_xc
 
+    limits = {"max_line_bytes": max_line_bytes, "max_labels_per_doc": max_labels_per_doc}
+    resolve_limits(max_line_bytes, max_labels_per_doc)  # a bad value fails before any file is opened
     if format is None:
-        format = "text" if labels_path is not None else detect_format(path)
+        format = "text" if labels_path is not None else detect_format(path, max_line_bytes=max_line_bytes)
     if format not in FORMATS:
         raise ValueError(f"unknown corpus format {format!r}; expected one of {', '.join(FORMATS)}")
     if format == "xc":
-        return read_xc(path, n_features=n_features, n_labels=n_labels, threads=threads)
+        return read_xc(path, n_features=n_features, n_labels=n_labels, threads=threads, **limits)
     if format == "fasttext":
-        return read_fasttext(path)
+        return read_fasttext(path, **limits)
     if format == "jsonl":
-        return read_jsonl(path)
+        return read_jsonl(path, **limits)
     if labels_path is None:
         raise ValueError(
             f"{os.fspath(path)}: looks like plain text (not XC, fastText or JSON lines); "
             f"pass labels_path with one line of space-separated labels per document")
-    return read_text_pair(path, labels_path)
+    return read_text_pair(path, labels_path, **limits)

@@ -11,6 +11,7 @@ from typing import Optional, Union
 import numpy as np
 import scipy.sparse as sp
 
+from xmc.data.limits import resolve_limits
 from xmc.utils.sparse import as_csr, csr_from_arrays
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -57,31 +58,38 @@ def _to_xcdata(result) -> XCData:
 
 
 def read_xc(path: PathLike, n_features: Optional[int] = None, n_labels: Optional[int] = None,
-            threads: int = 0) -> XCData:
+            threads: int = 0, max_line_bytes: Optional[int] = None,
+            max_labels_per_doc: Optional[int] = None) -> XCData:
     """Read an XC file in parallel.
 
     Without a header the dimensions come from the body (largest id + 1).
     ``n_features``/``n_labels`` fix them instead (e.g. a test file read with the
     training dimensions); ids at or beyond them, or beyond the header's D/L,
-    are errors. Malformed input raises :class:`xmc.data.DataFormatError` naming
-    file, line, what was expected and what was found.
+    are errors, and so is a header whose D or L differs from them. Malformed
+    input raises :class:`xmc.data.DataFormatError` naming file, line, what was
+    expected and what was found. Lines longer than ``max_line_bytes`` or with
+    more than ``max_labels_per_doc`` labels are refused while scanning
+    (:mod:`xmc.data.limits`: environment variable, then default, when None).
     """
     from xmc import _core
 
     p = _check_path(path)
+    max_line, max_labels = resolve_limits(max_line_bytes, max_labels_per_doc)
     return _to_xcdata(_core.read_xc(p, _check_dim("n_features", n_features),
-                                    _check_dim("n_labels", n_labels), int(threads)))
+                                    _check_dim("n_labels", n_labels), int(threads), max_line, max_labels))
 
 
 def parse_xc_bytes(data: bytes, name: str = "<bytes>", n_features: Optional[int] = None,
                    n_labels: Optional[int] = None, threads: int = 0,
-                   min_chunk_bytes: int = 1 << 20) -> XCData:
+                   min_chunk_bytes: int = 1 << 20, max_line_bytes: Optional[int] = None,
+                   max_labels_per_doc: Optional[int] = None) -> XCData:
     """:func:`read_xc` over bytes in memory; ``name`` stands for the file in errors."""
     from xmc import _core
 
+    max_line, max_labels = resolve_limits(max_line_bytes, max_labels_per_doc)
     return _to_xcdata(_core.parse_xc_bytes(bytes(data), name, _check_dim("n_features", n_features),
                                            _check_dim("n_labels", n_labels), int(threads),
-                                           int(min_chunk_bytes)))
+                                           int(min_chunk_bytes), max_line, max_labels))
 
 
 def _canonical(matrix, what: str) -> sp.csr_matrix:

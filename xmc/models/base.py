@@ -21,6 +21,7 @@ import scipy.sparse as sp
 import torch
 
 from xmc.data import LabelVocab, TextData
+from xmc.data.checks import check_training_labels, nonempty_rows, warn_unknown_labels
 from xmc.data.vocab import LABELS_JSON
 from xmc.models.params import DeepParams
 from xmc.nn.embeddings import build_embeddings
@@ -84,6 +85,8 @@ class DeepModel:
     def labels(self, corpus: TextData) -> sp.csr_matrix:
         """Ground truth in the model's label ids; labels unseen in training are dropped."""
         self._check_fitted()
+        warn_unknown_labels(corpus.labels, self.vocab, "they cannot be predicted and are left out of the P@k "
+                                                       "computed here")
         return self.vocab.encode(corpus.labels, unknown="skip")
 
     def reader_kwargs(self) -> dict:
@@ -100,11 +103,15 @@ class DeepModel:
         """Train on ``corpus``; ``valid`` drives early stopping (else a held-out part of ``corpus``)."""
         if not isinstance(corpus, TextData):
             raise ValueError(f"{self.KIND} trains on raw text (TextData), got {type(corpus).__name__}")
+        keep = nonempty_rows(np.array([not t.strip() for t in corpus.texts], dtype=bool), "empty texts")
+        if keep is not None:
+            corpus = TextData([corpus.texts[i] for i in keep], [corpus.labels[i] for i in keep])
         if len(corpus) < 2:
             raise ValueError(f"{self.KIND} needs at least 2 training documents, got {len(corpus)}")
         set_threads(self.params.threads)
         torch.manual_seed(self.params.seed)
         self.vocab = LabelVocab().fit(corpus.labels)
+        check_training_labels(self.vocab.encode(corpus.labels))
         self.text = TextEncoder(self.params.text)
         if valid is None:
             train_rows, valid_rows = split_validation(len(corpus), self.params.valid_fraction, self.params.seed)

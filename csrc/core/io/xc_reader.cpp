@@ -61,6 +61,21 @@ std::string out_of_range(const char* what, int64_t id, const Limit& lim) {
          std::to_string(lim.bound) + ") set by " + lim.source;
 }
 
+bool is_digit(char ch) { return static_cast<unsigned char>(ch) - '0' <= 9u; }
+
+// End of the run of ASCII digits starting at p.
+const char* digits_end(const char* p, const char* e) {
+  while (p < e && is_digit(*p)) ++p;
+  return p;
+}
+
+// Only called on the error path: says "does not fit" for an id whose digits are
+// fine but too many, instead of the grammar message.
+std::string too_large(const char* what, const char* b, const char* e) {
+  return std::string(what) + " id " + show_token(b, e) + " does not fit a 32-bit column index (ids are at most " +
+         std::to_string(kMaxId) + ")";
+}
+
 // Sorts a row's ids (and values, when given) if they are not already increasing,
 // then returns the first repeated id or -1.
 int64_t sort_and_find_repeat(int32_t* idx, float* val, size_t n, std::vector<std::pair<int32_t, float>>& tmp) {
@@ -82,8 +97,8 @@ int64_t sort_and_find_repeat(int32_t* idx, float* val, size_t n, std::vector<std
 }
 
 // Parses one line (without its newline) into the chunk; on failure sets `err`.
-bool parse_line(const char* p, const char* e, const Limit& flim, const Limit& llim, Chunk& c,
-                std::vector<std::pair<int32_t, float>>& tmp, std::string& err) {
+bool parse_line(const char* p, const char* e, const Limit& flim, const Limit& llim, int64_t max_labels,
+                Chunk& c, std::vector<std::pair<int32_t, float>>& tmp, std::string& err) {
   const size_t x0 = c.x_idx.size(), y0 = c.y_idx.size();
   // The label field is the first token unless the line starts blank or the
   // first token is already a feature (it holds a ':').
@@ -95,11 +110,22 @@ bool parse_line(const char* p, const char* e, const Limit& flim, const Limit& ll
         int64_t v = 0;
         const char* n = parse_uint(q, te, kMaxId, v);
         if (!n || (n < te && *n != ',')) {
+          const char* de = digits_end(q, te);
+          if (!n && de > q && (de == te || *de == ',')) {
+            err = too_large("label", q, de);
+            return false;
+          }
           err = "expected the label field: comma-separated non-negative integer label ids, found " +
                 show_token(p, te);
           return false;
         }
         if (v >= llim.bound) { err = out_of_range("label", v, llim); return false; }
+        if (static_cast<int64_t>(c.y_idx.size() - y0) >= max_labels) {
+          err = "more than " + std::to_string(max_labels) +
+                " labels on this line (max_labels_per_doc); raise the limit with --max-labels-per-doc or "
+                "XMC_MAX_LABELS_PER_DOC if the file is genuine";
+          return false;
+        }
         c.y_idx.push_back(static_cast<int32_t>(v));
         if (v > c.max_label) c.max_label = v;
         if (n == te) break;
@@ -115,6 +141,11 @@ bool parse_line(const char* p, const char* e, const Limit& flim, const Limit& ll
     int64_t id = 0;
     const char* n = parse_uint(p, e, kMaxId, id);
     if (!n || n == e || *n != ':') {
+      const char* de = digits_end(tok, e);
+      if (!n && de > tok && de < e && *de == ':') {
+        err = too_large("feature", tok, de);
+        return false;
+      }
       err = "expected a feature 'id:value' with a non-negative integer id, found " +
             show_token(tok, token_end(tok, e));
       return false;
@@ -155,17 +186,33 @@ bool parse_line(const char* p, const char* e, const Limit& flim, const Limit& ll
   return true;
 }
 
-void parse_chunk(Chunk& c, const Limit& flim, const Limit& llim) {
+std::string line_too_long(int64_t max_line) {
+  return "the line is longer than " + std::to_string(max_line) +
+         " bytes (max_line_bytes); raise the limit with --max-line-bytes or XMC_MAX_LINE_BYTES if the file "
+         "is genuine";
+}
+
+void parse_chunk(Chunk& c, const Limit& flim, const Limit& llim, int64_t max_line, int64_t max_labels) {
   std::vector<std::pair<int32_t, float>> tmp;
   const size_t guess = static_cast<size_t>(c.end - c.begin) / 12;
   c.x_idx.reserve(guess);
   c.x_val.reserve(guess);
   const char* p = c.begin;
   while (p < c.end) {
-    const char* nl = static_cast<const char*>(std::memchr(p, '\n', static_cast<size_t>(c.end - p)));
-    const char* le = nl ? nl : c.end;
+    // The newline search stops past the limit: a line of gigabytes costs no
+    // more than one of max_line bytes before it is refused.
+    const int64_t room = c.end - p;
+    const int64_t scan = std::min(room, max_line + 2);
+    const char* nl = static_cast<const char*>(std::memchr(p, '\n', static_cast<size_t>(scan)));
+    const char* le = nl ? nl : (room > scan ? p + scan : c.end);
     const char* content_end = (le > p && le[-1] == '\r') ? le - 1 : le;
-    if (!parse_line(p, content_end, flim, llim, c, tmp, c.error)) {
+    if (content_end - p > max_line) {
+      c.failed = true;
+      c.error_line = c.lines;
+      c.error = line_too_long(max_line);
+      return;
+    }
+    if (!parse_line(p, content_end, flim, llim, max_labels, c, tmp, c.error)) {
       c.failed = true;
       c.error_line = c.lines;
       return;
@@ -247,12 +294,21 @@ void concatenate(std::vector<Chunk>& chunks, int threads, XcData& out) {
 }  // namespace
 
 XcData parse_xc(const char* data, size_t size, const std::string& name, const XcReadOptions& opts) {
+  if (size >= 3 && std::memcmp(data, "\xEF\xBB\xBF", 3) == 0) {  // a BOM some editors write: not content
+    data += 3;
+    size -= 3;
+  }
+  // Clamped so that max_line + 2 below cannot overflow.
+  const int64_t max_line = std::clamp<int64_t>(opts.max_line_bytes, 0, std::numeric_limits<int64_t>::max() / 4);
+  const int64_t max_labels = std::max<int64_t>(0, opts.max_labels_per_doc);
   if (size == 0 || whitespace_only(data, size))
     throw ParseError(name, 0, "the file is empty; expected an optional header 'N D L' and one document per line");
   const char* end = data + size;
-  const char* nl = static_cast<const char*>(std::memchr(data, '\n', size));
-  const char* first_end = nl ? nl : end;
+  const size_t first_scan = std::min<size_t>(size, static_cast<size_t>(max_line) + 2);
+  const char* nl = static_cast<const char*>(std::memchr(data, '\n', first_scan));
+  const char* first_end = nl ? nl : (size > first_scan ? data + first_scan : end);
   const char* first_content = (first_end > data && first_end[-1] == '\r') ? first_end - 1 : first_end;
+  if (first_content - data > max_line) throw ParseError(name, 1, line_too_long(max_line));
 
   XcData out;
   int64_t hdr[3] = {-1, -1, -1};
@@ -264,6 +320,18 @@ XcData parse_xc(const char* data, size_t size, const std::string& name, const Xc
     flim = {hdr[1], "the header's D=" + std::to_string(hdr[1])};
     llim = {hdr[2], "the header's L=" + std::to_string(hdr[2])};
   }
+  // A header that disagrees with the caller's dimensions (a test file against
+  // its model) means another feature or label space, even when every id fits.
+  if (out.had_header && opts.n_features >= 0 && hdr[1] != opts.n_features)
+    throw ParseError(name, 1, "the header says D=" + std::to_string(hdr[1]) + " features but n_features=" +
+                                  std::to_string(opts.n_features) +
+                                  " was expected (e.g. the model's training dimension): the file belongs to "
+                                  "another feature space; write it with the training file's D");
+  if (out.had_header && opts.n_labels >= 0 && hdr[2] != opts.n_labels)
+    throw ParseError(name, 1, "the header says L=" + std::to_string(hdr[2]) + " labels but n_labels=" +
+                                  std::to_string(opts.n_labels) +
+                                  " was expected: the file belongs to another label space; write it with the "
+                                  "training file's L");
   if (opts.n_features >= 0 && opts.n_features < flim.bound)
     flim = {opts.n_features, "n_features=" + std::to_string(opts.n_features) + " given by the caller"};
   if (opts.n_labels >= 0 && opts.n_labels < llim.bound)
@@ -290,7 +358,7 @@ XcData parse_xc(const char* data, size_t size, const std::string& name, const Xc
   }
 
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
-  for (int64_t i = 0; i < n_chunks; ++i) parse_chunk(chunks[static_cast<size_t>(i)], flim, llim);
+  for (int64_t i = 0; i < n_chunks; ++i) parse_chunk(chunks[static_cast<size_t>(i)], flim, llim, max_line, max_labels);
 
   int64_t line_base = out.had_header ? 1 : 0;
   for (const Chunk& c : chunks) {

@@ -7,6 +7,9 @@
 // holds a ':' (no label field at all). Columns come back sorted per row; a
 // repeated feature id or label on one line is an error, as is anything that
 // does not fit the grammar. Errors are xmc::ParseError naming file and line.
+// A UTF-8 byte-order mark before the first line is ignored. Line length and
+// labels per document are capped (checked while scanning, before anything is
+// stored for the line) so a hostile file cannot make the reader grow without bound.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -28,6 +31,9 @@ struct XcReadOptions {
   int threads = 0;          // <= 0: all cores
   // Bytes per parallel work item; small values exercise chunk boundaries in tests.
   int64_t min_chunk_bytes = 1 << 20;
+  // Most bytes on one line, line ending excluded; most label ids on one line.
+  int64_t max_line_bytes = int64_t{64} << 20;
+  int64_t max_labels_per_doc = 100000;
 };
 
 // Parses bytes already in memory; `name` is what error messages call the file.
