@@ -216,15 +216,27 @@ DEEP_MODELS = ("attentionxml", "lightattention")
 @click.option("--embedding-dim", default=300, show_default=True, help="[deep] Word vector size.")
 @click.option("--hidden", default=128, show_default=True, help="[deep] BiLSTM units per direction (paper: 256).")
 @click.option("--top-k", default=16, show_default=True, help="[deep] Parent nodes whose children are the next level's candidates.")
+@click.option("--flat-max-labels", default=4096, show_default=True,
+              help="[deep] AttentionXML trains label sets up to this size as one flat level; larger ones on the tree.")
 @click.option("--device", default="auto", show_default=True,
               help="[deep] auto (the GPU when torch sees one), cpu, cuda or cuda:N.")
 @click.option("--ensemble", "n_models", default=1, show_default=True,
               help="[deep] Models on trees with different seeds, scores averaged (AttentionXML used 3).")
+@click.option("--checkpoint-dir", type=click.Path(file_okay=False),
+              help="Where training checkpoints go (default MODEL_DIR/checkpoint); removed once the model is saved.")
+@click.option("--checkpoint-every", default=0, show_default=True,
+              help="[deep] Steps between checkpoints; 0: at epoch ends only (there always is one at each epoch "
+                   "end; the linear model checkpoints after each tree layer).")
+@click.option("--resume", is_flag=True,
+              help="Continue from the checkpoint in --checkpoint-dir: run the same command again with --resume "
+                   "(other data or options that change the result are refused). Without a checkpoint, training "
+                   "starts from the beginning; a finished model is left as it is.")
 def train(train_path: str, labels_file: Optional[str], fmt: str, model_dir: str, tree_dir: Optional[str],
           model: str, valid_path: Optional[str], seed: int, threads: int, branching_factor: int,
           max_leaf_size: Optional[int], loss: str, C: float, weight_threshold: float, epochs: int,
           patience: int, batch_size: int, lr: float, max_len: int, embedding: str, embedding_dim: int,
-          hidden: int, top_k: int, device: str, n_models: int) -> None:
+          hidden: int, top_k: int, flat_max_labels: int, device: str, n_models: int, checkpoint_dir: Optional[str],
+          checkpoint_every: int, resume: bool) -> None:
     """Train a model and save it to --model-dir.
 
     Options marked [linear] or [deep] apply to those models only. Deep-model
@@ -238,10 +250,55 @@ def train(train_path: str, labels_file: Optional[str], fmt: str, model_dir: str,
       xmc train --train data_train.txt --tree demo/tree --model-dir m --valid data_test.txt
       xmc train --model attentionxml --train reuters/train.jsonl --model-dir m --valid reuters/test.jsonl
       xmc train --model lightattention --train go/train.jsonl --valid go/dev.jsonl --model-dir m --epochs 10
+
+    \b
+    Stopping and resuming: training writes checkpoints to --checkpoint-dir; after
+    Ctrl-C (which checkpoints the current step) or a crash, run the same command
+    with --resume added, and it ends with the model an uninterrupted run makes:
+      xmc train --model attentionxml --train t.jsonl --model-dir m --checkpoint-every 500
+      xmc train --model attentionxml --train t.jsonl --model-dir m --checkpoint-every 500 --resume
     """
-    from xmc.tree import LabelTree, TreeParams
+    from xmc.models.training import TrainingInterrupted
+    from xmc.utils import checkpoint as ckpt
 
     start = time.perf_counter()
+    checkpoint = Path(checkpoint_dir) if checkpoint_dir else Path(model_dir) / "checkpoint"
+    if resume:
+        ckpt.reclaim(checkpoint)
+        if not ckpt.exists(checkpoint):
+            if (Path(model_dir) / "xmc.json").is_file():
+                click.echo(f"{model_dir} holds a finished model and {checkpoint} no checkpoint: nothing to resume")
+                return
+            click.echo(f"no checkpoint in {checkpoint}: training from the beginning")
+    elif ckpt.exists(checkpoint):
+        click.echo(f"{checkpoint} holds a checkpoint of an earlier run; starting over (add --resume to continue it)")
+    try:
+        trained, valid = _train(train_path, labels_file, fmt, tree_dir, model, valid_path, seed, threads,
+                                branching_factor, max_leaf_size, loss, C, weight_threshold, epochs, patience,
+                                batch_size, lr, max_len, embedding, embedding_dim, hidden, top_k, flat_max_labels, device,
+                                n_models, checkpoint_every, checkpoint, resume)
+    except (TrainingInterrupted, KeyboardInterrupt):
+        where = checkpoint if ckpt.exists(checkpoint) else None
+        hint = (f"checkpoint in {where}; to continue, run the same command with --resume" if where else
+                "no checkpoint was written yet")
+        click.echo(f"\ninterrupted: {hint}", err=True)
+        sys.exit(130)
+    # The checkpoint is set aside (a hidden name, outside the model's manifest) until the model is saved.
+    ckpt.set_aside(checkpoint)
+    trained.save(Path(model_dir))
+    ckpt.remove_checkpoint(checkpoint)
+    click.echo(f"model saved to {model_dir} ({trained.n_labels:,} labels)")
+    summary = ""
+    if valid is not None:
+        summary = _metrics_line(_evaluate_model(trained, valid, ks=(1, 3, 5), threads=threads))
+    _echo_summary(start, summary)
+
+
+def _train(train_path, labels_file, fmt, tree_dir, model, valid_path, seed, threads, branching_factor,
+           max_leaf_size, loss, C, weight_threshold, epochs, patience, batch_size, lr, max_len, embedding,
+           embedding_dim, hidden, top_k, flat_max_labels, device, n_models, checkpoint_every, checkpoint, resume):
+    from xmc.tree import LabelTree, TreeParams
+
     corpus = _load(train_path, fmt, labels_file)
     tree = LabelTree.load(Path(tree_dir)) if tree_dir else None
     if model == "linear":
@@ -251,7 +308,7 @@ def train(train_path: str, labels_file: Optional[str], fmt: str, model_dir: str,
         params = PLTParams(loss=loss, C=C, weight_threshold=weight_threshold, threads=threads, seed=seed,
                            tree=TreeParams(branching_factor=branching_factor, max_leaf_size=max_leaf_size or 100,
                                            seed=seed, threads=threads))
-        trained = Pipeline(params).fit(corpus, tree=tree, progress=True)
+        trained = Pipeline(params).fit(corpus, tree=tree, progress=True, checkpoint_dir=checkpoint, resume=resume)
         valid = _load(valid_path, fmt, None, **trained.reader_kwargs()) if valid_path else None
     else:
         from xmc.data import TextData
@@ -267,16 +324,13 @@ def train(train_path: str, labels_file: Optional[str], fmt: str, model_dir: str,
                                                                        seed=seed, threads=threads),
             tree=TreeParams(branching_factor=branching_factor, max_leaf_size=max_leaf_size or 8),
             hidden=hidden, lr=lr, batch_size=batch_size, epochs=epochs, patience=patience, top_k=top_k,
-            seed=seed, threads=threads, device=device)
+            flat_max_labels=flat_max_labels,
+            seed=seed, threads=threads, device=device, checkpoint_every=checkpoint_every)
         valid = _load(valid_path, fmt, None) if valid_path else None
         trainer = MODELS[model](params) if n_models == 1 else Ensemble(model, params, n_models)
-        trained = trainer.fit(corpus, valid=valid, tree=tree, progress=True, log=click.echo)
-    trained.save(Path(model_dir))
-    click.echo(f"model saved to {model_dir} ({trained.n_labels:,} labels)")
-    summary = ""
-    if valid is not None:
-        summary = _metrics_line(_evaluate_model(trained, valid, ks=(1, 3, 5), threads=threads))
-    _echo_summary(start, summary)
+        trained = trainer.fit(corpus, valid=valid, tree=tree, progress=True, log=click.echo,
+                              checkpoint_dir=checkpoint, resume=resume)
+    return trained, valid
 
 
 def _evaluate_model(model, corpus, ks, threads: int) -> dict:

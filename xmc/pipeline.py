@@ -75,12 +75,15 @@ class Pipeline:
         self.featurizer = TfidfFeaturizer(self.tfidf_params)
         return self.featurizer.fit_transform(corpus.texts), Y
 
-    def fit(self, corpus: Corpus, tree: Optional[LabelTree] = None,
-            progress: bool = False) -> "Pipeline":
+    def fit(self, corpus: Corpus, tree: Optional[LabelTree] = None, progress: bool = False,
+            checkpoint_dir: Optional[Union[str, Path]] = None, resume: bool = False) -> "Pipeline":
+        """Fit the vocabulary and featurizer (deterministic, so redone on resume) and the PLT, whose tree and
+        finished layers are checkpointed in ``checkpoint_dir`` (see :meth:`PLTLinear.fit`)."""
         X, Y = self.prepare(corpus)
         if tree is not None and tree.n_labels != Y.shape[1]:
             raise ValueError(f"the given tree has {tree.n_labels} labels but the training data has {Y.shape[1]}")
-        self.model = PLTLinear(self.params).fit(X, Y, tree=tree, progress=progress)
+        self.model = PLTLinear(self.params).fit(X, Y, tree=tree, progress=progress, checkpoint_dir=checkpoint_dir,
+                                                resume=resume)
         return self
 
     # ---- inputs -------------------------------------------------------------

@@ -53,25 +53,36 @@ class PLTLinear:
         self._cached_searcher = None
 
     # ---- training -------------------------------------------------------------
-    def fit(self, X, Y, tree: Optional[LabelTree] = None, progress: bool = False) -> "PLTLinear":
+    def fit(self, X, Y, tree: Optional[LabelTree] = None, progress: bool = False,
+            checkpoint_dir: Optional[Union[str, Path]] = None, resume: bool = False) -> "PLTLinear":
+        """Train every layer of the tree. With ``checkpoint_dir``, the tree and each finished layer are
+        checkpointed there; with ``resume``, the layers already there are kept and training goes on from
+        the next one (the per-node solver is deterministic, so the model equals an uninterrupted run's)."""
         p = self.params
         p.validate()
         X = self._prepare_features(X)
         Y = _check_binary(Y)
         if X.shape[0] != Y.shape[0]:
             raise ValueError(f"X has {X.shape[0]} rows but Y has {Y.shape[0]}; they must describe the same documents")
+        ckpt = _LayerCheckpoint(Path(checkpoint_dir), p, X, Y) if checkpoint_dir is not None else None
+        weights: List[sp.csc_matrix] = []
+        if ckpt is not None and resume:
+            restored = ckpt.load()
+            if restored is not None:
+                tree, weights = restored
         if tree is None:
             from xmc.tree.build import build_label_tree  # written on the tree branch; import only when needed
             tree = build_label_tree(X, Y, p.tree)
+            if ckpt is not None:
+                ckpt.write(tree, [])
         if tree.n_labels != Y.shape[1]:
             raise ValueError(f"the label tree holds {tree.n_labels} labels but Y has {Y.shape[1]} columns")
 
         x_indptr, x_indices, x_data, n_features = csr_arrays(X)
-        layers = range(tree.depth)
+        layers = range(len(weights), tree.depth)
         if progress:
             from tqdm import tqdm
-            layers = tqdm(layers, desc="training PLT layers", unit="layer")
-        weights = []
+            layers = tqdm(layers, desc="training PLT layers", unit="layer", initial=len(weights), total=tree.depth)
         for t in layers:
             if t == 0:
                 parent_ptr, parent_docs = None, None  # the root holds every document, labelled or not
@@ -94,6 +105,8 @@ class PLTLinear:
                 last = W.indices == n_features
                 W.data[last] *= np.float32(p.bias)
             weights.append(W)
+            if ckpt is not None:
+                ckpt.write(tree, weights)
         self.tree, self.weights, self.n_features = tree, weights, n_features
         self._cached_searcher = None
         return self
@@ -195,3 +208,83 @@ class PLTLinear:
 
     def __repr__(self) -> str:
         return f"PLTLinear({self.tree!r}, n_features={self.n_features}, params={self.params})"
+
+
+def _layer_arrays(W: sp.csc_matrix) -> dict:
+    return {"indptr": W.indptr.astype(np.int64), "indices": W.indices.astype(np.int32),
+            "data": W.data.astype(np.float32), "shape": np.asarray(W.shape, dtype=np.int64)}
+
+
+class _LayerCheckpoint:
+    """The tree and the finished layers of a PLT being trained, in a crash-safe checkpoint directory.
+
+    Each layer is its own ``layer_<t>.npz``; a new checkpoint hard-links the files of
+    layers the previous one already holds, so checkpointing a layer costs that layer only.
+    """
+
+    FORMAT = 1
+
+    def __init__(self, path: Path, params: PLTParams, X: sp.csr_matrix, Y: sp.csr_matrix) -> None:
+        from xmc.utils.checkpoint import fingerprint
+
+        self.path, self.params = path, params
+        self.data = fingerprint([X.indptr.astype(np.int64).tobytes(), X.indices.astype(np.int64).tobytes(),
+                                 X.data.astype(np.float32).tobytes(), np.asarray(X.shape).tobytes(),
+                                 Y.indptr.astype(np.int64).tobytes(), Y.indices.astype(np.int64).tobytes(),
+                                 np.asarray(Y.shape).tobytes()])
+
+    def _params(self) -> dict:
+        d = self.params.to_dict()
+        d.pop("threads", None)
+        d.get("tree", {}).pop("threads", None)
+        return d
+
+    def write(self, tree: LabelTree, weights: List[sp.csc_matrix]) -> None:
+        import os
+
+        from xmc.utils.checkpoint import STATE_JSON, find_checkpoint, write_checkpoint
+
+        previous = find_checkpoint(self.path)
+
+        def fill(folder: Path) -> None:
+            tree.save(folder)
+            for t, W in enumerate(weights):
+                name = f"layer_{t}.npz"
+                if previous is not None and t < len(weights) - 1 and (previous / name).is_file():
+                    try:
+                        os.link(previous / name, folder / name)
+                        continue
+                    except OSError:
+                        pass  # no hard links here (another file system): write it again
+                save_arrays(folder / name, _layer_arrays(W))
+            save_json(folder / STATE_JSON, {"format": self.FORMAT, "params": self._params(), "data": self.data,
+                                            "layers_done": len(weights)})
+
+        write_checkpoint(self.path, KIND, fill, {"layers_done": len(weights), "depth": tree.depth})
+
+    def load(self) -> Optional[Tuple[LabelTree, List[sp.csc_matrix]]]:
+        from xmc.models.checkpoint import params_changes
+        from xmc.utils.checkpoint import STATE_JSON, CheckpointError, find_checkpoint, open_checkpoint
+
+        found = find_checkpoint(self.path)
+        if found is None:
+            return None
+        open_checkpoint(found, KIND, required=[STATE_JSON, TREE_JSON, TREE_ARRAYS])
+        state = load_json(found / STATE_JSON)
+        if not isinstance(state, dict) or state.get("format") != self.FORMAT:
+            raise CheckpointError(f"{found / STATE_JSON}: not a PLT checkpoint format this xmc reads ({self.FORMAT})")
+        if state.get("data") != self.data:
+            raise CheckpointError(f"{found}: was written while training on other data; resume with the same "
+                                  f"files, or start over without --resume")
+        changes = params_changes(state.get("params", {}), self._params())
+        if changes:
+            raise CheckpointError(f"{found}: was written with other options; resume with the same command "
+                                  f"(or start over without --resume). Differences: " + "; ".join(changes))
+        tree = LabelTree.load(found)
+        weights = []
+        for t in range(int(state["layers_done"])):
+            arrays = load_arrays(found / f"layer_{t}.npz")
+            W = sp.csc_matrix((arrays["data"], arrays["indices"], arrays["indptr"]),
+                              shape=tuple(int(x) for x in arrays["shape"]))
+            weights.append(W)
+        return tree, weights

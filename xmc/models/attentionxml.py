@@ -80,12 +80,17 @@ class AttentionXML(DeepModel):
 
     # ---- training ---------------------------------------------------------------
     def _fit_networks(self, docs: Docs, Y: sp.csr_matrix, valid_docs: Docs, Y_valid: sp.csr_matrix,
-                      embeddings: np.ndarray, progress: bool, log: Optional[Log]) -> None:
+                      embeddings: np.ndarray, progress: bool, log: Optional[Log], checkpoint=None) -> None:
         p = self.params
         lengths = np.array([d.size for d in docs])
         self.levels = []
         rng = np.random.default_rng(p.seed)
-        for level in range(1, self.tree.depth + 1):
+        first = checkpoint.resume_level if checkpoint is not None else 1
+        for level in range(1, first):  # finished before the checkpoint: their best weights are in it
+            net = LevelNetwork(embeddings, self.tree.level_size(level), p)
+            checkpoint.restore(f"level{level}", net)
+            self.levels.append(net.to(self.device).eval())
+        for level in range(first, self.tree.depth + 1):
             torch.manual_seed(p.seed + level)
             net = LevelNetwork(embeddings, self.tree.level_size(level), p).to(self.device)
             if level > 1:
@@ -106,7 +111,10 @@ class AttentionXML(DeepModel):
                 return {name: value for name, value in metrics.items() if name.startswith("P@")}
 
             desc = f"{self.KIND} level {level}/{self.tree.depth}"
-            train_epochs(net, step, lengths, p, validate, desc=desc, log=log, progress=progress)
+            loop_checkpoint = (checkpoint.for_level(level, f"level{level}", net, {"candidates": rng})
+                               if checkpoint is not None else None)
+            train_epochs(net, step, lengths, p, validate, desc=desc, log=log, progress=progress,
+                         checkpoint=loop_checkpoint)
 
     def _full_level_step(self, net: LevelNetwork, docs: Docs, targets: sp.csr_matrix) -> Callable:
         def step(index: np.ndarray) -> torch.Tensor:

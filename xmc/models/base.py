@@ -13,6 +13,7 @@ Directory layout::
 """
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -24,6 +25,7 @@ from xmc.data import LabelVocab, TextData
 from xmc.data.checks import check_training_labels, nonempty_rows, warn_unknown_labels
 from xmc.data.vocab import LABELS_JSON
 from xmc.models.params import DeepParams
+from xmc.models.training import TrainingInterrupted
 from xmc.nn.embeddings import build_embeddings
 from xmc.nn.text import TextEncoder
 from xmc.tree import LabelTree
@@ -99,8 +101,18 @@ class DeepModel:
 
     # ---- training ---------------------------------------------------------------
     def fit(self, corpus: TextData, valid: Optional[TextData] = None, tree: Optional[LabelTree] = None,
-            progress: bool = True, log: Optional[Log] = print) -> "DeepModel":
-        """Train on ``corpus``; ``valid`` drives early stopping (else a held-out part of ``corpus``)."""
+            progress: bool = True, log: Optional[Log] = print, checkpoint_dir: Optional[Union[str, Path]] = None,
+            resume: bool = False) -> "DeepModel":
+        """Train on ``corpus``; ``valid`` drives early stopping (else a held-out part of ``corpus``).
+
+        With ``checkpoint_dir``, a checkpoint is written there after the preparation (vocabularies, tree,
+        word vectors), every ``params.checkpoint_every`` steps, at every epoch end and when training is
+        complete; Ctrl-C writes one and raises :class:`xmc.models.training.TrainingInterrupted`. With
+        ``resume``, training continues from the checkpoint there (when there is one) and ends with the same
+        model as an uninterrupted run; a checkpoint of other data or other options is refused.
+        """
+        from xmc.models.checkpoint import DeepCheckpoint, data_fingerprint
+
         if not isinstance(corpus, TextData):
             raise ValueError(f"{self.KIND} trains on raw text (TextData), got {type(corpus).__name__}")
         keep = nonempty_rows(np.array([not t.strip() for t in corpus.texts], dtype=bool), "empty texts")
@@ -110,34 +122,63 @@ class DeepModel:
             raise ValueError(f"{self.KIND} needs at least 2 training documents, got {len(corpus)}")
         set_threads(self.params.threads)
         torch.manual_seed(self.params.seed)
-        self.vocab = LabelVocab().fit(corpus.labels)
-        check_training_labels(self.vocab.encode(corpus.labels))
-        self.text = TextEncoder(self.params.text)
-        if valid is None:
-            train_rows, valid_rows = split_validation(len(corpus), self.params.valid_fraction, self.params.seed)
-            train = TextData([corpus.texts[i] for i in train_rows], [corpus.labels[i] for i in train_rows])
-            valid = TextData([corpus.texts[i] for i in valid_rows], [corpus.labels[i] for i in valid_rows])
-        else:
-            train = corpus
-        tokens = self.text.tokenizer.tokenize_many(train.texts)
-        self.text.fit_tokens(tokens)
-        docs = self.text.encode_tokens(tokens)
-        Y = self.vocab.encode(train.labels)
-        valid_docs = self.text.encode(valid.texts)
-        Y_valid = self.vocab.encode(valid.labels, unknown="skip")
-        embeddings = build_embeddings(self.text.vocab, self.params.embedding, token_lists=tokens)
-        del tokens
-        if tree is not None and tree.n_labels != Y.shape[1]:
-            raise ValueError(f"the given tree has {tree.n_labels} labels but the training data has {Y.shape[1]}")
-        self.tree = tree if tree is not None else self._build_tree(train.texts, Y)
-        self._fit_networks(docs, Y, valid_docs, Y_valid, embeddings, progress=progress, log=log)
+        ckpt = None
+        if checkpoint_dir is not None:
+            ckpt = DeepCheckpoint(self, Path(checkpoint_dir), data_fingerprint(corpus, valid),
+                                  every=self.params.checkpoint_every)
+        resumed = resume and ckpt is not None and ckpt.load()
+        if resumed and log is not None:
+            log(f"resuming from the checkpoint in {ckpt.found}")
+        with ckpt.stop_on_sigint() if ckpt is not None else contextlib.nullcontext():
+            if resumed and ckpt.complete:
+                self._load_weights(ckpt.arrays, ckpt.state["manifest"], ckpt.found)
+                return self
+            if not resumed:
+                self.vocab = LabelVocab().fit(corpus.labels)
+                check_training_labels(self.vocab.encode(corpus.labels))
+                self.text = TextEncoder(self.params.text)
+            if valid is None:
+                train_rows, valid_rows = split_validation(len(corpus), self.params.valid_fraction, self.params.seed)
+                train = TextData([corpus.texts[i] for i in train_rows], [corpus.labels[i] for i in train_rows])
+                valid = TextData([corpus.texts[i] for i in valid_rows], [corpus.labels[i] for i in valid_rows])
+            else:
+                train = corpus
+            tokens = self.text.tokenizer.tokenize_many(train.texts)
+            if not resumed:
+                self.text.fit_tokens(tokens)
+            docs = self.text.encode_tokens(tokens)
+            Y = self.vocab.encode(train.labels)
+            valid_docs = self.text.encode(valid.texts)
+            Y_valid = self.vocab.encode(valid.labels, unknown="skip")
+            if resumed:
+                # Past the preparation checkpoint the networks hold the word vectors: zeros only fix the shape.
+                embeddings = ckpt.embeddings if ckpt.embeddings is not None else np.zeros(
+                    (len(self.text.vocab), self.params.embedding.dim), dtype=np.float32)
+            else:
+                embeddings = build_embeddings(self.text.vocab, self.params.embedding, token_lists=tokens)
+            del tokens
+            if not resumed:
+                if tree is not None and tree.n_labels != Y.shape[1]:
+                    raise ValueError(f"the given tree has {tree.n_labels} labels but the training data has "
+                                     f"{Y.shape[1]}")
+                self.tree = tree if tree is not None else self._build_tree(train.texts, Y)
+                if ckpt is not None:
+                    ckpt.write_prepared(embeddings)
+            if ckpt is not None and ckpt.interrupted():
+                raise TrainingInterrupted(ckpt.path)
+            self._fit_networks(docs, Y, valid_docs, Y_valid, embeddings, progress=progress, log=log,
+                               checkpoint=ckpt)
+            if ckpt is not None:
+                ckpt.write_complete()
         return self
 
     def _build_tree(self, texts: Sequence[str], Y: sp.csr_matrix) -> LabelTree:
         raise NotImplementedError
 
     def _fit_networks(self, docs: Docs, Y: sp.csr_matrix, valid_docs: Docs, Y_valid: sp.csr_matrix,
-                      embeddings: np.ndarray, progress: bool, log: Optional[Log]) -> None:
+                      embeddings: np.ndarray, progress: bool, log: Optional[Log], checkpoint=None) -> None:
+        """Train the networks; ``checkpoint`` (an :class:`xmc.models.checkpoint.DeepCheckpoint`) restores
+        finished networks and hands each training loop its saved state."""
         raise NotImplementedError
 
     # ---- prediction -------------------------------------------------------------

@@ -40,7 +40,10 @@ class Ensemble:
         self.members: List = []
 
     def fit(self, corpus: TextData, valid: Optional[TextData] = None, tree: Optional[LabelTree] = None,
-            progress: bool = True, log: Optional[Log] = print) -> "Ensemble":
+            progress: bool = True, log: Optional[Log] = print, checkpoint_dir: Optional[Union[str, Path]] = None,
+            resume: bool = False) -> "Ensemble":
+        """Train the members in turn; member i checkpoints in ``checkpoint_dir/member<i>`` (a finished
+        member's last checkpoint is its final weights, so a resume reloads it instead of training it)."""
         from xmc.models import MODELS
 
         if tree is not None and self.n_models > 1:
@@ -50,8 +53,10 @@ class Ensemble:
             if log is not None:
                 log(f"ensemble member {i + 1}/{self.n_models}")
             params = dataclasses.replace(self.params, seed=self.params.seed + i)
+            member_dir = Path(checkpoint_dir) / f"member{i}" if checkpoint_dir is not None else None
             self.members.append(MODELS[self.model_kind](params).fit(corpus, valid=valid, tree=tree,
-                                                                    progress=progress, log=log))
+                                                                    progress=progress, log=log,
+                                                                    checkpoint_dir=member_dir, resume=resume))
         return self
 
     def features(self, corpus) -> List[str]:

@@ -92,7 +92,7 @@ class LightAttention(DeepModel):
         return build_tree_from_texts(texts, Y, self.params)
 
     def _fit_networks(self, docs: Docs, Y: sp.csr_matrix, valid_docs: Docs, Y_valid: sp.csr_matrix,
-                      embeddings: np.ndarray, progress: bool, log: Optional[Log]) -> None:
+                      embeddings: np.ndarray, progress: bool, log: Optional[Log], checkpoint=None) -> None:
         p = self.params
         torch.manual_seed(p.seed)
         n_clusters = self.tree.n_leaves
@@ -127,7 +127,9 @@ class LightAttention(DeepModel):
             return {name: value for name, value in metrics.items() if name.startswith("P@")}
 
         lengths = np.array([d.size for d in docs])
-        train_epochs(net, step, lengths, p, validate, desc=self.KIND, log=log, progress=progress)
+        loop_checkpoint = checkpoint.for_level(1, "network", net) if checkpoint is not None else None
+        train_epochs(net, step, lengths, p, validate, desc=self.KIND, log=log, progress=progress,
+                     checkpoint=loop_checkpoint)
 
     @torch.no_grad()
     def _search(self, docs: Docs, k: int, beam: int, batch_size: int,
@@ -159,7 +161,7 @@ class LightAttention(DeepModel):
         return out_pos, out_scores
 
     def _weights(self) -> Dict[str, np.ndarray]:
-        return state_arrays("network", self.network)
+        return state_arrays("network", self.network) if self.network is not None else {}
 
     def _load_weights(self, arrays: Dict[str, np.ndarray], info: Dict, directory: Path) -> None:
         rows = len(self.text.vocab)

@@ -40,7 +40,9 @@ class BiLSTMEncoder(nn.Module):
     def __init__(self, embeddings: np.ndarray, hidden: int, layers: int = 1,
                  embedding_dropout: float = 0.2, dropout: float = 0.5, train_embeddings: bool = True) -> None:
         super().__init__()
-        weights = torch.from_numpy(np.ascontiguousarray(embeddings, dtype=np.float32))
+        # A copy: sharing the caller's array would let every network built from it (each AttentionXML
+        # level) train one embedding matrix in place, so training level d would change level d-1.
+        weights = torch.tensor(np.asarray(embeddings, dtype=np.float32))
         self.embedding = nn.Embedding.from_pretrained(weights, freeze=not train_embeddings, padding_idx=0)
         self.embedding_dropout = nn.Dropout(embedding_dropout)
         widths = [weights.shape[1]] + [2 * hidden] * (layers - 1)
