@@ -258,8 +258,11 @@ def train(train_path: str, labels_file: Optional[str], fmt: str, model_dir: str,
       xmc train --model attentionxml --train t.jsonl --model-dir m --checkpoint-every 500
       xmc train --model attentionxml --train t.jsonl --model-dir m --checkpoint-every 500 --resume
     """
-    from xmc.models.training import TrainingInterrupted
     from xmc.utils import checkpoint as ckpt
+    from xmc.utils.checkpoint import TrainingInterrupted  # torch-free: the linear model must not need torch
+
+    if model != "linear":
+        import xmc.models.training  # noqa: F401  torch and the deep stack load (or fail) before any data is read
 
     start = time.perf_counter()
     checkpoint = Path(checkpoint_dir) if checkpoint_dir else Path(model_dir) / "checkpoint"

@@ -11,12 +11,29 @@ All share the prediction API of :class:`xmc.pipeline.Pipeline`:
 from pathlib import Path
 from typing import Union
 
-from xmc.models.attentionxml import AttentionXML
-from xmc.models.ensemble import Ensemble
-from xmc.models.light_attention import LightAttention
-from xmc.models.params import DeepParams
+# The deep models need torch; loading them lazily keeps `load_model` of a linear pipeline torch-free.
+DEEP_KINDS = ("attentionxml", "lightattention")
+ENSEMBLE_KIND = "ensemble"
 
-MODELS = {AttentionXML.KIND: AttentionXML, LightAttention.KIND: LightAttention}
+
+def __getattr__(name: str):
+    if name == "AttentionXML":
+        from xmc.models.attentionxml import AttentionXML
+        return AttentionXML
+    if name == "LightAttention":
+        from xmc.models.light_attention import LightAttention
+        return LightAttention
+    if name == "Ensemble":
+        from xmc.models.ensemble import Ensemble
+        return Ensemble
+    if name == "DeepParams":
+        from xmc.models.params import DeepParams
+        return DeepParams
+    if name == "MODELS":
+        from xmc.models.attentionxml import AttentionXML
+        from xmc.models.light_attention import LightAttention
+        return {AttentionXML.KIND: AttentionXML, LightAttention.KIND: LightAttention}
+    raise AttributeError(f"module 'xmc.models' has no attribute {name!r}")
 
 
 def load_model(directory: Union[str, Path]):
@@ -32,12 +49,12 @@ def load_model(directory: Union[str, Path]):
     kind = info.get("kind") if isinstance(info, dict) else None
     if kind == PIPELINE_KIND:
         return Pipeline.load(directory)
-    if kind in MODELS:
-        return MODELS[kind].load(directory)
-    if kind == Ensemble.KIND:
-        return Ensemble.load(directory)
+    if kind in DEEP_KINDS:
+        return __getattr__("MODELS")[kind].load(directory)
+    if kind == ENSEMBLE_KIND:
+        return __getattr__("Ensemble").load(directory)
     raise ModelFormatError(f"{manifest}: unknown model kind {kind!r}; expected one of "
-                           f"{[PIPELINE_KIND, *MODELS, Ensemble.KIND]}")
+                           f"{[PIPELINE_KIND, *DEEP_KINDS, ENSEMBLE_KIND]}")
 
 
 __all__ = ["AttentionXML", "LightAttention", "Ensemble", "DeepParams", "MODELS", "load_model"]

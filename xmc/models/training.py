@@ -22,19 +22,12 @@ from torch import nn
 
 from xmc.models.batching import epoch_batches
 from xmc.models.params import DeepParams
+from xmc.utils.checkpoint import TrainingInterrupted  # noqa: F401  (raised by the models, caught by the CLI)
 
 StepLoss = Callable[[np.ndarray], torch.Tensor]
 Validate = Callable[[], Dict[str, float]]
 Log = Callable[[str], None]
 State = Dict[str, torch.Tensor]
-
-
-class TrainingInterrupted(Exception):
-    """Training stopped on request (Ctrl-C) after writing a checkpoint to ``path``."""
-
-    def __init__(self, path: Path) -> None:
-        super().__init__(f"training interrupted; checkpoint written to {path}")
-        self.path = Path(path)
 
 
 @dataclass

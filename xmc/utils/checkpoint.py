@@ -31,6 +31,14 @@ KIND = "checkpoint"
 STATE_JSON = "state.json"
 
 
+class TrainingInterrupted(Exception):
+    """Training stopped on request (Ctrl-C) after writing a checkpoint to ``path``."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(f"training interrupted; checkpoint written to {path}")
+        self.path = Path(path)
+
+
 class CheckpointError(ModelFormatError):
     """A checkpoint cannot be resumed: damaged, of another model, or from other data or options."""
 
