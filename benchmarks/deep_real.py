@@ -37,7 +37,6 @@ DEEP = ("attentionxml", "lightattention")
 
 def load_splits(dataset: str, data_root: Path) -> Tuple[object, object, object]:
     """(train, valid, test) TextData."""
-    from xmc.data import TextData
     from xmc.datasets.real import REAL_DATASETS
     from xmc.models.base import split_validation
 
@@ -47,8 +46,7 @@ def load_splits(dataset: str, data_root: Path) -> Tuple[object, object, object]:
         return splits["train"], splits["dev"], splits["test"]
     full = splits["train"]
     train_rows, valid_rows = split_validation(len(full), 0.1, seed=0)
-    pick = lambda rows: TextData([full.texts[i] for i in rows], [full.labels[i] for i in rows])
-    return pick(train_rows), pick(valid_rows), splits["test"]
+    return full.subset(train_rows), full.subset(valid_rows), splits["test"]
 
 
 def label_sets(ids: np.ndarray, scores: np.ndarray, t: float, n_labels: int):

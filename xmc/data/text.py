@@ -26,6 +26,10 @@ class TextData:
     def __len__(self) -> int:
         return len(self.texts)
 
+    def subset(self, rows) -> "TextData":
+        """The documents at ``rows``, in that order."""
+        return TextData([self.texts[i] for i in rows], [self.labels[i] for i in rows])
+
 
 def _open_binary(path: PathLike):
     p = os.fspath(path)

@@ -29,7 +29,7 @@ from xmc.models.training import TrainingInterrupted
 from xmc.nn.embeddings import build_embeddings
 from xmc.nn.text import TextEncoder
 from xmc.tree import LabelTree
-from xmc.utils.modeldir import (MANIFEST, ModelFormatError, begin_save, load_arrays, load_json, read_manifest,
+from xmc.utils.modeldir import (ModelFormatError, begin_save, load_arrays, load_json, read_manifest,
                                 save_arrays, save_json, write_manifest)
 
 PARAMS_JSON = "params.json"
@@ -52,6 +52,15 @@ def resolve_device(name: str) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"device {name!r} asked for, but torch sees no GPU; use device 'cpu' or 'auto'")
     return torch.device(name)
+
+
+def raw_texts(corpus: Union[TextData, Sequence[str]], model_kind: str) -> List[str]:
+    """The texts of a text corpus (or a list of texts); anything else is refused with a clear message."""
+    texts = corpus.texts if isinstance(corpus, TextData) else corpus
+    if not isinstance(texts, (list, tuple)) or (texts and not isinstance(texts[0], str)):
+        raise ValueError(f"{model_kind} reads raw text: give it a text corpus (fastText, JSON Lines or "
+                         f"text + labels files), not sparse features")
+    return list(texts)
 
 
 def split_validation(n: int, fraction: float, seed: int) -> Tuple[np.ndarray, np.ndarray]:
@@ -78,11 +87,7 @@ class DeepModel:
     def features(self, corpus: Union[TextData, Sequence[str]]) -> Docs:
         """Token-id sequences of a corpus (or a list of texts), cut at the model's max_len."""
         self._check_fitted()
-        texts = corpus.texts if isinstance(corpus, TextData) else corpus
-        if not isinstance(texts, (list, tuple)) or (texts and not isinstance(texts[0], str)):
-            raise ValueError(f"{self.KIND} reads raw text: give it a text corpus (fastText, JSON Lines or "
-                             f"text + labels files), not sparse features")
-        return self.text.encode(list(texts))
+        return self.text.encode(raw_texts(corpus, self.KIND))
 
     def labels(self, corpus: TextData) -> sp.csr_matrix:
         """Ground truth in the model's label ids; labels unseen in training are dropped."""
@@ -117,7 +122,7 @@ class DeepModel:
             raise ValueError(f"{self.KIND} trains on raw text (TextData), got {type(corpus).__name__}")
         keep = nonempty_rows(np.array([not t.strip() for t in corpus.texts], dtype=bool), "empty texts")
         if keep is not None:
-            corpus = TextData([corpus.texts[i] for i in keep], [corpus.labels[i] for i in keep])
+            corpus = corpus.subset(keep)
         if len(corpus) < 2:
             raise ValueError(f"{self.KIND} needs at least 2 training documents, got {len(corpus)}")
         set_threads(self.params.threads)
@@ -139,8 +144,7 @@ class DeepModel:
                 self.text = TextEncoder(self.params.text)
             if valid is None:
                 train_rows, valid_rows = split_validation(len(corpus), self.params.valid_fraction, self.params.seed)
-                train = TextData([corpus.texts[i] for i in train_rows], [corpus.labels[i] for i in train_rows])
-                valid = TextData([corpus.texts[i] for i in valid_rows], [corpus.labels[i] for i in valid_rows])
+                train, valid = corpus.subset(train_rows), corpus.subset(valid_rows)
             else:
                 train = corpus
             tokens = self.text.tokenizer.tokenize_many(train.texts)

@@ -25,7 +25,6 @@ import torch
 
 from xmc.data import LabelVocab, TextData
 from xmc.models.base import TEXT_DIR, TREE_DIR, load_state
-from xmc.models.params import DeepParams
 from xmc.models.training import LoopState, State
 from xmc.nn.text import TextEncoder
 from xmc.tree import LabelTree

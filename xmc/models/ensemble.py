@@ -13,7 +13,7 @@ from typing import Callable, Dict, List, Optional, Tuple, Union
 import numpy as np
 
 from xmc.data import TextData
-from xmc.models.base import Log
+from xmc.models.base import Log, raw_texts
 from xmc.models.params import DeepParams
 from xmc.tree import LabelTree
 from xmc.utils.modeldir import ModelFormatError, begin_save, read_manifest, write_manifest
@@ -61,10 +61,7 @@ class Ensemble:
 
     def features(self, corpus) -> List[str]:
         """The raw texts: each member tokenizes with its own word vocabulary (fit on its own training split)."""
-        texts = corpus.texts if isinstance(corpus, TextData) else corpus
-        if not isinstance(texts, (list, tuple)) or (texts and not isinstance(texts[0], str)):
-            raise ValueError("an ensemble of deep models reads raw text: give it a text corpus")
-        return list(texts)
+        return raw_texts(corpus, f"an ensemble of {self.model_kind} models")
 
     # Label vocabularies agree: every member fits LabelVocab on the same full corpus.
     def labels(self, corpus):

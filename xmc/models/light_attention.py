@@ -19,7 +19,6 @@ sigmoid(attention).
 """
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Callable, Dict, Optional, Sequence, Tuple
 
@@ -67,7 +66,8 @@ def cluster_candidates(generated: np.ndarray, positive_clusters: sp.csr_matrix, 
     for b, r in enumerate(rows):
         pos = positive_clusters.indices[positive_clusters.indptr[r]:positive_clusters.indptr[r + 1]]
         clusters[b, :pos.size] = pos
-        extra = [c for c in generated[b] if c not in set(pos.tolist())][:top_k]
+        positive = set(pos.tolist())
+        extra = [c for c in generated[b] if c not in positive][:top_k]
         clusters[b, pos.size:pos.size + len(extra)] = extra
         valid[b, :pos.size + len(extra)] = True
         dynamic[b, pos.size:pos.size + len(extra)] = True

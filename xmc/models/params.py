@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, List, Mapping
 
 from xmc.nn.embeddings import EmbeddingParams
 from xmc.nn.text import TextParams
@@ -86,11 +86,3 @@ class DeepParams:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "DeepParams":
         return dataclass_from_dict(cls, data)
-
-
-def tree_params_for(params: DeepParams, n_labels: int, height: Optional[int] = None) -> TreeParams:
-    """The tree's parameters with the model's seed and threads."""
-    tree = dataclasses.replace(params.tree, seed=params.seed, threads=params.threads)
-    if height is not None:
-        tree = dataclasses.replace(tree, height=height)
-    return tree
