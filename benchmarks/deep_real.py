@@ -24,6 +24,7 @@ import os
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Dict, List, Tuple
 
@@ -73,7 +74,7 @@ def set_metrics(Y, ids, scores, t: float) -> Dict[str, float]:
 
 
 def run_one(model_name: str, dataset: str, data_root: Path, epochs: int, threads: int, seed: int,
-            lr: float) -> Dict:
+            lr: float, deep_options: Dict) -> Dict:
     from xmc.metrics import evaluate, inv_propensity
     from xmc.utils.resources import peak_rss_bytes
 
@@ -88,7 +89,7 @@ def run_one(model_name: str, dataset: str, data_root: Path, epochs: int, threads
     else:
         from xmc.models import MODELS, DeepParams
 
-        params = DeepParams(epochs=epochs, threads=threads, seed=seed, lr=lr)
+        params = DeepParams(epochs=epochs, threads=threads, seed=seed, lr=lr, **deep_options)
         model = MODELS[model_name](params).fit(train, valid=valid, progress=False, log=print)
         predict = lambda corpus: model.predict_topk(corpus, k=10, threads=threads)
     train_seconds = time.perf_counter() - t0
@@ -107,11 +108,24 @@ def run_one(model_name: str, dataset: str, data_root: Path, epochs: int, threads
             "metrics": metrics}
 
 
+def deep_default(name: str):
+    """A DeepParams default, read without importing torch."""
+    import dataclasses
+
+    from xmc.models.params import DeepParams
+
+    return {f.name: f.default for f in dataclasses.fields(DeepParams)}[name]
+
+
 COLUMNS = ["P@1", "P@3", "P@5", "nDCG@3", "nDCG@5", "PSP@1", "PSP@3", "PSP@5", "micro-F1", "macro-F1",
            "hamming", "one-error"]
 
 
 def write_table(dataset: str, results: List[Dict], extra: str) -> str:
+    settings = {r.get("setting", extra) for r in results}
+    if len(settings) > 1:  # rows merged from runs with different settings (--update)
+        extra = "Rows from separate runs on this machine:\n\n" + "\n".join(
+            f"- {r['model']}: {r.get('setting', extra)}" for r in results)
     lines = [f"# Deep models vs linear PLT on {dataset} (test split)", "", extra, "",
              "| model | " + " | ".join(COLUMNS) + " | train min | docs/s | peak MiB | t |",
              "|---" * (len(COLUMNS) + 5) + "|"]
@@ -125,6 +139,27 @@ def write_table(dataset: str, results: List[Dict], extra: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def run_child(name: str, args: argparse.Namespace) -> Dict:
+    """Train and evaluate one model in its own process, its log lines streamed with its name in front."""
+    cmd = [sys.executable, __file__, "--dataset", args.dataset, "--data", str(args.data),
+           "--epochs", str(args.epochs), "--threads", str(args.threads), "--seed", str(args.seed),
+           "--lr", str(args.lr), "--swa-start", str(args.swa_start), "--dropout", str(args.dropout),
+           "--single", name]
+    print(f"== {name}", flush=True)
+    found = []
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=ROOT,
+                          env={**os.environ, "PYTHONUNBUFFERED": "1"}) as proc:
+        for line in proc.stdout:  # streamed: per-epoch lines show up while a model trains
+            if line.startswith("RESULT "):
+                found.append(json.loads(line[7:]))
+            else:
+                print(f"  [{name}] " + line.rstrip(), flush=True)
+    if proc.returncode != 0 or not found:
+        raise SystemExit(f"{name} failed with exit code {proc.returncode}")
+    print(f"[{name}] " + json.dumps(found[0]["metrics"]), flush=True)
+    return found[0]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dataset", choices=["reuters21578", "goemotions"], required=True)
@@ -133,34 +168,37 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--jobs", type=int, default=1,
+                    help="models trained at once, each in its own process with --threads threads")
     ap.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate of the deep models")
+    ap.add_argument("--swa-start", type=int, default=deep_default("swa_start"),
+                    help="epoch from which the weight average is validated too (0: off)")
+    ap.add_argument("--dropout", type=float, default=deep_default("dropout"))
+    ap.add_argument("--update", action="store_true",
+                    help="keep the other models' rows of the dataset's results file and replace only these models'")
     ap.add_argument("--single", help=argparse.SUPPRESS)  # child process: run one model, print JSON
     args = ap.parse_args()
     if args.single:
-        result = run_one(args.single, args.dataset, args.data, args.epochs, args.threads, args.seed, args.lr)
+        deep_options = {"swa_start": args.swa_start, "dropout": args.dropout}
+        result = run_one(args.single, args.dataset, args.data, args.epochs, args.threads, args.seed, args.lr,
+                         deep_options)
         print("RESULT " + json.dumps(result), flush=True)
         return
-    results = []
-    for name in args.models.split(","):
-        cmd = [sys.executable, __file__, "--dataset", args.dataset, "--data", str(args.data), "--epochs",
-               str(args.epochs), "--threads", str(args.threads), "--seed", str(args.seed), "--lr", str(args.lr), "--single", name]
-        print(f"== {name}", flush=True)
-        found = []
-        with subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=ROOT,
-                              env={**os.environ, "PYTHONUNBUFFERED": "1"}) as proc:
-            for line in proc.stdout:  # streamed: per-epoch lines show up while a model trains
-                if line.startswith("RESULT "):
-                    found.append(json.loads(line[7:]))
-                else:
-                    print("  " + line.rstrip(), flush=True)
-        if proc.returncode != 0 or not found:
-            raise SystemExit(f"{name} failed with exit code {proc.returncode}")
-        results.append(found[0])
-        print(json.dumps(found[0]["metrics"]), flush=True)
+    names = args.models.split(",")
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        results = list(pool.map(lambda name: run_child(name, args), names))
     RESULTS.mkdir(parents=True, exist_ok=True)
+    json_path = RESULTS / f"deep_real_{args.dataset}.json"
+    if args.update and json_path.is_file():
+        ran = {r["model"] for r in results}
+        results = [r for r in json.loads(json_path.read_text()) if r["model"] not in ran] + results
     extra = (f"Same split and machine, one run; threads={args.threads}, seed={args.seed}, lr={args.lr}, "
-             f"deep models at most {args.epochs} epochs with early stopping on the validation split.")
-    (RESULTS / f"deep_real_{args.dataset}.json").write_text(json.dumps(results, indent=1) + "\n")
+             f"deep models at most {args.epochs} epochs with early stopping on the validation split, "
+             f"dropout {args.dropout}, weight averaging from epoch {args.swa_start} (0: off); "
+             f"{args.jobs} model(s) trained at a time.")
+    for r in results:
+        r.setdefault("setting", extra)
+    json_path.write_text(json.dumps(results, indent=1) + "\n")
     table = write_table(args.dataset, results, extra)
     (RESULTS / f"deep_real_{args.dataset}.md").write_text(table)
     print(table)

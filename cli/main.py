@@ -208,6 +208,9 @@ DEEP_MODELS = ("attentionxml", "lightattention")
 @click.option("--weight-threshold", default=0.1, show_default=True, help="[linear] Prune weights smaller than this.")
 @click.option("--epochs", default=20, show_default=True, help="[deep] Most epochs per level.")
 @click.option("--patience", default=4, show_default=True, help="[deep] Epochs without a better validation P@1 before stopping.")
+@click.option("--swa-start", default=2, show_default=True,
+              help="[deep] Epoch from which the running average of the epoch-end weights is validated too, "
+                   "and kept when it scores better; 0: off.")
 @click.option("--batch-size", default=40, show_default=True, help="[deep] Documents per step.")
 @click.option("--lr", default=1e-3, show_default=True, help="[deep] Adam learning rate.")
 @click.option("--max-len", default=500, show_default=True, help="[deep] Tokens kept per document.")
@@ -234,7 +237,7 @@ DEEP_MODELS = ("attentionxml", "lightattention")
 def train(train_path: str, labels_file: Optional[str], fmt: str, model_dir: str, tree_dir: Optional[str],
           model: str, valid_path: Optional[str], seed: int, threads: int, branching_factor: int,
           max_leaf_size: Optional[int], loss: str, C: float, weight_threshold: float, epochs: int,
-          patience: int, batch_size: int, lr: float, max_len: int, embedding: str, embedding_dim: int,
+          patience: int, swa_start: int, batch_size: int, lr: float, max_len: int, embedding: str, embedding_dim: int,
           hidden: int, top_k: int, flat_max_labels: int, device: str, n_models: int, checkpoint_dir: Optional[str],
           checkpoint_every: int, resume: bool) -> None:
     """Train a model and save it to --model-dir.
@@ -278,7 +281,7 @@ def train(train_path: str, labels_file: Optional[str], fmt: str, model_dir: str,
     try:
         trained, valid = _train(train_path, labels_file, fmt, tree_dir, model, valid_path, seed, threads,
                                 branching_factor, max_leaf_size, loss, C, weight_threshold, epochs, patience,
-                                batch_size, lr, max_len, embedding, embedding_dim, hidden, top_k, flat_max_labels, device,
+                                swa_start, batch_size, lr, max_len, embedding, embedding_dim, hidden, top_k, flat_max_labels, device,
                                 n_models, checkpoint_every, checkpoint, resume)
     except (TrainingInterrupted, KeyboardInterrupt):
         where = checkpoint if ckpt.exists(checkpoint) else None
@@ -298,7 +301,7 @@ def train(train_path: str, labels_file: Optional[str], fmt: str, model_dir: str,
 
 
 def _train(train_path, labels_file, fmt, tree_dir, model, valid_path, seed, threads, branching_factor,
-           max_leaf_size, loss, C, weight_threshold, epochs, patience, batch_size, lr, max_len, embedding,
+           max_leaf_size, loss, C, weight_threshold, epochs, patience, swa_start, batch_size, lr, max_len, embedding,
            embedding_dim, hidden, top_k, flat_max_labels, device, n_models, checkpoint_every, checkpoint, resume):
     from xmc.tree import LabelTree, TreeParams
 
@@ -326,7 +329,7 @@ def _train(train_path, labels_file, fmt, tree_dir, model, valid_path, seed, thre
             text=TextParams(max_len=max_len), embedding=EmbeddingParams(source=embedding, dim=embedding_dim,
                                                                        seed=seed, threads=threads),
             tree=TreeParams(branching_factor=branching_factor, max_leaf_size=max_leaf_size or 8),
-            hidden=hidden, lr=lr, batch_size=batch_size, epochs=epochs, patience=patience, top_k=top_k,
+            hidden=hidden, lr=lr, batch_size=batch_size, epochs=epochs, patience=patience, swa_start=swa_start, top_k=top_k,
             flat_max_labels=flat_max_labels,
             seed=seed, threads=threads, device=device, checkpoint_every=checkpoint_every)
         valid = _load(valid_path, fmt, None) if valid_path else None

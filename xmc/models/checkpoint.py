@@ -7,7 +7,7 @@ Layout of a checkpoint directory (written whole and swapped into place by
     state.json      params, data fingerprint, position (level, epoch loop state or "complete"),
                     Adam's param groups, numpy generator states, model manifest extras
     arrays.npz      network weights (finished levels and the current one), "best.*" best weights
-                    of the current level, "adam.<i>.<key>" Adam moments and step counts,
+                    and "average.*" running weight average of the current level, "adam.<i>.<key>" Adam moments and step counts,
                     "rng.torch" / "rng.cuda" generator states (uint8)
     embeddings.npz  the word vectors, only before the first network exists (later they live in the weights)
     labels.json, text/, tree/   label vocabulary, text encoder and label tree (never refit on resume)
@@ -35,6 +35,7 @@ from xmc.utils.modeldir import load_arrays, load_json, save_arrays, save_json
 ARRAYS = "arrays.npz"
 EMBEDDINGS = "embeddings.npz"
 FORMAT = 1
+WEIGHT_SETS = ("best", "average")  # weight sets the epoch loop keeps beside the network's own
 # Options that change how fast training runs, not what it computes: a resume may change them.
 FREE_PARAMS = {"threads", "device", "eval_batch_size", "checkpoint_every", "embedding.threads"}
 
@@ -106,31 +107,33 @@ class LevelCheckpoint:
     def interrupted(self) -> bool:
         return self.owner.interrupted()
 
-    def resume_point(self, optimizer: torch.optim.Optimizer) -> Optional[Tuple[LoopState, Optional[State]]]:
+    def resume_point(self, optimizer: torch.optim.Optimizer) -> Optional[Tuple[LoopState, Dict[str, State]]]:
         saved = self.owner.take_loop(self.level)
         if saved is None:
             return None
         state, arrays = saved
         load_state(self.prefix, self.net, arrays, self.path)
-        best = None
-        if any(name.startswith("best.") for name in arrays):
-            best_net = {name[5:]: torch.from_numpy(np.array(v)).clone().to(self.owner.model.device)
-                        for name, v in arrays.items() if name.startswith("best.")}
-            if set(best_net) != set(self.net.state_dict()):
-                raise CheckpointError(f"{self.path}: its best weights do not fit this network")
-            best = best_net
+        weights = {}
+        for kind in WEIGHT_SETS:
+            found = {name[len(kind) + 1:]: torch.from_numpy(np.array(v)).clone().to(self.owner.model.device)
+                     for name, v in arrays.items() if name.startswith(f"{kind}.")}
+            if not found:
+                continue
+            if set(found) != set(self.net.state_dict()):
+                raise CheckpointError(f"{self.path}: its {kind} weights do not fit this network")
+            weights[kind] = found
         _load_optimizer(optimizer, arrays, state.get("optimizer", []), self.path)
         for name, gen in self.rngs.items():
             gen.bit_generator.state = state["numpy_rngs"][name]
         torch.set_rng_state(torch.from_numpy(np.array(arrays["rng.torch"])))
         if "rng.cuda" in arrays and torch.cuda.is_available():
             torch.cuda.set_rng_state_all([torch.from_numpy(np.array(r)) for r in arrays["rng.cuda"]])
-        return LoopState.from_dict(state["position"]["loop"]), best
+        return LoopState.from_dict(state["position"]["loop"]), weights
 
-    def save(self, loop: LoopState, optimizer: torch.optim.Optimizer, best_state: Optional[State]) -> None:
+    def save(self, loop: LoopState, optimizer: torch.optim.Optimizer, weights: Dict[str, State]) -> None:
         arrays, groups = _optimizer_arrays(optimizer)
-        if best_state is not None:
-            arrays.update({f"best.{k}": v.detach().cpu().numpy() for k, v in best_state.items()})
+        for kind, state in weights.items():
+            arrays.update({f"{kind}.{k}": v.detach().cpu().numpy() for k, v in state.items()})
         self.owner.write({"level": self.level, "loop": loop.to_dict()}, arrays, groups, self.rngs)
 
 

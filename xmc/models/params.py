@@ -40,6 +40,8 @@ class DeepParams:
     patience: int = 4  # epochs without a better validation P@1 before stopping
     valid_fraction: float = 0.1  # held out of the training data when no validation set is given
     grad_clip: float = 5.0
+    # Epoch from which the running average of the epoch-end weights is kept and validated (0: off).
+    swa_start: int = 2
     top_k: int = 16  # parent nodes whose children are the candidates of the next level (train and predict)
     generator_top_k: int = 8  # LightAttention: clusters from which dynamic negatives are drawn
     generator_hidden: int = 256  # LightAttention: hidden units of the cluster generator
@@ -77,6 +79,8 @@ class DeepParams:
             raise ValueError(f"valid_fraction must be in (0, 1), got {self.valid_fraction}")
         if not (self.device in ("auto", "cpu") or self.device.startswith("cuda")):
             raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {self.device!r}")
+        if isinstance(self.swa_start, bool) or int(self.swa_start) != self.swa_start or self.swa_start < 0:
+            raise ValueError(f"swa_start must be an integer >= 0, got {self.swa_start!r}")
         if self.patience < 0:
             raise ValueError(f"patience must be >= 0, got {self.patience}")
 

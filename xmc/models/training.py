@@ -1,6 +1,14 @@
 """The epoch loop every deep model uses: shuffled length-bucketed batches, Adam,
 gradient clipping, a validation P@k line per epoch, early stopping, best weights kept.
 
+Stochastic weight averaging (Izmailov et al., 2018; AttentionXML's own training
+uses it): from epoch ``params.swa_start`` on, the loop keeps the running mean of
+the epoch-end weights and validates it beside the current weights. Whichever of
+the two scores best on validation is kept, so averaging never costs accuracy
+on the validation split. While the current weights still beat the mean, the
+mean restarts from them, so it holds only epochs of the plateau and the start
+epoch needs no tuning.
+
 The loop can stop at any step and continue bit for bit: :class:`LoopState`
 holds its position (epoch, step, the batch-order generator's state at the start
 of the epoch, the running loss, the best score so far) and a
@@ -51,6 +59,8 @@ class LoopState:
     batch_rng: Optional[Dict[str, Any]] = None  # batch-order generator's state at the start of ``epoch``
     best_score: Optional[float] = None  # None: no epoch finished yet (JSON has no -inf)
     best_epoch: int = -1
+    best_is_average: bool = False  # the kept weights are the running average, not one epoch's
+    averaged: int = 0  # epoch-end weights in the running average
     stale: int = 0
     finished: bool = False  # the last epoch ran (or early stopping fired): only the best weights remain to load
     seconds: float = 0.0
@@ -70,10 +80,11 @@ class LoopCheckpoint(Protocol):
 
     every: int
 
-    def resume_point(self, optimizer: torch.optim.Optimizer) -> Optional[Tuple[LoopState, Optional[State]]]:
-        """The saved loop state and best weights, after loading the net and ``optimizer``; None: start fresh."""
+    def resume_point(self, optimizer: torch.optim.Optimizer) -> Optional[Tuple[LoopState, Dict[str, State]]]:
+        """The saved loop state and weight sets ("best", "average"), after loading the net and ``optimizer``;
+        None: start fresh."""
 
-    def save(self, loop: LoopState, optimizer: torch.optim.Optimizer, best_state: Optional[State]) -> None:
+    def save(self, loop: LoopState, optimizer: torch.optim.Optimizer, weights: Dict[str, State]) -> None:
         ...
 
     def interrupted(self) -> bool:
@@ -86,6 +97,38 @@ class LoopCheckpoint(Protocol):
 
 def _fmt_metrics(metrics: Dict[str, float]) -> str:
     return " ".join(f"{name} {value * 100:.2f}" for name, value in metrics.items())
+
+
+def _snapshot(net: nn.Module) -> State:
+    return {k: v.detach().clone() for k, v in net.state_dict().items()}
+
+
+def _add_to_average(average: Optional[State], net: nn.Module, count: int) -> State:
+    """The running mean of ``count`` snapshots updated with ``net``'s weights (float tensors only:
+    integer buffers, if any, take the latest value)."""
+    if average is None:
+        return _snapshot(net)
+    for name, value in net.state_dict().items():
+        if value.is_floating_point():
+            average[name].add_(value.detach() - average[name], alpha=1.0 / (count + 1))
+        else:
+            average[name].copy_(value)
+    return average
+
+
+def _score(metrics: Dict[str, float], monitor: Optional[str]) -> float:
+    return metrics.get(monitor, float("nan")) if monitor else float(np.mean(list(metrics.values())))
+
+
+def _validate_with(net: nn.Module, weights: State, validate: Validate) -> Dict[str, float]:
+    """Validation metrics of ``weights``; ``net`` keeps its own weights afterwards."""
+    current = _snapshot(net)
+    net.load_state_dict(weights)
+    try:
+        with torch.no_grad():
+            return validate()
+    finally:
+        net.load_state_dict(current)
 
 
 def train_epochs(net: nn.Module, step_loss: StepLoss, lengths: np.ndarray, params: DeepParams,
@@ -103,17 +146,17 @@ def train_epochs(net: nn.Module, step_loss: StepLoss, lengths: np.ndarray, param
     rng = np.random.default_rng(params.seed)
     optimizer = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=params.lr,
                                  weight_decay=params.weight_decay)
-    loop, best_state = LoopState(), None
+    loop, weights = LoopState(), {}
     resumed = checkpoint.resume_point(optimizer) if checkpoint is not None else None
     if resumed is not None:
-        loop, best_state = resumed
+        loop, weights = resumed
     start = time.perf_counter() - loop.seconds
     n_batches = -(-lengths.size // params.batch_size)
     every = checkpoint.every if checkpoint is not None else 0
 
     def save() -> None:
         loop.seconds = time.perf_counter() - start
-        checkpoint.save(loop, optimizer, best_state)
+        checkpoint.save(loop, optimizer, weights)
 
     while not loop.finished:
         epoch = loop.epoch
@@ -146,23 +189,40 @@ def train_epochs(net: nn.Module, step_loss: StepLoss, lengths: np.ndarray, param
         net.eval()
         with torch.no_grad():
             metrics = validate()
-        score = metrics.get(monitor, float("nan")) if monitor else float(np.mean(list(metrics.values())))
+        score = _score(metrics, monitor)
         record = {"epoch": epoch, "loss": loop.epoch_loss / max(loop.step, 1), **metrics}
+        candidates = [(score, False, metrics, 1)]
+        if params.swa_start > 0 and epoch >= params.swa_start:
+            weights["average"] = _add_to_average(weights.get("average"), net, loop.averaged)
+            loop.averaged += 1
+            if loop.averaged > 1:  # an average of one snapshot is this epoch's weights
+                average_metrics = _validate_with(net, weights["average"], validate)
+                record.update({f"avg {k}": v for k, v in average_metrics.items()})
+                average_score = _score(average_metrics, monitor)
+                candidates.append((average_score, True, average_metrics, loop.averaged))
+                if score > average_score:
+                    # Still improving fast: older snapshots drag the mean down, so it restarts from here.
+                    weights["average"], loop.averaged = _snapshot(net), 1
         loop.history.append(record)
+        score, is_average, _, _ = max(candidates, key=lambda c: c[0])
         improved = score > (loop.best_score if loop.best_score is not None else float("-inf"))
         if improved:
-            loop.best_score, loop.best_epoch = float(score), epoch
-            best_state = copy.deepcopy(net.state_dict())
+            loop.best_score, loop.best_epoch, loop.best_is_average = float(score), epoch, is_average
+            weights["best"] = _snapshot(net) if not is_average else {k: v.clone() for k, v in weights["average"].items()}
             loop.stale = 0
         else:
             loop.stale += 1
         if log is not None:
             mark = " *" if improved else ""
-            log(f"{desc} epoch {epoch}: loss {record['loss']:.4f}  valid {_fmt_metrics(metrics)}  "
+            averaged = ""
+            if len(candidates) > 1:
+                averaged = f"  average of {candidates[1][3]} epochs {_fmt_metrics(candidates[1][2])}"
+                mark = f" *{' (average)' if is_average else ''}" if improved else ""
+            log(f"{desc} epoch {epoch}: loss {record['loss']:.4f}  valid {_fmt_metrics(metrics)}{averaged}  "
                 f"({time.perf_counter() - start:.0f} s){mark}")
         early = loop.stale > params.patience
         if early and log is not None:
-            log(f"{desc}: early stop, best epoch {loop.best_epoch} "
+            log(f"{desc}: early stop, best epoch {loop.best_epoch}{' (average)' if loop.best_is_average else ''} "
                 f"({monitor or 'mean validation P@k'} {loop.best_score * 100:.2f})")
         loop.finished = early or epoch >= params.epochs
         loop.epoch, loop.step, loop.epoch_loss, loop.batch_rng = epoch + 1, 0, 0.0, None
@@ -171,8 +231,8 @@ def train_epochs(net: nn.Module, step_loss: StepLoss, lengths: np.ndarray, param
             save()
             if checkpoint.interrupted():
                 raise TrainingInterrupted(checkpoint.path)
-    if best_state is not None:
-        net.load_state_dict(best_state)
+    if "best" in weights:
+        net.load_state_dict(weights["best"])
     net.eval()
     history = TrainHistory(epochs=list(loop.history), best_epoch=loop.best_epoch,
                            best_score=loop.best_score if loop.best_score is not None else float("-inf"))
