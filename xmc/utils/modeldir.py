@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import tempfile
+import typing
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Mapping, Tuple, Type, TypeVar
 
@@ -91,9 +92,64 @@ def dataclass_to_dict(obj: Any) -> Dict[str, Any]:
 
 
 def dataclass_from_dict(cls: Type[T], data: Mapping[str, Any]) -> T:
-    """Build ``cls`` from a dict, ignoring unknown keys (newer configs) and checking types lightly."""
-    fields = {f.name for f in dataclasses.fields(cls)}
-    return cls(**{k: v for k, v in data.items() if k in fields})
+    """Build ``cls`` from a dict, ignoring unknown keys (newer configs).
+
+    Each value must have its field's annotated JSON type (a saved config may be
+    crafted: ``"threads": ""`` must fail here, naming the field, not deep in
+    native code); a wrong one raises ``TypeError``. Ranges are the class's own checks.
+    """
+    if not isinstance(data, Mapping):
+        raise TypeError(f"{cls.__name__}: expected an object of fields, found {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name in data:
+            value = data[f.name]
+            if not _has_json_type(value, hints.get(f.name, Any)):
+                raise TypeError(f"{cls.__name__}.{f.name} must be {_type_name(hints.get(f.name, Any))}, "
+                                f"found {value!r}"[:300])
+            kwargs[f.name] = value
+    return cls(**kwargs)
+
+
+def _has_json_type(value: Any, hint: Any) -> bool:
+    # The annotations configs use: int, float, bool, str, Optional/Union, List[x], Tuple[x, ...], dataclasses.
+    if hint is Any:
+        return True
+    if dataclasses.is_dataclass(hint):
+        return isinstance(value, (Mapping, hint))
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is typing.Union:
+        return any(_has_json_type(value, a) for a in args)
+    if origin in (list, List):
+        return isinstance(value, (list, tuple)) and all(_has_json_type(v, args[0]) for v in value)
+    if origin in (tuple, Tuple):
+        if not isinstance(value, (list, tuple)):
+            return False
+        if len(args) == 2 and args[1] is Ellipsis:
+            return all(_has_json_type(v, args[0]) for v in value)
+        return len(value) == len(args) and all(_has_json_type(v, a) for v, a in zip(value, args))
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, (bool, np.bool_))
+    if hint is int:
+        return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+    if isinstance(hint, type):
+        return isinstance(value, hint)
+    return True
+
+
+def _type_name(hint: Any) -> str:
+    if typing.get_origin(hint) is typing.Union:
+        return " or ".join(_type_name(a) for a in typing.get_args(hint))
+    if hint is type(None):
+        return "null"
+    if typing.get_origin(hint) is None and isinstance(hint, type):
+        return hint.__name__
+    return str(hint).replace("typing.", "")
 
 
 def file_digest(path: Path) -> Tuple[int, str]:
