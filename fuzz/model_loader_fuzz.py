@@ -43,9 +43,6 @@ import scipy.sparse as sp
 
 # Fuzz the checkout this file lives in (run as a script, sys.path[0] would be fuzz/).
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-# One thread: the seeds are tiny, and OpenMP regions on a busy 2-core machine cost ~0.1 s each.
-os.environ.setdefault("OMP_NUM_THREADS", "1")
-warnings.simplefilter("ignore")  # casts of forged values warn; the outcome checks are what count
 
 SEED_ROOT = Path(os.environ.get("XMC_LOADER_SEEDS", Path(tempfile.gettempdir()) / "xmc-loader-seeds"))
 MANIFEST = "xmc.json"
@@ -90,9 +87,11 @@ def _build_deep_seed(directory: Path, small) -> None:
 
     torch.set_num_threads(1)
     t = make_text_corpus(small)
-    params = DeepParams.from_dict({"epochs": 1, "emb_size": 8, "hidden_size": 8, "linear_size": [8],
-                                   "max_len": 16, "batch_size": 32, "device": "cpu",
-                                   "tree": {"height": 2, "branching_factor": 4, "max_leaf_size": 4, "threads": 1}})
+    params = DeepParams.from_dict({"epochs": 1, "hidden": 8, "fc_sizes": [8], "batch_size": 32, "device": "cpu",
+                                   "threads": 1, "top_k": 4, "embedding": {"dim": 8},
+                                   "text": {"max_len": 16, "max_vocab": 200},
+                                   "tree": {"branching_factor": 4, "max_leaf_size": 4, "threads": 1},
+                                   "flat_max_labels": 8})
     AttentionXML(params).fit(TextData(t.train_texts, t.train_labels)).save(directory)
 
 
@@ -131,7 +130,7 @@ INT_SPECIALS = [-1, 0, 1, 2, 3, 7, 23, 24, 25, 60, 61, 2**31 - 1, 2**31, -2**31,
 FLOAT_SPECIALS = [np.nan, np.inf, -np.inf, -1.0, 0.0, 1e30, -1e30, 5e-324, 0.5]
 DTYPES = ["float32", "float64", "float16", "int8", "int16", "int32", "int64", "uint8", "uint32", "uint64",
           "bool", "complex64", "<U4", "S3", "datetime64[s]", "V4"]
-JSON_SPECIALS = [None, True, False, 0, -1, 1, 2, 3, 2**31, 2**63, -2**63, 10**30, 0.5, -0.0, 1e308, float("nan"),
+JSON_SPECIALS = [None, True, False, 0, -1, 1, 2, 3, 2**20, 2**31, 2**63, -2**63, 10**30, 0.5, -0.0, 1e308, float("nan"),
                  float("inf"), "", "x", "sigmoid", "squared_hinge", "cuda", "pipeline", "text", "sparse",
                  [], [1, 2], ["a", "a"], {}, {"a": 1}, [[0, 1]]]
 
@@ -342,10 +341,9 @@ def _docs_for(model, rng: np.random.Generator):
         X = sp.random(3, n, density=min(1.0, 4.0 / max(n, 1)), format="csr", dtype=np.float32, random_state=rng)
         return sp.vstack([X, sp.csr_matrix((1, n), dtype=np.float32)]).tocsr()
     from xmc.data import TextData
+    from xmc.datasets.synthetic import pseudo_words
 
-    words = list(model.featurizer.vocabulary[:6]) if getattr(model, "featurizer", None) is not None else []
-    if not words and getattr(model, "text", None) is not None:
-        words = [w for w in getattr(model.text, "vocab", {}) if isinstance(w, str)][:6]
+    words = pseudo_words(60)[:6].tolist()  # the seed corpora's own words
     return TextData([" ".join(words), "", "unseen words only", " ".join(reversed(words))], [[]] * 4)
 
 
@@ -472,6 +470,10 @@ def run_atheris(argv: List[str], deep: bool) -> None:
 
 
 def main(argv: List[str]) -> int:
+    # One thread: the seeds are tiny, and OpenMP regions on a busy 2-core machine cost ~0.1 s each.
+    # (Set before xmc's first import, which loads OpenMP.)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    warnings.simplefilter("ignore")  # casts of forged values warn; the outcome checks are what count
     deep = "--deep" in argv
     argv = [a for a in argv if a != "--deep"]
     if "--plain" in argv:

@@ -199,7 +199,7 @@ class AttentionXML(DeepModel):
         self.levels = []
         for level in range(1, self.tree.depth + 1):
             dim = self.params.embedding.dim
-            net = LevelNetwork(np.zeros((vocab_rows, dim), dtype=np.float32), self.tree.level_size(level),
+            net = LevelNetwork(np.broadcast_to(np.float32(0), (vocab_rows, dim)), self.tree.level_size(level),
                                self.params)
             load_state(f"level{level}", net, arrays, directory)
             self.levels.append(net.to(self.device).eval())
