@@ -358,6 +358,12 @@ def check_outcome(model_dir: Path) -> str:
         if str(model_dir) not in str(e):
             raise LoaderBug(f"ModelFormatError names no file of the model: {e}") from e
         return "refused"
+    check_predictions(model)
+    return "loaded"
+
+
+def check_predictions(model) -> None:
+    """A loaded model must predict sane output on a few tiny documents, else LoaderBug."""
     docs = _docs_for(model, np.random.default_rng(0))
     n_labels = len(model.vocab)
     for k, beam in ((3, 2), (n_labels + 2, 4)):
@@ -369,7 +375,6 @@ def check_outcome(model_dir: Path) -> str:
         if not np.all(np.isfinite(scores)) or scores.min() < 0 or scores.max() > 1:
             raise LoaderBug(f"scores outside [0, 1] or not finite: {scores}")
         model.vocab.decode(ids[ids >= 0])
-    return "loaded"
 
 
 class Runner:

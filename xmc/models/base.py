@@ -246,9 +246,10 @@ class DeepModel:
         try:
             with torch.device("meta"):
                 model._load_weights(arrays, info, directory)
-        except (RuntimeError, ValueError, OverflowError) as e:  # ModelFormatError (a ValueError) passes as is
-            if isinstance(e, ModelFormatError):
-                raise
+        except ModelFormatError as e:
+            # Either file may be the forged one: name both.
+            raise ModelFormatError(f"{directory / PARAMS_JSON} and the weights disagree: {e}") from None
+        except (RuntimeError, ValueError, OverflowError) as e:
             raise ModelFormatError(f"{directory / PARAMS_JSON}: describes networks that cannot be built "
                                    f"({str(e)[:200]})") from None
         model.device = device
