@@ -428,11 +428,15 @@ def run_plain(n: int, start: int, deep: bool, bugs_dir: Path, stop_after: int) -
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     faulthandler.enable()
     runner = Runner(build_seeds(deep=deep))
+    # The input being run, for a crash that kills the process (segfault, abort): one pwrite per input.
+    progress = os.open(runner.work / "current_input", os.O_WRONLY | os.O_CREAT, 0o644)
+    print(f"a crash leaves its input number in {runner.work / 'current_input'}", flush=True)
     counts = {"loaded": 0, "refused": 0, "bug": 0}
     signatures: Dict[str, int] = {}
     t0 = time.perf_counter()
     for i in range(start, start + n):
         faulthandler.dump_traceback_later(HANG_SECONDS, exit=True)  # a hang, in Python or native, ends the run
+        os.pwrite(progress, f"{i:<20d}\n".encode(), 0)
         try:
             outcome, _ = runner.one(RandomChoices(i))
             counts[outcome] += 1

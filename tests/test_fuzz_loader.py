@@ -275,6 +275,7 @@ DEEP_CASES = {
     "fc size 2**33": (edit_json(lambda o: {**o, "fc_sizes": [2**33]}), "params.json", r"has shape .* expected"),
     "embedding dim 2**30": (edit_json(lambda o: o["embedding"].update(dim=2**30)), "params.json",
                             r"has shape .* expected"),
+    "threads 2**20": (edit_json(lambda o: {**o, "threads": 2**20}), "params.json", r"threads must be in"),
     "lstm layers 10**9": (edit_json(lambda o: {**o, "lstm_layers": 10**9}), "params.json", r"lstm_layers"),
     # DeepParams' own TypeError and ValueError escaped the loader
     "params not an object": (edit_json(lambda o: 3), "params.json", r"expected an object of fields"),
@@ -303,3 +304,13 @@ def test_deep_regressions(case, deep_seed, tmp_path):
 
 def test_deep_seed_loads_and_predicts(deep_seed):
     assert fz.check_outcome(deep_seed) == "loaded"
+
+
+def test_deep_padding_scores_are_zero(deep_seed, tmp_path):
+    # Level-1 probabilities of exactly 0 left no candidate: the padded slots came back with score -1.0.
+    d = crafted(deep_seed, tmp_path, "weights.npz",
+                edit_array("level1.scorer.fc.3.bias", lambda a: np.full_like(a, -1e30)))
+    model = load_model(d)
+    fz.check_predictions(model)
+    ids, scores = model.predict_topk(["anything at all"], k=4)
+    assert np.all(ids == -1) and np.all(scores == 0.0)

@@ -14,6 +14,7 @@ Directory layout::
 from __future__ import annotations
 
 import contextlib
+import os
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -43,7 +44,8 @@ Log = Callable[[str], None]
 
 def set_threads(threads: int) -> None:
     if threads and threads > 0:
-        torch.set_num_threads(int(threads))
+        # More threads than cores never helps, and a loaded model's count must not exhaust the process.
+        torch.set_num_threads(min(int(threads), os.cpu_count() or 1))
 
 
 def resolve_device(name: str) -> torch.device:
