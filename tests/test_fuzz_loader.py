@@ -275,6 +275,7 @@ DEEP_CASES = {
     "fc size 2**33": (edit_json(lambda o: {**o, "fc_sizes": [2**33]}), "params.json", r"has shape .* expected"),
     "embedding dim 2**30": (edit_json(lambda o: o["embedding"].update(dim=2**30)), "params.json",
                             r"has shape .* expected"),
+    "hidden 10**30": (edit_json(lambda o: {**o, "hidden": 10**30}), "params.json", r"cannot be built"),
     "threads 2**20": (edit_json(lambda o: {**o, "threads": 2**20}), "params.json", r"threads must be in"),
     "lstm layers 10**9": (edit_json(lambda o: {**o, "lstm_layers": 10**9}), "params.json", r"lstm_layers"),
     # DeepParams' own TypeError and ValueError escaped the loader

@@ -251,7 +251,7 @@ class DeepModel:
         except ModelFormatError as e:
             # Either file may be the forged one: name both.
             raise ModelFormatError(f"{directory / PARAMS_JSON} and the weights disagree: {e}") from None
-        except (RuntimeError, ValueError, OverflowError) as e:
+        except (RuntimeError, ValueError, OverflowError, TypeError) as e:  # torch: sizes past int64
             raise ModelFormatError(f"{directory / PARAMS_JSON}: describes networks that cannot be built "
                                    f"({str(e)[:200]})") from None
         model.device = device
