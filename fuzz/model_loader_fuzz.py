@@ -469,6 +469,8 @@ def run_atheris(argv: List[str], deep: bool) -> None:
     with atheris.instrument_imports(include=["xmc"]):
         import xmc.models  # noqa: F401
         import xmc.pipeline  # noqa: F401
+        if deep:
+            import xmc.models.attentionxml  # noqa: F401 - loaded lazily otherwise, so never instrumented
     runner = Runner(build_seeds(deep=deep))
 
     def test_one_input(data: bytes) -> None:
