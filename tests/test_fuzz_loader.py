@@ -142,7 +142,8 @@ LINEAR_CASES = {
     # weights.npz: NaN weights loaded and predicted NaN scores; float indices were cast
     "weights NaN": ("linear/weights.npz", edit_array("layer_0_data", lambda a: np.full_like(a, np.nan)),
                     r"non-finite weight"),
-    "weights overflow float32": ("linear/weights.npz", edit_array("layer_0_data", lambda a: a.astype(np.float64) * 1e300),
+    "weights overflow float32": ("linear/weights.npz",
+                                 edit_array("layer_0_data", lambda a: a.astype(np.float64) * 1e300),
                                  r"non-finite weight"),
     "weight indices float": ("linear/weights.npz", edit_array("layer_0_indices", lambda a: a.astype(np.float32)),
                              r"layer_0_indices must be 1-d integers"),

@@ -289,8 +289,9 @@ def load_state(prefix: str, module: torch.nn.Module, arrays: Dict[str, np.ndarra
                                    f"expected {tuple(current.shape)}")
         if value.dtype.kind not in "fiub" or (value.dtype.kind == "f" and not np.all(np.isfinite(value))):
             # load_state_dict would cast or reject these; NaN weights would give NaN scores.
+            found = f"{value.dtype}" + (" with non-finite values" if value.dtype.kind == "f" else "")
             raise ModelFormatError(f"{directory / WEIGHTS}: array {key!r} must hold finite real numbers, "
-                                   f"found {value.dtype}" + (" with non-finite values" if value.dtype.kind == "f" else ""))
+                                   f"found {found}")
         state[name] = torch.from_numpy(np.ascontiguousarray(value))
     if not any(p.is_meta for p in module.parameters()):  # the meta dry run checks shapes only
         module.load_state_dict(state)
