@@ -178,6 +178,10 @@ class Pipeline:
                                    f"{directory / LINEAR_DIR} predicts {pipe.model.tree.n_labels}")
         if input_kind == "text":
             pipe.featurizer = TfidfFeaturizer.load(directory / FEATURIZER_DIR)
+            if pipe.featurizer.n_features != pipe.model.n_features:
+                raise ModelFormatError(f"{directory / FEATURIZER_DIR / TFIDF_VOCAB}: holds "
+                                       f"{pipe.featurizer.n_features} terms but the model in "
+                                       f"{directory / LINEAR_DIR} expects {pipe.model.n_features} features")
         return pipe
 
     @property

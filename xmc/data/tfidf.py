@@ -8,6 +8,7 @@ that was saved, whatever scikit-learn's private attributes look like.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence, Tuple, Union
@@ -40,6 +41,10 @@ class TfidfParams:
             raise ValueError(f"ngram_range must be (min_n, max_n) with 1 <= min_n <= max_n, got {self.ngram_range}")
         if self.max_features is not None and self.max_features <= 0:
             raise ValueError(f"max_features must be positive or None, got {self.max_features}")
+        try:
+            re.compile(self.token_pattern)
+        except (re.error, TypeError) as e:
+            raise ValueError(f"token_pattern {self.token_pattern!r} is not a valid regex: {e}") from None
 
 
 class TfidfFeaturizer:
@@ -86,10 +91,10 @@ class TfidfFeaturizer:
         if p.sublinear_tf:
             X.data = np.log(X.data) + 1.0
         X.data *= self.idf[X.indices]
-        sq = np.add.reduceat(X.data ** 2, X.indptr[:-1]) if X.nnz else np.zeros(0)
         lengths = np.diff(X.indptr)
-        norms = np.zeros(X.shape[0])
-        norms[lengths > 0] = np.sqrt(sq[lengths > 0])
+        # Row norms by bincount: reduceat misreads empty rows and fails when no text has a known term.
+        norms = np.sqrt(np.bincount(np.repeat(np.arange(X.shape[0]), lengths), weights=X.data ** 2,
+                                    minlength=X.shape[0]))
         X.data /= np.repeat(np.where(norms > 0, norms, 1.0), lengths)
         out = sp.csr_matrix((X.data.astype(np.float32), X.indices.astype(np.int32),
                              X.indptr.astype(np.int64)), shape=X.shape)
@@ -125,7 +130,8 @@ class TfidfFeaturizer:
         if not isinstance(vocab, list) or not all(isinstance(t, str) for t in vocab) or len(set(vocab)) != len(vocab):
             raise ModelFormatError(f"{d / VOCAB_JSON}: expected a list of distinct strings")
         idf = load_arrays(d / IDF_NPZ).get("idf")
-        if idf is None or idf.ndim != 1 or idf.shape[0] != len(vocab) or not np.isfinite(idf).all():
+        if (idf is None or idf.ndim != 1 or idf.dtype.kind not in "fiu" or idf.shape[0] != len(vocab)
+                or not np.isfinite(idf).all()):
             raise ModelFormatError(f"{d / IDF_NPZ}: expected {len(vocab)} finite idf values, one per term")
         f = cls(params)
         f.vocabulary = vocab

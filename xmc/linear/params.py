@@ -12,6 +12,7 @@ LOSSES = ("squared_hinge", "logistic")
 ACTIVATIONS = ("l3-hinge", "sigmoid")
 # The activation that turns each loss's margin into a node probability (PECOS pairs l3-hinge with squared hinge).
 DEFAULT_ACTIVATION = {"squared_hinge": "l3-hinge", "logistic": "sigmoid"}
+MAX_THREADS = 1024
 
 
 @dataclass
@@ -63,6 +64,11 @@ class PLTParams:
             raise ValueError(f"weight_threshold must be >= 0, got {self.weight_threshold}")
         if not self.bias >= 0:
             raise ValueError(f"bias must be >= 0, got {self.bias}")
+        # A loaded model's thread count reaches OpenMP at prediction: a forged 2**31 must stop here.
+        if not 0 <= int(self.threads) <= MAX_THREADS:
+            raise ValueError(f"threads must be in [0, {MAX_THREADS}] (0: all cores), got {self.threads}")
+        if not 0 <= int(self.seed) < 2**63:
+            raise ValueError(f"seed must be in [0, 2**63), got {self.seed}")
 
     @property
     def resolved_activation(self) -> str:

@@ -171,10 +171,11 @@ class PLTLinear:
         ``verify=False`` is for callers that already checked an enclosing manifest."""
         directory = Path(directory)
         info = read_manifest(directory, KIND, required=REQUIRED_FILES, verify=verify)
-        try:
-            n_features = int(info["n_features"])
-        except (KeyError, ValueError, TypeError) as e:
-            raise ModelFormatError(f"{directory / MANIFEST}: needs an integer 'n_features' ({e!r})") from e
+        n_features = info.get("n_features")
+        if not isinstance(n_features, int) or isinstance(n_features, bool) or not 0 <= n_features < 2**31 - 1:
+            # Feature ids are int32 in the native search, and the bias row is one past the last.
+            raise ModelFormatError(f"{directory / MANIFEST}: needs an integer 'n_features' in [0, 2**31 - 1), "
+                                   f"found {n_features!r}")
         params = load_json(directory / PARAMS_JSON)
         if not isinstance(params, dict):
             raise ModelFormatError(f"{directory / PARAMS_JSON}: expected a JSON object of PLT parameters")
@@ -190,24 +191,43 @@ class PLTLinear:
         if unknown:
             raise ModelFormatError(f"{directory / WEIGHTS_NPZ}: unexpected arrays {unknown}; a depth-"
                                    f"{model.tree.depth} PLT holds only layer_<t>_{{indptr,indices,data,shape}}")
+        missing = sorted(expected_names - set(arrays))
+        if missing:
+            raise ModelFormatError(f"{directory / WEIGHTS_NPZ}: arrays {missing} are missing")
         try:
-            weights = []
-            for t in range(model.tree.depth):
-                shape = tuple(int(s) for s in arrays[f"layer_{t}_shape"])
-                expected = (n_features + 1, model.tree.level_size(t + 1))
-                if shape != expected:
-                    raise ValueError(f"layer {t} has shape {shape}, expected {expected}")
-                W = sp.csc_matrix((arrays[f"layer_{t}_data"], arrays[f"layer_{t}_indices"],
-                                   arrays[f"layer_{t}_indptr"]), shape=shape)
-                W.check_format(full_check=True)  # out-of-range indices would crash the native scorer
-                weights.append(W)
-        except (KeyError, ValueError, TypeError) as e:
-            raise ModelFormatError(f"{directory / WEIGHTS_NPZ}: damaged PLT weights ({e})") from e
+            weights = [_layer_from_arrays(arrays, t, (n_features + 1, model.tree.level_size(t + 1)))
+                       for t in range(model.tree.depth)]
+        except ValueError as e:
+            raise ModelFormatError(f"{directory / WEIGHTS_NPZ}: damaged PLT weights: {e}") from e
         model.weights, model.n_features = weights, n_features
         return model
 
     def __repr__(self) -> str:
         return f"PLTLinear({self.tree!r}, n_features={self.n_features}, params={self.params})"
+
+
+def _layer_from_arrays(arrays: dict, t: int, expected: Tuple[int, int]) -> sp.csc_matrix:
+    """Layer ``t``'s CSC weights from saved arrays, every dtype, shape and index checked first:
+    the native search would read out of bounds on a bad index, and NaN weights give NaN scores."""
+    shape, indptr, indices, data = (arrays[f"layer_{t}_{part}"] for part in ("shape", "indptr", "indices", "data"))
+    if shape.dtype.kind not in "iu" or shape.shape != (2,) or tuple(int(s) for s in shape) != expected:
+        raise ValueError(f"layer_{t}_shape must be the integers {list(expected)}, found {shape!r}"[:200])
+    for name, a, kinds in (("indptr", indptr, "iu"), ("indices", indices, "iu"), ("data", data, "f")):
+        if a.ndim != 1 or a.dtype.kind not in kinds:
+            what = "integers" if kinds == "iu" else "floats"
+            raise ValueError(f"layer_{t}_{name} must be 1-d {what}, found {a.dtype} of shape {a.shape}")
+    if indptr.size != expected[1] + 1 or indices.size != data.size:
+        raise ValueError(f"layer {t} needs {expected[1] + 1} indptr entries and as many indices as values; "
+                         f"found {indptr.size}, {indices.size} and {data.size}")
+    if indptr[0] != 0 or indptr[-1] != indices.size or np.any(np.diff(indptr.astype(np.int64)) < 0):
+        raise ValueError(f"layer_{t}_indptr must rise from 0 to {indices.size} without decreasing")
+    if indices.size and (int(indices.min()) < 0 or int(indices.max()) >= expected[0]):
+        raise ValueError(f"layer_{t}_indices holds {int(indices.min())}..{int(indices.max())}, "
+                         f"expected feature rows in [0, {expected[0]})")
+    data = data.astype(np.float32)
+    if not np.all(np.isfinite(data)):
+        raise ValueError(f"layer_{t}_data holds {int(np.sum(~np.isfinite(data)))} non-finite weight(s) (as float32)")
+    return sp.csc_matrix((data, indices.astype(np.int32), indptr.astype(np.int64)), shape=expected)
 
 
 def _layer_arrays(W: sp.csc_matrix) -> dict:

@@ -162,7 +162,10 @@ class AttentionXML(DeepModel):
             out_scores[index, :width] = scores.cpu().numpy()
             if on_batch is not None:
                 on_batch(index.size)
-        out_nodes[out_scores <= 0] = -1
+        # Slots without a candidate carry the -1.0 fill of _beam_batch: report them as id -1, score 0.
+        empty = out_scores <= 0
+        out_nodes[empty] = -1
+        out_scores[empty] = 0.0
         return out_nodes, out_scores
 
     def _beam_batch(self, ids: torch.Tensor, mask: torch.Tensor, upto: int, beam: int,
@@ -199,7 +202,7 @@ class AttentionXML(DeepModel):
         self.levels = []
         for level in range(1, self.tree.depth + 1):
             dim = self.params.embedding.dim
-            net = LevelNetwork(np.zeros((vocab_rows, dim), dtype=np.float32), self.tree.level_size(level),
+            net = LevelNetwork(np.broadcast_to(np.float32(0), (vocab_rows, dim)), self.tree.level_size(level),
                                self.params)
             load_state(f"level{level}", net, arrays, directory)
             self.levels.append(net.to(self.device).eval())

@@ -14,6 +14,7 @@ Directory layout::
 from __future__ import annotations
 
 import contextlib
+import os
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -43,7 +44,8 @@ Log = Callable[[str], None]
 
 def set_threads(threads: int) -> None:
     if threads and threads > 0:
-        torch.set_num_threads(int(threads))
+        # More threads than cores never helps, and a loaded model's count must not exhaust the process.
+        torch.set_num_threads(min(int(threads), os.cpu_count() or 1))
 
 
 def resolve_device(name: str) -> torch.device:
@@ -223,7 +225,10 @@ class DeepModel:
     def load(cls, directory: Union[str, Path]) -> "DeepModel":
         directory = Path(directory)
         info = read_manifest(directory, cls.KIND, required=[PARAMS_JSON, LABELS_JSON, WEIGHTS])
-        params = DeepParams.from_dict(load_json(directory / PARAMS_JSON))
+        try:
+            params = DeepParams.from_dict(load_json(directory / PARAMS_JSON))
+        except (TypeError, ValueError) as e:
+            raise ModelFormatError(f"{directory / PARAMS_JSON}: invalid parameters: {e}") from None
         if params.device.startswith("cuda") and not torch.cuda.is_available():
             params.device = "cpu"  # a model trained on a GPU still predicts on a machine without one
         model = cls(params)
@@ -233,7 +238,24 @@ class DeepModel:
         if model.tree.n_labels != len(model.vocab):
             raise ModelFormatError(f"{directory / LABELS_JSON}: holds {len(model.vocab)} labels but the tree in "
                                    f"{directory / TREE_DIR} has {model.tree.n_labels}")
-        model._load_weights(load_arrays(directory / WEIGHTS), info, directory)
+        arrays = load_arrays(directory / WEIGHTS)
+        if params.lstm_layers > len(arrays):  # each layer saves arrays; a forged count must not loop for ever
+            raise ModelFormatError(f"{directory / PARAMS_JSON}: lstm_layers {params.lstm_layers} is more than the "
+                                   f"{len(arrays)} arrays in {directory / WEIGHTS} can hold")
+        # Dry run on the meta device: networks sized by a forged params.json (hidden=2**31) are refused on
+        # their shapes by load_state before any memory is allocated.
+        device, model.device = model.device, torch.device("meta")
+        try:
+            with torch.device("meta"):
+                model._load_weights(arrays, info, directory)
+        except ModelFormatError as e:
+            # Either file may be the forged one: name both.
+            raise ModelFormatError(f"{directory / PARAMS_JSON} and the weights disagree: {e}") from None
+        except (RuntimeError, ValueError, OverflowError, TypeError) as e:  # torch: sizes past int64
+            raise ModelFormatError(f"{directory / PARAMS_JSON}: describes networks that cannot be built "
+                                   f"({str(e)[:200]})") from None
+        model.device = device
+        model._load_weights(arrays, info, directory)
         return model
 
     def _weights(self) -> Dict[str, np.ndarray]:
@@ -265,5 +287,11 @@ def load_state(prefix: str, module: torch.nn.Module, arrays: Dict[str, np.ndarra
         if tuple(value.shape) != tuple(current.shape):
             raise ModelFormatError(f"{directory / WEIGHTS}: array {key!r} has shape {value.shape}, "
                                    f"expected {tuple(current.shape)}")
+        if value.dtype.kind not in "fiub" or (value.dtype.kind == "f" and not np.all(np.isfinite(value))):
+            # load_state_dict would cast or reject these; NaN weights would give NaN scores.
+            found = f"{value.dtype}" + (" with non-finite values" if value.dtype.kind == "f" else "")
+            raise ModelFormatError(f"{directory / WEIGHTS}: array {key!r} must hold finite real numbers, "
+                                   f"found {found}")
         state[name] = torch.from_numpy(np.ascontiguousarray(value))
-    module.load_state_dict(state)
+    if not any(p.is_meta for p in module.parameters()):  # the meta dry run checks shapes only
+        module.load_state_dict(state)

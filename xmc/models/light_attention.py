@@ -165,7 +165,7 @@ class LightAttention(DeepModel):
 
     def _load_weights(self, arrays: Dict[str, np.ndarray], info: Dict, directory: Path) -> None:
         rows = len(self.text.vocab)
-        self.network = LightAttentionNetwork(np.zeros((rows, self.params.embedding.dim), dtype=np.float32),
+        self.network = LightAttentionNetwork(np.broadcast_to(np.float32(0), (rows, self.params.embedding.dim)),
                                              self.tree.n_leaves, self.tree.n_labels, self.params)
         load_state("network", self.network, arrays, directory)
         self.network.to(self.device).eval()

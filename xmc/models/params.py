@@ -12,6 +12,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping
 
+from xmc.linear.params import MAX_THREADS
 from xmc.nn.embeddings import EmbeddingParams
 from xmc.nn.text import TextParams
 from xmc.tree.params import TreeParams
@@ -83,6 +84,8 @@ class DeepParams:
             raise ValueError(f"swa_start must be an integer >= 0, got {self.swa_start!r}")
         if self.patience < 0:
             raise ValueError(f"patience must be >= 0, got {self.patience}")
+        if not 0 <= self.threads <= MAX_THREADS:
+            raise ValueError(f"threads must be in [0, {MAX_THREADS}] (0: torch's default), got {self.threads}")
 
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)

@@ -24,6 +24,17 @@ from xmc.utils.modeldir import ModelFormatError, load_arrays, load_json, save_ar
 
 TREE_ARRAYS = "tree.npz"
 TREE_JSON = "tree.json"
+MAX_DEPTH = 64  # a balanced tree of branching factor >= 2 over 2**63 labels is shallower
+
+
+def _index_array(path: Path, name: str, a: np.ndarray, limit: int) -> np.ndarray:
+    """``a`` as int64 if it is a 1-d integer array with values in [0, limit], else a ModelFormatError."""
+    if a.ndim != 1 or a.dtype.kind not in "iu":
+        raise ModelFormatError(f"{path}: array {name!r} must be 1-d integers, found {a.dtype} of shape {a.shape}")
+    if a.size and (int(a.min()) < 0 or int(a.max()) > limit):
+        raise ModelFormatError(f"{path}: array {name!r} holds {int(a.min())}..{int(a.max())}, "
+                               f"expected values in [0, {limit}]")
+    return a.astype(np.int64)
 
 
 @dataclass
@@ -114,14 +125,27 @@ class LabelTree:
 
     @classmethod
     def load(cls, directory: Path) -> "LabelTree":
+        """Load a saved tree. Every array is checked (integer, 1-d, in range) before any cast:
+        the native beam search trusts these indices."""
         directory = Path(directory)
         info = load_json(directory / TREE_JSON)
+        depth = info.get("depth") if isinstance(info, dict) else None
+        if not isinstance(depth, int) or isinstance(depth, bool) or not 1 <= depth <= MAX_DEPTH:
+            raise ModelFormatError(f"{directory / TREE_JSON}: expected an object with an integer 'depth' in "
+                                   f"[1, {MAX_DEPTH}], found {str(depth if isinstance(info, dict) else info)[:80]}")
         arrays = load_arrays(directory / TREE_ARRAYS)
+        path = directory / TREE_ARRAYS
+        expected = {f"layer_{t}" for t in range(depth)} | {"label_order"}
+        if set(arrays) != expected:
+            raise ModelFormatError(f"{path}: expected arrays {sorted(expected)} for a depth-{depth} tree "
+                                   f"({TREE_JSON}), found {sorted(arrays)}")
+        # indptr entries are node counts (int64 in memory); label ids must fit the native int32.
+        layers = [_index_array(path, f"layer_{t}", arrays[f"layer_{t}"], 2**62) for t in range(depth)]
+        order = _index_array(path, "label_order", arrays["label_order"], 2**31 - 1)
         try:
-            layers = [arrays[f"layer_{t}"] for t in range(int(info["depth"]))]
-            return cls(layers, arrays["label_order"])
-        except (KeyError, ValueError) as e:
-            raise ModelFormatError(f"{directory}: damaged label tree ({e})") from e
+            return cls(layers, order)
+        except ValueError as e:
+            raise ModelFormatError(f"{path}: damaged label tree ({e})") from e
 
     @classmethod
     def flat(cls, n_labels: int) -> "LabelTree":

@@ -15,6 +15,8 @@ import hashlib
 import json
 import os
 import tempfile
+import typing
+import zipfile
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Mapping, Tuple, Type, TypeVar
 
@@ -70,20 +72,69 @@ def save_arrays(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
 
 
 def load_arrays(path: Path) -> Dict[str, np.ndarray]:
+    """The arrays of an .npz xmc wrote, read member by member without np.load.
+
+    Each .npy header is checked before anything is allocated: its data must
+    fill the member exactly (a forged shape cannot ask for terabytes) and
+    members must be stored uncompressed, as ``save_arrays`` writes them (a
+    deflated member could expand a small file into gigabytes). Object arrays
+    (pickle) are refused.
+    """
     path = Path(path)
     if not path.is_file():
         raise ModelFormatError(f"{path}: file is missing")
+    with open(path, "rb") as f:
+        head = f.read(6)
+    if head[:1] == b"\x80" or head == b"\x93NUMPY":
+        # A bare pickle, or a lone .npy (numpy would unpickle an object one): never what save_arrays writes.
+        what = "holds pickled (object) data" if head[:1] == b"\x80" else "is a single .npy array"
+        raise ModelFormatError(f"{path}: {what}, which xmc never writes; refusing to load it "
+                               f"(expected an .npz archive)")
     try:
-        with np.load(path, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
-    except ValueError as e:
-        if "pickle" in str(e) or "allow_pickle" in str(e):
-            # numpy's own message suggests loading unsafely; xmc never writes pickle, so say only that.
-            raise ModelFormatError(f"{path}: holds pickled (object) data, which xmc never writes; "
-                                   f"refusing to load it") from e
+        with zipfile.ZipFile(path) as zf:
+            out: Dict[str, np.ndarray] = {}
+            for member in zf.infolist():
+                name = member.filename[:-4] if member.filename.endswith(".npy") else None
+                if name is None or name in out:
+                    raise ModelFormatError(f"{path}: member {member.filename!r} is not a uniquely named .npy array")
+                if member.compress_type != zipfile.ZIP_STORED:
+                    raise ModelFormatError(f"{path}: array {name!r} is compressed; xmc stores arrays "
+                                           f"uncompressed, refusing it")
+                with zf.open(member) as f:
+                    out[name] = _read_npy(path, name, f, member.file_size)
+            return out
+    except ModelFormatError:
+        raise
+    except Exception as e:  # zipfile.BadZipFile, OSError, EOFError, ValueError from the header parser
         raise ModelFormatError(f"{path}: damaged or not an .npz file ({e})") from e
-    except Exception as e:  # zipfile.BadZipFile, OSError, EOFError on truncation
-        raise ModelFormatError(f"{path}: damaged or not an .npz file ({e})") from e
+
+
+def _read_npy(path: Path, name: str, f, size: int) -> np.ndarray:
+    fmt = np.lib.format
+    version = fmt.read_magic(f)
+    if version == (1, 0):
+        shape, fortran, dtype = fmt.read_array_header_1_0(f)
+    elif version == (2, 0):
+        shape, fortran, dtype = fmt.read_array_header_2_0(f)
+    else:
+        raise ModelFormatError(f"{path}: array {name!r} has .npy format version {version}, expected 1.0 or 2.0")
+    if dtype.hasobject:
+        raise ModelFormatError(f"{path}: holds pickled (object) data, which xmc never writes; refusing to load it")
+    count = 1
+    for n in shape:
+        count *= n
+    available = size - f.tell()
+    if count < 0 or count * dtype.itemsize != available:
+        raise ModelFormatError(f"{path}: array {name!r} claims shape {shape} of {dtype} "
+                               f"({max(count, 0) * dtype.itemsize:,} bytes) but its member holds {available:,}")
+    arr = np.empty(count, dtype=dtype)
+    buf, done = arr.view(np.uint8).reshape(-1) if arr.nbytes else None, 0
+    while done < available:
+        got = f.readinto(buf[done:])
+        if not got:
+            raise ModelFormatError(f"{path}: array {name!r} ends after {done:,} of {available:,} bytes")
+        done += got
+    return arr.reshape(shape[::-1]).T if fortran else arr.reshape(shape)
 
 
 def dataclass_to_dict(obj: Any) -> Dict[str, Any]:
@@ -91,9 +142,64 @@ def dataclass_to_dict(obj: Any) -> Dict[str, Any]:
 
 
 def dataclass_from_dict(cls: Type[T], data: Mapping[str, Any]) -> T:
-    """Build ``cls`` from a dict, ignoring unknown keys (newer configs) and checking types lightly."""
-    fields = {f.name for f in dataclasses.fields(cls)}
-    return cls(**{k: v for k, v in data.items() if k in fields})
+    """Build ``cls`` from a dict, ignoring unknown keys (newer configs).
+
+    Each value must have its field's annotated JSON type (a saved config may be
+    crafted: ``"threads": ""`` must fail here, naming the field, not deep in
+    native code); a wrong one raises ``TypeError``. Ranges are the class's own checks.
+    """
+    if not isinstance(data, Mapping):
+        raise TypeError(f"{cls.__name__}: expected an object of fields, found {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name in data:
+            value = data[f.name]
+            if not _has_json_type(value, hints.get(f.name, Any)):
+                raise TypeError(f"{cls.__name__}.{f.name} must be {_type_name(hints.get(f.name, Any))}, "
+                                f"found {value!r}"[:300])
+            kwargs[f.name] = value
+    return cls(**kwargs)
+
+
+def _has_json_type(value: Any, hint: Any) -> bool:
+    # The annotations configs use: int, float, bool, str, Optional/Union, List[x], Tuple[x, ...], dataclasses.
+    if hint is Any:
+        return True
+    if dataclasses.is_dataclass(hint):
+        return isinstance(value, (Mapping, hint))
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is typing.Union:
+        return any(_has_json_type(value, a) for a in args)
+    if origin in (list, List):
+        return isinstance(value, (list, tuple)) and all(_has_json_type(v, args[0]) for v in value)
+    if origin in (tuple, Tuple):
+        if not isinstance(value, (list, tuple)):
+            return False
+        if len(args) == 2 and args[1] is Ellipsis:
+            return all(_has_json_type(v, args[0]) for v in value)
+        return len(value) == len(args) and all(_has_json_type(v, a) for v, a in zip(value, args))
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, (bool, np.bool_))
+    if hint is int:
+        return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+    if isinstance(hint, type):
+        return isinstance(value, hint)
+    return True
+
+
+def _type_name(hint: Any) -> str:
+    if typing.get_origin(hint) is typing.Union:
+        return " or ".join(_type_name(a) for a in typing.get_args(hint))
+    if hint is type(None):
+        return "null"
+    if typing.get_origin(hint) is None and isinstance(hint, type):
+        return hint.__name__
+    return str(hint).replace("typing.", "")
 
 
 def file_digest(path: Path) -> Tuple[int, str]:
