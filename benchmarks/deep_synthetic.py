@@ -48,7 +48,7 @@ def run_one(name: str, args) -> Dict:
         from xmc.tree import TreeParams
 
         params = DeepParams(epochs=args.epochs, patience=args.epochs, threads=args.threads, seed=args.seed,
-                            batch_size=args.batch_size, hidden=args.hidden, fc_sizes=[args.fc],
+                            batch_size=args.batch_size, lr=args.lr, hidden=args.hidden, fc_sizes=[args.fc],
                             embedding=EmbeddingParams(source="random", dim=args.embedding_dim),
                             tree=TreeParams(max_leaf_size=8, height=args.height), top_k=args.top_k)
         model = AttentionXML(params).fit(train, progress=False, log=print)
@@ -74,6 +74,7 @@ def main() -> None:
     ap.add_argument("--hidden", type=int, default=64, help="BiLSTM units per direction")
     ap.add_argument("--fc", type=int, default=128, help="units of the fully connected layer")
     ap.add_argument("--batch-size", type=int, default=128)
+    ap.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate of AttentionXML")
     ap.add_argument("--embedding-dim", type=int, default=100)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
