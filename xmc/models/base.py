@@ -277,7 +277,12 @@ def state_arrays(prefix: str, module: torch.nn.Module) -> Dict[str, np.ndarray]:
 
 
 def load_state(prefix: str, module: torch.nn.Module, arrays: Dict[str, np.ndarray], directory: Path) -> None:
-    """Copy ``prefix.*`` arrays into ``module``; a missing or misshapen array is a damaged model."""
+    """Copy ``prefix.*`` arrays into ``module``; a missing or misshapen array is a damaged model.
+
+    On a meta-device ``module`` (DeepModel.load's dry run) only names and shapes are checked: the
+    scan of the values waits for the real pass, so it runs once per load.
+    """
+    dry_run = any(p.is_meta for p in module.parameters())
     state = {}
     for name, current in module.state_dict().items():
         key = f"{prefix}.{name}"
@@ -287,11 +292,13 @@ def load_state(prefix: str, module: torch.nn.Module, arrays: Dict[str, np.ndarra
         if tuple(value.shape) != tuple(current.shape):
             raise ModelFormatError(f"{directory / WEIGHTS}: array {key!r} has shape {value.shape}, "
                                    f"expected {tuple(current.shape)}")
+        if dry_run:
+            continue
         if value.dtype.kind not in "fiub" or (value.dtype.kind == "f" and not np.all(np.isfinite(value))):
             # load_state_dict would cast or reject these; NaN weights would give NaN scores.
             found = f"{value.dtype}" + (" with non-finite values" if value.dtype.kind == "f" else "")
             raise ModelFormatError(f"{directory / WEIGHTS}: array {key!r} must hold finite real numbers, "
                                    f"found {found}")
         state[name] = torch.from_numpy(np.ascontiguousarray(value))
-    if not any(p.is_meta for p in module.parameters()):  # the meta dry run checks shapes only
+    if not dry_run:
         module.load_state_dict(state)

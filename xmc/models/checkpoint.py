@@ -7,7 +7,8 @@ Layout of a checkpoint directory (written whole and swapped into place by
     state.json      params, data fingerprint, position (level, epoch loop state or "complete"),
                     Adam's param groups, numpy generator states, model manifest extras
     arrays.npz      network weights (finished levels and the current one), "best.*" best weights
-                    and "average.*" running weight average of the current level, "adam.<i>.<key>" Adam moments and step counts,
+                    and "average.*" running weight average of the current level,
+                    "adam.<i>.<key>" Adam moments and step counts,
                     "rng.torch" / "rng.cuda" generator states (uint8)
     embeddings.npz  the word vectors, only before the first network exists (later they live in the weights)
     labels.json, text/, tree/   label vocabulary, text encoder and label tree (never refit on resume)

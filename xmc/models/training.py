@@ -191,33 +191,32 @@ def train_epochs(net: nn.Module, step_loss: StepLoss, lengths: np.ndarray, param
             metrics = validate()
         score = _score(metrics, monitor)
         record = {"epoch": epoch, "loss": loop.epoch_loss / max(loop.step, 1), **metrics}
-        candidates = [(score, False, metrics, 1)]
+        average_metrics, average_count, average_score = None, 0, float("-inf")
         if params.swa_start > 0 and epoch >= params.swa_start:
             weights["average"] = _add_to_average(weights.get("average"), net, loop.averaged)
             loop.averaged += 1
             if loop.averaged > 1:  # an average of one snapshot is this epoch's weights
-                average_metrics = _validate_with(net, weights["average"], validate)
+                average_metrics, average_count = _validate_with(net, weights["average"], validate), loop.averaged
                 record.update({f"avg {k}": v for k, v in average_metrics.items()})
                 average_score = _score(average_metrics, monitor)
-                candidates.append((average_score, True, average_metrics, loop.averaged))
                 if score > average_score:
                     # Still improving fast: older snapshots drag the mean down, so it restarts from here.
                     weights["average"], loop.averaged = _snapshot(net), 1
         loop.history.append(record)
-        score, is_average, _, _ = max(candidates, key=lambda c: c[0])
+        is_average = average_score > score
+        score = max(score, average_score)
         improved = score > (loop.best_score if loop.best_score is not None else float("-inf"))
         if improved:
             loop.best_score, loop.best_epoch, loop.best_is_average = float(score), epoch, is_average
-            weights["best"] = _snapshot(net) if not is_average else {k: v.clone() for k, v in weights["average"].items()}
+            weights["best"] = {k: v.clone() for k, v in weights["average"].items()} if is_average else _snapshot(net)
             loop.stale = 0
         else:
             loop.stale += 1
         if log is not None:
-            mark = " *" if improved else ""
+            mark = (" * (average)" if is_average else " *") if improved else ""
             averaged = ""
-            if len(candidates) > 1:
-                averaged = f"  average of {candidates[1][3]} epochs {_fmt_metrics(candidates[1][2])}"
-                mark = f" *{' (average)' if is_average else ''}" if improved else ""
+            if average_metrics is not None:
+                averaged = f"  average of {average_count} epochs {_fmt_metrics(average_metrics)}"
             log(f"{desc} epoch {epoch}: loss {record['loss']:.4f}  valid {_fmt_metrics(metrics)}{averaged}  "
                 f"({time.perf_counter() - start:.0f} s){mark}")
         early = loop.stale > params.patience
