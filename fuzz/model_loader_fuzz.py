@@ -56,7 +56,8 @@ def build_seeds(root: Path = SEED_ROOT, deep: bool = False) -> List[Path]:
     from xmc import __version__
 
     root = Path(root) / __version__
-    seeds = [root / "pipeline_sparse", root / "pipeline_text"] + ([root / "attentionxml"] if deep else [])
+    deep_kinds = ["attentionxml", "lightattention", "ensemble"] if deep else []
+    seeds = [root / "pipeline_sparse", root / "pipeline_text"] + [root / kind for kind in deep_kinds]
     if all((s / MANIFEST).is_file() for s in seeds):
         return seeds
     from xmc.data import TextData, XCData
@@ -73,17 +74,19 @@ def build_seeds(root: Path = SEED_ROOT, deep: bool = False) -> List[Path]:
     if not (seeds[1] / MANIFEST).is_file():
         t = make_text_corpus(small)
         Pipeline(PLTParams(threads=1, tree=tree)).fit(TextData(t.train_texts, t.train_labels)).save(seeds[1])
-    if deep and not (seeds[2] / MANIFEST).is_file():
-        _build_deep_seed(seeds[2], small)
+    for kind, seed in zip(deep_kinds, seeds[2:]):
+        if not (seed / MANIFEST).is_file():
+            _build_deep_seed(seed, small, kind)
     return seeds
 
 
-def _build_deep_seed(directory: Path, small) -> None:
+def _build_deep_seed(directory: Path, small, kind: str) -> None:
+    """A tiny deep model of ``kind``: attentionxml, lightattention, or an ensemble of two AttentionXMLs."""
     import torch
 
     from xmc.data import TextData
     from xmc.datasets.synthetic import make_text_corpus
-    from xmc.models import AttentionXML, DeepParams
+    from xmc.models import MODELS, DeepParams, Ensemble
 
     torch.set_num_threads(1)
     t = make_text_corpus(small)
@@ -92,7 +95,8 @@ def _build_deep_seed(directory: Path, small) -> None:
                                    "text": {"max_len": 16, "max_vocab": 200},
                                    "tree": {"branching_factor": 4, "max_leaf_size": 4, "threads": 1},
                                    "flat_max_labels": 8})
-    AttentionXML(params).fit(TextData(t.train_texts, t.train_labels)).save(directory)
+    model = Ensemble("attentionxml", params, n_models=2) if kind == "ensemble" else MODELS[kind](params)
+    model.fit(TextData(t.train_texts, t.train_labels), progress=False, log=None).save(directory)
 
 
 def snapshot(seed: Path) -> Dict[str, bytes]:

@@ -11,6 +11,7 @@ manifest was forged to match.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -150,7 +151,7 @@ def dataclass_from_dict(cls: Type[T], data: Mapping[str, Any]) -> T:
     """
     if not isinstance(data, Mapping):
         raise TypeError(f"{cls.__name__}: expected an object of fields, found {type(data).__name__}")
-    hints = typing.get_type_hints(cls)
+    hints = _field_hints(cls)
     kwargs = {}
     for f in dataclasses.fields(cls):
         if f.name in data:
@@ -160,6 +161,12 @@ def dataclass_from_dict(cls: Type[T], data: Mapping[str, Any]) -> T:
                                 f"found {value!r}"[:300])
             kwargs[f.name] = value
     return cls(**kwargs)
+
+
+@functools.lru_cache(maxsize=None)
+def _field_hints(cls: type) -> Dict[str, Any]:
+    # get_type_hints re-evaluates string annotations on every call; a model load asks for the same few classes.
+    return typing.get_type_hints(cls)
 
 
 def _has_json_type(value: Any, hint: Any) -> bool:
@@ -219,14 +226,12 @@ def file_digest(path: Path) -> Tuple[int, str]:
 def _model_files(model_dir: Path) -> List[str]:
     # Hidden names are the temp files of an interrupted atomic write (and OS litter); never part of a model.
     out = []
-    for root, dirs, files in os.walk(model_dir):
+    top = os.fspath(model_dir)
+    for root, dirs, files in os.walk(top):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        for name in sorted(files):
-            if name.startswith("."):
-                continue
-            rel = (Path(root) / name).relative_to(model_dir).as_posix()
-            if rel != MANIFEST:
-                out.append(rel)
+        prefix = os.path.relpath(root, top).replace(os.sep, "/")
+        prefix = "" if prefix == "." else prefix + "/"
+        out.extend(prefix + name for name in sorted(files) if not name.startswith(".") and prefix + name != MANIFEST)
     return out
 
 
