@@ -263,10 +263,15 @@ def test_load_arrays_round_trips_what_save_arrays_writes(tmp_path):
 # ---- deep models ---------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def deep_seed(tmp_path_factory):
+def deep_seeds(tmp_path_factory):
     torch = pytest.importorskip("torch")
     torch.set_num_threads(1)
-    return fz.build_seeds(tmp_path_factory.mktemp("deep"), deep=True)[2]
+    return {p.name: p for p in fz.build_seeds(tmp_path_factory.mktemp("deep"), deep=True)[2:]}
+
+
+@pytest.fixture(scope="module")
+def deep_seed(deep_seeds):
+    return deep_seeds["attentionxml"]
 
 
 DEEP_CASES = {
@@ -316,3 +321,26 @@ def test_deep_padding_scores_are_zero(deep_seed, tmp_path):
     fz.check_predictions(model)
     ids, scores = model.predict_topk(["anything at all"], k=4)
     assert np.all(ids == -1) and np.all(scores == 0.0)
+
+
+@pytest.mark.parametrize("kind", ["attentionxml", "lightattention", "ensemble"])
+def test_each_deep_seed_loads_and_predicts(kind, deep_seeds):
+    assert fz.check_outcome(deep_seeds[kind]) == "loaded"
+
+
+@pytest.mark.parametrize("kind", [["attentionxml"], 7, None, "linear"])
+def test_ensemble_manifest_with_a_bad_member_kind_is_refused(kind, deep_seeds, tmp_path):
+    # A list as the kind raised TypeError (unhashable) before it was checked (fuzz input 502,788).
+    d = crafted(deep_seeds["ensemble"], tmp_path, "xmc.json", edit_json(lambda o: {**o, "model": kind}))
+    assert_refused(d, "xmc.json", r"expected a model kind of")
+
+
+def test_ensemble_members_with_other_label_order_are_refused(deep_seeds, tmp_path):
+    # Members' scores are summed by label id: a member numbering the labels otherwise would mix labels up.
+    # Its own labels.json, tree and weights stay consistent (the tree maps positions to ids), so only
+    # the ensemble can see the mismatch.
+    def swap_first_two(o):
+        o["labels"][0], o["labels"][1] = o["labels"][1], o["labels"][0]
+
+    d = crafted(deep_seeds["ensemble"], tmp_path, "member1/labels.json", edit_json(swap_first_two))
+    assert_refused(d, "member1", r"labels differ from member0's")

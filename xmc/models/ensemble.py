@@ -16,7 +16,7 @@ from xmc.data import TextData
 from xmc.models.base import Log, raw_texts
 from xmc.models.params import DeepParams
 from xmc.tree import LabelTree
-from xmc.utils.modeldir import ModelFormatError, begin_save, read_manifest, write_manifest
+from xmc.utils.modeldir import MANIFEST, ModelFormatError, begin_save, read_manifest, write_manifest
 
 KIND = "ensemble"
 
@@ -118,13 +118,18 @@ class Ensemble:
         directory = Path(directory)
         info = read_manifest(directory, KIND)
         kind, count = info.get("model"), info.get("members")
-        if kind not in MODELS or not isinstance(count, int) or count < 1:
-            raise ModelFormatError(f"{directory}: the manifest names {count!r} members of kind {kind!r}")
+        # A crafted manifest may hold any JSON here: check the types before using them as a key or a range.
+        if not isinstance(kind, str) or kind not in MODELS or type(count) is not int or count < 1:
+            raise ModelFormatError(f"{directory / MANIFEST}: expected a model kind of {sorted(MODELS)} and a member "
+                                   f"count >= 1; found {count!r} members of kind {kind!r}"[:400])
         ensemble = cls(kind, n_models=count)
         ensemble.members = [MODELS[kind].load(directory / f"member{i}") for i in range(count)]
         ensemble.params = ensemble.members[0].params
-        if any(len(m.vocab) != len(ensemble.members[0].vocab) for m in ensemble.members):
-            raise ModelFormatError(f"{directory}: the members' label vocabularies differ")
+        # Scores are summed by label id, so every member must number the labels the same way.
+        for i, member in enumerate(ensemble.members):
+            if member.vocab != ensemble.members[0].vocab:
+                raise ModelFormatError(f"{directory / f'member{i}'}: its labels differ from member0's; an "
+                                       f"ensemble's members must number the labels the same way")
         return ensemble
 
     def _check_fitted(self) -> None:
