@@ -2,13 +2,15 @@
 # The CI's sanitizer step (issue 7): build csrc/ with ASan+UBSan, run the parser
 # tests against that build, then a short fuzz run of the native XC reader.
 # A sanitizer report, a crash or a failed test fails the step.
-# Usage: fuzz/ci_sanitized.sh [OUT] [RUNS]   (defaults /tmp/xmc-asan-ci, 20000 inputs)
+# Usage: fuzz/ci_sanitized.sh [OUT] [RUNS]   (defaults /tmp/xmc-asan-ci, 200000 inputs)
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 OUT="${1:-/tmp/xmc-asan-ci}"
-RUNS="${2:-20000}"
+RUNS="${2:-200000}"
 PY="${PYTHON:-python}"
 
+# The build reads pybind11's CMake files from the running Python (pip's isolated build env is gone).
+"$PY" -c 'import pybind11' 2>/dev/null || "$PY" -m pip install -q pybind11
 "$ROOT/fuzz/build_sanitized.sh" "$OUT"
 "$ROOT/fuzz/run_sanitized_tests.sh" "$OUT"
 

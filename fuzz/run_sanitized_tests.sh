@@ -3,12 +3,14 @@
 # fuzz/build_sanitized.sh. Python itself is not sanitized, so the ASan runtime
 # is preloaded; leak checking is off because CPython keeps memory until exit.
 # Usage: fuzz/run_sanitized_tests.sh [OUT] [pytest args...]
-#   default: /tmp/xmc-asan tests/test_fuzz_parsers.py tests/test_data_xc.py
+#   default: /tmp/xmc-asan and every test file that drives native code (parsers, tree, beam search,
+#   linear trainer, label-attention kernel)
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 OUT="${1:-/tmp/xmc-asan}"
 shift || true
-[ "$#" -gt 0 ] || set -- tests/test_fuzz_parsers.py tests/test_data_xc.py
+[ "$#" -gt 0 ] || set -- tests/test_fuzz_parsers.py tests/test_data_xc.py tests/test_tree.py tests/test_search.py \
+  tests/test_linear.py tests/test_ops_label_attention.py
 PY="${PYTHON:-python}"
 CXX_BIN="$(grep -m1 '^CMAKE_CXX_COMPILER:' "$OUT/cmake/CMakeCache.txt" | cut -d= -f2)"
 ASAN_LIB="$("$CXX_BIN" -print-file-name=libasan.so)"
