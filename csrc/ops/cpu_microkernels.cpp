@@ -1,15 +1,20 @@
 #include "ops/cpu_microkernels.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
+#include <utility>
 
-// x86-64 GCC 12+ gets an x86-64-v3 (AVX2+FMA) clone of each kernel besides the baseline one.
-// Not "arch=haswell": its resolver tests the CPU model (Intel Haswell), not the features,
-// so an AMD EPYC with AVX2 would run the baseline clone.
+// x86-64 GCC 12+ gets an x86-64-v3 (AVX2+FMA) clone of each kernel besides the baseline one,
+// and a separate AVX-512 (x86-64-v4) version with 512-bit vectors, chosen at run time when the
+// CPU has it. Not "arch=haswell": its resolver tests the CPU model (Intel Haswell), not the
+// features, so an AMD EPYC with AVX2 would run the baseline clone.
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12
 #define XMC_CPU_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+#define XMC_CPU_AVX512 1
 #else
 #define XMC_CPU_CLONES
+#define XMC_CPU_AVX512 0
 #endif
 #define XMC_ALWAYS_INLINE inline __attribute__((always_inline))
 
@@ -18,10 +23,11 @@ namespace ops {
 namespace cpu {
 namespace {
 
-template <typename Real>
+// VB: vector bytes (32 for AVX2 and the baseline, 64 for AVX-512).
+template <typename Real, int VB>
 struct Simd {
-  typedef Real V __attribute__((vector_size(32)));
-  static constexpr int64_t kLanes = 32 / sizeof(Real);
+  typedef Real V __attribute__((vector_size(VB)));
+  static constexpr int64_t kLanes = VB / sizeof(Real);
 };
 
 template <typename V, typename Real>
@@ -36,20 +42,40 @@ XMC_ALWAYS_INLINE void vstore(Real* p, V v) {
   std::memcpy(p, &v, sizeof v);
 }
 
-template <typename V, typename Real>
-XMC_ALWAYS_INLINE Real hsum(V v) {
-  Real total = 0;
-  for (int64_t i = 0; i < Simd<Real>::kLanes; ++i) total += v[i];
-  return total;
+// Lanes 0..W/2-1: sums of adjacent lane pairs of x; lanes W/2..W-1: the same for y.
+template <typename V, std::size_t... I>
+XMC_ALWAYS_INLINE V pair_sums(V x, V y, std::index_sequence<I...>) {
+  return __builtin_shufflevector(x, y, (2 * I)...) + __builtin_shufflevector(x, y, (2 * I + 1)...);
+}
+
+// The 8 horizontal sums of a[0..7], in order, by a reduction tree of shuffles: a lane-by-lane
+// sum per accumulator would cost more than the dot products themselves at 16 lanes.
+template <typename Real, int VB>
+XMC_ALWAYS_INLINE void reduce_8(const typename Simd<Real, VB>::V (&a)[8], Real* out) {
+  using V = typename Simd<Real, VB>::V;
+  constexpr int64_t W = Simd<Real, VB>::kLanes;
+  static_assert(W == 4 || W == 8 || W == 16, "reduce_8 handles 4, 8 or 16 lanes");
+  using Lanes = std::make_index_sequence<W>;
+  const V l1[4] = {pair_sums(a[0], a[1], Lanes{}), pair_sums(a[2], a[3], Lanes{}), pair_sums(a[4], a[5], Lanes{}),
+                   pair_sums(a[6], a[7], Lanes{})};
+  const V l2[2] = {pair_sums(l1[0], l1[1], Lanes{}), pair_sums(l1[2], l1[3], Lanes{})};
+  if constexpr (W == 4) {  // one lane per accumulator already
+    std::memcpy(out, &l2[0], sizeof(V));
+    std::memcpy(out + 4, &l2[1], sizeof(V));
+  } else {
+    V l3 = pair_sums(l2[0], l2[1], Lanes{});
+    if constexpr (W == 16) l3 = pair_sums(l3, l3, Lanes{});
+    std::memcpy(out, &l3, 8 * sizeof(Real));
+  }
 }
 
 // 2 query rows x 4 token rows: 8 accumulators over D-vectors, 6 loads per 8 FMAs; rows are
 // read contiguously (a transposed layout would stride by a power of two and thrash L1 sets).
-template <typename Real>
+template <typename Real, int VB>
 XMC_ALWAYS_INLINE void scores_2_impl(const Real* q0, const Real* q1, const Real* const* rows, int64_t n, int64_t D,
                                      Real* s0, Real* s1) {
-  using V = typename Simd<Real>::V;
-  constexpr int64_t W = Simd<Real>::kLanes;
+  using V = typename Simd<Real, VB>::V;
+  constexpr int64_t W = Simd<Real, VB>::kLanes;
   const int64_t Dv = D / W * W;
   for (int64_t j = 0; j < n; j += 4) {
     // A short last group repeats its last row; the extra results are not stored.
@@ -57,21 +83,21 @@ XMC_ALWAYS_INLINE void scores_2_impl(const Real* q0, const Real* q1, const Real*
     const Real* h1 = rows[std::min(j + 1, n - 1)];
     const Real* h2 = rows[std::min(j + 2, n - 1)];
     const Real* h3 = rows[std::min(j + 3, n - 1)];
-    V a0{}, a1{}, a2{}, a3{}, b0{}, b1{}, b2{}, b3{};
+    V acc[8] = {};  // q0 x h0..h3, then q1 x h0..h3
     for (int64_t d = 0; d < Dv; d += W) {
       const V u = vload<V>(q0 + d), v = vload<V>(q1 + d);
       const V x0 = vload<V>(h0 + d), x1 = vload<V>(h1 + d), x2 = vload<V>(h2 + d), x3 = vload<V>(h3 + d);
-      a0 += u * x0;
-      a1 += u * x1;
-      a2 += u * x2;
-      a3 += u * x3;
-      b0 += v * x0;
-      b1 += v * x1;
-      b2 += v * x2;
-      b3 += v * x3;
+      acc[0] += u * x0;
+      acc[1] += u * x1;
+      acc[2] += u * x2;
+      acc[3] += u * x3;
+      acc[4] += v * x0;
+      acc[5] += v * x1;
+      acc[6] += v * x2;
+      acc[7] += v * x3;
     }
-    Real r[8] = {hsum<V, Real>(a0), hsum<V, Real>(a1), hsum<V, Real>(a2), hsum<V, Real>(a3),
-                 hsum<V, Real>(b0), hsum<V, Real>(b1), hsum<V, Real>(b2), hsum<V, Real>(b3)};
+    Real r[8];
+    reduce_8<Real, VB>(acc, r);
     for (int64_t d = Dv; d < D; ++d) {  // the tail of D that is not a whole vector
       r[0] += q0[d] * h0[d];
       r[1] += q0[d] * h1[d];
@@ -90,11 +116,11 @@ XMC_ALWAYS_INLINE void scores_2_impl(const Real* q0, const Real* q1, const Real*
 }
 
 // 2 output rows x 4 vectors of D: 8 accumulators stay in registers across the n terms.
-template <typename Real>
+template <typename Real, int VB>
 XMC_ALWAYS_INLINE void combine_2_impl(Real* out0, Real* out1, const Real* w0, const Real* w1,
                                       const Real* const* rows, int64_t n, int64_t D) {
-  using V = typename Simd<Real>::V;
-  constexpr int64_t W = Simd<Real>::kLanes;
+  using V = typename Simd<Real, VB>::V;
+  constexpr int64_t W = Simd<Real, VB>::kLanes;
   int64_t d0 = 0;
   for (; d0 + 4 * W <= D; d0 += 4 * W) {
     V a0 = vload<V>(out0 + d0), a1 = vload<V>(out0 + d0 + W), a2 = vload<V>(out0 + d0 + 2 * W),
@@ -134,24 +160,71 @@ XMC_ALWAYS_INLINE void combine_2_impl(Real* out0, Real* out1, const Real* w0, co
   }
 }
 
+// The AVX2 clones and the baseline: 32-byte vectors (two SSE registers each on the baseline).
+template <typename Real>
+XMC_CPU_CLONES void scores_2_v3(const Real* q0, const Real* q1, const Real* const* rows, int64_t n, int64_t D,
+                                Real* s0, Real* s1) {
+  scores_2_impl<Real, 32>(q0, q1, rows, n, D, s0, s1);
+}
+template <typename Real>
+XMC_CPU_CLONES void combine_2_v3(Real* out0, Real* out1, const Real* w0, const Real* w1, const Real* const* rows,
+                                 int64_t n, int64_t D) {
+  combine_2_impl<Real, 32>(out0, out1, w0, w1, rows, n, D);
+}
+
+#if XMC_CPU_AVX512
+template <typename Real>
+__attribute__((target("arch=x86-64-v4"))) void scores_2_v4(const Real* q0, const Real* q1, const Real* const* rows,
+                                                           int64_t n, int64_t D, Real* s0, Real* s1) {
+  scores_2_impl<Real, 64>(q0, q1, rows, n, D, s0, s1);
+}
+template <typename Real>
+__attribute__((target("arch=x86-64-v4"))) void combine_2_v4(Real* out0, Real* out1, const Real* w0, const Real* w1,
+                                                            const Real* const* rows, int64_t n, int64_t D) {
+  combine_2_impl<Real, 64>(out0, out1, w0, w1, rows, n, D);
+}
+#endif
+
 }  // namespace
 
-XMC_CPU_CLONES void scores_2(const float* q0, const float* q1, const float* const* rows, int64_t n, int64_t D,
-                             float* s0, float* s1) {
-  scores_2_impl(q0, q1, rows, n, D, s0, s1);
+bool avx512_enabled() {
+#if XMC_CPU_AVX512
+  // XMC_NO_AVX512=1 keeps the AVX2 path (to compare the two, or on a CPU that down-clocks under AVX-512).
+  static const bool enabled = [] {
+    __builtin_cpu_init();
+    const char* off = std::getenv("XMC_NO_AVX512");
+    return !(off && off[0] == '1') && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
+  }();
+  return enabled;
+#else
+  return false;
+#endif
 }
-XMC_CPU_CLONES void scores_2(const double* q0, const double* q1, const double* const* rows, int64_t n, int64_t D,
-                             double* s0, double* s1) {
-  scores_2_impl(q0, q1, rows, n, D, s0, s1);
+
+template <typename Real>
+void scores_2(const Real* q0, const Real* q1, const Real* const* rows, int64_t n, int64_t D, Real* s0, Real* s1) {
+#if XMC_CPU_AVX512
+  if (avx512_enabled()) return scores_2_v4(q0, q1, rows, n, D, s0, s1);
+#endif
+  scores_2_v3(q0, q1, rows, n, D, s0, s1);
 }
-XMC_CPU_CLONES void combine_2(float* out0, float* out1, const float* w0, const float* w1, const float* const* rows,
-                              int64_t n, int64_t D) {
-  combine_2_impl(out0, out1, w0, w1, rows, n, D);
+
+template <typename Real>
+void combine_2(Real* out0, Real* out1, const Real* w0, const Real* w1, const Real* const* rows, int64_t n,
+               int64_t D) {
+#if XMC_CPU_AVX512
+  if (avx512_enabled()) return combine_2_v4(out0, out1, w0, w1, rows, n, D);
+#endif
+  combine_2_v3(out0, out1, w0, w1, rows, n, D);
 }
-XMC_CPU_CLONES void combine_2(double* out0, double* out1, const double* w0, const double* w1,
-                              const double* const* rows, int64_t n, int64_t D) {
-  combine_2_impl(out0, out1, w0, w1, rows, n, D);
-}
+
+template void scores_2<float>(const float*, const float*, const float* const*, int64_t, int64_t, float*, float*);
+template void scores_2<double>(const double*, const double*, const double* const*, int64_t, int64_t, double*,
+                               double*);
+template void combine_2<float>(float*, float*, const float*, const float*, const float* const*, int64_t, int64_t);
+template void combine_2<double>(double*, double*, const double*, const double*, const double* const*, int64_t,
+                                int64_t);
 
 }  // namespace cpu
 }  // namespace ops
