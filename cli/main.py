@@ -360,15 +360,23 @@ def _evaluate_model(model, corpus, ks, threads: int) -> dict:
 @click.option("--batch-size", default=None, type=int,
               help="Documents scored per batch (linear default 65536, deep models 128).")
 @click.option("--threads", default=0, show_default=True, help=THREADS_HELP)
+@click.option("--chunk-docs", default=None, type=click.IntRange(min=1),
+              help="Documents read, scored and written at a time (default 50000): memory stays bounded "
+                   "whatever the input's size.")
 def predict(model_dir: str, input_path: str, fmt: str, labels_file: Optional[str], out_path: str, k: int,
-            beam: Optional[int], batch_size: Optional[int], threads: int) -> None:
+            beam: Optional[int], batch_size: Optional[int], threads: int, chunk_docs: Optional[int]) -> None:
     """Predict the top-k labels of every document.
+
+    The input is read, scored and written in chunks of --chunk-docs documents, so a
+    corpus larger than memory streams through (an XC file without a header is read
+    with the model's feature count).
 
     \b
     Output (--out FILE): one line per input document, best label first,
       label:score label:score ...
     and FILE with suffix .npz holding `ids` (int32, n x k, -1 = none), `scores`
-    (float32) and `label_names` (the model's labels, indexed by id).
+    (float32) and `label_names` (the model's labels, indexed by id). Both appear
+    only when every document is done (an interrupted run leaves the old files).
     When the input carries labels, P@1/3/5 are printed.
 
     \b
@@ -377,27 +385,39 @@ def predict(model_dir: str, input_path: str, fmt: str, labels_file: Optional[str
     """
     from tqdm import tqdm
 
-    from xmc.data.predictions import write_predictions
+    from xmc.data.predictions import PredictionWriter
+    from xmc.data.stream import DEFAULT_CHUNK_DOCS, iter_corpus
+    from xmc.metrics import evaluate
     from xmc.models import load_model
 
     start = time.perf_counter()
     pipe = load_model(Path(model_dir))
-    corpus = _load(input_path, fmt, labels_file, **pipe.reader_kwargs())
-    X = pipe.features(corpus)  # featurised once: raw text would otherwise go through TF-IDF twice
-    n_docs = X.shape[0] if hasattr(X, "shape") else len(X)
+    ctx = click.get_current_context()
+    chunks = iter_corpus(input_path, format=None if fmt == "auto" else fmt, labels_path=labels_file,
+                         chunk_docs=chunk_docs or DEFAULT_CHUNK_DOCS, threads=threads, **ctx.meta.get("xmc_limits", {}),
+                         **pipe.reader_kwargs())
     options = {name: value for name, value in (("beam", beam), ("batch_size", batch_size)) if value is not None}
-    t = time.perf_counter()
-    with tqdm(total=n_docs, unit="doc", desc="predict", disable=None) as bar:
-        ids, scores = pipe.predict_topk(X, k=k, threads=threads, on_batch=bar.update, **options)
-    seconds = time.perf_counter() - t
-    txt, npz = write_predictions(Path(out_path), ids, scores, pipe.vocab)
-    click.echo(f"wrote {txt} and {npz}: {n_docs:,} documents at {n_docs / max(seconds, 1e-9):,.0f} docs/s")
+    ks = [x for x in (1, 3, 5) if x <= k]
+    n_docs, labelled, metric_sums = 0, False, {}
+    scoring = 0.0
+    with tqdm(unit="doc", desc="predict", disable=None) as bar, PredictionWriter(Path(out_path), pipe.vocab) as out:
+        for corpus in chunks:
+            X = pipe.features(corpus)  # featurised once: raw text would otherwise go through TF-IDF twice
+            t = time.perf_counter()
+            ids, scores = pipe.predict_topk(X, k=k, threads=threads, on_batch=bar.update, **options)
+            scoring += time.perf_counter() - t
+            out.write(ids, scores)
+            truth = pipe.labels(corpus)
+            labelled = labelled or truth.nnz > 0
+            # P@k and nDCG@k are means over documents: chunk means weighted by chunk size add up exactly.
+            for name, value in evaluate(truth, ids, ks=ks).items():
+                metric_sums[name] = metric_sums.get(name, 0.0) + value * ids.shape[0]
+            n_docs += ids.shape[0]
+    txt, npz = out.paths
+    click.echo(f"wrote {txt} and {npz}: {n_docs:,} documents at {n_docs / max(scoring, 1e-9):,.0f} docs/s")
     summary = ""
-    truth = pipe.labels(corpus)
-    if truth.nnz:
-        from xmc.metrics import evaluate
-
-        summary = _metrics_line(evaluate(truth, ids, ks=[x for x in (1, 3, 5) if x <= k]))
+    if labelled:
+        summary = _metrics_line({name: total / n_docs for name, total in metric_sums.items()})
     _echo_summary(start, summary)
 
 

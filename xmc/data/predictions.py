@@ -8,27 +8,112 @@ Evaluation maps labels by name, so it works for every input format.
 """
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
+import zipfile
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import scipy.sparse as sp
 
-from xmc.utils.modeldir import atomic_write_bytes, load_arrays, save_arrays
+from xmc.utils.modeldir import load_arrays
 
 
 def write_predictions(path: Path, ids: np.ndarray, scores: np.ndarray, vocab) -> Tuple[Path, Path]:
     """Write ``path`` (text) and ``path`` with suffix .npz; both atomically."""
-    path = Path(path)
-    names = np.asarray([str(n) for n in vocab.labels])
-    lines = []
-    for row_ids, row_scores in zip(ids, scores):
-        keep = row_ids >= 0
-        lines.append(" ".join(f"{names[i]}:{s:.6g}" for i, s in zip(row_ids[keep], row_scores[keep])))
-    atomic_write_bytes(path, ("\n".join(lines) + "\n").encode("utf-8"))
-    npz = path.with_suffix(".npz")
-    save_arrays(npz, {"ids": ids.astype(np.int32), "scores": scores.astype(np.float32), "label_names": names})
-    return path, npz
+    with PredictionWriter(path, vocab) as writer:
+        writer.write(ids, scores)
+    return writer.paths
+
+
+class PredictionWriter:
+    """Prediction files written chunk by chunk, so memory does not grow with the corpus.
+
+    Rows go to hidden temporary files beside ``path`` as they come; leaving the ``with``
+    block normally writes the .npz (its arrays streamed from disk, never loaded whole) and
+    renames both into place, so ``path`` holds the old predictions or all the new ones.
+    After an exception the temporary files are removed and the old files stay.
+    """
+
+    def __init__(self, path: Path, vocab) -> None:
+        self.path = Path(path)
+        self.npz = self.path.with_suffix(".npz")
+        self.names = np.asarray([str(n) for n in vocab.labels])
+        self.n_rows, self.k = 0, None
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._temps: List[Path] = []
+        self._text = self._temp_file(self.path, "w", encoding="utf-8")
+        self._ids = self._temp_file(self.npz, "wb", tag="ids")
+        self._scores = self._temp_file(self.npz, "wb", tag="scores")
+
+    def _temp_file(self, beside: Path, mode: str, tag: str = "", **kwargs):
+        fd, tmp = tempfile.mkstemp(dir=beside.parent, prefix=f".{beside.name}.{tag}", suffix=".tmp")
+        self._temps.append(Path(tmp))
+        return os.fdopen(fd, mode, **kwargs)
+
+    def write(self, ids: np.ndarray, scores: np.ndarray) -> None:
+        """Append the predictions of the next documents: ids (n, k), -1 for none, and scores (n, k)."""
+        ids, scores = np.asarray(ids), np.asarray(scores)
+        if ids.ndim != 2 or ids.shape != scores.shape:
+            raise ValueError(f"ids and scores must be two (n, k) arrays of one shape; got {ids.shape} and "
+                             f"{scores.shape}")
+        if self.k is None:
+            self.k = ids.shape[1]
+        elif ids.shape[1] != self.k:
+            raise ValueError(f"every chunk must have k={self.k} columns; got {ids.shape[1]}")
+        lines = []
+        for row_ids, row_scores in zip(ids, scores):
+            keep = row_ids >= 0
+            lines.append(" ".join(f"{self.names[i]}:{s:.6g}" for i, s in zip(row_ids[keep], row_scores[keep])))
+        if lines:
+            self._text.write("\n".join(lines) + "\n")
+        np.ascontiguousarray(ids, dtype=np.int32).tofile(self._ids)
+        np.ascontiguousarray(scores, dtype=np.float32).tofile(self._scores)
+        self.n_rows += ids.shape[0]
+
+    @property
+    def paths(self) -> Tuple[Path, Path]:
+        return self.path, self.npz
+
+    def __enter__(self) -> "PredictionWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            if exc_type is None:
+                self._finish()
+        finally:
+            for f in (self._text, self._ids, self._scores):
+                f.close()
+            for tmp in self._temps:
+                if tmp.exists():
+                    tmp.unlink()
+
+    def _finish(self) -> None:
+        k = self.k or 0
+        for f in (self._text, self._ids, self._scores):
+            f.flush()
+            os.fsync(f.fileno())
+        fd, npz_tmp = tempfile.mkstemp(dir=self.npz.parent, prefix=f".{self.npz.name}.", suffix=".tmp")
+        os.close(fd)
+        self._temps.append(Path(npz_tmp))
+        # Stored (not deflated) members with .npy headers, as save_arrays writes and load_arrays reads.
+        with zipfile.ZipFile(npz_tmp, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+            text_tmp, ids_tmp, scores_tmp = self._temps[:3]
+            for name, raw, dtype in (("ids", ids_tmp, np.int32), ("scores", scores_tmp, np.float32)):
+                with zf.open(f"{name}.npy", "w", force_zip64=True) as member, open(raw, "rb") as src:
+                    header = {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False,
+                              "shape": (self.n_rows, k)}
+                    np.lib.format.write_array_header_1_0(member, header)
+                    shutil.copyfileobj(src, member, 1 << 20)
+            with zf.open("label_names.npy", "w") as member:
+                np.lib.format.write_array(member, self.names, allow_pickle=False)
+        with open(npz_tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(text_tmp, self.path)
+        os.replace(npz_tmp, self.npz)
 
 
 def read_predictions(path: Path) -> Tuple[List[List[str]], List[List[float]]]:

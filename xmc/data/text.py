@@ -135,9 +135,14 @@ def read_fasttext(path: PathLike, max_line_bytes: Optional[int] = None,
     A line without labels is a document without labels. Blank lines are skipped
     and repeated labels on a line dropped, each counted in one
     :class:`~xmc.data.DataWarning` per file."""
+    return _collect(fasttext_records(path, max_line_bytes, max_labels_per_doc))
+
+
+def fasttext_records(path: PathLike, max_line_bytes: Optional[int] = None,
+                     max_labels_per_doc: Optional[int] = None) -> Iterator[Tuple[str, List[str]]]:
+    """(text, labels) per document of a fastText file, read line by line (see :func:`read_fasttext`)."""
     p = os.fspath(path)
     _, max_labels = resolve_limits(max_line_bytes, max_labels_per_doc)
-    data = TextData([], [])
     blanks, repeats = _Skips(), _Skips()
     for lineno, line in iter_lines(p, max_line_bytes=max_line_bytes):
         if not line.strip():
@@ -145,10 +150,16 @@ def read_fasttext(path: PathLike, max_line_bytes: Optional[int] = None,
             continue
         text, labels, n_repeats = _fasttext_fields(line, p, lineno, max_labels)
         repeats.add(lineno, n_repeats)
-        data.texts.append(text)
-        data.labels.append(labels)
+        yield text, labels
     blanks.warn(p, "blank lines skipped", "a blank line is not a document")
     repeats.warn(p, "repeated labels dropped", _REPEATS_WHY)
+
+
+def _collect(records: Iterator[Tuple[str, List[str]]]) -> TextData:
+    data = TextData([], [])
+    for text, labels in records:
+        data.texts.append(text)
+        data.labels.append(labels)
     return data
 
 
@@ -158,21 +169,37 @@ def read_text_pair(texts_path: PathLike, labels_path: PathLike, max_line_bytes: 
     ``labels_path`` its space-separated labels (an empty line: no labels; a
     repeated label is dropped with a :class:`~xmc.data.DataWarning`). An empty
     text line is an empty document: lines pair up by position, so none is skipped."""
+    return _collect(text_pair_records(texts_path, labels_path, max_line_bytes, max_labels_per_doc))
+
+
+def text_pair_records(texts_path: PathLike, labels_path: PathLike, max_line_bytes: Optional[int] = None,
+                      max_labels_per_doc: Optional[int] = None) -> Iterator[Tuple[str, List[str]]]:
+    """(text, labels) per document of a text/labels file pair, both read line by line
+    (see :func:`read_text_pair`)."""
     tp, lp = os.fspath(texts_path), os.fspath(labels_path)
     _, max_labels = resolve_limits(max_line_bytes, max_labels_per_doc)
-    texts = [line for _, line in iter_lines(tp, max_line_bytes=max_line_bytes)]
-    labels: List[List[str]] = []
+    texts = iter_lines(tp, max_line_bytes=max_line_bytes)
+    labels = iter_lines(lp, max_line_bytes=max_line_bytes)
     repeats = _Skips()
-    for lineno, line in iter_lines(lp, max_line_bytes=max_line_bytes):
+    n_texts = n_labels = 0
+    for _, text in texts:
+        n_texts += 1
+        pair = next(labels, None)
+        if pair is None:
+            break
+        n_labels += 1
+        lineno, line = pair
         unique, n_repeats = _unique_labels(line.split(), max_labels, lp, lineno)
         repeats.add(lineno, n_repeats)
-        labels.append(unique)
+        yield text, unique
+    # One file ended first: count what is left of the other for the message.
+    n_texts += sum(1 for _ in texts)
+    n_labels += sum(1 for _ in labels)
     repeats.warn(lp, "repeated labels dropped", _REPEATS_WHY)
-    if len(texts) != len(labels):
+    if n_texts != n_labels:
         raise DataFormatError(
-            f"{tp} has {len(texts)} lines but {lp} has {len(labels)}; expected one line per document "
+            f"{tp} has {n_texts} lines but {lp} has {n_labels}; expected one line per document "
             f"in both files", tp, 0)
-    return TextData(texts, labels)
 
 
 def read_jsonl(path: PathLike, text_key: str = "text", labels_key: str = "labels",
@@ -180,9 +207,15 @@ def read_jsonl(path: PathLike, text_key: str = "text", labels_key: str = "labels
     """JSON lines: one object per line with a string ``text`` and a list ``labels``
     (strings; integers are turned into strings). Blank lines are skipped and
     repeated labels dropped, each counted in one :class:`~xmc.data.DataWarning`."""
+    return _collect(jsonl_records(path, text_key, labels_key, max_line_bytes, max_labels_per_doc))
+
+
+def jsonl_records(path: PathLike, text_key: str = "text", labels_key: str = "labels",
+                  max_line_bytes: Optional[int] = None,
+                  max_labels_per_doc: Optional[int] = None) -> Iterator[Tuple[str, List[str]]]:
+    """(text, labels) per document of a JSON lines file, read line by line (see :func:`read_jsonl`)."""
     p = os.fspath(path)
     _, max_labels = resolve_limits(max_line_bytes, max_labels_per_doc)
-    data = TextData([], [])
     blanks, repeats = _Skips(), _Skips()
     for lineno, line in iter_lines(p, max_line_bytes=max_line_bytes):
         if not line.strip():
@@ -210,11 +243,9 @@ def read_jsonl(path: PathLike, text_key: str = "text", labels_key: str = "labels
                                                f"found {json.dumps(labels)[:40]}")
         names, n_repeats = _unique_labels([str(x) for x in labels], max_labels, p, lineno)
         repeats.add(lineno, n_repeats)
-        data.texts.append(text)
-        data.labels.append(names)
+        yield text, names
     blanks.warn(p, "blank lines skipped", "a blank line is not a document")
     repeats.warn(p, "repeated labels dropped", _REPEATS_WHY)
-    return data
 
 
 def write_jsonl(path: PathLike, data: TextData, text_key: str = "text", labels_key: str = "labels") -> None:
