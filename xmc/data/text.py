@@ -286,14 +286,17 @@ def detect_format(path: PathLike, sample_lines: int = 5, max_line_bytes: Optiona
 
 def load_corpus(path: PathLike, format: Optional[str] = None, labels_path: Optional[PathLike] = None,
                 n_features: Optional[int] = None, n_labels: Optional[int] = None, threads: int = 0,
-                max_line_bytes: Optional[int] = None, max_labels_per_doc: Optional[int] = None):
+                max_line_bytes: Optional[int] = None, max_labels_per_doc: Optional[int] = None,
+                cache: Optional[bool] = None):
     """Read a corpus in any supported format: XCData for ``"xc"``, TextData otherwise.
 
     ``format=None`` detects it (``"text"`` whenever ``labels_path`` is given).
+    ``cache``: for XC files, whether to go through the binary cache of
+    :mod:`xmc.data.cache` (None: for large files only).
     ``max_line_bytes`` / ``max_labels_per_doc`` bound what one line may hold
     (:mod:`xmc.data.limits`: environment variable, then default, when None).
     """
-    from xmc.data.xc import read_xc
+    from xmc.data.cache import read_xc_cached
 
     limits = {"max_line_bytes": max_line_bytes, "max_labels_per_doc": max_labels_per_doc}
     resolve_limits(max_line_bytes, max_labels_per_doc)  # a bad value fails before any file is opened
@@ -302,7 +305,7 @@ def load_corpus(path: PathLike, format: Optional[str] = None, labels_path: Optio
     if format not in FORMATS:
         raise ValueError(f"unknown corpus format {format!r}; expected one of {', '.join(FORMATS)}")
     if format == "xc":
-        return read_xc(path, n_features=n_features, n_labels=n_labels, threads=threads, **limits)
+        return read_xc_cached(path, cache, n_features=n_features, n_labels=n_labels, threads=threads, **limits)
     if format == "fasttext":
         return read_fasttext(path, **limits)
     if format == "jsonl":

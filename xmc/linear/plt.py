@@ -28,7 +28,9 @@ REQUIRED_FILES = (PARAMS_JSON, WEIGHTS_NPZ, TREE_JSON, TREE_ARRAYS)
 
 def _check_binary(Y: sp.csr_matrix) -> sp.csr_matrix:
     Y = as_csr(Y)
-    Y.eliminate_zeros()
+    if Y.nnz and not np.all(Y.data != 0):
+        Y = Y.copy()  # never mutate the caller's matrix (it may be a read-only map of a cache)
+        Y.eliminate_zeros()
     bad = np.flatnonzero(Y.data != 1)
     if bad.size:
         row = int(np.searchsorted(Y.indptr, bad[0], side="right") - 1)
