@@ -261,6 +261,7 @@ def train(train_path: str, labels_file: Optional[str], fmt: str, model_dir: str,
       xmc train --model attentionxml --train t.jsonl --model-dir m --checkpoint-every 500
       xmc train --model attentionxml --train t.jsonl --model-dir m --checkpoint-every 500 --resume
     """
+    from xmc import distributed
     from xmc.utils import checkpoint as ckpt
     from xmc.utils.checkpoint import TrainingInterrupted  # torch-free: the linear model must not need torch
 
@@ -269,15 +270,28 @@ def train(train_path: str, labels_file: Optional[str], fmt: str, model_dir: str,
 
     start = time.perf_counter()
     checkpoint = Path(checkpoint_dir) if checkpoint_dir else Path(model_dir) / "checkpoint"
+    distributed.init()
+    if not distributed.is_main():
+        # Under torchrun, rank 0 alone handles the checkpoint folder and writes the model; it says go first.
+        if not _go_ahead(None):
+            return
+        _train(train_path, labels_file, fmt, tree_dir, model, valid_path, seed, threads, branching_factor,
+               max_leaf_size, loss, C, weight_threshold, epochs, patience, swa_start, batch_size, lr, max_len,
+               embedding, embedding_dim, hidden, top_k, flat_max_labels, device, n_models, checkpoint_every,
+               checkpoint, resume)
+        distributed.barrier()
+        return
     if resume:
         ckpt.reclaim(checkpoint)
         if not ckpt.exists(checkpoint):
             if (Path(model_dir) / "xmc.json").is_file():
                 click.echo(f"{model_dir} holds a finished model and {checkpoint} no checkpoint: nothing to resume")
+                _go_ahead(False)
                 return
             click.echo(f"no checkpoint in {checkpoint}: training from the beginning")
     elif ckpt.exists(checkpoint):
         click.echo(f"{checkpoint} holds a checkpoint of an earlier run; starting over (add --resume to continue it)")
+    _go_ahead(True)
     try:
         trained, valid = _train(train_path, labels_file, fmt, tree_dir, model, valid_path, seed, threads,
                                 branching_factor, max_leaf_size, loss, C, weight_threshold, epochs, patience,
@@ -293,11 +307,22 @@ def train(train_path: str, labels_file: Optional[str], fmt: str, model_dir: str,
     ckpt.set_aside(checkpoint)
     trained.save(Path(model_dir))
     ckpt.remove_checkpoint(checkpoint)
+    distributed.barrier()
     click.echo(f"model saved to {model_dir} ({trained.n_labels:,} labels)")
     summary = ""
     if valid is not None:
         summary = _metrics_line(_evaluate_model(trained, valid, ks=(1, 3, 5), threads=threads))
     _echo_summary(start, summary)
+
+
+def _go_ahead(decision: Optional[bool]) -> bool:
+    """Rank 0's decision (train or not), on every rank of a torchrun; ``decision`` on rank 0, None elsewhere."""
+    import numpy as np
+
+    from xmc import distributed
+
+    flag = None if decision is None else {"go": np.array([int(decision)], dtype=np.int64)}
+    return bool(distributed.broadcast_arrays(flag, ["go"])["go"][0])
 
 
 def _train(train_path, labels_file, fmt, tree_dir, model, valid_path, seed, threads, branching_factor,
@@ -385,40 +410,28 @@ def predict(model_dir: str, input_path: str, fmt: str, labels_file: Optional[str
     """
     from tqdm import tqdm
 
-    from xmc.data.predictions import PredictionWriter
-    from xmc.data.stream import DEFAULT_CHUNK_DOCS, iter_corpus
-    from xmc.metrics import evaluate
+    from xmc import distributed
+    from xmc.data.stream import DEFAULT_CHUNK_DOCS
+    from xmc.inference import predict_file
     from xmc.models import load_model
 
     start = time.perf_counter()
+    distributed.init()
     pipe = load_model(Path(model_dir))
-    ctx = click.get_current_context()
-    chunks = iter_corpus(input_path, format=None if fmt == "auto" else fmt, labels_path=labels_file,
-                         chunk_docs=chunk_docs or DEFAULT_CHUNK_DOCS, threads=threads, **ctx.meta.get("xmc_limits", {}),
-                         **pipe.reader_kwargs())
     options = {name: value for name, value in (("beam", beam), ("batch_size", batch_size)) if value is not None}
-    ks = [x for x in (1, 3, 5) if x <= k]
-    n_docs, labelled, metric_sums = 0, False, {}
-    scoring = 0.0
-    with tqdm(unit="doc", desc="predict", disable=None) as bar, PredictionWriter(Path(out_path), pipe.vocab) as out:
-        for corpus in chunks:
-            X = pipe.features(corpus)  # featurised once: raw text would otherwise go through TF-IDF twice
-            t = time.perf_counter()
-            ids, scores = pipe.predict_topk(X, k=k, threads=threads, on_batch=bar.update, **options)
-            scoring += time.perf_counter() - t
-            out.write(ids, scores)
-            truth = pipe.labels(corpus)
-            labelled = labelled or truth.nnz > 0
-            # P@k and nDCG@k are means over documents: chunk means weighted by chunk size add up exactly.
-            for name, value in evaluate(truth, ids, ks=ks).items():
-                metric_sums[name] = metric_sums.get(name, 0.0) + value * ids.shape[0]
-            n_docs += ids.shape[0]
-    txt, npz = out.paths
-    click.echo(f"wrote {txt} and {npz}: {n_docs:,} documents at {n_docs / max(scoring, 1e-9):,.0f} docs/s")
-    summary = ""
-    if labelled:
-        summary = _metrics_line({name: total / n_docs for name, total in metric_sums.items()})
-    _echo_summary(start, summary)
+    t = time.perf_counter()
+    with tqdm(unit="doc", desc="predict", disable=None if distributed.is_main() else True) as bar:
+        run = predict_file(pipe, input_path, Path(out_path), k=k, format=None if fmt == "auto" else fmt,
+                           labels_path=labels_file, chunk_docs=chunk_docs or DEFAULT_CHUNK_DOCS, threads=threads,
+                           limits=click.get_current_context().meta.get("xmc_limits", {}), on_batch=bar.update,
+                           **options)
+    if not distributed.is_main():
+        return
+    txt, npz = run.paths
+    ranks = f" on {distributed.world_size()} ranks" if distributed.is_distributed() else ""
+    click.echo(f"wrote {txt} and {npz}: {run.n_docs:,} documents{ranks} at "
+               f"{run.n_docs / max(time.perf_counter() - t, 1e-9):,.0f} docs/s (reading and featurising included)")
+    _echo_summary(start, _metrics_line(run.metrics) if run.metrics else "")
 
 
 @cli.command()

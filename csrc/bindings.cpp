@@ -227,7 +227,7 @@ py::tuple linear_train_layer(const CArray<int64_t>& x_indptr, const CArray<int32
                              const CArray<int64_t>& y_indptr, const CArray<int32_t>& y_indices,
                              int64_t n_children, const std::string& loss, double C, double eps,
                              int max_iter, double bias, double weight_threshold, uint64_t seed,
-                             int layer, int threads) {
+                             int layer, int threads, int64_t child_begin, int64_t child_end) {
   xmc::linear::LayerProblem P;
   P.X = csr_view(x_indptr, x_indices, x_data, n_features);
   CArray<float> no_data(0);
@@ -255,6 +255,8 @@ py::tuple linear_train_layer(const CArray<int64_t>& x_indptr, const CArray<int32
   lp.seed = seed;
   lp.layer = layer;
   lp.threads = threads;
+  lp.child_begin = child_begin;
+  lp.child_end = child_end;
   xmc::linear::CscMatrix W;
   {
     py::gil_scoped_release release;
@@ -551,7 +553,9 @@ PYBIND11_MODULE(_core, m) {
         py::arg("child_ptr"), py::arg("y_indptr"), py::arg("y_indices"), py::arg("n_children"),
         py::arg("loss"), py::arg("C"), py::arg("eps"), py::arg("max_iter"), py::arg("bias"),
         py::arg("weight_threshold"), py::arg("seed"), py::arg("layer"), py::arg("threads"),
-        "Trains one PLT layer; returns CSC (indptr, indices, data, shape) with the bias as the last row.");
+        py::arg("child_begin") = 0, py::arg("child_end") = -1,
+        "Trains one PLT layer (children [child_begin, child_end) only; -1: to the last); returns CSC "
+        "(indptr, indices, data, shape) with the bias as the last row.");
   // ----- end linear registrations -----
 
 

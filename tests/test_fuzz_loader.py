@@ -344,3 +344,21 @@ def test_ensemble_members_with_other_label_order_are_refused(deep_seeds, tmp_pat
 
     d = crafted(deep_seeds["ensemble"], tmp_path, "member1/labels.json", edit_json(swap_first_two))
     assert_refused(d, "member1", r"labels differ from member0's")
+
+
+def test_lightattention_pads_with_zero_scores_when_clusters_differ_in_size(deep_seeds, tmp_path):
+    # Fuzz input 35,030 moved one label between clusters (sizes 3 and 3 became 1 and 5): a valid
+    # tree, and asking for more labels than the beam's clusters hold gave padded slots score -1.0.
+    def uneven(path):
+        arrays = load_arrays(path)
+        last = f"layer_{len(arrays) - 2}"
+        leaves = arrays[last].copy()
+        leaves[4] = leaves[3] + 1
+        arrays[last] = leaves
+        save_arrays(path, arrays)
+
+    d = crafted(deep_seeds["lightattention"], tmp_path, "tree/tree.npz", uneven)
+    model = load_model(d)
+    fz.check_predictions(model)
+    ids, scores = model.predict_topk(["anything at all"], k=len(model.vocab), beam=4)
+    assert np.all(scores[ids == -1] == 0.0) and np.all(scores >= 0)

@@ -197,7 +197,7 @@ def test_linear_resume_skips_finished_layers(corpus, tmp_path):
     original = plt_module._core.linear_train_layer
 
     def counting(*a):
-        calls.append(a[-2])  # the layer index
+        calls.append(a[-4])  # the layer index (then threads, child_begin, child_end)
         return original(*a)
 
     plt_module._LayerCheckpoint(tmp_path / "ck2", params, X, Y).write(full.tree, full.weights[:2])

@@ -56,7 +56,7 @@ def check_xc_chunks(blob: bytes, tmp_path, n_features, n_labels, chunk_docs: int
         assert streamed[1] == whole[1], (blob, "error lines differ", whole[1], streamed[1])
         return
     data, (X, Y, sizes) = whole[1], streamed[1]
-    assert all(s <= chunk_docs for s in sizes)
+    assert all(s == chunk_docs for s in sizes[:-1]) and all(s <= chunk_docs for s in sizes[-1:])  # full but last
     if X is None:
         assert data.n_docs == 0
         return
@@ -153,7 +153,7 @@ def test_text_chunks_equal_the_whole_file(tmp_path_factory, corpus, chunk_docs):
                                                chunk_docs=chunk_docs)))
     assert chunks[0] == whole[0] and (whole[0] == "ok" or chunks[1] == whole[1]), (files, whole, chunks)
     if whole[0] == "ok":
-        assert all(len(c) <= chunk_docs for c in chunks[1])
+        assert all(len(c) == chunk_docs for c in chunks[1][:-1]) and all(len(c) <= chunk_docs for c in chunks[1])
         assert [t for c in chunks[1] for t in c.texts] == whole[1].texts
         assert [ls for c in chunks[1] for ls in c.labels] == whole[1].labels
 

@@ -110,7 +110,8 @@ def _xc_chunks(path: PathLike, chunk_docs: int, n_features: Optional[int], n_lab
             parse(b"0 %s %s\n" % (header.group(2), header.group(3)), 1, header_ok=True)
             D = int(header.group(2)) if D < 0 else D
             L = int(header.group(3)) if L < 0 else L
-            lines, next_line = lines[1:], 2
+            # Top the first chunk up to chunk_docs documents: every chunk but the last is full.
+            lines, next_line = lines[1:] + _read_lines(f, p, 1, max_line, len(lines) + 1), 2
         elif D < 0:
             if lines[0].strip():  # a malformed header fails here with the reader's own message
                 parse(lines[0], 1, header_ok=True)

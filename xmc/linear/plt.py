@@ -12,7 +12,7 @@ from typing import List, Optional, Tuple, Union
 import numpy as np
 import scipy.sparse as sp
 
-from xmc import _core
+from xmc import _core, distributed
 from xmc.linear.params import PLTParams
 from xmc.tree.label_tree import LabelTree
 from xmc.tree.label_tree import TREE_ARRAYS, TREE_JSON
@@ -37,6 +37,56 @@ def _check_binary(Y: sp.csr_matrix) -> sp.csr_matrix:
         raise ValueError(f"Y must be binary (0/1): row {row}, label {int(Y.indices[bad[0]])} "
                          f"holds {float(Y.data[bad[0]])!r}")
     return Y
+
+
+def _shared_tree(X: sp.csr_matrix, Y: sp.csr_matrix, p: PLTParams) -> LabelTree:
+    """The label tree; under torchrun rank 0 builds it and the others receive it (a tree built
+    on each rank could differ in the last bits of its k-means and split labels otherwise)."""
+    from xmc.tree.build import build_label_tree  # written on the tree branch; import only when needed
+
+    if not distributed.is_distributed():
+        return build_label_tree(X, Y, p.tree)
+    tree = build_label_tree(X, Y, p.tree) if distributed.is_main() else None
+    depth = distributed.broadcast_arrays({"depth": np.array([tree.depth])} if tree else None, ["depth"])
+    names = [f"layer_{t}" for t in range(int(depth["depth"][0]))] + ["label_order"]
+    arrays = None if tree is None else {**{f"layer_{t}": a for t, a in enumerate(tree.layer_indptr)},
+                                        "label_order": tree.label_order}
+    arrays = distributed.broadcast_arrays(arrays, names)
+    return LabelTree([arrays[n] for n in names[:-1]], arrays["label_order"])
+
+
+def _children_of_this_rank(tree: LabelTree, t: int, parent_ptr: Optional[np.ndarray], n_docs: int) -> Tuple[int, int]:
+    """This rank's contiguous range of the layer's children, (0, -1) for all outside torchrun.
+
+    Ranges hold about equal cost: a child's cost is the number of documents of its parent,
+    which its solver scans."""
+    ranks = distributed.world_size()
+    if ranks == 1:
+        return 0, -1
+    children_per_parent = np.diff(tree.layer_indptr[t])
+    docs = np.diff(parent_ptr) if parent_ptr is not None else np.array([n_docs])
+    cost = np.cumsum(np.repeat(docs + 1, children_per_parent).astype(np.float64))
+    bounds = np.searchsorted(cost, cost[-1] * np.arange(ranks + 1) / ranks, side="right") if cost.size else \
+        np.zeros(ranks + 1, dtype=np.int64)
+    bounds[0], bounds[-1] = 0, cost.size
+    r = distributed.rank()
+    return int(bounds[r]), int(bounds[r + 1])
+
+
+def _merge_ranks(W: sp.csc_matrix) -> sp.csc_matrix:
+    """Under torchrun: the whole layer on rank 0, from each rank's columns (other ranks keep theirs)."""
+    if not distributed.is_distributed():
+        return W
+    parts = distributed.gather_arrays({"counts": np.diff(W.indptr).astype(np.int64),
+                                       "indices": W.indices.astype(np.int32), "data": W.data.astype(np.float32)})
+    if parts is None:
+        return W
+    # Ranks own contiguous column ranges in rank order, so their entries concatenate in column order.
+    counts = np.sum([part["counts"] for part in parts], axis=0)
+    indptr = np.concatenate([[0], np.cumsum(counts)])
+    indices = np.concatenate([part["indices"] for part in parts])
+    data = np.concatenate([part["data"] for part in parts])
+    return sp.csc_matrix((data, indices, indptr), shape=W.shape)
 
 
 class PLTLinear:
@@ -73,16 +123,15 @@ class PLTLinear:
             if restored is not None:
                 tree, weights = restored
         if tree is None:
-            from xmc.tree.build import build_label_tree  # written on the tree branch; import only when needed
-            tree = build_label_tree(X, Y, p.tree)
-            if ckpt is not None:
+            tree = _shared_tree(X, Y, p)
+            if ckpt is not None and distributed.is_main():
                 ckpt.write(tree, [])
         if tree.n_labels != Y.shape[1]:
             raise ValueError(f"the label tree holds {tree.n_labels} labels but Y has {Y.shape[1]} columns")
 
         x_indptr, x_indices, x_data, n_features = csr_arrays(X)
         layers = range(len(weights), tree.depth)
-        if progress:
+        if progress and distributed.is_main():
             from tqdm import tqdm
             layers = tqdm(layers, desc="training PLT layers", unit="layer", initial=len(weights), total=tree.depth)
         for t in layers:
@@ -95,19 +144,20 @@ class PLTLinear:
                 parent_docs = np.ascontiguousarray(P.indices, dtype=np.int32)
             T = tree.node_targets(Y, t + 1)
             T.sort_indices()
+            begin, end = _children_of_this_rank(tree, t, parent_ptr, X.shape[0])
             indptr, indices, data, shape = _core.linear_train_layer(
                 x_indptr, x_indices, x_data, n_features, parent_ptr, parent_docs,
                 tree.layer_indptr[t], np.ascontiguousarray(T.indptr, dtype=np.int64),
                 np.ascontiguousarray(T.indices, dtype=np.int32), T.shape[1],
                 p.loss, float(p.C), float(p.eps), int(p.max_iter), float(p.bias),
-                float(p.weight_threshold), int(p.seed), t, int(p.threads))
-            W = sp.csc_matrix((data, indices, indptr), shape=shape)
+                float(p.weight_threshold), int(p.seed), t, int(p.threads), begin, end)
+            W = _merge_ranks(sp.csc_matrix((data, indices, indptr), shape=shape))
             if p.bias != 1.0:
                 # Fold the bias value into its weight: scorers use an implicit feature of 1.0.
                 last = W.indices == n_features
                 W.data[last] *= np.float32(p.bias)
             weights.append(W)
-            if ckpt is not None:
+            if ckpt is not None and distributed.is_main():
                 ckpt.write(tree, weights)
         self.tree, self.weights, self.n_features = tree, weights, n_features
         self._cached_searcher = None

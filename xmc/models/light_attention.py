@@ -157,7 +157,10 @@ class LightAttention(DeepModel):
             out_scores[index, :top] = best.cpu().numpy()
             if on_batch is not None:
                 on_batch(index.size)
-        out_pos[out_scores <= 0] = -1
+        # Slots without a candidate (clusters of unequal sizes leave -1.0 fills): id -1, score 0.
+        empty = out_scores <= 0
+        out_pos[empty] = -1
+        out_scores[empty] = 0.0
         return out_pos, out_scores
 
     def _weights(self) -> Dict[str, np.ndarray]:

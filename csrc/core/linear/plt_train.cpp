@@ -146,17 +146,23 @@ CscMatrix train_layer(const LayerProblem& P, const LayerParams& params) {
   const int threads = resolve_threads(params.threads);
   const int64_t n_parents = P.n_parents;
   const int64_t n_children = P.Y.cols;
+  const int64_t first = std::clamp<int64_t>(params.child_begin, 0, n_children);
+  const int64_t last = params.child_end < 0 ? n_children : std::clamp<int64_t>(params.child_end, first, n_children);
+  // The children of parent p that this call trains.
+  auto kept_begin = [&](int64_t p) { return std::clamp(P.child_ptr[p], first, last); };
+  auto kept_end = [&](int64_t p) { return std::clamp(P.child_ptr[p + 1], first, last); };
 
   // Cost of a parent ~ nnz of its documents times its children: schedule the big ones first.
   std::vector<double> cost(n_parents, 0.0);
   for (int64_t p = 0; p < n_parents; ++p) {
+    if (kept_begin(p) == kept_end(p)) continue;
     double nnz = 0;
     if (P.parent_doc_ptr) {
       for (int64_t k = 0; k < parent_size(P, p); ++k) nnz += P.X.row_nnz(parent_doc(P, p, k)) + 1;
     } else {
       nnz = static_cast<double>(P.X.nnz() + P.X.rows);
     }
-    cost[p] = nnz * static_cast<double>(P.child_ptr[p + 1] - P.child_ptr[p]);
+    cost[p] = nnz * static_cast<double>(kept_end(p) - kept_begin(p));
   }
   const double total = std::accumulate(cost.begin(), cost.end(), 0.0);
   std::vector<int64_t> order(n_parents);
@@ -168,7 +174,7 @@ CscMatrix train_layer(const LayerProblem& P, const LayerParams& params) {
   std::vector<Task> tasks;
   std::vector<int> chunks(n_parents, 0);
   for (int64_t p : order) {
-    const int64_t c0 = P.child_ptr[p], c1 = P.child_ptr[p + 1];
+    const int64_t c0 = kept_begin(p), c1 = kept_end(p);
     if (c0 == c1) continue;
     if (threads > 1 && cost[p] * 4.0 * threads > total) {
       for (int64_t c = c0; c < c1; ++c) tasks.push_back({p, c, c + 1});

@@ -28,6 +28,11 @@ struct LayerParams {
   uint64_t seed = 0;
   int layer = 0;  // mixed into every child's seed so layers draw different orders
   int threads = 0;
+  // Only children [child_begin, child_end) are trained (child_end < 0: to the last); the other
+  // columns stay empty. Ranks of a distributed run each train one range: since a child's
+  // seed depends on its global index only, the merged columns equal a single process's.
+  int64_t child_begin = 0;
+  int64_t child_end = -1;
 };
 
 // Column-major weights: column c is child c; rows are the features plus the bias (last row).

@@ -1,0 +1,127 @@
+"""Several processes on torch.distributed: started by ``torchrun``, which sets RANK and WORLD_SIZE.
+
+xmc uses no engine of its own: the process group is torch's (gloo on the CPU, nccl for
+CUDA tensors), and this module only names the ranks and moves numpy arrays with the
+collectives xmc needs. Arrays travel as tensors, never pickled. Outside torchrun
+(WORLD_SIZE unset or 1) every function is a no-op and torch is not imported, so the
+linear models keep running without torch.
+
+    torchrun --nproc-per-node 2 -m xmc train --train train.txt --model-dir model
+    torchrun --nproc-per-node 2 -m xmc predict --model-dir model --input test.txt --out pred.txt
+"""
+from __future__ import annotations
+
+import os
+from typing import Dict, List, Optional
+
+import numpy as np
+
+
+def world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def rank() -> int:
+    return int(os.environ.get("RANK", "0"))
+
+
+def is_distributed() -> bool:
+    return world_size() > 1
+
+
+def is_main() -> bool:
+    """Rank 0: the one process that writes models, checkpoints and prediction files."""
+    return rank() == 0
+
+
+def init(backend: Optional[str] = None) -> None:
+    """Join torchrun's process group once (gloo unless ``backend`` says otherwise)."""
+    if not is_distributed():
+        return
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group(backend=backend or "gloo")
+
+
+def barrier() -> None:
+    if is_distributed():
+        import torch.distributed as dist
+
+        init()
+        dist.barrier()
+
+
+def all_reduce_sum(values: np.ndarray) -> np.ndarray:
+    """Element-wise sum over the ranks (float64 on the wire)."""
+    values = np.asarray(values, dtype=np.float64)
+    if not is_distributed():
+        return values
+    import torch
+    import torch.distributed as dist
+
+    init()
+    t = torch.from_numpy(values.copy())
+    dist.all_reduce(t)
+    return t.numpy()
+
+
+def broadcast_arrays(arrays: Optional[Dict[str, np.ndarray]], names: List[str], src: int = 0) -> Dict[str, np.ndarray]:
+    """Rank ``src``'s 1-d ``arrays`` (by ``names``, the same on every rank) on every rank."""
+    if not is_distributed():
+        assert arrays is not None
+        return arrays
+    import torch
+    import torch.distributed as dist
+
+    init()
+    out = {}
+    for name in names:
+        mine = rank() == src
+        head = torch.zeros(2, dtype=torch.int64)
+        if mine:
+            a = np.ascontiguousarray(arrays[name]).reshape(-1)
+            head[0], head[1] = a.shape[0], _DTYPES.index(a.dtype.str)
+        dist.broadcast(head, src)
+        dtype = np.dtype(_DTYPES[int(head[1])])
+        t = torch.from_numpy(a.copy()) if mine else torch.empty(int(head[0]), dtype=_torch_dtype(dtype))
+        dist.broadcast(t, src)
+        out[name] = t.numpy().astype(dtype, copy=False)
+    return out
+
+
+def gather_arrays(arrays: Dict[str, np.ndarray], dst: int = 0) -> Optional[List[Dict[str, np.ndarray]]]:
+    """Every rank's 1-d ``arrays`` (same names and dtypes on all ranks, any lengths), in rank
+    order, on rank ``dst``; None on the other ranks."""
+    if not is_distributed():
+        return [arrays]
+    import torch
+    import torch.distributed as dist
+
+    init()
+    n = world_size()
+    gathered: List[Dict[str, np.ndarray]] = [{} for _ in range(n)]
+    for name in sorted(arrays):
+        a = np.ascontiguousarray(arrays[name]).reshape(-1)
+        size = torch.tensor([a.shape[0]], dtype=torch.int64)
+        sizes = [torch.zeros(1, dtype=torch.int64) for _ in range(n)]
+        dist.all_gather(sizes, size)
+        longest = max(int(s) for s in sizes)
+        padded = torch.zeros(longest, dtype=_torch_dtype(a.dtype))
+        padded[:a.shape[0]] = torch.from_numpy(a)
+        parts = [torch.empty_like(padded) for _ in range(n)] if rank() == dst else None
+        dist.gather(padded, parts, dst=dst)
+        if rank() == dst:
+            for r in range(n):
+                gathered[r][name] = parts[r][:int(sizes[r])].numpy().astype(a.dtype, copy=False)
+    return gathered if rank() == dst else None
+
+
+_DTYPES = ["<i4", "<i8", "<f4", "<f8", "|b1", "|u1"]
+
+
+def _torch_dtype(dtype: np.dtype):
+    import torch
+
+    return {"<i4": torch.int32, "<i8": torch.int64, "<f4": torch.float32, "<f8": torch.float64,
+            "|b1": torch.bool, "|u1": torch.uint8}[np.dtype(dtype).str]
