@@ -12,9 +12,12 @@ linear models keep running without torch.
 from __future__ import annotations
 
 import os
-from typing import Dict, List, Optional
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from xmc.tree.label_tree import LabelTree
 
 
 def world_size() -> int:
@@ -67,7 +70,7 @@ def all_reduce_sum(values: np.ndarray) -> np.ndarray:
 
 
 def broadcast_arrays(arrays: Optional[Dict[str, np.ndarray]], names: List[str], src: int = 0) -> Dict[str, np.ndarray]:
-    """Rank ``src``'s 1-d ``arrays`` (by ``names``, the same on every rank) on every rank."""
+    """Rank ``src``'s ``arrays`` (by ``names``, the same on every rank; up to 6 dimensions) on every rank."""
     if not is_distributed():
         assert arrays is not None
         return arrays
@@ -78,16 +81,43 @@ def broadcast_arrays(arrays: Optional[Dict[str, np.ndarray]], names: List[str], 
     out = {}
     for name in names:
         mine = rank() == src
-        head = torch.zeros(2, dtype=torch.int64)
+        head = torch.zeros(8, dtype=torch.int64)  # dtype, ndim, shape
         if mine:
-            a = np.ascontiguousarray(arrays[name]).reshape(-1)
-            head[0], head[1] = a.shape[0], _DTYPES.index(a.dtype.str)
+            a = np.ascontiguousarray(arrays[name])
+            if a.ndim > 6:
+                raise ValueError(f"broadcast_arrays: {name} has {a.ndim} dimensions; at most 6")
+            head[0], head[1] = _DTYPES.index(a.dtype.str), a.ndim
+            head[2:2 + a.ndim] = torch.tensor(a.shape, dtype=torch.int64)
         dist.broadcast(head, src)
-        dtype = np.dtype(_DTYPES[int(head[1])])
-        t = torch.from_numpy(a.copy()) if mine else torch.empty(int(head[0]), dtype=_torch_dtype(dtype))
+        dtype, shape = np.dtype(_DTYPES[int(head[0])]), tuple(int(x) for x in head[2:2 + int(head[1])])
+        t = torch.from_numpy(a.reshape(-1).copy()) if mine else torch.empty(int(np.prod(shape)),
+                                                                            dtype=_torch_dtype(dtype))
         dist.broadcast(t, src)
-        out[name] = t.numpy().astype(dtype, copy=False)
+        out[name] = t.numpy().astype(dtype, copy=False).reshape(shape)
     return out
+
+
+def array_from_main(build: Callable[[], np.ndarray]) -> np.ndarray:
+    """``build()`` run on rank 0 only, its array on every rank (for results that are not bit-reproducible
+    across processes: multi-threaded word2vec, k-means with parallel reductions)."""
+    if not is_distributed():
+        return build()
+    return broadcast_arrays({"a": build()} if is_main() else None, ["a"])["a"]
+
+
+def tree_from_main(build: Callable[[], "LabelTree"]) -> "LabelTree":
+    """``build()`` run on rank 0 only, its label tree on every rank."""
+    from xmc.tree.label_tree import LabelTree
+
+    if not is_distributed():
+        return build()
+    tree = build() if is_main() else None
+    depth = int(broadcast_arrays({"depth": np.array([tree.depth])} if tree else None, ["depth"])["depth"][0])
+    names = [f"layer_{t}" for t in range(depth)] + ["label_order"]
+    arrays = None if tree is None else {**{f"layer_{t}": a for t, a in enumerate(tree.layer_indptr)},
+                                        "label_order": tree.label_order}
+    arrays = broadcast_arrays(arrays, names)
+    return LabelTree([arrays[n] for n in names[:-1]], arrays["label_order"])
 
 
 def gather_arrays(arrays: Dict[str, np.ndarray], dst: int = 0) -> Optional[List[Dict[str, np.ndarray]]]:

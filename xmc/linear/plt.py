@@ -39,22 +39,6 @@ def _check_binary(Y: sp.csr_matrix) -> sp.csr_matrix:
     return Y
 
 
-def _shared_tree(X: sp.csr_matrix, Y: sp.csr_matrix, p: PLTParams) -> LabelTree:
-    """The label tree; under torchrun rank 0 builds it and the others receive it (a tree built
-    on each rank could differ in the last bits of its k-means and split labels otherwise)."""
-    from xmc.tree.build import build_label_tree  # written on the tree branch; import only when needed
-
-    if not distributed.is_distributed():
-        return build_label_tree(X, Y, p.tree)
-    tree = build_label_tree(X, Y, p.tree) if distributed.is_main() else None
-    depth = distributed.broadcast_arrays({"depth": np.array([tree.depth])} if tree else None, ["depth"])
-    names = [f"layer_{t}" for t in range(int(depth["depth"][0]))] + ["label_order"]
-    arrays = None if tree is None else {**{f"layer_{t}": a for t, a in enumerate(tree.layer_indptr)},
-                                        "label_order": tree.label_order}
-    arrays = distributed.broadcast_arrays(arrays, names)
-    return LabelTree([arrays[n] for n in names[:-1]], arrays["label_order"])
-
-
 def _children_of_this_rank(tree: LabelTree, t: int, parent_ptr: Optional[np.ndarray], n_docs: int) -> Tuple[int, int]:
     """This rank's contiguous range of the layer's children, (0, -1) for all outside torchrun.
 
@@ -123,7 +107,11 @@ class PLTLinear:
             if restored is not None:
                 tree, weights = restored
         if tree is None:
-            tree = _shared_tree(X, Y, p)
+            from xmc.tree.build import build_label_tree  # written on the tree branch; import only when needed
+
+            # Under torchrun rank 0 builds it and the others receive it: a tree built on each rank
+            # could differ in the last bits of its k-means and split labels otherwise.
+            tree = distributed.tree_from_main(lambda: build_label_tree(X, Y, p.tree))
             if ckpt is not None and distributed.is_main():
                 ckpt.write(tree, [])
         if tree.n_labels != Y.shape[1]:

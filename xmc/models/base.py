@@ -22,6 +22,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from xmc import distributed
 from xmc.data import LabelVocab, TextData
 from xmc.data.checks import check_training_labels, nonempty_rows, warn_unknown_labels
 from xmc.data.vocab import LABELS_JSON
@@ -120,6 +121,9 @@ class DeepModel:
         """
         from xmc.models.checkpoint import DeepCheckpoint, data_fingerprint
 
+        if not distributed.is_main():  # under torchrun rank 0 reports for all
+            progress, log = False, None
+
         if not isinstance(corpus, TextData):
             raise ValueError(f"{self.KIND} trains on raw text (TextData), got {type(corpus).__name__}")
         keep = nonempty_rows(np.array([not t.strip() for t in corpus.texts], dtype=bool), "empty texts")
@@ -161,13 +165,16 @@ class DeepModel:
                 embeddings = ckpt.embeddings if ckpt.embeddings is not None else np.zeros(
                     (len(self.text.vocab), self.params.embedding.dim), dtype=np.float32)
             else:
-                embeddings = build_embeddings(self.text.vocab, self.params.embedding, token_lists=tokens)
+                # Rank 0's vectors on every rank of a torchrun (word2vec threads are not reproducible).
+                embeddings = distributed.array_from_main(
+                    lambda: build_embeddings(self.text.vocab, self.params.embedding, token_lists=tokens))
             del tokens
             if not resumed:
                 if tree is not None and tree.n_labels != Y.shape[1]:
                     raise ValueError(f"the given tree has {tree.n_labels} labels but the training data has "
                                      f"{Y.shape[1]}")
-                self.tree = tree if tree is not None else self._build_tree(train.texts, Y)
+                self.tree = tree if tree is not None else distributed.tree_from_main(
+                    lambda: self._build_tree(train.texts, Y))
                 if ckpt is not None:
                     ckpt.write_prepared(embeddings)
             if ckpt is not None and ckpt.interrupted():

@@ -198,6 +198,10 @@ class DeepCheckpoint:
     # ---- write -------------------------------------------------------------------
     def write(self, position: Dict[str, Any], arrays: Dict[str, np.ndarray], optimizer_groups: List[Dict[str, Any]],
               rngs: Dict[str, np.random.Generator], embeddings: Optional[np.ndarray] = None) -> None:
+        from xmc import distributed
+
+        if not distributed.is_main():  # under torchrun the ranks hold the same weights: rank 0 writes them
+            return
         model = self.model
         arrays = {**model._weights(), **arrays, "rng.torch": torch.get_rng_state().numpy()}
         if model.device.type == "cuda":

@@ -131,6 +131,36 @@ def _validate_with(net: nn.Module, weights: State, validate: Validate) -> Dict[s
         net.load_state_dict(current)
 
 
+class _Steps(nn.Module):
+    """A model's step loss as a module forward, so DistributedDataParallel can wrap it: DDP syncs the
+    gradients of ``net``'s parameters when the loss its forward returned goes backward."""
+
+    def __init__(self, net: nn.Module, step_loss: StepLoss) -> None:
+        super().__init__()
+        self.net, self.step_loss = net, step_loss
+
+    def forward(self, index: torch.Tensor) -> torch.Tensor:
+        return self.step_loss(index.numpy())
+
+
+def _distributed_steps(net: nn.Module, step_loss: StepLoss) -> StepLoss:
+    """Under torchrun: each rank computes the loss of its share of every global batch (the same batches
+    as one process: the batch order comes from the same seed on every rank) and DDP averages the gradients."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    from xmc import distributed
+
+    distributed.init()
+    ranks, me = distributed.world_size(), distributed.rank()
+    # find_unused_parameters: a step may leave some parameters out (levels, the generator's head).
+    ddp = DistributedDataParallel(_Steps(net, step_loss), find_unused_parameters=True)
+
+    def step(index: np.ndarray) -> torch.Tensor:
+        share = index[me::ranks] if index.size >= ranks else index[me % index.size:][:1]
+        return ddp(torch.from_numpy(np.ascontiguousarray(share)))
+    return step
+
+
 def train_epochs(net: nn.Module, step_loss: StepLoss, lengths: np.ndarray, params: DeepParams,
                  validate: Validate, desc: str, log: Optional[Log] = print, progress: bool = True,
                  monitor: Optional[str] = None, checkpoint: Optional[LoopCheckpoint] = None) -> TrainHistory:
@@ -143,6 +173,10 @@ def train_epochs(net: nn.Module, step_loss: StepLoss, lengths: np.ndarray, param
     """
     from tqdm import tqdm
 
+    from xmc import distributed
+
+    if distributed.is_distributed():
+        step_loss = _distributed_steps(net, step_loss)
     rng = np.random.default_rng(params.seed)
     optimizer = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=params.lr,
                                  weight_decay=params.weight_decay)
