@@ -75,7 +75,8 @@ setup(
         "numba>=0.57",
         "gensim>=4.3",
     ],
-    extras_require={"test": ["pytest>=7", "hypothesis>=6"]},
+    # bench: matplotlib draws benchmarks/scale.py's time and memory curves (nothing else plots).
+    extras_require={"test": ["pytest>=7", "hypothesis>=6"], "bench": ["matplotlib>=3.7"]},
     entry_points={"console_scripts": ["xmc=xmc.cli.main:main"]},
     zip_safe=False,
 )
