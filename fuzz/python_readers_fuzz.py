@@ -5,6 +5,12 @@ The first byte picks the target, the rest is the file:
   1  xmc.data.read_fasttext   same
   2  xmc.data.parse_xc_bytes  differential against xmc.data._reference: same
                               matrices, or DataFormatError at the same line
+  3  xmc.data.stream.iter_corpus on XC, in chunks of 1-3 documents (the next byte
+                              picks the size and whether n_features is given):
+                              the stacked chunks equal read_xc, or both fail at
+                              the same line
+  4  xmc.data.stream.iter_corpus on JSON lines / fastText in chunks: the same
+                              documents as read_jsonl / read_fasttext, or the same error line
 
 Any other exception, or a disagreement, is a crash atheris reports with the input.
 
@@ -22,8 +28,11 @@ import atheris
 with atheris.instrument_imports():
     import numpy as np
 
-    from xmc.data import DataFormatError, parse_xc_bytes, read_fasttext, read_jsonl
+    import scipy.sparse as sp
+
+    from xmc.data import DataFormatError, parse_xc_bytes, read_fasttext, read_jsonl, read_xc
     from xmc.data._reference import reference_parse_xc
+    from xmc.data.stream import iter_corpus
 
 # One scratch file reused for every input: the readers take paths.
 _FD, _PATH = tempfile.mkstemp(prefix="xmc-fuzz-", suffix=".txt", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
@@ -68,16 +77,59 @@ def _xc(raw: bytes) -> None:
         assert np.array_equal(a.data, b.data.astype(np.float32))
 
 
-def test_one_input(data: bytes) -> None:
-    if not data:
+def _outcome(fn):
+    try:
+        return "ok", fn()
+    except DataFormatError as e:
+        if not str(e).startswith(_PATH):
+            raise AssertionError(f"error not located: {e}")
+        return "error", e.line
+
+
+def _xc_chunks(option: int, raw: bytes) -> None:
+    _write(raw)
+    chunk, n_features = 1 + option % 3, (None if option & 4 else 40)
+    whole = _outcome(lambda: read_xc(_PATH, n_features=n_features))
+    try:
+        chunks = _outcome(lambda: list(iter_corpus(_PATH, "xc", chunk_docs=chunk, n_features=n_features)))
+    except ValueError as e:  # no header and no n_features: refused by design
+        if n_features is not None or "n_features" not in str(e):
+            raise
         return
-    target, raw = data[0] % 3, data[1:]
+    assert whole[0] == chunks[0] and (whole[0] == "ok" or whole[1] == chunks[1]), (whole, chunks)
+    if whole[0] == "error" or not chunks[1]:
+        return
+    X = sp.vstack([c.X for c in chunks[1]]).tocsr()
+    assert X.shape == whole[1].X.shape and (X != whole[1].X).nnz == 0
+    assert sum(c.Y.nnz for c in chunks[1]) == whole[1].Y.nnz
+    assert all(c.X.shape[0] == chunk for c in chunks[1][:-1])
+
+
+def _text_chunks(option: int, raw: bytes) -> None:
+    _write(raw)
+    fmt, reader = ("jsonl", read_jsonl) if option & 1 else ("fasttext", read_fasttext)
+    whole = _outcome(lambda: reader(_PATH))
+    chunks = _outcome(lambda: list(iter_corpus(_PATH, fmt, chunk_docs=1 + option % 3)))
+    assert whole[0] == chunks[0] and (whole[0] == "ok" or whole[1] == chunks[1]), (whole, chunks)
+    if whole[0] == "ok":
+        assert [t for c in chunks[1] for t in c.texts] == whole[1].texts
+        assert [ls for c in chunks[1] for ls in c.labels] == whole[1].labels
+
+
+def test_one_input(data: bytes) -> None:
+    if len(data) < 2:
+        return
+    target, raw = data[0] % 5, data[1:]
     if target == 0:
         _text_reader(read_jsonl, raw)
     elif target == 1:
         _text_reader(read_fasttext, raw)
-    else:
+    elif target == 2:
         _xc(raw)
+    elif target == 3:
+        _xc_chunks(raw[0], raw[1:])
+    else:
+        _text_chunks(raw[0], raw[1:])
 
 
 def main() -> None:
