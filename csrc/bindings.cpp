@@ -449,6 +449,41 @@ void ops_backward(const py::array& H, const py::array& mask, const py::array& Q,
 }
 
 }  // namespace
+
+// ===== ops: static graph propagation ==========================================
+#include "ops/gcn_propagate.h"
+
+namespace {
+
+template <typename Real>
+void gcn_propagate_typed(const py::array& indptr, const py::array& indices, const py::array& values, int64_t n_cols,
+                         const py::array& H, py::array& out, int threads) {
+  if (indptr.ndim() != 1 || indptr.shape(0) < 1) throw std::invalid_argument("gcn_propagate: indptr must be 1-d");
+  if (H.ndim() != 3) throw std::invalid_argument("gcn_propagate: H must be (B, cols, D)");
+  xmc::ops::GraphCsr<Real> A;
+  A.rows = indptr.shape(0) - 1;
+  A.cols = n_cols;
+  A.indptr = ops_ptr<int64_t>(indptr, "indptr", {A.rows + 1});
+  const int64_t nnz = A.indptr[A.rows];
+  if (nnz < 0 || indices.ndim() != 1 || indices.shape(0) != nnz)
+    throw std::invalid_argument("gcn_propagate: indptr[-1] must equal the number of column ids");
+  A.indices = ops_ptr<int64_t>(indices, "indices", {nnz});
+  A.values = ops_ptr<Real>(values, "values", {nnz});
+  const int64_t B = H.shape(0), D = H.shape(2);
+  const Real* h = ops_ptr<Real>(H, "H", {B, A.cols, D});
+  Real* o = ops_out<Real>(out, "out", {B, A.rows, D});
+  py::gil_scoped_release nogil;
+  xmc::ops::gcn_propagate(A, h, B, D, o, threads);
+}
+
+void gcn_propagate(const py::array& indptr, const py::array& indices, const py::array& values, int64_t n_cols,
+                   const py::array& H, py::array& out, int threads) {
+  if (H.dtype().is(py::dtype::of<double>()))
+    return gcn_propagate_typed<double>(indptr, indices, values, n_cols, H, out, threads);
+  gcn_propagate_typed<float>(indptr, indices, values, n_cols, H, out, threads);
+}
+
+}  // namespace
 // ===== end ops ===============================================================
 
 
@@ -586,5 +621,8 @@ PYBIND11_MODULE(_core, m) {
         py::arg("candidates"), py::arg("out"), py::arg("lse"), py::arg("grad_out"), py::arg("grad_H").noconvert(),
         py::arg("grad_Q").noconvert(), py::arg("threads") = 0,
         "Backward of ops_label_attention_forward; overwrites grad_H (B, T, D) and grad_Q (L, D).");
+  m.def("ops_gcn_propagate", &gcn_propagate, py::arg("indptr"), py::arg("indices"), py::arg("values"),
+        py::arg("n_cols"), py::arg("H"), py::arg("out").noconvert(), py::arg("threads") = 0,
+        "out (B, rows, D) = A @ H[b] for a CSR A (int64 indptr and indices; values of H's dtype).");
   // ----- end ops registrations -----
 }

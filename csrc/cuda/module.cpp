@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <stdexcept>
 
+#include "cuda/gcn_propagate_cuda.h"
 #include "cuda/label_attention_cuda.h"
 
 namespace py = pybind11;
@@ -42,7 +43,7 @@ xmc::cuda::AttentionShape shape_of(int64_t B, int64_t T, int64_t D, int64_t L, i
 }  // namespace
 
 PYBIND11_MODULE(_cuda, m) {
-  m.doc() = "xmc CUDA kernels (label-wise attention) taking raw device pointers";
+  m.doc() = "xmc CUDA kernels (label-wise attention, graph propagation) taking raw device pointers";
   m.attr("architectures") = XMC_CUDA_ARCHITECTURES;
   m.def("device_count", &xmc::cuda::device_count, "Visible CUDA devices; 0 without a GPU or driver.");
   m.def(
@@ -77,4 +78,16 @@ PYBIND11_MODULE(_cuda, m) {
       py::arg("grad_out"), py::arg("grad_H"), py::arg("grad_Q"), py::arg("delta"), py::arg("B"), py::arg("T"),
       py::arg("D"), py::arg("L"), py::arg("C"), py::arg("dtype"), py::arg("stream"), py::arg("device"),
       "Backward on device pointers; overwrites grad_H and grad_Q, uses delta (B, C) as scratch.");
+  m.def(
+      "gcn_propagate",
+      [](uintptr_t indptr, uintptr_t indices, uintptr_t values, int64_t rows, int64_t cols, uintptr_t H, int64_t B,
+         int64_t D, uintptr_t out, int dtype, uintptr_t stream, int device) {
+        auto dt = dtype_of(dtype);
+        py::gil_scoped_release nogil;
+        xmc::cuda::gcn_propagate(dt, ptr<const int64_t>(indptr), ptr<const int64_t>(indices), ptr<const void>(values),
+                                 rows, cols, ptr<const void>(H), B, D, ptr<void>(out), ptr<void>(stream), device);
+      },
+      py::arg("indptr"), py::arg("indices"), py::arg("values"), py::arg("rows"), py::arg("cols"), py::arg("H"),
+      py::arg("B"), py::arg("D"), py::arg("out"), py::arg("dtype"), py::arg("stream"), py::arg("device"),
+      "out (B, rows, D) = A @ H[b] on device pointers, for a CSR A (int64 indptr and indices).");
 }

@@ -109,3 +109,11 @@ def cuda_backward(
         delta.data_ptr(), B, T, D, L, C, _dtype_code(H), _stream(H), H.device.index,
     )
     return grad_H, grad_Q
+
+
+def cuda_gcn_propagate(indptr: torch.Tensor, indices: torch.Tensor, values: torch.Tensor, n_cols: int,
+                       H: torch.Tensor, out: torch.Tensor) -> None:
+    assert _cuda is not None
+    B, _, D = H.shape
+    _cuda.gcn_propagate(indptr.data_ptr(), indices.data_ptr(), values.data_ptr(), indptr.shape[0] - 1, n_cols,
+                        H.data_ptr(), B, D, out.data_ptr(), _dtype_code(H), _stream(H), H.device.index)

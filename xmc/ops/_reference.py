@@ -24,3 +24,13 @@ def label_attention_reference(
     scores = torch.where(keep, scores, fill[:, None, None])
     attn = torch.softmax(scores, dim=-1) * keep  # B, C, T
     return torch.einsum("bct,btd->bcd", attn, H)  # B, C, D
+
+
+def gcn_propagate_reference(A: torch.Tensor, H: torch.Tensor) -> torch.Tensor:
+    """out[b] = A @ H[b] with torch.sparse (A a sparse COO (rows, cols) tensor; H (B, cols, D)).
+
+    All documents go through one sparse-dense product over (cols, B * D); autograd does the backward.
+    """
+    B, cols, D = H.shape
+    stacked = H.permute(1, 0, 2).reshape(cols, B * D)
+    return torch.sparse.mm(A, stacked).reshape(A.shape[0], B, D).permute(1, 0, 2)
