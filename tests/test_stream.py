@@ -91,6 +91,7 @@ def test_mutated_xc_chunks_fail_at_the_same_line(tmp_path_factory, blob, n_featu
     (b"2 4 2\n0 1:1\n\xef\xbb\xbf1 0:1\n", 3),           # a byte-order mark inside the file
     (b"2 4 2\n0 1:1\n1 2 3\n", 3),                       # a second header-like line
     (b"2 4 2\n0 1:1\n1 9:1\n", 3),                       # a feature id past the header's D
+    (b"\r\x0c", 1),                                       # a form feed is content, not a blank (fuzz find)
 ])
 def test_xc_chunk_edge_cases(blob, line, tmp_path):
     for chunk_docs in (1, 2, 100):

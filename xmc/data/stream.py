@@ -21,6 +21,7 @@ from xmc.data.xc import XCData, _check_dim, _check_path, _to_xcdata
 
 DEFAULT_CHUNK_DOCS = 50_000
 _BOM = b"\xef\xbb\xbf"
+_BLANK = b" \t\r\n"  # the native reader's blanks: a form feed, say, is content (and an error) there
 _MAX_HEADER_N = (2**63 - 1) // 10  # the native reader's bound on each header number
 _HEADER = re.compile(rb"^[ \t]*(\d+)[ \t]+(\d+)[ \t]+(\d+)[ \t]*\r?$")
 
@@ -113,7 +114,7 @@ def _xc_chunks(path: PathLike, chunk_docs: int, n_features: Optional[int], n_lab
             # Top the first chunk up to chunk_docs documents: every chunk but the last is full.
             lines, next_line = lines[1:] + _read_lines(f, p, 1, max_line, len(lines) + 1), 2
         elif D < 0:
-            if lines[0].strip():  # a malformed header fails here with the reader's own message
+            if lines[0].strip(_BLANK):  # a malformed header fails here with the reader's own message
                 parse(lines[0], 1, header_ok=True)
             raise ValueError(f"{p}: an XC file without a header 'N D L' can be read in chunks only with "
                              f"n_features given (the model's)")
@@ -128,7 +129,7 @@ def _xc_chunks(path: PathLike, chunk_docs: int, n_features: Optional[int], n_lab
             if next_line > 1 and lines[0].startswith(_BOM):
                 raise DataFormatError.at(p, next_line, "expected a document, found a byte-order mark "
                                                        "(U+FEFF) inside the file")
-            if all(not ln.strip() for ln in lines):
+            if all(not ln.strip(_BLANK) for ln in lines):
                 yield _blank_docs(len(lines), D, max(L, 0))
             else:
                 content = True
