@@ -1,0 +1,104 @@
+"""Dynamic graph propagation, LDGN's re-learning step: per document b,
+
+    S = sigmoid(Qa[b] Kb[b]^T)            (labels x labels, rebuilt for every document)
+    out[b] = D^-1/2 S D^-1/2 H[b]          D = diag(row sums of S)
+
+without ever holding S: one pass over label tiles for the degrees, one for the product
+(``"chunked"``), and a backward that recomputes each tile of S twice (once for the
+gradient through the product, once for the gradient of the scores). Memory is a few
+(tile x labels) blocks per document instead of (labels x labels).
+
+Backends, all behind :func:`dynamic_graph_propagate` (differentiable in Qa, Kb and H):
+
+- ``"reference"``: materialises S with plain PyTorch; autograd does the backward.
+- ``"chunked"``: the tiled passes above with torch GEMMs (any device).
+- ``"auto"``: ``"chunked"``. ``XMC_OPS_REFERENCE=1`` forces ``"reference"``.
+
+Derivation of the backward (r = d^-1/2, G = r * H, out = r * (S G)):
+    dG_j = sum_i S_ij r_i dO_i                    dH = r * dG
+    dr_i = H_i . dG_i + dO_i . (S G)_i            dd = -r^3 dr / 2
+    dS_ij = r_i dO_i . G_j + dd_i                 dZ = dS * S (1 - S)
+    dQa = dZ Kb                                   dKb = dZ^T Qa
+"""
+from __future__ import annotations
+
+import os
+
+import torch
+from torch.autograd.function import once_differentiable
+
+BACKENDS = ("auto", "reference", "chunked")
+# Rows of S per tile: a (TILE, L) block of one document's scores is the largest thing the chunked
+# path holds beyond its (B, L, D) inputs and outputs.
+TILE = 256
+
+
+def dynamic_graph_propagate_reference(Qa: torch.Tensor, Kb: torch.Tensor, H: torch.Tensor) -> torch.Tensor:
+    """The formula as written, S materialised: the truth the other backends are tested against."""
+    S = torch.sigmoid(Qa @ Kb.transpose(1, 2))  # B, L, L
+    r = S.sum(dim=2).rsqrt()  # B, L (sigmoid > 0, so every degree is positive)
+    return r[..., None] * (S @ (r[..., None] * H))
+
+
+def dynamic_graph_propagate(Qa: torch.Tensor, Kb: torch.Tensor, H: torch.Tensor,
+                            backend: str = "auto") -> torch.Tensor:
+    """Qa, Kb (B, L, d), H (B, L, D) -> (B, L, D); see the module docstring."""
+    if Qa.dim() != 3 or Kb.shape != Qa.shape or H.dim() != 3 or H.shape[:2] != Qa.shape[:2]:
+        raise ValueError(f"dynamic_graph_propagate: Qa and Kb must be (B, L, d) and H (B, L, D) with the same B "
+                         f"and L; got {tuple(Qa.shape)}, {tuple(Kb.shape)}, {tuple(H.shape)}")
+    if backend not in BACKENDS:
+        raise ValueError(f"dynamic_graph_propagate: backend must be one of {', '.join(BACKENDS)}; got {backend!r}")
+    if backend == "reference" or os.environ.get("XMC_OPS_REFERENCE", "") == "1":
+        return dynamic_graph_propagate_reference(Qa, Kb, H)
+    return _Chunked.apply(Qa.contiguous(), Kb.contiguous(), H.contiguous())
+
+
+def _tiles(B: int, L: int):
+    """(document, first row, end row) of every tile: one document at a time, so the largest block,
+    a (TILE, L) slice of S, does not grow with the batch."""
+    for b in range(B):
+        for i0 in range(0, L, TILE):
+            yield b, i0, min(i0 + TILE, L)
+
+
+def _degrees(Qa: torch.Tensor, Kb: torch.Tensor) -> torch.Tensor:
+    d = Qa.new_empty(Qa.shape[:2])
+    for b, i0, i1 in _tiles(*Qa.shape[:2]):
+        d[b, i0:i1] = torch.sigmoid(Qa[b, i0:i1] @ Kb[b].T).sum(dim=1)
+    return d
+
+
+class _Chunked(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, Qa: torch.Tensor, Kb: torch.Tensor, H: torch.Tensor) -> torch.Tensor:
+        r = _degrees(Qa, Kb).rsqrt()
+        G = r[..., None] * H
+        SG = torch.empty_like(H)
+        for b, i0, i1 in _tiles(*Qa.shape[:2]):
+            SG[b, i0:i1] = torch.sigmoid(Qa[b, i0:i1] @ Kb[b].T) @ G[b]
+        ctx.save_for_backward(Qa, Kb, H, r, SG)
+        return r[..., None] * SG
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, dO: torch.Tensor):
+        Qa, Kb, H, r, SG = ctx.saved_tensors
+        G = r[..., None] * H
+        rdO = r[..., None] * dO
+        # Pass 1: dG = S^T (r dO), tile by tile over the rows of S.
+        dG = torch.zeros_like(H)
+        for b, i0, i1 in _tiles(*Qa.shape[:2]):
+            S = torch.sigmoid(Qa[b, i0:i1] @ Kb[b].T)  # tile, L
+            dG[b] += S.T @ rdO[b, i0:i1]
+        dH = r[..., None] * dG
+        dr = (H * dG).sum(dim=2) + (dO * SG).sum(dim=2)
+        dd = -0.5 * r ** 3 * dr
+        # Pass 2: the scores' gradient, tile by tile, straight into dQa and dKb.
+        dQa = torch.empty_like(Qa)
+        dKb = torch.zeros_like(Kb)
+        for b, i0, i1 in _tiles(*Qa.shape[:2]):
+            S = torch.sigmoid(Qa[b, i0:i1] @ Kb[b].T)
+            dZ = (rdO[b, i0:i1] @ G[b].T + dd[b, i0:i1, None]) * S * (1 - S)
+            dQa[b, i0:i1] = dZ @ Kb[b]
+            dKb[b] += dZ.T @ Qa[b, i0:i1]
+        return dQa, dKb, dH
