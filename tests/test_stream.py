@@ -92,6 +92,9 @@ def test_mutated_xc_chunks_fail_at_the_same_line(tmp_path_factory, blob, n_featu
     (b"2 4 2\n0 1:1\n1 2 3\n", 3),                       # a second header-like line
     (b"2 4 2\n0 1:1\n1 9:1\n", 3),                       # a feature id past the header's D
     (b"\r\x0c", 1),                                       # a form feed is content, not a blank (fuzz find)
+    (b"\r\r\n[\n", 1),                                     # a stray CR in a blank-looking line (fuzz find)
+    (b"\r\r\n\n", 0),                                      # ... but a file of whitespace only is empty
+    (b"1 0:1\n\n \r \n", 3),                                # ... and after content it is an error at once
 ])
 def test_xc_chunk_edge_cases(blob, line, tmp_path):
     for chunk_docs in (1, 2, 100):

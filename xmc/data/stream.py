@@ -120,7 +120,7 @@ def _xc_chunks(path: PathLike, chunk_docs: int, n_features: Optional[int], n_lab
                              f"n_features given (the model's)")
         else:
             N, next_line = None, 1
-        n_docs, content = 0, header is not None
+        n_docs, content, stray_line = 0, header is not None, None
         while True:
             if not lines:
                 lines = _read_lines(f, p, chunk_docs, max_line, next_line)
@@ -130,9 +130,17 @@ def _xc_chunks(path: PathLike, chunk_docs: int, n_features: Optional[int], n_lab
                 raise DataFormatError.at(p, next_line, "expected a document, found a byte-order mark "
                                                        "(U+FEFF) inside the file")
             if all(not ln.strip(_BLANK) for ln in lines):
+                # The native parser would call this block an empty file. Its lines are empty documents,
+                # except one holding a stray carriage return: an error, once the file proves not empty.
+                stray = next((next_line + k for k, ln in enumerate(lines) if not _empty_document(ln)), None)
+                stray_line = stray_line or stray
+                if content and stray_line:
+                    raise DataFormatError.at(p, stray_line, _STRAY_CR)
                 yield _blank_docs(len(lines), D, max(L, 0))
             else:
                 content = True
+                if stray_line:
+                    raise DataFormatError.at(p, stray_line, _STRAY_CR)
                 yield parse(b"".join(lines), next_line)
             n_docs += len(lines)
             next_line += len(lines)
@@ -142,6 +150,16 @@ def _xc_chunks(path: PathLike, chunk_docs: int, n_features: Optional[int], n_lab
                                        "one document per line")
     if N is not None and N != n_docs:
         raise DataFormatError.at(p, 1, f"the header promises {N} documents, found {n_docs} document lines")
+
+
+_STRAY_CR = "expected a document or an empty line, found a carriage return inside the line"
+
+
+def _empty_document(line: bytes) -> bool:
+    """The native reader's empty document: spaces and tabs only, before one optional CR and the LF."""
+    content = line[:-1] if line.endswith(b"\n") else line
+    content = content[:-1] if content.endswith(b"\r") else content
+    return not content.strip(b" \t")
 
 
 def _read_lines(f, path: str, n: int, max_line: int, first_line: int) -> List[bytes]:
