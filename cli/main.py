@@ -181,7 +181,7 @@ def build_tree(train_path: str, labels_file: Optional[str], fmt: str, out_dir: s
     _echo_summary(start)
 
 
-DEEP_MODELS = ("attentionxml", "lightattention")
+DEEP_MODELS = ("attentionxml", "lightattention", "ldgn")
 
 
 @cli.command()
@@ -194,7 +194,7 @@ DEEP_MODELS = ("attentionxml", "lightattention")
               help="A tree from `xmc build-tree`; built here when not given.")
 @click.option("--model", type=click.Choice(["linear", *DEEP_MODELS]), default="linear", show_default=True,
               help="linear: PLT on sparse or TF-IDF features. attentionxml / lightattention: BiLSTM + "
-                   "label-wise attention on raw text.")
+                   "label-wise attention on raw text. ldgn: label attention + dual graph network over all labels.")
 @click.option("--valid", "valid_path", type=click.Path(exists=True, dir_okay=False),
               help="Held-out file (same format): early stopping for the deep models, evaluated after training.")
 @click.option("--seed", default=0, show_default=True)
@@ -221,6 +221,9 @@ DEEP_MODELS = ("attentionxml", "lightattention")
 @click.option("--top-k", default=16, show_default=True, help="[deep] Parent nodes whose children are the next level's candidates.")
 @click.option("--flat-max-labels", default=4096, show_default=True,
               help="[deep] AttentionXML trains label sets up to this size as one flat level; larger ones on the tree.")
+@click.option("--graph", type=click.Choice(["both", "static", "dynamic", "none"]), default="both",
+              show_default=True, help="[ldgn] Graphs propagating between the label components: both (LDGN), "
+                                      "static (co-occurrence), dynamic (rebuilt per document) or none.")
 @click.option("--device", default="auto", show_default=True,
               help="[deep] auto (the GPU when torch sees one), cpu, cuda or cuda:N.")
 @click.option("--ensemble", "n_models", default=1, show_default=True,
@@ -238,7 +241,8 @@ def train(train_path: str, labels_file: Optional[str], fmt: str, model_dir: str,
           model: str, valid_path: Optional[str], seed: int, threads: int, branching_factor: int,
           max_leaf_size: Optional[int], loss: str, C: float, weight_threshold: float, epochs: int,
           patience: int, swa_start: int, batch_size: int, lr: float, max_len: int, embedding: str, embedding_dim: int,
-          hidden: int, top_k: int, flat_max_labels: int, device: str, n_models: int, checkpoint_dir: Optional[str],
+          hidden: int, top_k: int, flat_max_labels: int, graph: str, device: str, n_models: int,
+          checkpoint_dir: Optional[str],
           checkpoint_every: int, resume: bool) -> None:
     """Train a model and save it to --model-dir.
 
@@ -253,6 +257,7 @@ def train(train_path: str, labels_file: Optional[str], fmt: str, model_dir: str,
       xmc train --train data_train.txt --tree demo/tree --model-dir m --valid data_test.txt
       xmc train --model attentionxml --train reuters/train.jsonl --model-dir m --valid reuters/test.jsonl
       xmc train --model lightattention --train go/train.jsonl --valid go/dev.jsonl --model-dir m --epochs 10
+      xmc train --model ldgn --graph static --train reuters/train.jsonl --valid reuters/test.jsonl --model-dir m
 
     \b
     Stopping and resuming: training writes checkpoints to --checkpoint-dir; after
@@ -277,8 +282,8 @@ def train(train_path: str, labels_file: Optional[str], fmt: str, model_dir: str,
             return
         _train(train_path, labels_file, fmt, tree_dir, model, valid_path, seed, threads, branching_factor,
                max_leaf_size, loss, C, weight_threshold, epochs, patience, swa_start, batch_size, lr, max_len,
-               embedding, embedding_dim, hidden, top_k, flat_max_labels, device, n_models, checkpoint_every,
-               checkpoint, resume)
+               embedding, embedding_dim, hidden, top_k, flat_max_labels, graph, device, n_models,
+               checkpoint_every, checkpoint, resume)
         distributed.barrier()
         return
     if resume:
@@ -295,8 +300,8 @@ def train(train_path: str, labels_file: Optional[str], fmt: str, model_dir: str,
     try:
         trained, valid = _train(train_path, labels_file, fmt, tree_dir, model, valid_path, seed, threads,
                                 branching_factor, max_leaf_size, loss, C, weight_threshold, epochs, patience,
-                                swa_start, batch_size, lr, max_len, embedding, embedding_dim, hidden, top_k, flat_max_labels, device,
-                                n_models, checkpoint_every, checkpoint, resume)
+                                swa_start, batch_size, lr, max_len, embedding, embedding_dim, hidden, top_k, flat_max_labels,
+                                graph, device, n_models, checkpoint_every, checkpoint, resume)
     except (TrainingInterrupted, KeyboardInterrupt):
         where = checkpoint if ckpt.exists(checkpoint) else None
         hint = (f"checkpoint in {where}; to continue, run the same command with --resume" if where else
@@ -327,7 +332,8 @@ def _go_ahead(decision: Optional[bool]) -> bool:
 
 def _train(train_path, labels_file, fmt, tree_dir, model, valid_path, seed, threads, branching_factor,
            max_leaf_size, loss, C, weight_threshold, epochs, patience, swa_start, batch_size, lr, max_len, embedding,
-           embedding_dim, hidden, top_k, flat_max_labels, device, n_models, checkpoint_every, checkpoint, resume):
+           embedding_dim, hidden, top_k, flat_max_labels, graph, device, n_models, checkpoint_every, checkpoint,
+           resume):
     from xmc.tree import LabelTree, TreeParams
 
     corpus = _load(train_path, fmt, labels_file)
@@ -355,7 +361,7 @@ def _train(train_path, labels_file, fmt, tree_dir, model, valid_path, seed, thre
                                                                        seed=seed, threads=threads),
             tree=TreeParams(branching_factor=branching_factor, max_leaf_size=max_leaf_size or 8),
             hidden=hidden, lr=lr, batch_size=batch_size, epochs=epochs, patience=patience, swa_start=swa_start, top_k=top_k,
-            flat_max_labels=flat_max_labels,
+            flat_max_labels=flat_max_labels, graph=graph,
             seed=seed, threads=threads, device=device, checkpoint_every=checkpoint_every)
         valid = _load(valid_path, fmt, None) if valid_path else None
         trainer = MODELS[model](params) if n_models == 1 else Ensemble(model, params, n_models)

@@ -56,3 +56,16 @@ def test_shapes_are_checked():
         dynamic_graph_propagate(Qa, Kb[:, :5], H)
     with pytest.raises(ValueError, match="backend must be one of"):
         dynamic_graph_propagate(Qa, Kb, H, backend="fast")
+
+
+@pytest.mark.parametrize("backend", ["reference", "chunked"])
+def test_rows_whose_scores_underflow_stay_finite(backend):
+    # Found training LDGN: one label's scores below -88 underflow sigmoid to 0 in float32, its degree
+    # is 0 and d^-1/2 was infinite (NaN loss from then on). The degree is clamped at MIN_DEGREE.
+    Qa, Kb, H = inputs(torch.float32, B=2, L=9)
+    Qa = Qa.clone()
+    Kb = Kb.abs() + 1.0  # positive keys, so a very negative query pushes every score of its row down
+    Qa[0, 4] = -1000.0
+    out, dQa, dKb, dH = grads(backend, Qa, Kb, H, torch.randn_like(H))
+    assert all(torch.isfinite(t).all() for t in (out, dQa, dKb, dH))
+    assert torch.all(out[0, 4] == 0)  # a node with no edges receives nothing

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Union
 
 # The deep models need torch; loading them lazily keeps `load_model` of a linear pipeline torch-free.
-DEEP_KINDS = ("attentionxml", "lightattention")
+DEEP_KINDS = ("attentionxml", "lightattention", "ldgn")
 ENSEMBLE_KIND = "ensemble"
 
 
@@ -23,6 +23,9 @@ def __getattr__(name: str):
     if name == "LightAttention":
         from xmc.models.light_attention import LightAttention
         return LightAttention
+    if name == "LDGN":
+        from xmc.models.ldgn import LDGN
+        return LDGN
     if name == "Ensemble":
         from xmc.models.ensemble import Ensemble
         return Ensemble
@@ -31,8 +34,9 @@ def __getattr__(name: str):
         return DeepParams
     if name == "MODELS":
         from xmc.models.attentionxml import AttentionXML
+        from xmc.models.ldgn import LDGN
         from xmc.models.light_attention import LightAttention
-        return {AttentionXML.KIND: AttentionXML, LightAttention.KIND: LightAttention}
+        return {AttentionXML.KIND: AttentionXML, LightAttention.KIND: LightAttention, LDGN.KIND: LDGN}
     raise AttributeError(f"module 'xmc.models' has no attribute {name!r}")
 
 
@@ -57,4 +61,4 @@ def load_model(directory: Union[str, Path]):
                            f"{[PIPELINE_KIND, *DEEP_KINDS, ENSEMBLE_KIND]}")
 
 
-__all__ = ["AttentionXML", "LightAttention", "Ensemble", "DeepParams", "MODELS", "load_model"]
+__all__ = ["AttentionXML", "LightAttention", "LDGN", "Ensemble", "DeepParams", "MODELS", "load_model"]

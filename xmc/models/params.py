@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping
+from typing import Any, Dict, List, Mapping, Optional
 
 from xmc.linear.params import MAX_THREADS
 from xmc.nn.embeddings import EmbeddingParams
 from xmc.nn.text import TextParams
 from xmc.tree.params import TreeParams
 from xmc.utils.modeldir import dataclass_from_dict
+
+
+GRAPHS = ("both", "static", "dynamic", "none")
 
 
 @dataclass
@@ -51,6 +54,14 @@ class DeepParams:
     device: str = "auto"  # "auto": the GPU when torch sees one, else the CPU; or "cpu", "cuda", "cuda:1"
     eval_batch_size: int = 128
     checkpoint_every: int = 0  # steps between checkpoints (0: only at epoch ends)
+    # LDGN only: which graphs propagate ("both", the paper's model; "static", "dynamic", "none": its
+    # ablations), the width of the GCN layers, the width of the dynamic graph's two 1x1 convolutions,
+    # and the static co-occurrence graph's threshold and ML-GCN re-weighting (None: off).
+    graph: str = "both"
+    gcn_dim: int = 256
+    graph_width: int = 64
+    graph_threshold: float = 0.0
+    graph_reweight: Optional[float] = None
 
     def __post_init__(self) -> None:
         if isinstance(self.text, Mapping):
@@ -64,7 +75,7 @@ class DeepParams:
 
     def validate(self) -> None:
         positive = ("hidden", "lstm_layers", "batch_size", "epochs", "top_k", "generator_top_k",
-                    "generator_hidden", "eval_batch_size", "flat_max_labels")
+                    "generator_hidden", "eval_batch_size", "flat_max_labels", "gcn_dim", "graph_width")
         for name in positive:
             value = getattr(self, name)
             if isinstance(value, bool) or int(value) != value or value < 1:
@@ -84,6 +95,12 @@ class DeepParams:
             raise ValueError(f"swa_start must be an integer >= 0, got {self.swa_start!r}")
         if self.patience < 0:
             raise ValueError(f"patience must be >= 0, got {self.patience}")
+        if self.graph not in GRAPHS:
+            raise ValueError(f"graph must be one of {', '.join(GRAPHS)}, got {self.graph!r}")
+        if not 0.0 <= self.graph_threshold <= 1.0:
+            raise ValueError(f"graph_threshold must be in [0, 1], got {self.graph_threshold}")
+        if self.graph_reweight is not None and not 0.0 <= self.graph_reweight <= 1.0:
+            raise ValueError(f"graph_reweight must be in [0, 1] or None, got {self.graph_reweight}")
         if not 0 <= self.threads <= MAX_THREADS:
             raise ValueError(f"threads must be in [0, {MAX_THREADS}] (0: torch's default), got {self.threads}")
 

@@ -28,6 +28,9 @@ import torch
 from torch.autograd.function import once_differentiable
 
 BACKENDS = ("auto", "reference", "chunked")
+# Degrees are clamped here from below: sigmoid > 0 in exact arithmetic, but a row of large negative
+# scores underflows to 0 in float32, and d^-1/2 (and the backward's d^-3/2) would be infinite.
+MIN_DEGREE = 1e-6
 # Rows of S per tile: a (TILE, L) block of one document's scores is the largest thing the chunked
 # path holds beyond its (B, L, D) inputs and outputs.
 TILE = 256
@@ -36,7 +39,7 @@ TILE = 256
 def dynamic_graph_propagate_reference(Qa: torch.Tensor, Kb: torch.Tensor, H: torch.Tensor) -> torch.Tensor:
     """The formula as written, S materialised: the truth the other backends are tested against."""
     S = torch.sigmoid(Qa @ Kb.transpose(1, 2))  # B, L, L
-    r = S.sum(dim=2).rsqrt()  # B, L (sigmoid > 0, so every degree is positive)
+    r = S.sum(dim=2).clamp_min(MIN_DEGREE).rsqrt()  # B, L
     return r[..., None] * (S @ (r[..., None] * H))
 
 
@@ -71,18 +74,19 @@ def _degrees(Qa: torch.Tensor, Kb: torch.Tensor) -> torch.Tensor:
 class _Chunked(torch.autograd.Function):
     @staticmethod
     def forward(ctx, Qa: torch.Tensor, Kb: torch.Tensor, H: torch.Tensor) -> torch.Tensor:
-        r = _degrees(Qa, Kb).rsqrt()
+        d = _degrees(Qa, Kb)
+        r = d.clamp_min(MIN_DEGREE).rsqrt()
         G = r[..., None] * H
         SG = torch.empty_like(H)
         for b, i0, i1 in _tiles(*Qa.shape[:2]):
             SG[b, i0:i1] = torch.sigmoid(Qa[b, i0:i1] @ Kb[b].T) @ G[b]
-        ctx.save_for_backward(Qa, Kb, H, r, SG)
+        ctx.save_for_backward(Qa, Kb, H, d, r, SG)
         return r[..., None] * SG
 
     @staticmethod
     @once_differentiable
     def backward(ctx, dO: torch.Tensor):
-        Qa, Kb, H, r, SG = ctx.saved_tensors
+        Qa, Kb, H, d, r, SG = ctx.saved_tensors
         G = r[..., None] * H
         rdO = r[..., None] * dO
         # Pass 1: dG = S^T (r dO), tile by tile over the rows of S.
@@ -92,7 +96,7 @@ class _Chunked(torch.autograd.Function):
             dG[b] += S.T @ rdO[b, i0:i1]
         dH = r[..., None] * dG
         dr = (H * dG).sum(dim=2) + (dO * SG).sum(dim=2)
-        dd = -0.5 * r ** 3 * dr
+        dd = torch.where(d > MIN_DEGREE, -0.5 * r ** 3 * dr, torch.zeros_like(dr))  # clamped: no gradient
         # Pass 2: the scores' gradient, tile by tile, straight into dQa and dKb.
         dQa = torch.empty_like(Qa)
         dKb = torch.zeros_like(Kb)

@@ -1,0 +1,89 @@
+"""LDGN (xmc.models.ldgn): every graph variant trains, predicts and round-trips; a forged graph is refused."""
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from xmc.data import TextData  # noqa: E402
+from xmc.datasets.synthetic import SyntheticParams, make_text_corpus  # noqa: E402
+from xmc.metrics import evaluate  # noqa: E402
+from xmc.models import LDGN, DeepParams, load_model  # noqa: E402
+from xmc.utils.modeldir import ModelFormatError, load_arrays, save_arrays  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def corpus():
+    t = make_text_corpus(SyntheticParams(n_labels=30, n_train=1200, n_test=200, n_features=300,
+                                         avg_features_per_doc=20.0))
+    return TextData(t.train_texts, t.train_labels), TextData(t.test_texts, t.test_labels)
+
+
+def params(graph: str) -> DeepParams:
+    return DeepParams.from_dict({"epochs": 10, "hidden": 32, "gcn_dim": 32, "graph_width": 8, "batch_size": 32,
+                                 "lr": 0.005, "dropout": 0.2, "device": "cpu", "threads": 1, "graph": graph,
+                                 "swa_start": 0, "patience": 10,
+                                 "embedding": {"source": "random", "dim": 32}, "text": {"max_len": 64}})
+
+
+@pytest.fixture(scope="module")
+def trained(corpus, tmp_path_factory):
+    torch.set_num_threads(1)
+    models = {}
+    for graph in ("none", "static", "dynamic", "both"):
+        model = LDGN(params(graph)).fit(corpus[0], valid=corpus[1], progress=False, log=None)
+        directory = tmp_path_factory.mktemp(graph)
+        model.save(directory)
+        models[graph] = (model, directory)
+    return models
+
+
+@pytest.mark.parametrize("graph", ["none", "static", "dynamic", "both"])
+def test_each_variant_learns_and_round_trips(graph, trained, corpus):
+    model, directory = trained[graph]
+    ids, scores = model.predict_topk(corpus[1], k=5)
+    p1 = evaluate(model.labels(corpus[1]), ids, ks=(1,))["P@1"]
+    # Above always predicting the most frequent label (what an untrained network ends up doing).
+    counts = np.bincount(model.labels(corpus[0]).indices, minlength=len(model.vocab))
+    head = model.labels(corpus[1])[:, int(counts.argmax())].toarray().mean()
+    assert p1 > head + 0.02, (graph, p1, head)
+    assert np.all((scores >= 0) & (scores <= 1)) and np.all(np.diff(scores, axis=1) <= 0)
+    again = load_model(directory)
+    ids2, scores2 = again.predict_topk(corpus[1], k=5)
+    np.testing.assert_array_equal(ids, ids2)
+    np.testing.assert_allclose(scores, scores2, rtol=1e-6)
+    assert json.loads((directory / "params.json").read_text())["graph"] == graph
+
+
+def test_the_static_graph_is_the_normalised_cooccurrence(trained, corpus):
+    from xmc.data.label_graph import cooccurrence_graph, normalize_adjacency
+
+    model, _ = trained["static"]
+    expected = normalize_adjacency(cooccurrence_graph(model.labels(corpus[0])))
+    assert abs(model.graph_matrix - expected).max() < 1e-6
+
+
+@pytest.mark.parametrize("change,pattern", [
+    (lambda a: a.__setitem__("graph.indices", np.full_like(a["graph.indices"], 10**6)), "outside"),
+    (lambda a: a.__setitem__("graph.values", np.full_like(a["graph.values"], np.nan)), "non-finite"),
+    (lambda a: a.pop("graph.indptr"), "missing"),
+])
+def test_a_forged_graph_is_refused(change, pattern, trained, tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("fz", Path(__file__).resolve().parents[1] / "fuzz" /
+                                                  "model_loader_fuzz.py")
+    fz = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fz)
+    _, directory = trained["both"]
+    d = tmp_path / "model"
+    shutil.copytree(directory, d)
+    arrays = load_arrays(d / "weights.npz")
+    change(arrays)
+    save_arrays(d / "weights.npz", arrays)
+    fz.rewrite_manifests(d, "weights.npz", fz.snapshot(directory))
+    with pytest.raises(ModelFormatError, match=pattern):
+        load_model(d)
