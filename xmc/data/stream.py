@@ -129,6 +129,10 @@ def _xc_chunks(path: PathLike, chunk_docs: int, n_features: Optional[int], n_lab
             if next_line > 1 and lines[0].startswith(_BOM):
                 raise DataFormatError.at(p, next_line, "expected a document, found a byte-order mark "
                                                        "(U+FEFF) inside the file")
+            if next_line > 1 and _header_like(lines[0]):
+                # The native parser would take a block's first line for its header; in the file it is an error.
+                raise DataFormatError.at(p, next_line, "expected a document 'l1,l2 f:v ...', found a "
+                                                       "header-like line of integers")
             if all(not ln.strip(_BLANK) for ln in lines):
                 # The native parser would call this block an empty file. Its lines are empty documents,
                 # except one holding a stray carriage return: an error, once the file proves not empty.
@@ -153,6 +157,14 @@ def _xc_chunks(path: PathLike, chunk_docs: int, n_features: Optional[int], n_lab
 
 
 _STRAY_CR = "expected a document or an empty line, found a carriage return inside the line"
+
+
+def _header_like(line: bytes) -> bool:
+    """What the native reader takes for a header: two or more blank-separated tokens, none with a ':'."""
+    content = line[:-1] if line.endswith(b"\n") else line
+    content = content[:-1] if content.endswith(b"\r") else content
+    tokens = [t for t in re.split(rb"[ \t]+", content) if t]
+    return len(tokens) >= 2 and not any(b":" in t for t in tokens)
 
 
 def _empty_document(line: bytes) -> bool:
