@@ -56,53 +56,56 @@ def dynamic_graph_propagate(Qa: torch.Tensor, Kb: torch.Tensor, H: torch.Tensor,
     return _Chunked.apply(Qa.contiguous(), Kb.contiguous(), H.contiguous())
 
 
-def _tiles(B: int, L: int):
-    """(document, first row, end row) of every tile: one document at a time, so the largest block,
-    a (TILE, L) slice of S, does not grow with the batch."""
-    for b in range(B):
-        for i0 in range(0, L, TILE):
-            yield b, i0, min(i0 + TILE, L)
-
-
-def _degrees(Qa: torch.Tensor, Kb: torch.Tensor) -> torch.Tensor:
-    d = Qa.new_empty(Qa.shape[:2])
-    for b, i0, i1 in _tiles(*Qa.shape[:2]):
-        d[b, i0:i1] = torch.sigmoid(Qa[b, i0:i1] @ Kb[b].T).sum(dim=1)
-    return d
+def _rows(L: int):
+    """(first row, end row) of every tile of one document's S."""
+    for i0 in range(0, L, TILE):
+        yield i0, min(i0 + TILE, L)
 
 
 class _Chunked(torch.autograd.Function):
+    """One document at a time and S in (TILE, L) tiles, so beyond the inputs, the output, the saved
+    S G and the gradients, nothing larger than (L, D) for one document is ever held."""
+
     @staticmethod
     def forward(ctx, Qa: torch.Tensor, Kb: torch.Tensor, H: torch.Tensor) -> torch.Tensor:
-        d = _degrees(Qa, Kb)
-        r = d.clamp_min(MIN_DEGREE).rsqrt()
-        G = r[..., None] * H
+        B, L = Qa.shape[:2]
+        d = Qa.new_empty((B, L))
         SG = torch.empty_like(H)
-        for b, i0, i1 in _tiles(*Qa.shape[:2]):
-            SG[b, i0:i1] = torch.sigmoid(Qa[b, i0:i1] @ Kb[b].T) @ G[b]
-        ctx.save_for_backward(Qa, Kb, H, d, r, SG)
+        for b in range(B):
+            Kt = Kb[b].T
+            for i0, i1 in _rows(L):
+                d[b, i0:i1] = torch.sigmoid(Qa[b, i0:i1] @ Kt).sum(dim=1)
+            r = d[b].clamp_min(MIN_DEGREE).rsqrt()
+            G = r[:, None] * H[b]
+            for i0, i1 in _rows(L):
+                SG[b, i0:i1] = torch.sigmoid(Qa[b, i0:i1] @ Kt) @ G
+        ctx.save_for_backward(Qa, Kb, H, d, SG)
+        r = d.clamp_min(MIN_DEGREE).rsqrt()
         return r[..., None] * SG
 
     @staticmethod
     @once_differentiable
     def backward(ctx, dO: torch.Tensor):
-        Qa, Kb, H, d, r, SG = ctx.saved_tensors
-        G = r[..., None] * H
-        rdO = r[..., None] * dO
-        # Pass 1: dG = S^T (r dO), tile by tile over the rows of S.
-        dG = torch.zeros_like(H)
-        for b, i0, i1 in _tiles(*Qa.shape[:2]):
-            S = torch.sigmoid(Qa[b, i0:i1] @ Kb[b].T)  # tile, L
-            dG[b] += S.T @ rdO[b, i0:i1]
-        dH = r[..., None] * dG
-        dr = (H * dG).sum(dim=2) + (dO * SG).sum(dim=2)
-        dd = torch.where(d > MIN_DEGREE, -0.5 * r ** 3 * dr, torch.zeros_like(dr))  # clamped: no gradient
-        # Pass 2: the scores' gradient, tile by tile, straight into dQa and dKb.
-        dQa = torch.empty_like(Qa)
-        dKb = torch.zeros_like(Kb)
-        for b, i0, i1 in _tiles(*Qa.shape[:2]):
-            S = torch.sigmoid(Qa[b, i0:i1] @ Kb[b].T)
-            dZ = (rdO[b, i0:i1] @ G[b].T + dd[b, i0:i1, None]) * S * (1 - S)
-            dQa[b, i0:i1] = dZ @ Kb[b]
-            dKb[b] += dZ.T @ Qa[b, i0:i1]
+        Qa, Kb, H, d, SG = ctx.saved_tensors
+        B, L = Qa.shape[:2]
+        dQa, dKb, dH = torch.empty_like(Qa), torch.zeros_like(Kb), torch.empty_like(H)
+        for b in range(B):
+            r = d[b].clamp_min(MIN_DEGREE).rsqrt()
+            G = r[:, None] * H[b]
+            rdO = r[:, None] * dO[b]
+            Kt = Kb[b].T
+            # Pass 1: dG = S^T (r dO), tile by tile over the rows of S.
+            dG = torch.zeros_like(G)
+            for i0, i1 in _rows(L):
+                dG += torch.sigmoid(Qa[b, i0:i1] @ Kt).T @ rdO[i0:i1]
+            dH[b] = r[:, None] * dG
+            dr = (H[b] * dG).sum(dim=1) + (dO[b] * SG[b]).sum(dim=1)
+            dd = torch.where(d[b] > MIN_DEGREE, -0.5 * r ** 3 * dr, torch.zeros_like(dr))  # clamped: no gradient
+            # Pass 2: the scores' gradient, tile by tile, straight into dQa and dKb.
+            Gt = G.T
+            for i0, i1 in _rows(L):
+                S = torch.sigmoid(Qa[b, i0:i1] @ Kt)
+                dZ = (rdO[i0:i1] @ Gt + dd[i0:i1, None]) * S * (1 - S)
+                dQa[b, i0:i1] = dZ @ Kb[b]
+                dKb[b] += dZ.T @ Qa[b, i0:i1]
         return dQa, dKb, dH
