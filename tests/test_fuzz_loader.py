@@ -323,7 +323,7 @@ def test_deep_padding_scores_are_zero(deep_seed, tmp_path):
     assert np.all(ids == -1) and np.all(scores == 0.0)
 
 
-@pytest.mark.parametrize("kind", ["attentionxml", "lightattention", "ensemble"])
+@pytest.mark.parametrize("kind", ["attentionxml", "lightattention", "ensemble", "ldgn"])
 def test_each_deep_seed_loads_and_predicts(kind, deep_seeds):
     assert fz.check_outcome(deep_seeds[kind]) == "loaded"
 
@@ -362,3 +362,10 @@ def test_lightattention_pads_with_zero_scores_when_clusters_differ_in_size(deep_
     fz.check_predictions(model)
     ids, scores = model.predict_topk(["anything at all"], k=len(model.vocab), beam=4)
     assert np.all(scores[ids == -1] == 0.0) and np.all(scores >= 0)
+
+
+def test_seeded_mutations_of_an_ldgn_model_load_or_are_refused_by_name(deep_seeds, tmp_path):
+    # The LDGN seed alone through the harness (the long runs mix it with the others): 150 inputs.
+    runner = fz.Runner([deep_seeds["ldgn"]], work=tmp_path / "work")
+    outcomes = [runner.one(fz.RandomChoices(i))[0] for i in range(150)]
+    assert set(outcomes) <= {"loaded", "refused"} and "refused" in outcomes
