@@ -126,6 +126,9 @@ def _xc_chunks(path: PathLike, chunk_docs: int, n_features: Optional[int], n_lab
                 lines = _read_lines(f, p, chunk_docs, max_line, next_line)
                 if not lines:
                     break
+            whitespace_only = all(not ln.strip(_BLANK) for ln in lines)
+            if stray_line and not whitespace_only:
+                raise DataFormatError.at(p, stray_line, _STRAY_CR)  # the file has content: the earlier line fails
             if next_line > 1 and lines[0].startswith(_BOM):
                 raise DataFormatError.at(p, next_line, "expected a document, found a byte-order mark "
                                                        "(U+FEFF) inside the file")
@@ -133,7 +136,7 @@ def _xc_chunks(path: PathLike, chunk_docs: int, n_features: Optional[int], n_lab
                 # The native parser would take a block's first line for its header; in the file it is an error.
                 raise DataFormatError.at(p, next_line, "expected a document 'l1,l2 f:v ...', found a "
                                                        "header-like line of integers")
-            if all(not ln.strip(_BLANK) for ln in lines):
+            if whitespace_only:
                 # The native parser would call this block an empty file. Its lines are empty documents,
                 # except one holding a stray carriage return: an error, once the file proves not empty.
                 stray = next((next_line + k for k, ln in enumerate(lines) if not _empty_document(ln)), None)
@@ -143,8 +146,6 @@ def _xc_chunks(path: PathLike, chunk_docs: int, n_features: Optional[int], n_lab
                 yield _blank_docs(len(lines), D, max(L, 0))
             else:
                 content = True
-                if stray_line:
-                    raise DataFormatError.at(p, stray_line, _STRAY_CR)
                 yield parse(b"".join(lines), next_line)
             n_docs += len(lines)
             next_line += len(lines)
