@@ -284,6 +284,8 @@ DEEP_CASES = {
     "hidden 10**30": (edit_json(lambda o: {**o, "hidden": 10**30}), "params.json", r"cannot be built"),
     "threads 2**20": (edit_json(lambda o: {**o, "threads": 2**20}), "params.json", r"threads must be in"),
     "lstm layers 10**9": (edit_json(lambda o: {**o, "lstm_layers": 10**9}), "params.json", r"lstm_layers"),
+    # Loaded, then numpy overflowed cutting documents at prediction (fuzz input 140,778)
+    "text max_len 10**30": (edit_json(lambda o: o["text"].update(max_len=10**30)), "params.json", r"max_len must be"),
     # DeepParams' own TypeError and ValueError escaped the loader
     "params not an object": (edit_json(lambda o: 3), "params.json", r"expected an object of fields"),
     "dropout out of range": (edit_json(lambda o: {**o, "dropout": -1}), "params.json", r"dropout must be in"),

@@ -34,6 +34,9 @@ _FORMAT_VERSION = 1
 DEFAULT_TOKEN_PATTERN = r"[^\W_]+(?:['\u2019][^\W_]+)*"
 
 
+MAX_COUNT = 2**31 - 1  # bound of token and vocabulary counts (int64 arrays hold them; a forged 10**30 must not)
+
+
 @dataclass
 class TextParams:
     """How raw text becomes word ids.
@@ -54,10 +57,11 @@ class TextParams:
     def __post_init__(self) -> None:
         if self.min_count < 1:
             raise ValueError(f"min_count must be >= 1, got {self.min_count}")
-        if self.max_vocab < 2:
-            raise ValueError(f"max_vocab must be >= 2 (<pad> and <unk>), got {self.max_vocab}")
-        if self.max_len < 1:
-            raise ValueError(f"max_len must be >= 1, got {self.max_len}")
+        if not 2 <= self.max_vocab <= MAX_COUNT:
+            raise ValueError(f"max_vocab must be in [2, {MAX_COUNT}] (<pad> and <unk> at least), got {self.max_vocab}")
+        if not 1 <= self.max_len <= MAX_COUNT:
+            # A saved params.json may be forged: 10**30 tokens overflowed numpy at prediction time.
+            raise ValueError(f"max_len must be in [1, {MAX_COUNT}], got {self.max_len}")
         try:
             groups = re.compile(self.token_pattern).groups
         except re.error as e:
