@@ -63,8 +63,8 @@ def _rows(L: int):
 
 
 class _Chunked(torch.autograd.Function):
-    """One document at a time and S in (TILE, L) tiles, so beyond the inputs, the output, the saved
-    S G and the gradients, nothing larger than (L, D) for one document is ever held."""
+    """One document at a time and S in (TILE, L) tiles, so beyond the inputs, the output and the
+    gradients, nothing larger than (L, D) for one document is ever held."""
 
     @staticmethod
     def forward(ctx, Qa: torch.Tensor, Kb: torch.Tensor, H: torch.Tensor) -> torch.Tensor:
@@ -79,14 +79,16 @@ class _Chunked(torch.autograd.Function):
             G = r[:, None] * H[b]
             for i0, i1 in _rows(L):
                 SG[b, i0:i1] = torch.sigmoid(Qa[b, i0:i1] @ Kt) @ G
-        ctx.save_for_backward(Qa, Kb, H, d, SG)
         r = d.clamp_min(MIN_DEGREE).rsqrt()
-        return r[..., None] * SG
+        out = SG.mul_(r[..., None])  # in place: S G is not kept beside the output
+        # The output itself is saved (autograd holds it anyway): the backward recovers S G = out / r.
+        ctx.save_for_backward(Qa, Kb, H, d, out)
+        return out
 
     @staticmethod
     @once_differentiable
     def backward(ctx, dO: torch.Tensor):
-        Qa, Kb, H, d, SG = ctx.saved_tensors
+        Qa, Kb, H, d, out = ctx.saved_tensors
         B, L = Qa.shape[:2]
         dQa, dKb, dH = torch.empty_like(Qa), torch.zeros_like(Kb), torch.empty_like(H)
         for b in range(B):
@@ -99,7 +101,7 @@ class _Chunked(torch.autograd.Function):
             for i0, i1 in _rows(L):
                 dG += torch.sigmoid(Qa[b, i0:i1] @ Kt).T @ rdO[i0:i1]
             dH[b] = r[:, None] * dG
-            dr = (H[b] * dG).sum(dim=1) + (dO[b] * SG[b]).sum(dim=1)
+            dr = (H[b] * dG).sum(dim=1) + (dO[b] * out[b]).sum(dim=1) / r  # out = r S G
             dd = torch.where(d[b] > MIN_DEGREE, -0.5 * r ** 3 * dr, torch.zeros_like(dr))  # clamped: no gradient
             # Pass 2: the scores' gradient, tile by tile, straight into dQa and dKb.
             Gt = G.T
