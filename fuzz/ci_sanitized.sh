@@ -9,6 +9,8 @@ OUT="${1:-/tmp/xmc-asan-ci}"
 RUNS="${2:-200000}"
 PY="${PYTHON:-python}"
 
+# Always from scratch: a build folder left by another checkout would hold its CMake cache.
+rm -rf "$OUT"
 # The build reads pybind11's CMake files from the running Python (pip's isolated build env is gone).
 "$PY" -c 'import pybind11' 2>/dev/null || "$PY" -m pip install -q pybind11
 "$ROOT/fuzz/build_sanitized.sh" "$OUT"
