@@ -12,13 +12,7 @@ if torch.cuda.is_available() and _native.cuda_module_available():
     BACKENDS.append("cuda")
 
 
-@pytest.fixture(autouse=True)
-def few_threads(monkeypatch):
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    monkeypatch.delenv("XMC_OPS_REFERENCE", raising=False)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("ops_threads")  # conftest.py
 
 
 def make_graph(rows=11, cols=11, density=0.3, seed=0):

@@ -9,14 +9,12 @@ checks both). ``xmc predict`` runs on it.
 """
 from __future__ import annotations
 
-import os
 import re
 from typing import Iterator, List, Optional, Tuple, Union
 
 from xmc.data.errors import DataFormatError
 from xmc.data.limits import line_too_long, resolve_limits
-from xmc.data.text import (FORMATS, PathLike, TextData, detect_format, fasttext_records, jsonl_records,
-                           text_pair_records)
+from xmc.data.text import PathLike, TextData, resolve_format, text_records
 from xmc.data.xc import XCData, _check_dim, _check_path, _to_xcdata
 
 DEFAULT_CHUNK_DOCS = 50_000
@@ -38,25 +36,12 @@ def iter_corpus(path: PathLike, format: Optional[str] = None, labels_path: Optio
     """
     if chunk_docs < 1:
         raise ValueError(f"chunk_docs must be >= 1, got {chunk_docs}")
-    resolve_limits(max_line_bytes, max_labels_per_doc)  # a bad value fails before any file is opened
-    if format is None:
-        format = "text" if labels_path is not None else detect_format(path, max_line_bytes=max_line_bytes)
-    if format not in FORMATS:
-        raise ValueError(f"unknown corpus format {format!r}; expected one of {', '.join(FORMATS)}")
+    format = resolve_format(path, format, labels_path, max_line_bytes, max_labels_per_doc)
     if format == "xc":
         yield from _xc_chunks(path, chunk_docs, n_features, n_labels, threads, max_line_bytes, max_labels_per_doc)
         return
-    if format == "fasttext":
-        records = fasttext_records(path, max_line_bytes, max_labels_per_doc)
-    elif format == "jsonl":
-        records = jsonl_records(path, max_line_bytes=max_line_bytes, max_labels_per_doc=max_labels_per_doc)
-    elif labels_path is None:
-        raise ValueError(
-            f"{os.fspath(path)}: looks like plain text (not XC, fastText or JSON lines); "
-            f"pass labels_path with one line of space-separated labels per document")
-    else:
-        records = text_pair_records(path, labels_path, max_line_bytes, max_labels_per_doc)
-    yield from _text_chunks(records, chunk_docs)
+    yield from _text_chunks(text_records(path, format, labels_path, max_line_bytes, max_labels_per_doc),
+                            chunk_docs)
 
 
 def _text_chunks(records: Iterator[Tuple[str, List[str]]], chunk_docs: int) -> Iterator[TextData]:

@@ -284,6 +284,33 @@ def detect_format(path: PathLike, sample_lines: int = 5, max_line_bytes: Optiona
     return "text"
 
 
+def resolve_format(path: PathLike, format: Optional[str], labels_path: Optional[PathLike],
+                   max_line_bytes: Optional[int] = None, max_labels_per_doc: Optional[int] = None) -> str:
+    """``format``, or the detected one (``"text"`` whenever ``labels_path`` is given), checked; the
+    limits are checked first, so a bad value fails before any file is opened."""
+    resolve_limits(max_line_bytes, max_labels_per_doc)
+    if format is None:
+        format = "text" if labels_path is not None else detect_format(path, max_line_bytes=max_line_bytes)
+    if format not in FORMATS:
+        raise ValueError(f"unknown corpus format {format!r}; expected one of {', '.join(FORMATS)}")
+    return format
+
+
+def text_records(path: PathLike, format: str, labels_path: Optional[PathLike] = None,
+                 max_line_bytes: Optional[int] = None,
+                 max_labels_per_doc: Optional[int] = None) -> Iterator[Tuple[str, List[str]]]:
+    """(text, labels) per document of a raw-text corpus of ``format`` (fasttext, jsonl or text)."""
+    if format == "fasttext":
+        return fasttext_records(path, max_line_bytes, max_labels_per_doc)
+    if format == "jsonl":
+        return jsonl_records(path, max_line_bytes=max_line_bytes, max_labels_per_doc=max_labels_per_doc)
+    if labels_path is None:
+        raise ValueError(
+            f"{os.fspath(path)}: looks like plain text (not XC, fastText or JSON lines); "
+            f"pass labels_path with one line of space-separated labels per document")
+    return text_pair_records(path, labels_path, max_line_bytes, max_labels_per_doc)
+
+
 def load_corpus(path: PathLike, format: Optional[str] = None, labels_path: Optional[PathLike] = None,
                 n_features: Optional[int] = None, n_labels: Optional[int] = None, threads: int = 0,
                 max_line_bytes: Optional[int] = None, max_labels_per_doc: Optional[int] = None,
@@ -298,20 +325,8 @@ def load_corpus(path: PathLike, format: Optional[str] = None, labels_path: Optio
     """
     from xmc.data.cache import read_xc_cached
 
-    limits = {"max_line_bytes": max_line_bytes, "max_labels_per_doc": max_labels_per_doc}
-    resolve_limits(max_line_bytes, max_labels_per_doc)  # a bad value fails before any file is opened
-    if format is None:
-        format = "text" if labels_path is not None else detect_format(path, max_line_bytes=max_line_bytes)
-    if format not in FORMATS:
-        raise ValueError(f"unknown corpus format {format!r}; expected one of {', '.join(FORMATS)}")
+    format = resolve_format(path, format, labels_path, max_line_bytes, max_labels_per_doc)
     if format == "xc":
-        return read_xc_cached(path, cache, n_features=n_features, n_labels=n_labels, threads=threads, **limits)
-    if format == "fasttext":
-        return read_fasttext(path, **limits)
-    if format == "jsonl":
-        return read_jsonl(path, **limits)
-    if labels_path is None:
-        raise ValueError(
-            f"{os.fspath(path)}: looks like plain text (not XC, fastText or JSON lines); "
-            f"pass labels_path with one line of space-separated labels per document")
-    return read_text_pair(path, labels_path, **limits)
+        return read_xc_cached(path, cache, n_features=n_features, n_labels=n_labels, threads=threads,
+                              max_line_bytes=max_line_bytes, max_labels_per_doc=max_labels_per_doc)
+    return _collect(text_records(path, format, labels_path, max_line_bytes, max_labels_per_doc))

@@ -14,6 +14,7 @@ Directory layout::
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
@@ -167,7 +168,7 @@ class DeepModel:
             else:
                 # Rank 0's vectors on every rank of a torchrun (word2vec threads are not reproducible).
                 embeddings = distributed.array_from_main(
-                    lambda: build_embeddings(self.text.vocab, self.params.embedding, token_lists=tokens))
+                    functools.partial(build_embeddings, self.text.vocab, self.params.embedding, token_lists=tokens))
             del tokens
             if not resumed:
                 if tree is not None and tree.n_labels != Y.shape[1]:

@@ -117,3 +117,29 @@ def cuda_gcn_propagate(indptr: torch.Tensor, indices: torch.Tensor, values: torc
     B, _, D = H.shape
     _cuda.gcn_propagate(indptr.data_ptr(), indices.data_ptr(), values.data_ptr(), indptr.shape[0] - 1, n_cols,
                         H.data_ptr(), B, D, out.data_ptr(), _dtype_code(H), _stream(H), H.device.index)
+
+
+def resolve(op: str, H: torch.Tensor, backend: str, backends, cpu_default: str, cuda_fallback: str) -> str:
+    """The backend an op's call runs: ``backend`` checked against ``backends``, "auto" resolved (the CUDA
+    kernel for CUDA tensors when xmc._cuda is built, else ``cuda_fallback``; ``cpu_default`` on the CPU),
+    and ``XMC_OPS_REFERENCE=1`` forcing "reference"."""
+    import os
+
+    if backend not in backends:
+        raise ValueError(f"{op}: backend must be one of {', '.join(backends)}; got {backend!r}")
+    if os.environ.get("XMC_OPS_REFERENCE", "") == "1":
+        return "reference"
+    if backend == "auto":
+        if H.is_cuda:
+            return "cuda" if cuda_module_available() else cuda_fallback
+        return cpu_default
+    if backend == "cpu" and H.device.type != "cpu":
+        raise ValueError(f"{op}: backend='cpu' needs CPU tensors; H is on {H.device}")
+    if backend == "cuda":
+        if not cuda_module_available():
+            raise RuntimeError(f"{op}: backend='cuda' needs the xmc._cuda module, which this build lacks "
+                               f"({CUDA_IMPORT_ERROR}); rebuild with nvcc on PATH (XMC_CUDA=ON) or use "
+                               f"backend={cuda_fallback!r}")
+        if not H.is_cuda:
+            raise ValueError(f"{op}: backend='cuda' needs CUDA tensors; H is on {H.device}")
+    return backend

@@ -14,7 +14,6 @@ Backends, all behind :func:`gcn_propagate` (differentiable in H; A is a constant
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Optional
 
@@ -91,19 +90,7 @@ def gcn_propagate(graph: SparseGraph, H: torch.Tensor, backend: str = "auto") ->
 
 
 def _resolve(H: torch.Tensor, backend: str) -> str:
-    if backend not in BACKENDS:
-        raise ValueError(f"gcn_propagate: backend must be one of {', '.join(BACKENDS)}; got {backend!r}")
-    if os.environ.get("XMC_OPS_REFERENCE", "") == "1":
-        return "reference"
-    if backend == "auto":
-        if H.is_cuda:
-            return "cuda" if _native.cuda_module_available() else "reference"
-        return "cpu"
-    if backend == "cpu" and H.is_cuda or backend == "cuda" and not H.is_cuda:
-        raise ValueError(f"gcn_propagate: backend {backend!r} cannot run on tensors on {H.device}")
-    if backend == "cuda" and not _native.cuda_module_available():
-        raise RuntimeError(f"gcn_propagate: the CUDA module is not built ({_native.CUDA_IMPORT_ERROR})")
-    return backend
+    return _native.resolve("gcn_propagate", H, backend, BACKENDS, "cpu", cuda_fallback="reference")
 
 
 def _apply(indptr, indices, values, n_cols: int, H: torch.Tensor, backend: str) -> torch.Tensor:

@@ -20,8 +20,7 @@ The native backends use ``torch.get_num_threads()`` threads on the CPU.
 from __future__ import annotations
 
 import math
-import os
-from typing import Optional, Tuple
+from typing import Optional
 
 import torch
 from torch.autograd.function import once_differentiable
@@ -72,26 +71,7 @@ def label_attention(
 
 def resolve_backend(H: torch.Tensor, backend: str) -> str:
     """The backend a call with these inputs runs ("auto" resolved, XMC_OPS_REFERENCE applied)."""
-    if backend not in BACKENDS:
-        raise ValueError(f"label_attention: backend must be one of {', '.join(BACKENDS)}; got {backend!r}")
-    if os.environ.get("XMC_OPS_REFERENCE", "") == "1":
-        return "reference"
-    if backend == "auto":
-        if H.is_cuda:
-            return "cuda" if _native.cuda_module_available() else "chunked"
-        return CPU_AUTO_BACKEND
-    if backend == "cpu" and H.device.type != "cpu":
-        raise ValueError(f"label_attention: backend='cpu' needs CPU tensors; H is on {H.device}")
-    if backend == "cuda":
-        if not _native.cuda_module_available():
-            raise RuntimeError(
-                "label_attention: backend='cuda' needs the xmc._cuda module, which this build lacks "
-                f"({_native.CUDA_IMPORT_ERROR}); rebuild with nvcc on PATH (XMC_CUDA=ON) or use "
-                "backend='chunked'"
-            )
-        if not H.is_cuda:
-            raise ValueError(f"label_attention: backend='cuda' needs CUDA tensors; H is on {H.device}")
-    return backend
+    return _native.resolve("label_attention", H, backend, BACKENDS, CPU_AUTO_BACKEND, cuda_fallback="chunked")
 
 
 def _shape(t: torch.Tensor) -> str:
