@@ -67,7 +67,9 @@ def test_the_static_graph_is_the_normalised_cooccurrence(trained, corpus):
 
 @pytest.mark.parametrize("change,pattern", [
     (lambda a: a.__setitem__("graph.indices", np.full_like(a["graph.indices"], 10**6)), "outside"),
-    (lambda a: a.__setitem__("graph.values", np.full_like(a["graph.values"], np.nan)), "non-finite"),
+    (lambda a: a.__setitem__("graph.values", np.full_like(a["graph.values"], np.nan)), "outside"),
+    # finite but far out of range: propagation overflowed into NaN scores (loader fuzz input 601,075)
+    (lambda a: a["graph.values"].__setitem__(0, -1e30), r"outside \[0, 1\]"),
     (lambda a: a.pop("graph.indptr"), "missing"),
 ])
 def test_a_forged_graph_is_refused(change, pattern, trained, tmp_path):
@@ -87,3 +89,17 @@ def test_a_forged_graph_is_refused(change, pattern, trained, tmp_path):
     fz.rewrite_manifests(d, "weights.npz", fz.snapshot(directory))
     with pytest.raises(ModelFormatError, match=pattern):
         load_model(d)
+
+
+@pytest.mark.parametrize("reweight", [None, 0.2, 0.9])
+def test_saved_graphs_pass_the_loaders_range_check(reweight, corpus, tmp_path):
+    # The loader refuses weights outside [0, max(1, p / (1 - p))]: no graph LDGN builds may fall outside.
+    from xmc.data import LabelVocab
+    from xmc.data.label_graph import cooccurrence_graph, normalize_adjacency
+    from xmc.models.ldgn import _graph_from_arrays
+
+    Y = LabelVocab().fit(corpus[0].labels).encode(corpus[0].labels)
+    A = normalize_adjacency(cooccurrence_graph(Y, reweight=reweight))
+    arrays = {"graph.indptr": A.indptr.astype(np.int64), "graph.indices": A.indices.astype(np.int64),
+              "graph.values": A.data}
+    assert (_graph_from_arrays(arrays, Y.shape[1], reweight, tmp_path) != A).nnz == 0

@@ -157,7 +157,7 @@ class LDGN(DeepModel):
                 "graph.indices": g.indices.astype(np.int64), "graph.values": g.data.astype(np.float32)}
 
     def _load_weights(self, arrays: Dict[str, np.ndarray], info: Dict, directory: Path) -> None:
-        self.graph_matrix = _graph_from_arrays(arrays, self.tree.n_labels, directory)
+        self.graph_matrix = _graph_from_arrays(arrays, self.tree.n_labels, self.params.graph_reweight, directory)
         rows = len(self.text.vocab)
         self.network = LDGNNetwork(np.broadcast_to(np.float32(0), (rows, self.params.embedding.dim)),
                                    self.tree.n_labels, None, self.params)
@@ -167,7 +167,8 @@ class LDGN(DeepModel):
             self.network.graph = self._static_graph()
 
 
-def _graph_from_arrays(arrays: Dict[str, np.ndarray], n_labels: int, directory: Path) -> sp.csr_matrix:
+def _graph_from_arrays(arrays: Dict[str, np.ndarray], n_labels: int, reweight: Optional[float],
+                       directory: Path) -> sp.csr_matrix:
     """The saved static graph, checked (the native propagation trusts its ids)."""
     from xmc.models.base import WEIGHTS
 
@@ -183,7 +184,12 @@ def _graph_from_arrays(arrays: Dict[str, np.ndarray], n_labels: int, directory: 
         raise ModelFormatError(f"{where}: the label graph's arrays do not form a {n_labels} x {n_labels} CSR matrix")
     if indices.size and (indices.min() < 0 or indices.max() >= n_labels):
         raise ModelFormatError(f"{where}: the label graph names labels outside [0, {n_labels})")
-    if not np.all(np.isfinite(values)):
-        raise ModelFormatError(f"{where}: the label graph holds non-finite weights")
+    # D^-1/2 A D^-1/2 of a co-occurrence graph with self-loops lies in [0, 1] (every degree is at least the
+    # self-loop's 1), or in [0, p / (1 - p)] re-weighted with p (self-loops of 1 - p, neighbours p at most).
+    # A forged -1e30 is finite, but it overflowed propagation into NaN scores.
+    top = 1.0 if reweight is None else max(1.0, reweight / (1.0 - reweight))
+    if not np.all((values >= 0) & (values <= top * (1 + 1e-5))):
+        raise ModelFormatError(f"{where}: the label graph holds weights outside [0, {top:g}] (or not numbers); "
+                               f"its normalised adjacency never does")
     return sp.csr_matrix((values.astype(np.float32), indices.astype(np.int64), indptr.astype(np.int64)),
                          shape=(n_labels, n_labels))

@@ -99,8 +99,9 @@ class DeepParams:
             raise ValueError(f"graph must be one of {', '.join(GRAPHS)}, got {self.graph!r}")
         if not 0.0 <= self.graph_threshold <= 1.0:
             raise ValueError(f"graph_threshold must be in [0, 1], got {self.graph_threshold}")
-        if self.graph_reweight is not None and not 0.0 <= self.graph_reweight <= 1.0:
-            raise ValueError(f"graph_reweight must be in [0, 1] or None, got {self.graph_reweight}")
+        if self.graph_reweight is not None and not 0.0 <= self.graph_reweight < 1.0:
+            # 1 would leave a label nothing of itself (a zero self-loop): never what a GCN wants
+            raise ValueError(f"graph_reweight must be in [0, 1) or None, got {self.graph_reweight}")
         if not 0 <= self.threads <= MAX_THREADS:
             raise ValueError(f"threads must be in [0, {MAX_THREADS}] (0: torch's default), got {self.threads}")
 
