@@ -223,6 +223,10 @@ DEEP_MODELS = ("attentionxml", "lightattention", "ldgn")
 @click.option("--graph", type=click.Choice(["both", "static", "dynamic", "none"]), default="both",
               show_default=True, help="[ldgn] Graphs propagating between the label components: both (LDGN), "
                                       "static (co-occurrence), dynamic (rebuilt per document) or none.")
+@click.option("--candidates", "candidates_dir", type=click.Path(exists=True, file_okay=False),
+              help="[ldgn] A trained model (linear PLT, AttentionXML) whose proposals LDGN scores instead of "
+                   "all labels; it is saved inside the LDGN model.")
+@click.option("--n-candidates", default=100, show_default=True, help="[ldgn] Labels proposed per document.")
 @click.option("--device", default="auto", show_default=True,
               help="[deep] auto (the GPU when torch sees one), cpu, cuda or cuda:N.")
 @click.option("--ensemble", "n_models", default=1, show_default=True,
@@ -240,8 +244,8 @@ def train(train_path: str, labels_file: Optional[str], fmt: str, model_dir: str,
           model: str, valid_path: Optional[str], seed: int, threads: int, branching_factor: int,
           max_leaf_size: Optional[int], loss: str, C: float, weight_threshold: float, epochs: int,
           patience: int, swa_start: int, batch_size: int, lr: float, max_len: int, embedding: str, embedding_dim: int,
-          hidden: int, top_k: int, flat_max_labels: int, graph: str, device: str, n_models: int,
-          checkpoint_dir: Optional[str],
+          hidden: int, top_k: int, flat_max_labels: int, graph: str, candidates_dir: Optional[str],
+          n_candidates: int, device: str, n_models: int, checkpoint_dir: Optional[str],
           checkpoint_every: int, resume: bool) -> None:
     """Train a model and save it to --model-dir.
 
@@ -257,6 +261,7 @@ def train(train_path: str, labels_file: Optional[str], fmt: str, model_dir: str,
       xmc train --model attentionxml --train reuters/train.jsonl --model-dir m --valid reuters/test.jsonl
       xmc train --model lightattention --train go/train.jsonl --valid go/dev.jsonl --model-dir m --epochs 10
       xmc train --model ldgn --graph static --train reuters/train.jsonl --valid reuters/test.jsonl --model-dir m
+      xmc train --model ldgn --candidates m_linear --n-candidates 100 --train big/train.jsonl --model-dir m
 
     \b
     Stopping and resuming: training writes checkpoints to --checkpoint-dir; after
@@ -281,8 +286,8 @@ def train(train_path: str, labels_file: Optional[str], fmt: str, model_dir: str,
             return
         _train(train_path, labels_file, fmt, tree_dir, model, valid_path, seed, threads, branching_factor,
                max_leaf_size, loss, C, weight_threshold, epochs, patience, swa_start, batch_size, lr, max_len,
-               embedding, embedding_dim, hidden, top_k, flat_max_labels, graph, device, n_models,
-               checkpoint_every, checkpoint, resume)
+               embedding, embedding_dim, hidden, top_k, flat_max_labels, graph, candidates_dir, n_candidates,
+               device, n_models, checkpoint_every, checkpoint, resume)
         distributed.barrier()
         return
     if resume:
@@ -300,7 +305,8 @@ def train(train_path: str, labels_file: Optional[str], fmt: str, model_dir: str,
         trained, valid = _train(train_path, labels_file, fmt, tree_dir, model, valid_path, seed, threads,
                                 branching_factor, max_leaf_size, loss, C, weight_threshold, epochs, patience,
                                 swa_start, batch_size, lr, max_len, embedding, embedding_dim, hidden, top_k, flat_max_labels,
-                                graph, device, n_models, checkpoint_every, checkpoint, resume)
+                                graph, candidates_dir, n_candidates, device, n_models, checkpoint_every, checkpoint,
+                                resume)
     except (TrainingInterrupted, KeyboardInterrupt):
         where = checkpoint if ckpt.exists(checkpoint) else None
         hint = (f"checkpoint in {where}; to continue, run the same command with --resume" if where else
@@ -331,8 +337,8 @@ def _go_ahead(decision: Optional[bool]) -> bool:
 
 def _train(train_path, labels_file, fmt, tree_dir, model, valid_path, seed, threads, branching_factor,
            max_leaf_size, loss, C, weight_threshold, epochs, patience, swa_start, batch_size, lr, max_len, embedding,
-           embedding_dim, hidden, top_k, flat_max_labels, graph, device, n_models, checkpoint_every, checkpoint,
-           resume):
+           embedding_dim, hidden, top_k, flat_max_labels, graph, candidates_dir, n_candidates, device, n_models,
+           checkpoint_every, checkpoint, resume):
     from xmc.tree import LabelTree, TreeParams
 
     corpus = _load(train_path, fmt, labels_file)
@@ -360,10 +366,17 @@ def _train(train_path, labels_file, fmt, tree_dir, model, valid_path, seed, thre
                                                                        seed=seed, threads=threads),
             tree=TreeParams(branching_factor=branching_factor, max_leaf_size=max_leaf_size or 8),
             hidden=hidden, lr=lr, batch_size=batch_size, epochs=epochs, patience=patience, swa_start=swa_start, top_k=top_k,
-            flat_max_labels=flat_max_labels, graph=graph,
+            flat_max_labels=flat_max_labels, graph=graph, n_candidates=n_candidates,
             seed=seed, threads=threads, device=device, checkpoint_every=checkpoint_every)
         valid = _load(valid_path, fmt, None) if valid_path else None
-        trainer = MODELS[model](params) if n_models == 1 else Ensemble(model, params, n_models)
+        if candidates_dir and model != "ldgn":
+            raise click.BadParameter("--candidates is for --model ldgn", param_hint="--candidates")
+        if candidates_dir:
+            from xmc.models import LDGN, load_model
+
+            trainer = LDGN(params, candidates=load_model(Path(candidates_dir)))
+        else:
+            trainer = MODELS[model](params) if n_models == 1 else Ensemble(model, params, n_models)
         trained = trainer.fit(corpus, valid=valid, tree=tree, progress=True, log=click.echo,
                               checkpoint_dir=checkpoint, resume=resume)
     return trained, valid

@@ -56,3 +56,31 @@ def test_deep_model_on_sparse_input_is_a_clear_error(tmp_path):
                                       "--model-dir", str(tmp_path / "m")])
     assert result.exit_code == 2
     assert "reads raw text" in result.output and "--model linear" in result.output
+
+
+def test_ldgn_over_linear_candidates_from_the_cli(tmp_path):
+    # xmc train --model ldgn --candidates DIR, then predict and evaluate as for every model.
+    from click.testing import CliRunner
+
+    from cli.main import cli
+    from xmc.data import TextData, write_jsonl
+    from xmc.datasets.synthetic import SyntheticParams, make_text_corpus
+
+    t = make_text_corpus(SyntheticParams(n_labels=20, n_train=300, n_test=60, n_features=200,
+                                         avg_features_per_doc=15.0))
+    write_jsonl(tmp_path / "train.jsonl", TextData(t.train_texts, t.train_labels))
+    write_jsonl(tmp_path / "test.jsonl", TextData(t.test_texts, t.test_labels))
+    runner = CliRunner()
+    train = ["train", "--train", str(tmp_path / "train.jsonl"), "--threads", "1"]
+    assert runner.invoke(cli, [*train, "--model-dir", str(tmp_path / "linear")]).exit_code == 0
+    result = runner.invoke(cli, [*train, "--model", "ldgn", "--candidates", str(tmp_path / "linear"),
+                                 "--n-candidates", "6", "--embedding", "random", "--embedding-dim", "16",
+                                 "--hidden", "16", "--epochs", "1", "--model-dir", str(tmp_path / "ldgn")])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(cli, ["predict", "--model-dir", str(tmp_path / "ldgn"), "--input",
+                                 str(tmp_path / "test.jsonl"), "--out", str(tmp_path / "pred.txt")])
+    assert result.exit_code == 0, result.output
+    assert "P@1=" in result.output and len((tmp_path / "pred.txt").read_text().splitlines()) == 60
+    bad = runner.invoke(cli, [*train, "--model", "attentionxml", "--candidates", str(tmp_path / "linear"),
+                              "--model-dir", str(tmp_path / "x")])
+    assert bad.exit_code != 0 and "--candidates is for --model ldgn" in bad.output

@@ -103,3 +103,33 @@ def test_saved_graphs_pass_the_loaders_range_check(reweight, corpus, tmp_path):
     arrays = {"graph.indptr": A.indptr.astype(np.int64), "graph.indices": A.indices.astype(np.int64),
               "graph.values": A.data}
     assert (_graph_from_arrays(arrays, Y.shape[1], reweight, tmp_path) != A).nnz == 0
+
+
+@pytest.mark.parametrize("graph", ["both", "none"])
+def test_over_linear_candidates_learns_and_round_trips(graph, corpus, tmp_path):
+    # LDGN scores only the labels a linear PLT proposes; its graph is cut to each document's candidates.
+    from xmc.linear import PLTParams
+    from xmc.pipeline import Pipeline
+
+    linear = Pipeline(PLTParams(threads=1)).fit(corpus[0])
+    p = params(graph)
+    p.n_candidates = 8
+    model = LDGN(p, candidates=linear).fit(corpus[0], valid=corpus[1], progress=False, log=None)
+    ids, scores = model.predict_topk(corpus[1], k=5)
+    proposed, _ = linear.predict_topk(corpus[1], k=8)
+    names = np.array(model.vocab.labels)
+    for row_ids, row_proposed in zip(ids, proposed):  # every label comes from the candidate model
+        assert set(names[row_ids[row_ids >= 0]]) <= set(np.array(linear.vocab.labels)[row_proposed[row_proposed >= 0]])
+    truth = model.labels(corpus[1])
+    p1 = evaluate(truth, ids, ks=(1,))["P@1"]
+    counts = np.bincount(model.labels(corpus[0]).indices, minlength=len(model.vocab))
+    head = truth[:, int(counts.argmax())].toarray().mean()
+    assert p1 > head + 0.02, (p1, head)  # it learned to rank the proposals, not only the most frequent label
+    model.save(tmp_path / "m")
+    assert (tmp_path / "m" / "candidates" / "xmc.json").is_file()
+    again = load_model(tmp_path / "m")
+    ids2, scores2 = again.predict_topk(corpus[1], k=5)
+    np.testing.assert_array_equal(ids, ids2)
+    np.testing.assert_allclose(scores, scores2, rtol=1e-6)
+    with pytest.raises(ValueError, match="predicts from raw text"):
+        again.predict_topk(again.text.encode(corpus[1].texts), k=5)

@@ -154,6 +154,7 @@ class DeepModel:
                 train, valid = corpus.subset(train_rows), corpus.subset(valid_rows)
             else:
                 train = corpus
+            self._before_training(train, valid)
             tokens = self.text.tokenizer.tokenize_many(train.texts)
             if not resumed:
                 self.text.fit_tokens(tokens)
@@ -188,6 +189,13 @@ class DeepModel:
 
     def _build_tree(self, texts: Sequence[str], Y: sp.csr_matrix) -> LabelTree:
         raise NotImplementedError
+
+    def _before_training(self, train: TextData, valid: TextData) -> None:
+        """Called once the training and validation texts are fixed (after the validation split), before
+        they are encoded: a model that needs more of the raw texts than their tokens takes it here."""
+
+    def _save_extra(self, directory: Path) -> None:
+        """Files beyond the common ones, written before the manifest (which then covers them)."""
 
     def _fit_networks(self, docs: Docs, Y: sp.csr_matrix, valid_docs: Docs, Y_valid: sp.csr_matrix,
                       embeddings: np.ndarray, progress: bool, log: Optional[Log], checkpoint=None) -> None:
@@ -227,6 +235,7 @@ class DeepModel:
         self.text.save(directory / TEXT_DIR)
         self.tree.save(directory / TREE_DIR)
         save_arrays(directory / WEIGHTS, self._weights())
+        self._save_extra(directory)
         write_manifest(directory, self.KIND, {"input_kind": "text", **self._manifest_extra()})
 
     @classmethod

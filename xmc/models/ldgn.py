@@ -10,8 +10,17 @@ scores [H2, H4] (the paper's W1, one per label), trained with binary cross-entro
 
 ``params.graph`` selects the paper's variants: "both" (LDGN), "static" (no dynamic graph:
 the output layer reads H2), "dynamic" (the dynamic graph rebuilt from the components
-themselves), "none" (label attention and the output layer only). Every label is scored for
-every document: this is the model for label sets of up to a few thousand labels.
+themselves), "none" (label attention and the output layer only).
+
+Two ways to choose the labels scored per document:
+
+- all of them (the paper's setting), for label sets of up to a few thousand labels;
+- over candidates (``LDGN(params, candidates=model)``, ``xmc train --model ldgn --candidates DIR``):
+  another xmc model (the linear PLT, AttentionXML) proposes ``params.n_candidates`` labels per
+  document, and LDGN scores those only, on the co-occurrence graph restricted to them (each
+  document's subgraph normalised on its own) and a dynamic graph over them. Training adds the
+  document's positives to the proposals, as AttentionXML does on its tree. The candidate model
+  is saved inside the LDGN model directory (``candidates/``).
 """
 from __future__ import annotations
 
@@ -23,10 +32,11 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
+from xmc.data import TextData
 from xmc.data.label_graph import cooccurrence_graph, normalize_adjacency
 from xmc.metrics import evaluate
 from xmc.models.base import Docs, DeepModel, Log, load_state, state_arrays
-from xmc.models.batching import dense_targets, eval_batches, tensors
+from xmc.models.batching import dense_targets, eval_batches, parents_with_positives, row_targets, tensors
 from xmc.models.networks import BiLSTMEncoder, masked_bce
 from xmc.models.params import DeepParams
 from xmc.models.training import train_epochs
@@ -36,6 +46,7 @@ from xmc.utils.modeldir import ModelFormatError
 
 KIND = "ldgn"
 GRAPH_ARRAYS = ("graph.indptr", "graph.indices", "graph.values")
+CANDIDATES_DIR = "candidates"
 
 
 class LDGNNetwork(nn.Module):
@@ -69,12 +80,20 @@ class LDGNNetwork(nn.Module):
         nn.init.xavier_uniform_(self.out_weight)
         self.out_bias = nn.Parameter(torch.zeros(n_labels))
 
-    def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor, candidates: Optional[torch.Tensor] = None,
+                graph: Optional[SparseGraph] = None) -> torch.Tensor:
+        """Logits (B, L), or (B, C) for ``candidates`` (B, C) with ``graph`` the block-diagonal static graph
+        over the B x C candidate slots."""
         H = self.encoder(ids, mask)
-        x = label_attention(H, mask, self.queries)  # B, L, width: each label's component u_i
+        x = label_attention(H, mask, self.queries, candidates)  # B, L or C, width: each label's component u_i
         if self.static is not None:  # H^{l+1} = LeakyReLU(A_s H^l W^l)
+            B, C = x.shape[:2]
             for layer in self.static:
-                x = self.act(gcn_propagate(self.graph, layer(x)))
+                h = layer(x)
+                if candidates is None:
+                    x = self.act(gcn_propagate(self.graph, h))
+                else:  # the documents' subgraphs as one block-diagonal graph over the B x C slots
+                    x = self.act(gcn_propagate(graph, h.reshape(1, B * C, -1)).reshape(B, C, -1))
         parts = [x]
         if self.dynamic is not None:
             Qa, Kb = self.conv_a(x), self.conv_b(x)  # the dynamic graph is rebuilt once, from H2
@@ -82,8 +101,10 @@ class LDGNNetwork(nn.Module):
             for layer in self.dynamic:
                 y = self.act(dynamic_graph_propagate(Qa, Kb, layer(y)))
             parts.append(y)
-        final = self.dropout(torch.cat(parts, dim=2))  # B, L, out_width
-        return (final * self.out_weight).sum(dim=2) + self.out_bias
+        final = self.dropout(torch.cat(parts, dim=2))  # B, L or C, out_width
+        if candidates is None:
+            return (final * self.out_weight).sum(dim=2) + self.out_bias
+        return (final * self.out_weight[candidates]).sum(dim=2) + self.out_bias[candidates]
 
 
 class LDGN(DeepModel):
@@ -91,17 +112,68 @@ class LDGN(DeepModel):
 
     KIND = KIND
 
-    def __init__(self, params: Optional[DeepParams] = None) -> None:
+    def __init__(self, params: Optional[DeepParams] = None, candidates=None) -> None:
+        """``candidates``: a trained xmc model whose predictions are the labels scored (None: all labels)."""
         super().__init__(params)
         self.network: Optional[LDGNNetwork] = None
+        # All labels: the normalised graph. Over candidates: the raw co-occurrence graph, each document's
+        # subgraph normalised when it is cut out.
         self.graph_matrix: Optional[sp.csr_matrix] = None
+        self.candidate_model = candidates
+        self._candidates: dict = {}  # positions proposed for the documents of the current training or search
+
+    @property
+    def over_candidates(self) -> bool:
+        return self.candidate_model is not None
+
+    def _proposals(self, texts: TextData) -> np.ndarray:
+        """(n, n_candidates) label positions the candidate model proposes (-1: none), in this model's ids."""
+        ids, _ = self.candidate_model.predict_topk(texts, k=self.params.n_candidates)
+        # The candidate model numbers labels its own way: map them by name; labels it alone knows drop out.
+        names = self.candidate_model.vocab.labels
+        mapping = np.array([self.vocab.id_of(n) if n in self.vocab else -1 for n in names] + [-1], dtype=np.int64)
+        return mapping[np.where(ids >= 0, ids, len(names))]
+
+    def _before_training(self, train: TextData, valid: TextData) -> None:
+        if self.over_candidates:
+            self._candidates = {"train": self._proposals(train), "valid": self._proposals(valid)}
+
+    def _batch_graph(self, candidates: np.ndarray, valid: np.ndarray) -> Optional[SparseGraph]:
+        """Block-diagonal graph over the B x C slots: each document's candidates' subgraph, normalised
+        (None when the variant has no static graph)."""
+        if self.params.graph not in ("both", "static"):
+            return None
+        blocks = []
+        for cand, ok in zip(candidates, valid):
+            sub = sp.csr_matrix(self.graph_matrix[cand][:, cand])
+            keep = sp.diags(ok.astype(np.float32))
+            blocks.append(normalize_adjacency(keep @ sub @ keep))
+        return SparseGraph.from_scipy(sp.block_diag(blocks, format="csr"), device=self.device)
+
+    def features(self, corpus: TextData):
+        # Over candidates the raw text is the input: the candidate model reads it at prediction.
+        return corpus if self.over_candidates else super().features(corpus)
+
+    def predict_topk(self, corpus_or_docs, k: int = 5, beam: Optional[int] = None, threads: Optional[int] = None,
+                     batch_size: Optional[int] = None, on_batch=None):
+        if self.over_candidates:
+            if self._is_docs(corpus_or_docs):
+                raise ValueError("LDGN over candidates predicts from raw text (its candidate model reads it), "
+                                 "not from encoded documents")
+            self._candidates = {"search": self._proposals(corpus_or_docs)}
+            corpus_or_docs = super().features(corpus_or_docs)
+        try:
+            return super().predict_topk(corpus_or_docs, k=k, beam=beam, threads=threads, batch_size=batch_size,
+                                        on_batch=on_batch)
+        finally:
+            self._candidates.pop("search", None)
 
     def _build_tree(self, texts: Sequence[str], Y: sp.csr_matrix) -> LabelTree:
         return LabelTree.flat(Y.shape[1])  # every label is scored: the tree only orders them
 
     def _static_graph(self) -> Optional[SparseGraph]:
-        if self.params.graph not in ("both", "static"):
-            return None
+        if self.params.graph not in ("both", "static") or self.over_candidates:
+            return None  # over candidates, each batch gets its own (_batch_graph)
         return SparseGraph.from_scipy(self.graph_matrix, device=self.device)
 
     def _fit_networks(self, docs: Docs, Y: sp.csr_matrix, valid_docs: Docs, Y_valid: sp.csr_matrix,
@@ -110,18 +182,26 @@ class LDGN(DeepModel):
         order = self.tree.label_order
         # Columns in tree order (the identity for a flat tree) so positions and graph nodes agree.
         Y_pos, Y_valid_pos = Y[:, order].tocsr(), Y_valid[:, order].tocsr()
-        self.graph_matrix = normalize_adjacency(cooccurrence_graph(Y_pos, p.graph_threshold, p.graph_reweight))
+        raw = cooccurrence_graph(Y_pos, p.graph_threshold, p.graph_reweight)
+        self.graph_matrix = raw if self.over_candidates else normalize_adjacency(raw)
         torch.manual_seed(p.seed)
         self.network = LDGNNetwork(embeddings, Y.shape[1], self._static_graph(), p).to(self.device)
         net = self.network
         lengths = np.array([d.size for d in docs])
+        rng = np.random.default_rng(p.seed)
 
         def step(index: np.ndarray) -> torch.Tensor:
             ids, mask = tensors(docs, index, p.text.max_len, self.device)
-            return masked_bce(net(ids, mask), torch.from_numpy(dense_targets(Y_pos, index)).to(self.device))
+            if not self.over_candidates:
+                return masked_bce(net(ids, mask), torch.from_numpy(dense_targets(Y_pos, index)).to(self.device))
+            cand, ok = parents_with_positives(self._candidates["train"][index], Y_pos, index, p.n_candidates, rng)
+            logits = net(ids, mask, torch.from_numpy(cand).to(self.device), self._batch_graph(cand, ok))
+            y = torch.from_numpy(row_targets(Y_pos, index, cand)).to(self.device)
+            return masked_bce(logits, y, torch.from_numpy(ok).to(self.device))
 
         def validate() -> Dict[str, float]:
-            positions, _ = self._search(valid_docs, k=5, beam=0, batch_size=p.eval_batch_size, on_batch=None)
+            positions, _ = self._search(valid_docs, k=5, beam=0, batch_size=p.eval_batch_size, on_batch=None,
+                                        which="valid")
             metrics = evaluate(Y_valid_pos, positions, ks=(1, 3, 5))
             return {name: value for name, value in metrics.items() if name.startswith("P@")}
 
@@ -131,7 +211,7 @@ class LDGN(DeepModel):
 
     @torch.no_grad()
     def _search(self, docs: Docs, k: int, beam: int, batch_size: int,
-                on_batch: Optional[Callable[[int], None]]) -> Tuple[np.ndarray, np.ndarray]:
+                on_batch: Optional[Callable[[int], None]], which: str = "search") -> Tuple[np.ndarray, np.ndarray]:
         net = self.network
         net.eval()
         lengths = np.array([d.size for d in docs])
@@ -139,13 +219,26 @@ class LDGN(DeepModel):
         out_scores = np.zeros((len(docs), k), dtype=np.float32)
         for index in eval_batches(lengths, batch_size):
             ids, mask = tensors(docs, index, self.params.text.max_len, self.device)
-            probs = torch.sigmoid(net(ids, mask))
+            if self.over_candidates:
+                proposed = self._candidates[which][index]
+                ok = proposed >= 0
+                cand = np.where(ok, proposed, 0)
+                probs = torch.sigmoid(net(ids, mask, torch.from_numpy(cand).to(self.device),
+                                          self._batch_graph(cand, ok)))
+                probs = torch.where(torch.from_numpy(ok).to(self.device), probs, torch.full_like(probs, -1.0))
+                labels = torch.from_numpy(cand).to(self.device)
+            else:
+                probs = torch.sigmoid(net(ids, mask))
+                labels = torch.arange(probs.shape[1], device=probs.device).expand_as(probs)
             top = min(k, probs.shape[1])
             best, where = probs.topk(top, dim=1)
-            out_pos[index, :top] = where.cpu().numpy()
+            out_pos[index, :top] = labels.gather(1, where).cpu().numpy()
             out_scores[index, :top] = best.cpu().numpy()
             if on_batch is not None:
                 on_batch(index.size)
+        empty = out_scores <= 0  # slots without a candidate: id -1, score 0
+        out_pos[empty] = -1
+        out_scores[empty] = 0.0
         return out_pos, out_scores
 
     # ---- persistence ------------------------------------------------------------
@@ -156,14 +249,31 @@ class LDGN(DeepModel):
         return {**state_arrays("network", self.network), "graph.indptr": g.indptr.astype(np.int64),
                 "graph.indices": g.indices.astype(np.int64), "graph.values": g.data.astype(np.float32)}
 
+    def _manifest_extra(self) -> Dict:
+        return {"candidates": self.over_candidates}
+
+    def _save_extra(self, directory: Path) -> None:
+        if self.over_candidates:
+            self.candidate_model.save(directory / CANDIDATES_DIR)
+
     def _load_weights(self, arrays: Dict[str, np.ndarray], info: Dict, directory: Path) -> None:
+        over_candidates = info.get("candidates", False)
+        if not isinstance(over_candidates, bool):
+            raise ModelFormatError(f"{directory / 'xmc.json'}: 'candidates' must be true or false, "
+                                   f"found {over_candidates!r}"[:300])
+        if over_candidates and self.device.type != "meta":
+            from xmc.models import load_model
+
+            self.candidate_model = load_model(directory / CANDIDATES_DIR)
+            if self.candidate_model is self or not hasattr(self.candidate_model, "predict_topk"):
+                raise ModelFormatError(f"{directory / CANDIDATES_DIR}: not a model that proposes labels")
         self.graph_matrix = _graph_from_arrays(arrays, self.tree.n_labels, self.params.graph_reweight, directory)
         rows = len(self.text.vocab)
         self.network = LDGNNetwork(np.broadcast_to(np.float32(0), (rows, self.params.embedding.dim)),
                                    self.tree.n_labels, None, self.params)
         load_state("network", self.network, arrays, directory)
         self.network.to(self.device).eval()
-        if self.device.type != "meta":
+        if self.device.type != "meta" and not over_candidates:
             self.network.graph = self._static_graph()
 
 

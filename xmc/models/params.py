@@ -62,6 +62,7 @@ class DeepParams:
     graph_width: int = 64
     graph_threshold: float = 0.0
     graph_reweight: Optional[float] = None
+    n_candidates: int = 100  # LDGN over a candidate model: labels it proposes per document
 
     def __post_init__(self) -> None:
         if isinstance(self.text, Mapping):
@@ -75,7 +76,7 @@ class DeepParams:
 
     def validate(self) -> None:
         positive = ("hidden", "lstm_layers", "batch_size", "epochs", "top_k", "generator_top_k",
-                    "generator_hidden", "eval_batch_size", "flat_max_labels", "gcn_dim", "graph_width")
+                    "generator_hidden", "eval_batch_size", "flat_max_labels", "gcn_dim", "graph_width", "n_candidates")
         for name in positive:
             value = getattr(self, name)
             if isinstance(value, bool) or int(value) != value or value < 1:
