@@ -97,6 +97,7 @@ def test_mutated_xc_chunks_fail_at_the_same_line(tmp_path_factory, blob, n_featu
     (b"1 0:1\n\n \r \n", 3),                                # ... and after content it is an error at once
     (b"2 4 3\n2 4 3\n0\xce2 1:0\n", 2),                       # a header-like line heading a chunk (fuzz find)
     (b"\n\r\r\n\x00 e\n", 2),                                # the stray CR comes first, not the next chunk's
+    (b"\n\r\r\n\r \r\r\n1 0:1\n", 2),                        # a blank-looking "\r \r" is not a header (fuzz)
 ])
 def test_xc_chunk_edge_cases(blob, line, tmp_path):
     for chunk_docs in (1, 2, 100):

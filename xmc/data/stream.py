@@ -117,7 +117,7 @@ def _xc_chunks(path: PathLike, chunk_docs: int, n_features: Optional[int], n_lab
             if next_line > 1 and lines[0].startswith(_BOM):
                 raise DataFormatError.at(p, next_line, "expected a document, found a byte-order mark "
                                                        "(U+FEFF) inside the file")
-            if next_line > 1 and _header_like(lines[0]):
+            if next_line > 1 and not whitespace_only and _header_like(lines[0]):
                 # The native parser would take a block's first line for its header; in the file it is an error.
                 raise DataFormatError.at(p, next_line, "expected a document 'l1,l2 f:v ...', found a "
                                                        "header-like line of integers")
