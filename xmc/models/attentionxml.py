@@ -24,7 +24,8 @@ from torch import nn
 
 from xmc.metrics import evaluate
 from xmc.models.base import Docs, DeepModel, Log, load_state, state_arrays
-from xmc.models.batching import (dense_targets, eval_batches, expand_children, parents_with_positives,
+from xmc.models.batching import (clear_empty_slots, dense_targets, eval_batches, expand_children,
+                                 parents_with_positives,
                                  row_targets, tensors)
 from xmc.models.networks import AttentionScorer, BiLSTMEncoder, masked_bce
 from xmc.models.params import DeepParams
@@ -162,11 +163,7 @@ class AttentionXML(DeepModel):
             out_scores[index, :width] = scores.cpu().numpy()
             if on_batch is not None:
                 on_batch(index.size)
-        # Slots without a candidate carry the -1.0 fill of _beam_batch: report them as id -1, score 0.
-        empty = out_scores <= 0
-        out_nodes[empty] = -1
-        out_scores[empty] = 0.0
-        return out_nodes, out_scores
+        return clear_empty_slots(out_nodes, out_scores)  # the -1.0 fills of _beam_batch
 
     def _beam_batch(self, ids: torch.Tensor, mask: torch.Tensor, upto: int, beam: int,
                     k: int) -> Tuple[torch.Tensor, torch.Tensor]:

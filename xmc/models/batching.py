@@ -105,3 +105,12 @@ def parents_with_positives(predicted: np.ndarray, positives: sp.csr_matrix, rows
         out[b, :len(chosen)] = chosen
         valid[b, :len(chosen)] = True
     return out, valid
+
+
+def clear_empty_slots(positions: np.ndarray, scores: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """Slots without a candidate (a search fills them with score -1.0, or 0 when nothing scored) become
+    id -1 and score 0, the documented padding of every model's predict_topk. In place; returns both."""
+    empty = scores <= 0
+    positions[empty] = -1
+    scores[empty] = 0.0
+    return positions, scores

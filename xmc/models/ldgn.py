@@ -36,7 +36,8 @@ from xmc.data import TextData
 from xmc.data.label_graph import cooccurrence_graph, normalize_adjacency
 from xmc.metrics import evaluate
 from xmc.models.base import Docs, DeepModel, Log, load_state, state_arrays
-from xmc.models.batching import dense_targets, eval_batches, parents_with_positives, row_targets, tensors
+from xmc.models.batching import (clear_empty_slots, dense_targets, eval_batches, parents_with_positives,
+                                 row_targets, tensors)
 from xmc.models.networks import BiLSTMEncoder, masked_bce
 from xmc.models.params import DeepParams
 from xmc.models.training import train_epochs
@@ -236,10 +237,7 @@ class LDGN(DeepModel):
             out_scores[index, :top] = best.cpu().numpy()
             if on_batch is not None:
                 on_batch(index.size)
-        empty = out_scores <= 0  # slots without a candidate: id -1, score 0
-        out_pos[empty] = -1
-        out_scores[empty] = 0.0
-        return out_pos, out_scores
+        return clear_empty_slots(out_pos, out_scores)
 
     # ---- persistence ------------------------------------------------------------
     def _weights(self) -> Dict[str, np.ndarray]:

@@ -30,7 +30,8 @@ from torch import nn
 from xmc.metrics import evaluate
 from xmc.models.attentionxml import build_tree_from_texts
 from xmc.models.base import Docs, DeepModel, Log, load_state, state_arrays
-from xmc.models.batching import dense_targets, eval_batches, expand_children, row_targets, tensors
+from xmc.models.batching import (clear_empty_slots, dense_targets, eval_batches, expand_children, row_targets,
+                                 tensors)
 from xmc.models.networks import AttentionScorer, BiLSTMEncoder, ClusterGenerator, masked_bce
 from xmc.models.params import DeepParams
 from xmc.models.training import train_epochs
@@ -157,11 +158,7 @@ class LightAttention(DeepModel):
             out_scores[index, :top] = best.cpu().numpy()
             if on_batch is not None:
                 on_batch(index.size)
-        # Slots without a candidate (clusters of unequal sizes leave -1.0 fills): id -1, score 0.
-        empty = out_scores <= 0
-        out_pos[empty] = -1
-        out_scores[empty] = 0.0
-        return out_pos, out_scores
+        return clear_empty_slots(out_pos, out_scores)  # clusters of unequal sizes leave -1.0 fills
 
     def _weights(self) -> Dict[str, np.ndarray]:
         return state_arrays("network", self.network) if self.network is not None else {}
