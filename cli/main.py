@@ -180,7 +180,7 @@ def build_tree(train_path: str, labels_file: Optional[str], fmt: str, out_dir: s
     _echo_summary(start)
 
 
-DEEP_MODELS = ("attentionxml", "lightattention", "ldgn")
+DEEP_MODELS = ("attentionxml", "lightattention", "ldgn", "seq2seq-mdc")
 
 
 @cli.command()
@@ -193,7 +193,9 @@ DEEP_MODELS = ("attentionxml", "lightattention", "ldgn")
               help="A tree from `xmc build-tree`; built here when not given.")
 @click.option("--model", type=click.Choice(["linear", *DEEP_MODELS]), default="linear", show_default=True,
               help="linear: PLT on sparse or TF-IDF features. attentionxml / lightattention: BiLSTM + "
-                   "label-wise attention on raw text. ldgn: label attention + dual graph network over all labels.")
+                   "label-wise attention on raw text. ldgn: label attention + dual graph network over all labels. "
+                   "seq2seq-mdc: labels decoded as a sequence (dilated convolutions, hybrid attention; --top-k is "
+                   "the decoder's beam width).")
 @click.option("--valid", "valid_path", type=click.Path(exists=True, dir_okay=False),
               help="Held-out file (same format): early stopping for the deep models, evaluated after training.")
 @click.option("--seed", default=0, show_default=True)
@@ -227,6 +229,11 @@ DEEP_MODELS = ("attentionxml", "lightattention", "ldgn")
               help="[ldgn] A trained model (linear PLT, AttentionXML) whose proposals LDGN scores instead of "
                    "all labels; it is saved inside the LDGN model.")
 @click.option("--n-candidates", default=100, show_default=True, help="[ldgn] Labels proposed per document.")
+@click.option("--decoder-attention", type=click.Choice(["hybrid", "additive", "units", "words", "none"]),
+              default="hybrid", show_default=True,
+              help="[seq2seq-mdc] hybrid (semantic units, then words: the paper's model); additive (both, summed); "
+                   "units (dilated convolutions only); words (conventional attention); none. The paper's "
+                   "512-unit layers are scaled to --hidden here.")
 @click.option("--device", default="auto", show_default=True,
               help="[deep] auto (the GPU when torch sees one), cpu, cuda or cuda:N.")
 @click.option("--ensemble", "n_models", default=1, show_default=True,
@@ -245,7 +252,7 @@ def train(train_path: str, labels_file: Optional[str], fmt: str, model_dir: str,
           max_leaf_size: Optional[int], loss: str, C: float, weight_threshold: float, epochs: int,
           patience: int, swa_start: int, batch_size: int, lr: float, max_len: int, embedding: str, embedding_dim: int,
           hidden: int, top_k: int, flat_max_labels: int, graph: str, candidates_dir: Optional[str],
-          n_candidates: int, device: str, n_models: int, checkpoint_dir: Optional[str],
+          n_candidates: int, decoder_attention: str, device: str, n_models: int, checkpoint_dir: Optional[str],
           checkpoint_every: int, resume: bool) -> None:
     """Train a model and save it to --model-dir.
 
@@ -262,6 +269,7 @@ def train(train_path: str, labels_file: Optional[str], fmt: str, model_dir: str,
       xmc train --model lightattention --train go/train.jsonl --valid go/dev.jsonl --model-dir m --epochs 10
       xmc train --model ldgn --graph static --train reuters/train.jsonl --valid reuters/test.jsonl --model-dir m
       xmc train --model ldgn --candidates m_linear --n-candidates 100 --train big/train.jsonl --model-dir m
+      xmc train --model seq2seq-mdc --train go/train.jsonl --valid go/dev.jsonl --model-dir m --top-k 5
 
     \b
     Stopping and resuming: training writes checkpoints to --checkpoint-dir; after
@@ -287,7 +295,7 @@ def train(train_path: str, labels_file: Optional[str], fmt: str, model_dir: str,
         _train(train_path, labels_file, fmt, tree_dir, model, valid_path, seed, threads, branching_factor,
                max_leaf_size, loss, C, weight_threshold, epochs, patience, swa_start, batch_size, lr, max_len,
                embedding, embedding_dim, hidden, top_k, flat_max_labels, graph, candidates_dir, n_candidates,
-               device, n_models, checkpoint_every, checkpoint, resume)
+               decoder_attention, device, n_models, checkpoint_every, checkpoint, resume)
         distributed.barrier()
         return
     if resume:
@@ -305,8 +313,8 @@ def train(train_path: str, labels_file: Optional[str], fmt: str, model_dir: str,
         trained, valid = _train(train_path, labels_file, fmt, tree_dir, model, valid_path, seed, threads,
                                 branching_factor, max_leaf_size, loss, C, weight_threshold, epochs, patience,
                                 swa_start, batch_size, lr, max_len, embedding, embedding_dim, hidden, top_k, flat_max_labels,
-                                graph, candidates_dir, n_candidates, device, n_models, checkpoint_every, checkpoint,
-                                resume)
+                                graph, candidates_dir, n_candidates, decoder_attention, device, n_models,
+                                checkpoint_every, checkpoint, resume)
     except (TrainingInterrupted, KeyboardInterrupt):
         where = checkpoint if ckpt.exists(checkpoint) else None
         hint = (f"checkpoint in {where}; to continue, run the same command with --resume" if where else
@@ -337,8 +345,8 @@ def _go_ahead(decision: Optional[bool]) -> bool:
 
 def _train(train_path, labels_file, fmt, tree_dir, model, valid_path, seed, threads, branching_factor,
            max_leaf_size, loss, C, weight_threshold, epochs, patience, swa_start, batch_size, lr, max_len, embedding,
-           embedding_dim, hidden, top_k, flat_max_labels, graph, candidates_dir, n_candidates, device, n_models,
-           checkpoint_every, checkpoint, resume):
+           embedding_dim, hidden, top_k, flat_max_labels, graph, candidates_dir, n_candidates, decoder_attention,
+           device, n_models, checkpoint_every, checkpoint, resume):
     from xmc.tree import LabelTree, TreeParams
 
     corpus = _load(train_path, fmt, labels_file)
@@ -367,7 +375,7 @@ def _train(train_path, labels_file, fmt, tree_dir, model, valid_path, seed, thre
             tree=TreeParams(branching_factor=branching_factor, max_leaf_size=max_leaf_size or 8),
             hidden=hidden, lr=lr, batch_size=batch_size, epochs=epochs, patience=patience, swa_start=swa_start, top_k=top_k,
             flat_max_labels=flat_max_labels, graph=graph, n_candidates=n_candidates,
-            seed=seed, threads=threads, device=device, checkpoint_every=checkpoint_every)
+            decoder_attention=decoder_attention, seed=seed, threads=threads, device=device, checkpoint_every=checkpoint_every)
         valid = _load(valid_path, fmt, None) if valid_path else None
         if candidates_dir and model != "ldgn":
             raise click.BadParameter("--candidates is for --model ldgn", param_hint="--candidates")
@@ -383,10 +391,16 @@ def _train(train_path, labels_file, fmt, tree_dir, model, valid_path, seed, thre
 
 
 def _evaluate_model(model, corpus, ks, threads: int) -> dict:
-    from xmc.metrics import evaluate
+    from xmc.metrics import evaluate, f1_scores, hamming_loss
 
+    truth = model.labels(corpus)
     ids, _ = model.predict_topk(corpus, k=max(ks), threads=threads)
-    return evaluate(model.labels(corpus), ids, ks=ks)
+    metrics = evaluate(truth, ids, ks=ks)
+    if hasattr(model, "predict_sets"):  # a model that decodes label sets: the set metrics of its paper
+        sets = model.predict_sets(corpus, threads=threads)
+        micro, macro = f1_scores(truth, sets)
+        metrics.update({"micro-F1": micro, "macro-F1": macro, "HL": hamming_loss(truth, sets)})
+    return metrics
 
 
 @cli.command()

@@ -2,6 +2,7 @@
 
 - :class:`AttentionXML`: label-wise attention trained level by level over the label tree.
 - :class:`LightAttention`: AttentionXML with a cluster generator's dynamic hard negatives.
+- :class:`Seq2SeqMDC`: labels generated as a sequence, multi-level dilated convolution, hybrid attention.
 - :class:`Ensemble`: several of them on label trees with different seeds, scores averaged.
 - :func:`load_model`: any saved model directory (linear pipeline or deep model) by its manifest kind.
 
@@ -12,7 +13,7 @@ from pathlib import Path
 from typing import Union
 
 # The deep models need torch; loading them lazily keeps `load_model` of a linear pipeline torch-free.
-DEEP_KINDS = ("attentionxml", "lightattention", "ldgn")
+DEEP_KINDS = ("attentionxml", "lightattention", "ldgn", "seq2seq-mdc")
 ENSEMBLE_KIND = "ensemble"
 
 
@@ -26,6 +27,9 @@ def __getattr__(name: str):
     if name == "LDGN":
         from xmc.models.ldgn import LDGN
         return LDGN
+    if name == "Seq2SeqMDC":
+        from xmc.models.seq2seq_mdc import Seq2SeqMDC
+        return Seq2SeqMDC
     if name == "Ensemble":
         from xmc.models.ensemble import Ensemble
         return Ensemble
@@ -36,7 +40,9 @@ def __getattr__(name: str):
         from xmc.models.attentionxml import AttentionXML
         from xmc.models.ldgn import LDGN
         from xmc.models.light_attention import LightAttention
-        return {AttentionXML.KIND: AttentionXML, LightAttention.KIND: LightAttention, LDGN.KIND: LDGN}
+        from xmc.models.seq2seq_mdc import Seq2SeqMDC
+        return {AttentionXML.KIND: AttentionXML, LightAttention.KIND: LightAttention, LDGN.KIND: LDGN,
+                Seq2SeqMDC.KIND: Seq2SeqMDC}
     raise AttributeError(f"module 'xmc.models' has no attribute {name!r}")
 
 
@@ -61,4 +67,4 @@ def load_model(directory: Union[str, Path]):
                            f"{[PIPELINE_KIND, *DEEP_KINDS, ENSEMBLE_KIND]}")
 
 
-__all__ = ["AttentionXML", "LightAttention", "LDGN", "Ensemble", "DeepParams", "MODELS", "load_model"]
+__all__ = ["AttentionXML", "LightAttention", "LDGN", "Seq2SeqMDC", "Ensemble", "DeepParams", "MODELS", "load_model"]

@@ -20,6 +20,7 @@ from xmc.utils.modeldir import dataclass_from_dict
 
 
 GRAPHS = ("both", "static", "dynamic", "none")
+DECODER_ATTENTIONS = ("hybrid", "additive", "units", "words", "none")
 
 
 @dataclass
@@ -63,6 +64,10 @@ class DeepParams:
     graph_threshold: float = 0.0
     graph_reweight: Optional[float] = None
     n_candidates: int = 100  # LDGN over a candidate model: labels it proposes per document
+    # Seq2Seq-MDC only: the decoder's attention ("hybrid", the paper's model; "additive", "units" (MDC
+    # only), "words" (conventional attention), "none": its ablations) and the label embedding width.
+    decoder_attention: str = "hybrid"
+    label_embedding_dim: int = 256
 
     def __post_init__(self) -> None:
         if isinstance(self.text, Mapping):
@@ -76,7 +81,8 @@ class DeepParams:
 
     def validate(self) -> None:
         positive = ("hidden", "lstm_layers", "batch_size", "epochs", "top_k", "generator_top_k",
-                    "generator_hidden", "eval_batch_size", "flat_max_labels", "gcn_dim", "graph_width", "n_candidates")
+                    "generator_hidden", "eval_batch_size", "flat_max_labels", "gcn_dim", "graph_width", "n_candidates",
+                    "label_embedding_dim")
         for name in positive:
             value = getattr(self, name)
             if isinstance(value, bool) or int(value) != value or value < 1:
@@ -98,6 +104,9 @@ class DeepParams:
             raise ValueError(f"patience must be >= 0, got {self.patience}")
         if self.graph not in GRAPHS:
             raise ValueError(f"graph must be one of {', '.join(GRAPHS)}, got {self.graph!r}")
+        if self.decoder_attention not in DECODER_ATTENTIONS:
+            raise ValueError(f"decoder_attention must be one of {', '.join(DECODER_ATTENTIONS)}, "
+                             f"got {self.decoder_attention!r}")
         if not 0.0 <= self.graph_threshold <= 1.0:
             raise ValueError(f"graph_threshold must be in [0, 1], got {self.graph_threshold}")
         if self.graph_reweight is not None and not 0.0 <= self.graph_reweight < 1.0:
