@@ -180,7 +180,7 @@ def build_tree(train_path: str, labels_file: Optional[str], fmt: str, out_dir: s
     _echo_summary(start)
 
 
-DEEP_MODELS = ("attentionxml", "lightattention", "ldgn", "seq2seq-mdc")
+DEEP_MODELS = ("attentionxml", "lightattention", "ldgn", "seq2seq-mdc", "lwpt")
 
 
 @cli.command()
@@ -195,7 +195,8 @@ DEEP_MODELS = ("attentionxml", "lightattention", "ldgn", "seq2seq-mdc")
               help="linear: PLT on sparse or TF-IDF features. attentionxml / lightattention: BiLSTM + "
                    "label-wise attention on raw text. ldgn: label attention + dual graph network over all labels. "
                    "seq2seq-mdc: labels decoded as a sequence (dilated convolutions, hybrid attention; --top-k is "
-                   "the decoder's beam width).")
+                   "the decoder's beam width). lwpt: label-wise pre-training of two label-wise encoders, then "
+                   "fine-tuning (LW-PT).")
 @click.option("--valid", "valid_path", type=click.Path(exists=True, dir_okay=False),
               help="Held-out file (same format): early stopping for the deep models, evaluated after training.")
 @click.option("--seed", default=0, show_default=True)
@@ -234,6 +235,13 @@ DEEP_MODELS = ("attentionxml", "lightattention", "ldgn", "seq2seq-mdc")
               help="[seq2seq-mdc] hybrid (semantic units, then words: the paper's model); additive (both, summed); "
                    "units (dilated convolutions only); words (conventional attention); none. The paper's "
                    "512-unit layers are scaled to --hidden here.")
+@click.option("--encoder", type=click.Choice(["lw", "hlw"]), default="lw", show_default=True,
+              help="[lwpt] LW-LSTM, or HLW-LSTM (word then sentence level; sentences end at . ! ?) for long documents.")
+@click.option("--pretrain-steps", default=1000, show_default=True,
+              help="[lwpt] Steps of the label-wise pre-training task (--batch-size examples each; the paper ran "
+                   "3,000 of 128 on a GPU); 0: no pre-training (the paper's LW-LSTM baseline).")
+@click.option("--pretrain-candidates", default=3, show_default=True,
+              help="[lwpt] Candidate documents per pre-training example: one shares the label, the rest do not.")
 @click.option("--device", default="auto", show_default=True,
               help="[deep] auto (the GPU when torch sees one), cpu, cuda or cuda:N.")
 @click.option("--ensemble", "n_models", default=1, show_default=True,
@@ -252,7 +260,8 @@ def train(train_path: str, labels_file: Optional[str], fmt: str, model_dir: str,
           max_leaf_size: Optional[int], loss: str, C: float, weight_threshold: float, epochs: int,
           patience: int, swa_start: int, batch_size: int, lr: float, max_len: int, embedding: str, embedding_dim: int,
           hidden: int, top_k: int, flat_max_labels: int, graph: str, candidates_dir: Optional[str],
-          n_candidates: int, decoder_attention: str, device: str, n_models: int, checkpoint_dir: Optional[str],
+          n_candidates: int, decoder_attention: str, encoder: str, pretrain_steps: int, pretrain_candidates: int,
+          device: str, n_models: int, checkpoint_dir: Optional[str],
           checkpoint_every: int, resume: bool) -> None:
     """Train a model and save it to --model-dir.
 
@@ -270,6 +279,7 @@ def train(train_path: str, labels_file: Optional[str], fmt: str, model_dir: str,
       xmc train --model ldgn --graph static --train reuters/train.jsonl --valid reuters/test.jsonl --model-dir m
       xmc train --model ldgn --candidates m_linear --n-candidates 100 --train big/train.jsonl --model-dir m
       xmc train --model seq2seq-mdc --train go/train.jsonl --valid go/dev.jsonl --model-dir m --top-k 5
+      xmc train --model lwpt --encoder hlw --pretrain-steps 3000 --train reuters/train.jsonl --model-dir m
 
     \b
     Stopping and resuming: training writes checkpoints to --checkpoint-dir; after
@@ -295,7 +305,8 @@ def train(train_path: str, labels_file: Optional[str], fmt: str, model_dir: str,
         _train(train_path, labels_file, fmt, tree_dir, model, valid_path, seed, threads, branching_factor,
                max_leaf_size, loss, C, weight_threshold, epochs, patience, swa_start, batch_size, lr, max_len,
                embedding, embedding_dim, hidden, top_k, flat_max_labels, graph, candidates_dir, n_candidates,
-               decoder_attention, device, n_models, checkpoint_every, checkpoint, resume)
+               decoder_attention, encoder, pretrain_steps, pretrain_candidates, device, n_models, checkpoint_every,
+               checkpoint, resume)
         distributed.barrier()
         return
     if resume:
@@ -313,8 +324,8 @@ def train(train_path: str, labels_file: Optional[str], fmt: str, model_dir: str,
         trained, valid = _train(train_path, labels_file, fmt, tree_dir, model, valid_path, seed, threads,
                                 branching_factor, max_leaf_size, loss, C, weight_threshold, epochs, patience,
                                 swa_start, batch_size, lr, max_len, embedding, embedding_dim, hidden, top_k, flat_max_labels,
-                                graph, candidates_dir, n_candidates, decoder_attention, device, n_models,
-                                checkpoint_every, checkpoint, resume)
+                                graph, candidates_dir, n_candidates, decoder_attention, encoder, pretrain_steps,
+                                pretrain_candidates, device, n_models, checkpoint_every, checkpoint, resume)
     except (TrainingInterrupted, KeyboardInterrupt):
         where = checkpoint if ckpt.exists(checkpoint) else None
         hint = (f"checkpoint in {where}; to continue, run the same command with --resume" if where else
@@ -346,7 +357,7 @@ def _go_ahead(decision: Optional[bool]) -> bool:
 def _train(train_path, labels_file, fmt, tree_dir, model, valid_path, seed, threads, branching_factor,
            max_leaf_size, loss, C, weight_threshold, epochs, patience, swa_start, batch_size, lr, max_len, embedding,
            embedding_dim, hidden, top_k, flat_max_labels, graph, candidates_dir, n_candidates, decoder_attention,
-           device, n_models, checkpoint_every, checkpoint, resume):
+           encoder, pretrain_steps, pretrain_candidates, device, n_models, checkpoint_every, checkpoint, resume):
     from xmc.tree import LabelTree, TreeParams
 
     corpus = _load(train_path, fmt, labels_file)
@@ -375,7 +386,8 @@ def _train(train_path, labels_file, fmt, tree_dir, model, valid_path, seed, thre
             tree=TreeParams(branching_factor=branching_factor, max_leaf_size=max_leaf_size or 8),
             hidden=hidden, lr=lr, batch_size=batch_size, epochs=epochs, patience=patience, swa_start=swa_start, top_k=top_k,
             flat_max_labels=flat_max_labels, graph=graph, n_candidates=n_candidates,
-            decoder_attention=decoder_attention, seed=seed, threads=threads, device=device, checkpoint_every=checkpoint_every)
+            decoder_attention=decoder_attention, encoder=encoder, pretrain_steps=pretrain_steps,
+            pretrain_candidates=pretrain_candidates, seed=seed, threads=threads, device=device, checkpoint_every=checkpoint_every)
         valid = _load(valid_path, fmt, None) if valid_path else None
         if candidates_dir and model != "ldgn":
             raise click.BadParameter("--candidates is for --model ldgn", param_hint="--candidates")

@@ -51,6 +51,16 @@ def test_train_predict_evaluate(text_files, tmp_path, model):
     assert 0.0 <= metrics["P@1"] <= 1.0
 
 
+def test_lwpt_pretrains_then_fine_tunes_from_the_cli(text_files, tmp_path):
+    d = text_files
+    out = run("train", "--model", "lwpt", "--pretrain-steps", 20, "--train", d / "train.jsonl", "--valid",
+              d / "test.jsonl", "--model-dir", tmp_path / "m", *TINY)
+    assert "pre-training step 20" in out and "fine-tuning epoch 1" in out
+    assert "P@1=" in out and "micro-F1=" in out and "HL=" in out
+    out = run("predict", "--model-dir", tmp_path / "m", "--input", d / "test.jsonl", "--out", tmp_path / "p.txt")
+    assert len((tmp_path / "p.txt").read_text().splitlines()) == 60
+
+
 def test_deep_model_on_sparse_input_is_a_clear_error(tmp_path):
     from xmc.datasets.export import write_corpus
 

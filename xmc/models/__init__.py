@@ -3,6 +3,7 @@
 - :class:`AttentionXML`: label-wise attention trained level by level over the label tree.
 - :class:`LightAttention`: AttentionXML with a cluster generator's dynamic hard negatives.
 - :class:`Seq2SeqMDC`: labels generated as a sequence, multi-level dilated convolution, hybrid attention.
+- :class:`LWPT`: label-wise pre-training of two label-wise encoders (LW-LSTM, HLW-LSTM), then fine-tuning.
 - :class:`Ensemble`: several of them on label trees with different seeds, scores averaged.
 - :func:`load_model`: any saved model directory (linear pipeline or deep model) by its manifest kind.
 
@@ -13,7 +14,7 @@ from pathlib import Path
 from typing import Union
 
 # The deep models need torch; loading them lazily keeps `load_model` of a linear pipeline torch-free.
-DEEP_KINDS = ("attentionxml", "lightattention", "ldgn", "seq2seq-mdc")
+DEEP_KINDS = ("attentionxml", "lightattention", "ldgn", "seq2seq-mdc", "lwpt")
 ENSEMBLE_KIND = "ensemble"
 
 
@@ -30,6 +31,9 @@ def __getattr__(name: str):
     if name == "Seq2SeqMDC":
         from xmc.models.seq2seq_mdc import Seq2SeqMDC
         return Seq2SeqMDC
+    if name == "LWPT":
+        from xmc.models.lwpt import LWPT
+        return LWPT
     if name == "Ensemble":
         from xmc.models.ensemble import Ensemble
         return Ensemble
@@ -40,9 +44,10 @@ def __getattr__(name: str):
         from xmc.models.attentionxml import AttentionXML
         from xmc.models.ldgn import LDGN
         from xmc.models.light_attention import LightAttention
+        from xmc.models.lwpt import LWPT
         from xmc.models.seq2seq_mdc import Seq2SeqMDC
         return {AttentionXML.KIND: AttentionXML, LightAttention.KIND: LightAttention, LDGN.KIND: LDGN,
-                Seq2SeqMDC.KIND: Seq2SeqMDC}
+                Seq2SeqMDC.KIND: Seq2SeqMDC, LWPT.KIND: LWPT}
     raise AttributeError(f"module 'xmc.models' has no attribute {name!r}")
 
 
@@ -67,4 +72,5 @@ def load_model(directory: Union[str, Path]):
                            f"{[PIPELINE_KIND, *DEEP_KINDS, ENSEMBLE_KIND]}")
 
 
-__all__ = ["AttentionXML", "LightAttention", "LDGN", "Seq2SeqMDC", "Ensemble", "DeepParams", "MODELS", "load_model"]
+__all__ = ["AttentionXML", "LightAttention", "LDGN", "Seq2SeqMDC", "LWPT", "Ensemble", "DeepParams", "MODELS",
+           "load_model"]

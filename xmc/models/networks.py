@@ -52,15 +52,20 @@ class BiLSTMEncoder(nn.Module):
         self.output_dim = 2 * hidden
 
     def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        x = self.embedding_dropout(self.embedding(ids))
-        reverse = reverse_within_lengths(mask.sum(dim=1), ids.shape[1])
-        index = reverse.unsqueeze(-1)
-        for forward_lstm, backward_lstm in zip(self.forward_lstms, self.backward_lstms):
-            ahead, _ = forward_lstm(x)
-            behind, _ = backward_lstm(x.gather(1, index.expand(-1, -1, x.shape[2])))
-            behind = behind.gather(1, index.expand(-1, -1, behind.shape[2]))
-            x = torch.cat([ahead, behind], dim=2)
-        return self.dropout(x)
+        return self.dropout(bidirectional(self.forward_lstms, self.backward_lstms,
+                                          self.embedding_dropout(self.embedding(ids)), mask))
+
+
+def bidirectional(forward_lstms: nn.ModuleList, backward_lstms: nn.ModuleList, x: torch.Tensor,
+                  mask: torch.Tensor) -> torch.Tensor:
+    """Stacked BiLSTM states (B, T, 2 * hidden) of the vectors x (B, T, D), each row read within its length."""
+    index = reverse_within_lengths(mask.sum(dim=1), x.shape[1]).unsqueeze(-1)
+    for forward_lstm, backward_lstm in zip(forward_lstms, backward_lstms):
+        ahead, _ = forward_lstm(x)
+        behind, _ = backward_lstm(x.gather(1, index.expand(-1, -1, x.shape[2])))
+        behind = behind.gather(1, index.expand(-1, -1, behind.shape[2]))
+        x = torch.cat([ahead, behind], dim=2)
+    return x
 
 
 class AttentionScorer(nn.Module):

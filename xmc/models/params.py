@@ -21,6 +21,7 @@ from xmc.utils.modeldir import dataclass_from_dict
 
 GRAPHS = ("both", "static", "dynamic", "none")
 DECODER_ATTENTIONS = ("hybrid", "additive", "units", "words", "none")
+ENCODERS = ("lw", "hlw")
 
 
 @dataclass
@@ -68,6 +69,14 @@ class DeepParams:
     # only), "words" (conventional attention), "none": its ablations) and the label embedding width.
     decoder_attention: str = "hybrid"
     label_embedding_dim: int = 256
+    # LW-PT only: the label-wise encoder ("lw": LW-LSTM; "hlw": HLW-LSTM, words then sentences, for long
+    # documents), pre-training steps (0: none, the paper's baseline; it ran 3,000 steps of 128 examples),
+    # candidates per pre-training example (one positive; the paper's best: 3) and HLW-LSTM's sentence cut.
+    encoder: str = "lw"
+    pretrain_steps: int = 1000
+    pretrain_candidates: int = 3
+    max_sentences: int = 30
+    sentence_len: int = 50
 
     def __post_init__(self) -> None:
         if isinstance(self.text, Mapping):
@@ -82,7 +91,7 @@ class DeepParams:
     def validate(self) -> None:
         positive = ("hidden", "lstm_layers", "batch_size", "epochs", "top_k", "generator_top_k",
                     "generator_hidden", "eval_batch_size", "flat_max_labels", "gcn_dim", "graph_width", "n_candidates",
-                    "label_embedding_dim")
+                    "label_embedding_dim", "max_sentences", "sentence_len")
         for name in positive:
             value = getattr(self, name)
             if isinstance(value, bool) or int(value) != value or value < 1:
@@ -107,6 +116,15 @@ class DeepParams:
         if self.decoder_attention not in DECODER_ATTENTIONS:
             raise ValueError(f"decoder_attention must be one of {', '.join(DECODER_ATTENTIONS)}, "
                              f"got {self.decoder_attention!r}")
+        if self.encoder not in ENCODERS:
+            raise ValueError(f"encoder must be one of {', '.join(ENCODERS)}, got {self.encoder!r}")
+        if isinstance(self.pretrain_steps, bool) or int(self.pretrain_steps) != self.pretrain_steps \
+                or not 0 <= self.pretrain_steps <= 10**9:
+            raise ValueError(f"pretrain_steps must be an integer in [0, 10**9], got {self.pretrain_steps!r}")
+        if isinstance(self.pretrain_candidates, bool) or int(self.pretrain_candidates) != self.pretrain_candidates \
+                or not 2 <= self.pretrain_candidates <= 1024:
+            raise ValueError(f"pretrain_candidates must be an integer in [2, 1024] (a positive and at least one "
+                             f"negative), got {self.pretrain_candidates!r}")
         if not 0.0 <= self.graph_threshold <= 1.0:
             raise ValueError(f"graph_threshold must be in [0, 1], got {self.graph_threshold}")
         if self.graph_reweight is not None and not 0.0 <= self.graph_reweight < 1.0:

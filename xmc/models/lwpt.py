@@ -1,0 +1,356 @@
+"""LW-PT: label-wise pre-training for multi-label text classification (Liu et al., "Label-Wise Document
+Pre-Training for Multi-Label Text Classification", NLPCC 2020).
+
+Two label-wise encoders give every document one vector per label k:
+
+- LW-LSTM (``params.encoder = "lw"``): BiLSTM word states H, then Q_k = softmax(H U_k)^T H, one attention
+  vector U_k per label (``xmc.ops.label_attention``);
+- HLW-LSTM (``"hlw"``, for long documents): the same at word level inside each sentence gives sentence
+  vectors [S_k]_j, a second BiLSTM runs over each label's sentence vectors and a sentence-level attention
+  vector per label gives Q_k. Sentences end at ``.``, ``!`` or ``?`` (kept as tokens: the HLW model's
+  tokenizer adds them to its pattern); longer ones are cut every ``params.sentence_len`` words.
+
+Pre-training (``params.pretrain_steps`` steps): a target document T, one of its labels k, one candidate
+document C+ that also has k and n-1 (``params.pretrain_candidates`` = n) that do not; the T-Encoder's
+Q_k(T) and the C-Encoder's Q_k(C_i) are compared by dot product and a softmax over the n candidates is
+trained to pick C+ (the paper's eq. 3). Fine-tuning: M_k = [Q_k^t; Q_k^c] for every label, all of them
+concatenated, one linear layer to the L logits, binary cross-entropy; both encoders keep training.
+``pretrain_steps = 0`` is the paper's "LW-LSTM" baseline (the same model without pre-training).
+
+Layer normalisation on the encoders' outputs and dropout follow the paper's details. Predicted label sets
+(micro-/macro-F1, Hamming loss) are the labels of probability >= 0.5: :meth:`LWPT.predict_sets`.
+"""
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from torch import nn
+
+from xmc.metrics import evaluate
+from xmc.models.base import Docs, DeepModel, Log, load_state, set_threads, state_arrays
+from xmc.models.batching import clear_empty_slots, dense_targets, eval_batches, tensors
+from xmc.models.networks import BiLSTMEncoder, bidirectional, masked_bce
+from xmc.models.params import DeepParams
+from xmc.models.training import train_epochs
+from xmc.nn.text import DEFAULT_TOKEN_PATTERN
+from xmc.ops import label_attention
+from xmc.tree import LabelTree
+
+KIND = "lwpt"
+SENTENCE_END = r"[.!?]+"
+# The head maps all labels' representations to all labels: L * 4d * L weights. Past this, LW-PT is the wrong tool.
+MAX_HEAD_WEIGHTS = 200_000_000
+
+Batch = Tuple[torch.Tensor, ...]
+
+
+def sentence_token_pattern(pattern: str) -> str:
+    """``pattern`` that also keeps runs of sentence-ending punctuation as tokens."""
+    return f"(?:{pattern})|{SENTENCE_END}"
+
+
+def split_sentences(doc: np.ndarray, is_end: np.ndarray, max_words: int, max_sentences: int) -> List[np.ndarray]:
+    """A document's word ids as sentences: cut after each sentence-ending token and every ``max_words`` words;
+    the first ``max_sentences`` of them (an empty document is one empty sentence)."""
+    pieces = np.split(doc, np.flatnonzero(is_end[doc]) + 1) if doc.size else [doc]
+    sentences = [p[i:i + max_words] for p in pieces for i in range(0, p.size, max_words)]
+    return sentences[:max_sentences] or [doc[:0]]
+
+
+def sentence_batch(docs: Sequence[np.ndarray], is_end: np.ndarray, max_words: int, max_sentences: int,
+                   device: torch.device) -> Batch:
+    """(ids (B, m, t), word mask (B, m, t), sentence mask (B, m)) of the documents split into sentences."""
+    split = [split_sentences(d, is_end, max_words, max_sentences) for d in docs]
+    m = max(len(s) for s in split)
+    t = max(1, max(p.size for s in split for p in s))
+    ids = np.zeros((len(docs), m, t), dtype=np.int64)
+    for b, sentences in enumerate(split):
+        for j, words in enumerate(sentences):
+            ids[b, j, :words.size] = words
+    sentence_mask = np.zeros((len(docs), m), dtype=bool)
+    for b, sentences in enumerate(split):
+        sentence_mask[b, :len(sentences)] = True
+    word_mask = ids != 0
+    return (torch.from_numpy(ids).to(device), torch.from_numpy(word_mask).to(device),
+            torch.from_numpy(sentence_mask).to(device))
+
+
+class LWLSTM(nn.Module):
+    """LW-LSTM: BiLSTM, one attention vector per label; (B, L or C, 2 * hidden)."""
+
+    def __init__(self, embeddings: np.ndarray, n_labels: int, params: DeepParams) -> None:
+        super().__init__()
+        self.words = BiLSTMEncoder(embeddings, params.hidden, params.lstm_layers, params.embedding_dropout,
+                                   params.dropout, params.train_embeddings)
+        self.output_dim = self.words.output_dim
+        self.queries = nn.Parameter(torch.empty(n_labels, self.output_dim))
+        nn.init.xavier_uniform_(self.queries)
+        self.norm = nn.LayerNorm(self.output_dim)
+
+    def forward(self, batch: Batch, labels: Optional[torch.Tensor] = None) -> torch.Tensor:
+        ids, mask = batch
+        return self.norm(label_attention(self.words(ids, mask), mask, self.queries, labels))
+
+
+class HLWLSTM(nn.Module):
+    """HLW-LSTM: word-level BiLSTM and label attention per sentence, then per label a sentence-level
+    BiLSTM and label attention; (B, L or C, 2 * hidden)."""
+
+    def __init__(self, embeddings: np.ndarray, n_labels: int, params: DeepParams) -> None:
+        super().__init__()
+        self.words = BiLSTMEncoder(embeddings, params.hidden, params.lstm_layers, params.embedding_dropout,
+                                   params.dropout, params.train_embeddings)
+        width = self.output_dim = self.words.output_dim
+        self.word_queries = nn.Parameter(torch.empty(n_labels, width))
+        self.sentence_queries = nn.Parameter(torch.empty(n_labels, width))
+        nn.init.xavier_uniform_(self.word_queries)
+        nn.init.xavier_uniform_(self.sentence_queries)
+        self.sentence_forward = nn.ModuleList([nn.LSTM(width, params.hidden, batch_first=True)])
+        self.sentence_backward = nn.ModuleList([nn.LSTM(width, params.hidden, batch_first=True)])
+        self.dropout = nn.Dropout(params.dropout)
+        self.norm = nn.LayerNorm(width)
+
+    def forward(self, batch: Batch, labels: Optional[torch.Tensor] = None) -> torch.Tensor:
+        ids, word_mask, sentence_mask = batch
+        B, m, t = ids.shape
+        if labels is None:
+            labels = torch.arange(self.word_queries.shape[0], device=ids.device).expand(B, -1)
+        C, W = labels.shape[1], self.output_dim
+        flat_mask = word_mask.reshape(B * m, t)
+        words = self.words(ids.reshape(B * m, t), flat_mask)
+        # Row b * m + j is sentence j of document b: each sentence attends with its document's labels.
+        sentences = label_attention(words, flat_mask, self.word_queries, labels.repeat_interleave(m, dim=0))
+        sentences = sentences.reshape(B, m, C, W).permute(0, 2, 1, 3).reshape(B * C, m, W)
+        per_label_mask = sentence_mask.repeat_interleave(C, dim=0)  # row b * C + c: label c of document b
+        states = self.dropout(bidirectional(self.sentence_forward, self.sentence_backward, sentences,
+                                            per_label_mask))
+        document = label_attention(states, per_label_mask, self.sentence_queries, labels.reshape(B * C, 1))
+        return self.norm(document.reshape(B, C, W))
+
+
+class LWPTNetwork(nn.Module):
+    """T-Encoder and C-Encoder (same architecture, own weights) and the fine-tuning head."""
+
+    def __init__(self, embeddings: np.ndarray, n_labels: int, params: DeepParams) -> None:
+        super().__init__()
+        encoder = LWLSTM if params.encoder == "lw" else HLWLSTM
+        self.target = encoder(embeddings, n_labels, params)
+        self.context = encoder(embeddings, n_labels, params)
+        width = 2 * self.target.output_dim
+        if n_labels * width * n_labels > MAX_HEAD_WEIGHTS:
+            raise ValueError(f"LW-PT's head reads every label's representation for every label: {n_labels:,} labels "
+                             f"need {n_labels * width * n_labels:,} weights; use it for label sets of a few "
+                             f"hundred labels, or another model (attentionxml, ldgn) beyond")
+        self.dropout = nn.Dropout(params.dropout)
+        self.head = nn.Linear(n_labels * width, n_labels)
+
+    def forward(self, batch: Batch) -> torch.Tensor:
+        """Fine-tuning logits (B, L) from M = [Q^t; Q^c] of every label."""
+        M = torch.cat([self.target(batch), self.context(batch)], dim=2)
+        return self.head(self.dropout(M.flatten(1)))
+
+    def pretraining_scores(self, targets: Batch, candidates: Batch, labels: torch.Tensor) -> torch.Tensor:
+        """(B, n) dot products Q_k(T)^T Q_k(C_i); ``candidates`` holds the B * n candidate documents row-major."""
+        B = labels.shape[0]
+        q_target = self.target(targets, labels.unsqueeze(1))  # B, 1, W
+        n = next(iter(candidates)).shape[0] // B
+        q_candidates = self.context(candidates, labels.repeat_interleave(n).unsqueeze(1)).reshape(B, n, -1)
+        return (q_target * q_candidates).sum(dim=2)
+
+
+class PretrainingSampler:
+    """The pre-training examples: (target, label k of it, [C+ with k, n-1 documents without k]).
+
+    Pairs (target, k) are drawn uniformly over the positive entries of Y, so each of a document's labels
+    makes examples, as in the paper. Labels in fewer than 2 documents have no C+, and labels in more than
+    N - (n-1) documents too few negatives: their pairs are left out.
+    """
+
+    def __init__(self, Y: sp.csr_matrix, n_candidates: int) -> None:
+        self.Y = sp.csr_matrix(Y, dtype=np.float32)
+        self.Y.sort_indices()
+        self.by_label = self.Y.tocsc()
+        self.by_label.sort_indices()
+        self.n = int(n_candidates)
+        frequency = np.diff(self.by_label.indptr)
+        n_docs = self.Y.shape[0]
+        self.eligible = (frequency >= 2) & (n_docs - frequency >= self.n - 1)
+        rows = np.repeat(np.arange(n_docs), np.diff(self.Y.indptr))
+        keep = self.eligible[self.Y.indices]
+        self.pair_rows, self.pair_labels = rows[keep], self.Y.indices[keep].astype(np.int64)
+        if self.pair_rows.size == 0:
+            raise ValueError(f"LW-PT pre-training needs a label that is in at least 2 documents and missing from at "
+                             f"least {self.n - 1}; none is (use pretrain_steps 0)")
+
+    def has_label(self, doc: int, label: int) -> bool:
+        row = self.Y.indices[self.Y.indptr[doc]:self.Y.indptr[doc + 1]]
+        i = np.searchsorted(row, label)
+        return bool(i < row.size and row[i] == label)
+
+    def sample(self, batch: int, rng: np.random.Generator) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(targets (B,), labels (B,), candidates (B, n)): column 0 is the positive, the rest negatives."""
+        pick = rng.integers(0, self.pair_rows.size, size=batch)
+        targets, labels = self.pair_rows[pick], self.pair_labels[pick]
+        candidates = np.empty((batch, self.n), dtype=np.int64)
+        n_docs = self.Y.shape[0]
+        for b, (target, k) in enumerate(zip(targets, labels)):
+            holders = self.by_label.indices[self.by_label.indptr[k]:self.by_label.indptr[k + 1]]
+            others = holders[holders != target]
+            candidates[b, 0] = others[rng.integers(0, others.size)]
+            chosen = set()
+            while len(chosen) < self.n - 1:  # eligible labels leave at least n-1 documents without them
+                doc = int(rng.integers(0, n_docs))
+                if doc not in chosen and not self.has_label(doc, k):
+                    chosen.add(doc)
+            candidates[b, 1:] = sorted(chosen)
+        return targets, labels, candidates
+
+
+class LWPT(DeepModel):
+    """See the module docstring."""
+
+    KIND = KIND
+
+    def __init__(self, params: Optional[DeepParams] = None) -> None:
+        super().__init__(params)
+        if self.params.encoder == "hlw" and self.params.text.token_pattern == DEFAULT_TOKEN_PATTERN:
+            self.params.text.token_pattern = sentence_token_pattern(DEFAULT_TOKEN_PATTERN)
+        self.network: Optional[LWPTNetwork] = None
+        # What pre-training did (its last fifth's loss and accuracy, the first fifth's loss), for logs and tests.
+        self.pretraining: Dict[str, float] = {}
+
+    def _build_tree(self, texts: Sequence[str], Y: sp.csr_matrix) -> LabelTree:
+        return LabelTree.flat(Y.shape[1])  # every label is scored
+
+    def _sentence_ends(self) -> np.ndarray:
+        """Bool over the word ids: which words end a sentence."""
+        end = re.compile(SENTENCE_END)
+        return np.array([bool(end.fullmatch(w)) for w in self.text.vocab.words], dtype=bool)
+
+    def _batcher(self, docs: Docs) -> Callable[[np.ndarray], Batch]:
+        p = self.params
+        if p.encoder == "lw":
+            return lambda index: tensors(docs, index, p.text.max_len, self.device)
+        is_end = self._sentence_ends()
+        return lambda index: sentence_batch([docs[i] for i in index], is_end, p.sentence_len, p.max_sentences,
+                                            self.device)
+
+    def _pretrain(self, docs: Docs, Y: sp.csr_matrix, progress: bool, log: Optional[Log]) -> None:
+        """The pre-training task on the training documents; trains the two encoders."""
+        from tqdm import tqdm
+
+        p, net = self.params, self.network
+        sampler = PretrainingSampler(Y, p.pretrain_candidates)
+        batch_of = self._batcher(docs)
+        rng = np.random.default_rng(p.seed + 1)
+        encoders = list(net.target.parameters()) + list(net.context.parameters())
+        optimizer = torch.optim.Adam([w for w in encoders if w.requires_grad], lr=p.lr)
+        zeros = torch.zeros(p.batch_size, dtype=torch.long, device=self.device)
+        start, total_loss, total_right, seen = time.perf_counter(), 0.0, 0, 0
+        self.pretraining = {}
+        net.train()
+        for step in tqdm(range(p.pretrain_steps), desc=f"{KIND} pre-training", unit="step",
+                         disable=not progress or None, leave=False):
+            targets, labels, candidates = sampler.sample(p.batch_size, rng)
+            scores = net.pretraining_scores(batch_of(targets), batch_of(candidates.ravel()),
+                                            torch.from_numpy(labels).to(self.device))
+            loss = nn.functional.cross_entropy(scores, zeros)  # the positive is candidate 0
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if p.grad_clip > 0:
+                nn.utils.clip_grad_norm_(encoders, p.grad_clip)
+            optimizer.step()
+            total_loss += float(loss.detach()) * len(labels)
+            total_right += int((scores.detach().argmax(dim=1) == 0).sum())
+            seen += len(labels)
+            if (step + 1) % max(1, p.pretrain_steps // 5) == 0 or step + 1 == p.pretrain_steps:
+                self.pretraining = {"loss": total_loss / seen, "accuracy": total_right / seen, "steps": step + 1,
+                                    "first_loss": self.pretraining.get("first_loss", total_loss / seen)}
+                if log is not None:
+                    log(f"{KIND} pre-training step {step + 1}: loss {total_loss / seen:.4f}  positive picked "
+                        f"{100 * total_right / seen:.1f}% of {p.pretrain_candidates} candidates "
+                        f"({time.perf_counter() - start:.0f} s)")
+                total_loss, total_right, seen = 0.0, 0, 0
+
+    def _fit_networks(self, docs: Docs, Y: sp.csr_matrix, valid_docs: Docs, Y_valid: sp.csr_matrix,
+                      embeddings: np.ndarray, progress: bool, log: Optional[Log], checkpoint=None) -> None:
+        p = self.params
+        torch.manual_seed(p.seed)
+        self.network = LWPTNetwork(embeddings, Y.shape[1], p).to(self.device)
+        net = self.network
+        resuming_fine_tuning = (checkpoint is not None and checkpoint.state is not None
+                                and checkpoint.state["position"].get("loop") is not None)
+        if p.pretrain_steps > 0 and not resuming_fine_tuning:  # the checkpoint holds the pre-trained encoders
+            self._pretrain(docs, Y, progress, log)
+        batch_of = self._batcher(docs)
+        lengths = np.array([d.size for d in docs])
+
+        def step(index: np.ndarray) -> torch.Tensor:
+            return masked_bce(net(batch_of(index)), torch.from_numpy(dense_targets(Y, index)).to(self.device))
+
+        def validate() -> Dict[str, float]:
+            positions, _ = self._search(valid_docs, k=5, beam=0, batch_size=p.eval_batch_size, on_batch=None)
+            metrics = evaluate(Y_valid, positions, ks=(1, 3, 5))
+            return {name: value for name, value in metrics.items() if name.startswith("P@")}
+
+        loop_checkpoint = checkpoint.for_level(1, "network", net) if checkpoint is not None else None
+        name = "HLW-LSTM" if p.encoder == "hlw" else "LW-LSTM"
+        train_epochs(net, step, lengths, p, validate, desc=f"{KIND} ({name}) fine-tuning", log=log,
+                     progress=progress, checkpoint=loop_checkpoint)
+
+    # ---- prediction -------------------------------------------------------------
+    @torch.no_grad()
+    def _probabilities(self, docs: Docs, batch_size: int,
+                       on_batch: Optional[Callable[[int], None]]) -> np.ndarray:
+        net = self.network
+        net.eval()
+        batch_of = self._batcher(docs)
+        out = np.zeros((len(docs), self.tree.n_labels), dtype=np.float32)
+        for index in eval_batches(np.array([d.size for d in docs]), batch_size):
+            out[index] = torch.sigmoid(net(batch_of(index))).cpu().numpy()
+            if on_batch is not None:
+                on_batch(index.size)
+        return out
+
+    def _search(self, docs: Docs, k: int, beam: int, batch_size: int,
+                on_batch: Optional[Callable[[int], None]]) -> Tuple[np.ndarray, np.ndarray]:
+        probs = self._probabilities(docs, batch_size, on_batch)
+        top = min(k, probs.shape[1])
+        order = np.argsort(-probs, axis=1, kind="stable")[:, :top]
+        positions = np.full((len(docs), k), -1, dtype=np.int64)
+        scores = np.zeros((len(docs), k), dtype=np.float32)
+        positions[:, :top] = order
+        scores[:, :top] = np.take_along_axis(probs, order, axis=1)
+        return clear_empty_slots(positions, scores)
+
+    def predict_sets(self, corpus_or_docs, threshold: float = 0.5, threads: Optional[int] = None,
+                     batch_size: Optional[int] = None) -> sp.csr_matrix:
+        """Labels of probability >= ``threshold``, (n, n_labels) binary CSR in the model's label ids."""
+        self._check_fitted()
+        docs = corpus_or_docs if self._is_docs(corpus_or_docs) else self.features(corpus_or_docs)
+        set_threads(self.params.threads if threads is None else threads)
+        probs = self._probabilities(docs, batch_size or self.params.eval_batch_size, None)
+        # A flat tree: positions are label ids.
+        return sp.csr_matrix(probs[:, np.argsort(self.tree.label_order)] >= threshold, dtype=np.float32)
+
+    # ---- persistence ------------------------------------------------------------
+    def _weights(self) -> Dict[str, np.ndarray]:
+        return state_arrays("network", self.network) if self.network is not None else {}
+
+    def _load_weights(self, arrays: Dict[str, np.ndarray], info: Dict, directory: Path) -> None:
+        rows = len(self.text.vocab)
+        try:
+            self.network = LWPTNetwork(np.broadcast_to(np.float32(0), (rows, self.params.embedding.dim)),
+                                       self.tree.n_labels, self.params)
+        except ValueError as e:
+            from xmc.utils.modeldir import ModelFormatError
+
+            raise ModelFormatError(f"{directory}: {e}") from None
+        load_state("network", self.network, arrays, directory)
+        self.network.to(self.device).eval()
