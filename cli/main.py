@@ -180,7 +180,10 @@ def build_tree(train_path: str, labels_file: Optional[str], fmt: str, out_dir: s
     _echo_summary(start)
 
 
-DEEP_MODELS = ("attentionxml", "lightattention", "ldgn", "seq2seq-mdc", "lwpt")
+DEEP_MODELS = ("attentionxml", "lightattention", "ldgn", "seq2seq-mdc", "lwpt", "laco")
+# Options of one deep model each, handed to DeepParams as they are.
+MODEL_OPTIONS = ("decoder_attention", "encoder", "pretrain_steps", "pretrain_candidates", "aux_tasks", "aux_weight",
+                 "plcp_ratio", "transformer_dim", "transformer_layers")
 
 
 @cli.command()
@@ -196,7 +199,8 @@ DEEP_MODELS = ("attentionxml", "lightattention", "ldgn", "seq2seq-mdc", "lwpt")
                    "label-wise attention on raw text. ldgn: label attention + dual graph network over all labels. "
                    "seq2seq-mdc: labels decoded as a sequence (dilated convolutions, hybrid attention; --top-k is "
                    "the decoder's beam width). lwpt: label-wise pre-training of two label-wise encoders, then "
-                   "fine-tuning (LW-PT).")
+                   "fine-tuning (LW-PT). laco: document-label joint embedding in a transformer, cross attention, "
+                   "PLCP/CLCP auxiliary tasks.")
 @click.option("--valid", "valid_path", type=click.Path(exists=True, dir_okay=False),
               help="Held-out file (same format): early stopping for the deep models, evaluated after training.")
 @click.option("--seed", default=0, show_default=True)
@@ -242,6 +246,17 @@ DEEP_MODELS = ("attentionxml", "lightattention", "ldgn", "seq2seq-mdc", "lwpt")
                    "3,000 of 128 on a GPU); 0: no pre-training (the paper's LW-LSTM baseline).")
 @click.option("--pretrain-candidates", default=3, show_default=True,
               help="[lwpt] Candidate documents per pre-training example: one shares the label, the rest do not.")
+@click.option("--aux-tasks", type=click.Choice(["none", "plcp", "clcp", "both"]), default="none", show_default=True,
+              help="[laco] Label-correlation tasks trained beside classification: plcp (label pairs), clcp "
+                   "(the rest of a label set given part of it); none is plain LACO.")
+@click.option("--aux-weight", default=0.5, show_default=True,
+              help="[laco] alpha in L_mlc + alpha L_plcp + (1 - alpha) L_clcp.")
+@click.option("--plcp-ratio", default=0.5, show_default=True,
+              help="[laco] gamma: IsCo-occur to NotCo-occur label pairs (the paper's 0.5).")
+@click.option("--transformer-dim", default=256, show_default=True,
+              help="[laco] Width of the joint-embedding transformer, trained from scratch (the paper fine-tunes "
+                   "BERT-base, 768).")
+@click.option("--transformer-layers", default=2, show_default=True, help="[laco] Its layers (BERT-base: 12).")
 @click.option("--device", default="auto", show_default=True,
               help="[deep] auto (the GPU when torch sees one), cpu, cuda or cuda:N.")
 @click.option("--ensemble", "n_models", default=1, show_default=True,
@@ -260,9 +275,8 @@ def train(train_path: str, labels_file: Optional[str], fmt: str, model_dir: str,
           max_leaf_size: Optional[int], loss: str, C: float, weight_threshold: float, epochs: int,
           patience: int, swa_start: int, batch_size: int, lr: float, max_len: int, embedding: str, embedding_dim: int,
           hidden: int, top_k: int, flat_max_labels: int, graph: str, candidates_dir: Optional[str],
-          n_candidates: int, decoder_attention: str, encoder: str, pretrain_steps: int, pretrain_candidates: int,
-          device: str, n_models: int, checkpoint_dir: Optional[str],
-          checkpoint_every: int, resume: bool) -> None:
+          n_candidates: int, device: str, n_models: int, checkpoint_dir: Optional[str],
+          checkpoint_every: int, resume: bool, **model_options) -> None:
     """Train a model and save it to --model-dir.
 
     Options marked [linear] or [deep] apply to those models only. Deep-model
@@ -280,6 +294,7 @@ def train(train_path: str, labels_file: Optional[str], fmt: str, model_dir: str,
       xmc train --model ldgn --candidates m_linear --n-candidates 100 --train big/train.jsonl --model-dir m
       xmc train --model seq2seq-mdc --train go/train.jsonl --valid go/dev.jsonl --model-dir m --top-k 5
       xmc train --model lwpt --encoder hlw --pretrain-steps 3000 --train reuters/train.jsonl --model-dir m
+      xmc train --model laco --aux-tasks plcp --train go/train.jsonl --valid go/dev.jsonl --model-dir m
 
     \b
     Stopping and resuming: training writes checkpoints to --checkpoint-dir; after
@@ -305,8 +320,7 @@ def train(train_path: str, labels_file: Optional[str], fmt: str, model_dir: str,
         _train(train_path, labels_file, fmt, tree_dir, model, valid_path, seed, threads, branching_factor,
                max_leaf_size, loss, C, weight_threshold, epochs, patience, swa_start, batch_size, lr, max_len,
                embedding, embedding_dim, hidden, top_k, flat_max_labels, graph, candidates_dir, n_candidates,
-               decoder_attention, encoder, pretrain_steps, pretrain_candidates, device, n_models, checkpoint_every,
-               checkpoint, resume)
+               device, n_models, checkpoint_every, checkpoint, resume, model_options)
         distributed.barrier()
         return
     if resume:
@@ -324,8 +338,8 @@ def train(train_path: str, labels_file: Optional[str], fmt: str, model_dir: str,
         trained, valid = _train(train_path, labels_file, fmt, tree_dir, model, valid_path, seed, threads,
                                 branching_factor, max_leaf_size, loss, C, weight_threshold, epochs, patience,
                                 swa_start, batch_size, lr, max_len, embedding, embedding_dim, hidden, top_k, flat_max_labels,
-                                graph, candidates_dir, n_candidates, decoder_attention, encoder, pretrain_steps,
-                                pretrain_candidates, device, n_models, checkpoint_every, checkpoint, resume)
+                                graph, candidates_dir, n_candidates, device, n_models, checkpoint_every, checkpoint,
+                                resume, model_options)
     except (TrainingInterrupted, KeyboardInterrupt):
         where = checkpoint if ckpt.exists(checkpoint) else None
         hint = (f"checkpoint in {where}; to continue, run the same command with --resume" if where else
@@ -356,8 +370,8 @@ def _go_ahead(decision: Optional[bool]) -> bool:
 
 def _train(train_path, labels_file, fmt, tree_dir, model, valid_path, seed, threads, branching_factor,
            max_leaf_size, loss, C, weight_threshold, epochs, patience, swa_start, batch_size, lr, max_len, embedding,
-           embedding_dim, hidden, top_k, flat_max_labels, graph, candidates_dir, n_candidates, decoder_attention,
-           encoder, pretrain_steps, pretrain_candidates, device, n_models, checkpoint_every, checkpoint, resume):
+           embedding_dim, hidden, top_k, flat_max_labels, graph, candidates_dir, n_candidates, device, n_models,
+           checkpoint_every, checkpoint, resume, model_options):
     from xmc.tree import LabelTree, TreeParams
 
     corpus = _load(train_path, fmt, labels_file)
@@ -386,8 +400,8 @@ def _train(train_path, labels_file, fmt, tree_dir, model, valid_path, seed, thre
             tree=TreeParams(branching_factor=branching_factor, max_leaf_size=max_leaf_size or 8),
             hidden=hidden, lr=lr, batch_size=batch_size, epochs=epochs, patience=patience, swa_start=swa_start, top_k=top_k,
             flat_max_labels=flat_max_labels, graph=graph, n_candidates=n_candidates,
-            decoder_attention=decoder_attention, encoder=encoder, pretrain_steps=pretrain_steps,
-            pretrain_candidates=pretrain_candidates, seed=seed, threads=threads, device=device, checkpoint_every=checkpoint_every)
+            **{name: model_options[name] for name in MODEL_OPTIONS}, seed=seed, threads=threads, device=device,
+            checkpoint_every=checkpoint_every)
         valid = _load(valid_path, fmt, None) if valid_path else None
         if candidates_dir and model != "ldgn":
             raise click.BadParameter("--candidates is for --model ldgn", param_hint="--candidates")

@@ -31,13 +31,13 @@ def text_files(tmp_path_factory):
     return d
 
 
-@pytest.mark.parametrize("model", ["attentionxml", "lightattention", "seq2seq-mdc"])
+@pytest.mark.parametrize("model", ["attentionxml", "lightattention", "seq2seq-mdc", "laco"])
 def test_train_predict_evaluate(text_files, tmp_path, model):
     d = text_files
     out = run("train", "--model", model, "--train", d / "train.jsonl", "--valid", d / "test.jsonl",
               "--model-dir", tmp_path / "m", *TINY)
     assert f"{model}" in out and "epoch 1" in out and "P@1=" in out
-    if model == "seq2seq-mdc":  # decoded label sets: the set metrics of the paper too
+    if model in ("seq2seq-mdc", "laco"):  # models of label sets: the set metrics of their papers too
         assert "micro-F1=" in out and "macro-F1=" in out and "HL=" in out
     out = run("predict", "--model-dir", tmp_path / "m", "--input", d / "test.jsonl", "--out", tmp_path / "p.txt")
     assert "P@1=" in out

@@ -4,6 +4,7 @@
 - :class:`LightAttention`: AttentionXML with a cluster generator's dynamic hard negatives.
 - :class:`Seq2SeqMDC`: labels generated as a sequence, multi-level dilated convolution, hybrid attention.
 - :class:`LWPT`: label-wise pre-training of two label-wise encoders (LW-LSTM, HLW-LSTM), then fine-tuning.
+- :class:`LACO`: document-label joint embedding, cross attention, PLCP / CLCP auxiliary tasks.
 - :class:`Ensemble`: several of them on label trees with different seeds, scores averaged.
 - :func:`load_model`: any saved model directory (linear pipeline or deep model) by its manifest kind.
 
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import Union
 
 # The deep models need torch; loading them lazily keeps `load_model` of a linear pipeline torch-free.
-DEEP_KINDS = ("attentionxml", "lightattention", "ldgn", "seq2seq-mdc", "lwpt")
+DEEP_KINDS = ("attentionxml", "lightattention", "ldgn", "seq2seq-mdc", "lwpt", "laco")
 ENSEMBLE_KIND = "ensemble"
 
 
@@ -34,6 +35,9 @@ def __getattr__(name: str):
     if name == "LWPT":
         from xmc.models.lwpt import LWPT
         return LWPT
+    if name == "LACO":
+        from xmc.models.laco import LACO
+        return LACO
     if name == "Ensemble":
         from xmc.models.ensemble import Ensemble
         return Ensemble
@@ -44,10 +48,11 @@ def __getattr__(name: str):
         from xmc.models.attentionxml import AttentionXML
         from xmc.models.ldgn import LDGN
         from xmc.models.light_attention import LightAttention
+        from xmc.models.laco import LACO
         from xmc.models.lwpt import LWPT
         from xmc.models.seq2seq_mdc import Seq2SeqMDC
         return {AttentionXML.KIND: AttentionXML, LightAttention.KIND: LightAttention, LDGN.KIND: LDGN,
-                Seq2SeqMDC.KIND: Seq2SeqMDC, LWPT.KIND: LWPT}
+                Seq2SeqMDC.KIND: Seq2SeqMDC, LWPT.KIND: LWPT, LACO.KIND: LACO}
     raise AttributeError(f"module 'xmc.models' has no attribute {name!r}")
 
 
@@ -72,5 +77,5 @@ def load_model(directory: Union[str, Path]):
                            f"{[PIPELINE_KIND, *DEEP_KINDS, ENSEMBLE_KIND]}")
 
 
-__all__ = ["AttentionXML", "LightAttention", "LDGN", "Seq2SeqMDC", "LWPT", "Ensemble", "DeepParams", "MODELS",
+__all__ = ["AttentionXML", "LightAttention", "LDGN", "Seq2SeqMDC", "LWPT", "LACO", "Ensemble", "DeepParams", "MODELS",
            "load_model"]

@@ -25,7 +25,7 @@ from __future__ import annotations
 import re
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import scipy.sparse as sp
@@ -33,14 +33,14 @@ import torch
 from torch import nn
 
 from xmc.metrics import evaluate
-from xmc.models.base import Docs, DeepModel, Log, load_state, set_threads, state_arrays
-from xmc.models.batching import clear_empty_slots, dense_targets, eval_batches, tensors
+from xmc.models.base import Docs, Log, load_state, state_arrays
+from xmc.models.batching import dense_targets, tensors
+from xmc.models.flat import FlatLabelModel
 from xmc.models.networks import BiLSTMEncoder, bidirectional, masked_bce
 from xmc.models.params import DeepParams
 from xmc.models.training import train_epochs
 from xmc.nn.text import DEFAULT_TOKEN_PATTERN
 from xmc.ops import label_attention
-from xmc.tree import LabelTree
 
 KIND = "lwpt"
 SENTENCE_END = r"[.!?]+"
@@ -212,7 +212,7 @@ class PretrainingSampler:
         return targets, labels, candidates
 
 
-class LWPT(DeepModel):
+class LWPT(FlatLabelModel):
     """See the module docstring."""
 
     KIND = KIND
@@ -222,24 +222,23 @@ class LWPT(DeepModel):
         if self.params.encoder == "hlw" and self.params.text.token_pattern == DEFAULT_TOKEN_PATTERN:
             self.params.text.token_pattern = sentence_token_pattern(DEFAULT_TOKEN_PATTERN)
         self.network: Optional[LWPTNetwork] = None
+        self._is_end: Optional[np.ndarray] = None  # which word ids end a sentence (HLW-LSTM), from the vocabulary
         # What pre-training did (its last fifth's loss and accuracy, the first fifth's loss), for logs and tests.
         self.pretraining: Dict[str, float] = {}
-
-    def _build_tree(self, texts: Sequence[str], Y: sp.csr_matrix) -> LabelTree:
-        return LabelTree.flat(Y.shape[1])  # every label is scored
 
     def _sentence_ends(self) -> np.ndarray:
         """Bool over the word ids: which words end a sentence."""
         end = re.compile(SENTENCE_END)
         return np.array([bool(end.fullmatch(w)) for w in self.text.vocab.words], dtype=bool)
 
-    def _batcher(self, docs: Docs) -> Callable[[np.ndarray], Batch]:
+    def _batch(self, docs: Docs, index: np.ndarray) -> Batch:
+        """The encoders' input for ``docs[index]``: (ids, mask), or HLW-LSTM's sentences."""
         p = self.params
         if p.encoder == "lw":
-            return lambda index: tensors(docs, index, p.text.max_len, self.device)
-        is_end = self._sentence_ends()
-        return lambda index: sentence_batch([docs[i] for i in index], is_end, p.sentence_len, p.max_sentences,
-                                            self.device)
+            return tensors(docs, index, p.text.max_len, self.device)
+        if self._is_end is None or self._is_end.size != len(self.text.vocab):
+            self._is_end = self._sentence_ends()
+        return sentence_batch([docs[i] for i in index], self._is_end, p.sentence_len, p.max_sentences, self.device)
 
     def _pretrain(self, docs: Docs, Y: sp.csr_matrix, progress: bool, log: Optional[Log]) -> None:
         """The pre-training task on the training documents; trains the two encoders."""
@@ -247,7 +246,6 @@ class LWPT(DeepModel):
 
         p, net = self.params, self.network
         sampler = PretrainingSampler(Y, p.pretrain_candidates)
-        batch_of = self._batcher(docs)
         rng = np.random.default_rng(p.seed + 1)
         encoders = list(net.target.parameters()) + list(net.context.parameters())
         optimizer = torch.optim.Adam([w for w in encoders if w.requires_grad], lr=p.lr)
@@ -258,7 +256,7 @@ class LWPT(DeepModel):
         for step in tqdm(range(p.pretrain_steps), desc=f"{KIND} pre-training", unit="step",
                          disable=not progress or None, leave=False):
             targets, labels, candidates = sampler.sample(p.batch_size, rng)
-            scores = net.pretraining_scores(batch_of(targets), batch_of(candidates.ravel()),
+            scores = net.pretraining_scores(self._batch(docs, targets), self._batch(docs, candidates.ravel()),
                                             torch.from_numpy(labels).to(self.device))
             loss = nn.functional.cross_entropy(scores, zeros)  # the positive is candidate 0
             optimizer.zero_grad(set_to_none=True)
@@ -288,11 +286,10 @@ class LWPT(DeepModel):
                                 and checkpoint.state["position"].get("loop") is not None)
         if p.pretrain_steps > 0 and not resuming_fine_tuning:  # the checkpoint holds the pre-trained encoders
             self._pretrain(docs, Y, progress, log)
-        batch_of = self._batcher(docs)
         lengths = np.array([d.size for d in docs])
 
         def step(index: np.ndarray) -> torch.Tensor:
-            return masked_bce(net(batch_of(index)), torch.from_numpy(dense_targets(Y, index)).to(self.device))
+            return masked_bce(net(self._batch(docs, index)), torch.from_numpy(dense_targets(Y, index)).to(self.device))
 
         def validate() -> Dict[str, float]:
             positions, _ = self._search(valid_docs, k=5, beam=0, batch_size=p.eval_batch_size, on_batch=None)
@@ -305,39 +302,8 @@ class LWPT(DeepModel):
                      progress=progress, checkpoint=loop_checkpoint)
 
     # ---- prediction -------------------------------------------------------------
-    @torch.no_grad()
-    def _probabilities(self, docs: Docs, batch_size: int,
-                       on_batch: Optional[Callable[[int], None]]) -> np.ndarray:
-        net = self.network
-        net.eval()
-        batch_of = self._batcher(docs)
-        out = np.zeros((len(docs), self.tree.n_labels), dtype=np.float32)
-        for index in eval_batches(np.array([d.size for d in docs]), batch_size):
-            out[index] = torch.sigmoid(net(batch_of(index))).cpu().numpy()
-            if on_batch is not None:
-                on_batch(index.size)
-        return out
-
-    def _search(self, docs: Docs, k: int, beam: int, batch_size: int,
-                on_batch: Optional[Callable[[int], None]]) -> Tuple[np.ndarray, np.ndarray]:
-        probs = self._probabilities(docs, batch_size, on_batch)
-        top = min(k, probs.shape[1])
-        order = np.argsort(-probs, axis=1, kind="stable")[:, :top]
-        positions = np.full((len(docs), k), -1, dtype=np.int64)
-        scores = np.zeros((len(docs), k), dtype=np.float32)
-        positions[:, :top] = order
-        scores[:, :top] = np.take_along_axis(probs, order, axis=1)
-        return clear_empty_slots(positions, scores)
-
-    def predict_sets(self, corpus_or_docs, threshold: float = 0.5, threads: Optional[int] = None,
-                     batch_size: Optional[int] = None) -> sp.csr_matrix:
-        """Labels of probability >= ``threshold``, (n, n_labels) binary CSR in the model's label ids."""
-        self._check_fitted()
-        docs = corpus_or_docs if self._is_docs(corpus_or_docs) else self.features(corpus_or_docs)
-        set_threads(self.params.threads if threads is None else threads)
-        probs = self._probabilities(docs, batch_size or self.params.eval_batch_size, None)
-        # A flat tree: positions are label ids.
-        return sp.csr_matrix(probs[:, np.argsort(self.tree.label_order)] >= threshold, dtype=np.float32)
+    def _logits(self, docs: Docs, index: np.ndarray) -> torch.Tensor:
+        return self.network(self._batch(docs, index))
 
     # ---- persistence ------------------------------------------------------------
     def _weights(self) -> Dict[str, np.ndarray]:

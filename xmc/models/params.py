@@ -22,6 +22,7 @@ from xmc.utils.modeldir import dataclass_from_dict
 GRAPHS = ("both", "static", "dynamic", "none")
 DECODER_ATTENTIONS = ("hybrid", "additive", "units", "words", "none")
 ENCODERS = ("lw", "hlw")
+AUX_TASKS = ("none", "plcp", "clcp", "both")
 
 
 @dataclass
@@ -77,6 +78,18 @@ class DeepParams:
     pretrain_candidates: int = 3
     max_sentences: int = 30
     sentence_len: int = 50
+    # LACO only: the joint-embedding transformer (trained from scratch; the paper fine-tunes BERT-base), the
+    # cross attention's window of words, and the auxiliary tasks with their weight alpha
+    # (L_mlc + alpha L_plcp + (1 - alpha) L_clcp), PLCP's IsCo-occur : NotCo-occur ratio gamma and its
+    # label pairs per document.
+    transformer_dim: int = 256
+    transformer_layers: int = 2
+    attention_heads: int = 4
+    window: int = 10
+    aux_tasks: str = "none"
+    aux_weight: float = 0.5
+    plcp_ratio: float = 0.5
+    plcp_pairs: int = 6
 
     def __post_init__(self) -> None:
         if isinstance(self.text, Mapping):
@@ -91,7 +104,8 @@ class DeepParams:
     def validate(self) -> None:
         positive = ("hidden", "lstm_layers", "batch_size", "epochs", "top_k", "generator_top_k",
                     "generator_hidden", "eval_batch_size", "flat_max_labels", "gcn_dim", "graph_width", "n_candidates",
-                    "label_embedding_dim", "max_sentences", "sentence_len")
+                    "label_embedding_dim", "max_sentences", "sentence_len", "transformer_dim",
+                    "transformer_layers", "attention_heads", "window", "plcp_pairs")
         for name in positive:
             value = getattr(self, name)
             if isinstance(value, bool) or int(value) != value or value < 1:
@@ -125,6 +139,15 @@ class DeepParams:
                 or not 2 <= self.pretrain_candidates <= 1024:
             raise ValueError(f"pretrain_candidates must be an integer in [2, 1024] (a positive and at least one "
                              f"negative), got {self.pretrain_candidates!r}")
+        if self.transformer_dim % self.attention_heads:
+            raise ValueError(f"transformer_dim ({self.transformer_dim}) must be a multiple of attention_heads "
+                             f"({self.attention_heads})")
+        if self.aux_tasks not in AUX_TASKS:
+            raise ValueError(f"aux_tasks must be one of {', '.join(AUX_TASKS)}, got {self.aux_tasks!r}")
+        if not 0.0 < self.aux_weight < 1.0:
+            raise ValueError(f"aux_weight (alpha) must be in (0, 1), got {self.aux_weight}")
+        if not 0.0 < self.plcp_ratio <= 1e6:
+            raise ValueError(f"plcp_ratio (gamma) must be positive, got {self.plcp_ratio}")
         if not 0.0 <= self.graph_threshold <= 1.0:
             raise ValueError(f"graph_threshold must be in [0, 1], got {self.graph_threshold}")
         if self.graph_reweight is not None and not 0.0 <= self.graph_reweight < 1.0:
