@@ -56,7 +56,7 @@ def build_seeds(root: Path = SEED_ROOT, deep: bool = False) -> List[Path]:
     from xmc import __version__
 
     root = Path(root) / __version__
-    deep_kinds = ["attentionxml", "lightattention", "ensemble", "ldgn"] if deep else []
+    deep_kinds = ["attentionxml", "lightattention", "ensemble", "ldgn", "seq2seq-mdc", "lwpt", "laco"] if deep else []
     seeds = [root / "pipeline_sparse", root / "pipeline_text"] + [root / kind for kind in deep_kinds]
     if all((s / MANIFEST).is_file() for s in seeds):
         return seeds
@@ -81,7 +81,8 @@ def build_seeds(root: Path = SEED_ROOT, deep: bool = False) -> List[Path]:
 
 
 def _build_deep_seed(directory: Path, small, kind: str) -> None:
-    """A tiny deep model of ``kind``: attentionxml, lightattention, ldgn (both graphs), or an ensemble of
+    """A tiny deep model of ``kind``: attentionxml, lightattention, ldgn (both graphs), seq2seq-mdc (hybrid
+    attention), lwpt (HLW-LSTM, a few pre-training steps), laco (both auxiliary tasks), or an ensemble of
     two AttentionXMLs."""
     import torch
 
@@ -95,7 +96,9 @@ def _build_deep_seed(directory: Path, small, kind: str) -> None:
                                    "threads": 1, "top_k": 4, "embedding": {"dim": 8},
                                    "text": {"max_len": 16, "max_vocab": 200},
                                    "tree": {"branching_factor": 4, "max_leaf_size": 4, "threads": 1},
-                                   "flat_max_labels": 8, "gcn_dim": 8, "graph_width": 4})
+                                   "flat_max_labels": 8, "gcn_dim": 8, "graph_width": 4, "label_embedding_dim": 8,
+                                   "encoder": "hlw", "pretrain_steps": 3, "sentence_len": 4, "transformer_dim": 8,
+                                   "attention_heads": 2, "transformer_layers": 1, "aux_tasks": "both"})
     model = Ensemble("attentionxml", params, n_models=2) if kind == "ensemble" else MODELS[kind](params)
     model.fit(TextData(t.train_texts, t.train_labels), progress=False, log=None).save(directory)
 

@@ -101,6 +101,9 @@ def test_learns_with_both_auxiliary_tasks_and_round_trips(corpus, tmp_path):
     assert evaluate(truth, ids, ks=(1,))["P@1"] > head
     sets = model.predict_sets(corpus[1])
     assert f1_scores(truth, sets)[0] > 0.6
+    # Found by the loader fuzzer: cross attention over no word at all gave NaN scores.
+    _, empty_scores = model.predict_topk(["", "... !!"], k=3)
+    assert np.all(np.isfinite(empty_scores))
     model.save(tmp_path)
     again = load_model(tmp_path)
     ids2, scores2 = again.predict_topk(corpus[1], k=5)

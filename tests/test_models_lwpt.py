@@ -129,6 +129,8 @@ def test_pretraining_learns_its_task_and_fine_tuning_learns_and_round_trips(enco
     assert p1 > head + 0.05, (p1, head)
     sets = model.predict_sets(corpus[1])
     assert f1_scores(truth, sets)[0] > 0.3
+    _, empty_scores = model.predict_topk(["", "... !!"], k=3)  # documents without words
+    assert np.all(np.isfinite(empty_scores))
     model.save(tmp_path)
     again = load_model(tmp_path)
     ids2, scores2 = again.predict_topk(corpus[1], k=5)

@@ -177,6 +177,13 @@ def test_learns_and_round_trips(trained, corpus):
     assert json.loads((directory / "params.json").read_text())["decoder_attention"] == "hybrid"
 
 
+def test_a_document_without_words_gets_finite_scores(trained):
+    # Found by the loader fuzzer: attention over no word at all gave NaN scores.
+    model, _ = trained
+    ids, scores = model.predict_topk(["", "... !!", "x"], k=3)
+    assert np.all(np.isfinite(scores)) and np.all((scores >= 0) & (scores <= 1))
+
+
 @pytest.mark.parametrize("forged, pattern", [(0, "max_steps"), (10**6, "max_steps"), ("3", "max_steps"),
                                              (True, "max_steps")])
 def test_a_forged_step_count_is_refused(forged, pattern, trained, tmp_path):

@@ -34,6 +34,7 @@ from xmc.metrics import evaluate, f1_scores
 from xmc.models.base import Docs, Log, load_state, state_arrays
 from xmc.models.batching import dense_targets, tensors
 from xmc.models.flat import FlatLabelModel
+from xmc.models.networks import masked_softmax
 from xmc.models.params import DeepParams
 from xmc.models.training import train_epochs
 
@@ -96,7 +97,7 @@ class LACONetwork(nn.Module):
         M = torch.bmm(H_D, H_Y.transpose(1, 2))  # B, T, L
         local = torch.relu(self.window(M.transpose(1, 2).reshape(B * self.n_labels, 1, T)))
         weight = torch.tanh(local.reshape(B, self.n_labels, T).amax(dim=1))  # B, T
-        attention = torch.softmax(weight.masked_fill(~mask, float("-inf")), dim=1)
+        attention = masked_softmax(weight, mask, dim=1)
         document = torch.bmm(attention.unsqueeze(1), H_D).squeeze(1)
         return self.classifier(document)
 

@@ -107,6 +107,14 @@ class ClusterGenerator(nn.Module):
         return self.net(pooled)
 
 
+def masked_softmax(scores: torch.Tensor, mask: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    """Softmax over the positions where ``mask`` is True; a row without any (an empty document) gets zeros,
+    not the NaN of a softmax over nothing but -inf."""
+    has_any = mask.any(dim=dim, keepdim=True)
+    scores = torch.where(has_any, scores.masked_fill(~mask, float("-inf")), torch.zeros_like(scores))
+    return torch.softmax(scores, dim=dim) * mask.to(scores.dtype)
+
+
 def masked_bce(logits: torch.Tensor, targets: torch.Tensor, valid: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Binary cross-entropy averaged over the valid (document, candidate) pairs."""
     loss = nn.functional.binary_cross_entropy_with_logits(logits, targets, reduction="none")

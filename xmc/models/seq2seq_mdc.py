@@ -38,7 +38,7 @@ from xmc.data import TextData
 from xmc.metrics import f1_scores
 from xmc.models.base import Docs, DeepModel, Log, load_state, state_arrays
 from xmc.models.batching import clear_empty_slots, eval_batches, tensors
-from xmc.models.networks import BiLSTMEncoder
+from xmc.models.networks import BiLSTMEncoder, masked_softmax
 from xmc.models.params import DeepParams
 from xmc.models.training import train_epochs
 from xmc.tree import LabelTree
@@ -91,8 +91,8 @@ class BilinearAttention(nn.Module):
 
     def forward(self, query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
                 mask: torch.Tensor) -> torch.Tensor:
-        energy = torch.bmm(keys, query.unsqueeze(2)).squeeze(2).masked_fill(~mask, float("-inf"))
-        context = torch.bmm(torch.softmax(energy, dim=1).unsqueeze(1), values).squeeze(1)
+        energy = torch.bmm(keys, query.unsqueeze(2)).squeeze(2)
+        context = torch.bmm(masked_softmax(energy, mask, dim=1).unsqueeze(1), values).squeeze(1)
         return torch.tanh(self.combine(torch.cat([query, context], dim=1)))
 
 
