@@ -10,9 +10,10 @@ torch = pytest.importorskip("torch")
 
 from xmc.data import TextData  # noqa: E402
 from xmc.datasets.synthetic import SyntheticParams, make_text_corpus  # noqa: E402
-from xmc.metrics import evaluate, f1_scores  # noqa: E402
-from xmc.models import LACO, DeepParams, load_model  # noqa: E402
+from xmc.metrics import f1_scores  # noqa: E402
+from xmc.models import LACO, DeepParams  # noqa: E402
 from xmc.models.laco import LACONetwork, sample_clcp, sample_plcp  # noqa: E402
+from model_checks import assert_same_after_loading, head_baseline_p1, p_at  # noqa: E402
 
 
 def params(**extra) -> DeepParams:
@@ -94,21 +95,14 @@ def test_learns_with_both_auxiliary_tasks_and_round_trips(corpus, tmp_path):
     torch.set_num_threads(1)
     model = LACO(params(aux_tasks="both")).fit(corpus[0], valid=corpus[1], progress=False, log=None)
     truth = model.labels(corpus[1])
-    ids, scores = model.predict_topk(corpus[1], k=5)
-    counts = np.bincount(model.labels(corpus[0]).indices, minlength=len(model.vocab))
-    head = truth[:, int(counts.argmax())].toarray().mean()
-    assert evaluate(truth, ids, ks=(3,))["P@3"] > 0.7, evaluate(truth, ids)
-    assert evaluate(truth, ids, ks=(1,))["P@1"] > head
-    sets = model.predict_sets(corpus[1])
-    assert f1_scores(truth, sets)[0] > 0.6
+    assert p_at(model, corpus[1], 3) > 0.7
+    assert p_at(model, corpus[1], 1) > head_baseline_p1(model, *corpus)
+    assert f1_scores(truth, model.predict_sets(corpus[1]))[0] > 0.6
     # Found by the loader fuzzer: cross attention over no word at all gave NaN scores.
     _, empty_scores = model.predict_topk(["", "... !!"], k=3)
     assert np.all(np.isfinite(empty_scores))
     model.save(tmp_path)
-    again = load_model(tmp_path)
-    ids2, scores2 = again.predict_topk(corpus[1], k=5)
-    np.testing.assert_array_equal(ids, ids2)
-    np.testing.assert_allclose(scores, scores2, rtol=1e-5)
+    assert_same_after_loading(model, tmp_path, corpus[1], rtol=1e-5)
     assert json.loads((tmp_path / "params.json").read_text())["aux_tasks"] == "both"
 
 

@@ -10,11 +10,12 @@ torch = pytest.importorskip("torch")
 
 from xmc.data import TextData  # noqa: E402
 from xmc.datasets.synthetic import SyntheticParams, make_text_corpus  # noqa: E402
-from xmc.metrics import evaluate, f1_scores  # noqa: E402
-from xmc.models import LWPT, DeepParams, load_model  # noqa: E402
+from xmc.metrics import f1_scores  # noqa: E402
+from xmc.models import LWPT, DeepParams  # noqa: E402
 from xmc.models.lwpt import (HLWLSTM, LWLSTM, PretrainingSampler, sentence_batch,  # noqa: E402
                              sentence_token_pattern, split_sentences)
 from xmc.nn.text import DEFAULT_TOKEN_PATTERN, Tokenizer, TextParams  # noqa: E402
+from model_checks import assert_same_after_loading, head_baseline_p1, p_at  # noqa: E402
 
 
 def params(encoder: str = "lw", **extra) -> DeepParams:
@@ -122,20 +123,13 @@ def test_pretraining_learns_its_task_and_fine_tuning_learns_and_round_trips(enco
     if encoder == "lw":  # the positive among 3 candidates: chance is 1/3
         assert done["accuracy"] > 0.4, done
     truth = model.labels(corpus[1])
-    ids, scores = model.predict_topk(corpus[1], k=5)
-    p1 = evaluate(truth, ids, ks=(1,))["P@1"]
-    counts = np.bincount(model.labels(corpus[0]).indices, minlength=len(model.vocab))
-    head = truth[:, int(counts.argmax())].toarray().mean()
+    p1, head = p_at(model, corpus[1], 1), head_baseline_p1(model, *corpus)
     assert p1 > head + 0.05, (p1, head)
-    sets = model.predict_sets(corpus[1])
-    assert f1_scores(truth, sets)[0] > 0.3
+    assert f1_scores(truth, model.predict_sets(corpus[1]))[0] > 0.3
     _, empty_scores = model.predict_topk(["", "... !!"], k=3)  # documents without words
     assert np.all(np.isfinite(empty_scores))
     model.save(tmp_path)
-    again = load_model(tmp_path)
-    ids2, scores2 = again.predict_topk(corpus[1], k=5)
-    np.testing.assert_array_equal(ids, ids2)
-    np.testing.assert_allclose(scores, scores2, rtol=1e-6)
+    assert_same_after_loading(model, tmp_path, corpus[1])
     saved = json.loads((tmp_path / "params.json").read_text())
     assert saved["encoder"] == encoder and saved["pretrain_steps"] == steps
     if encoder == "hlw":  # the sentence punctuation is part of the saved tokenizer

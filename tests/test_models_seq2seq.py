@@ -10,10 +10,11 @@ torch = pytest.importorskip("torch")
 
 from xmc.data import TextData  # noqa: E402
 from xmc.datasets.synthetic import SyntheticParams, make_text_corpus  # noqa: E402
-from xmc.metrics import evaluate, f1_scores  # noqa: E402
+from xmc.metrics import f1_scores  # noqa: E402
 from xmc.models import DeepParams, Seq2SeqMDC, load_model  # noqa: E402
 from xmc.models.seq2seq_mdc import DilatedConvolutions, Seq2SeqNetwork  # noqa: E402
 from xmc.utils.modeldir import ModelFormatError, load_json, write_manifest  # noqa: E402
+from model_checks import assert_same_after_loading, head_baseline_p1, p_at  # noqa: E402
 
 
 def params(attention: str = "hybrid", **extra) -> DeepParams:
@@ -158,22 +159,18 @@ def test_learns_and_round_trips(trained, corpus):
     model, directory = trained
     truth = model.labels(corpus[1])
     ids, scores = model.predict_topk(corpus[1], k=5)
-    p1 = evaluate(truth, ids, ks=(1,))["P@1"]
-    counts = np.bincount(model.labels(corpus[0]).indices, minlength=len(model.vocab))
-    head = truth[:, int(counts.argmax())].toarray().mean()
+    p1, head = p_at(model, corpus[1], 1), head_baseline_p1(model, *corpus)
     assert p1 > head + 0.05, (p1, head)
     sets = model.predict_sets(corpus[1])
     micro, _ = f1_scores(truth, sets)
     # Always predicting the most frequent label: the set baseline the decoder must beat.
+    counts = np.bincount(model.labels(corpus[0]).indices, minlength=len(model.vocab))
     head_sets = np.zeros(truth.shape, dtype=np.float32)
     head_sets[:, int(counts.argmax())] = 1
     assert micro > f1_scores(truth, head_sets)[0] + 0.1, (micro, f1_scores(truth, head_sets))
     assert np.all((scores >= 0) & (scores <= 1)) and np.all(np.diff(scores, axis=1) <= 0)
-    again = load_model(directory)
-    ids2, scores2 = again.predict_topk(corpus[1], k=5)
-    np.testing.assert_array_equal(ids, ids2)
-    np.testing.assert_allclose(scores, scores2, rtol=1e-6)
-    assert (again.predict_sets(corpus[1]) != sets).nnz == 0
+    assert_same_after_loading(model, directory, corpus[1])
+    assert (load_model(directory).predict_sets(corpus[1]) != sets).nnz == 0
     assert json.loads((directory / "params.json").read_text())["decoder_attention"] == "hybrid"
 
 

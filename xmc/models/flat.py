@@ -2,19 +2,23 @@
 probabilities of all labels batch by batch, top-k search over them, and label sets by threshold."""
 from __future__ import annotations
 
-from typing import Callable, Optional, Sequence, Tuple
+from pathlib import Path
+from typing import Callable, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 
-from xmc.models.base import Docs, DeepModel, set_threads
+from xmc.models.base import Docs, DeepModel, load_state, set_threads, state_arrays
 from xmc.models.batching import clear_empty_slots, eval_batches
 from xmc.tree import LabelTree
 
 
 class FlatLabelModel(DeepModel):
-    """A DeepModel whose network maps a batch of documents to logits over all labels (``_logits``)."""
+    """A DeepModel whose network maps a batch of documents to logits over all labels (``_logits``); its
+    class is ``NETWORK``, built as ``NETWORK(word_vectors, n_labels, params)``."""
+
+    NETWORK: type = torch.nn.Module
 
     def _build_tree(self, texts: Sequence[str], Y: sp.csr_matrix) -> LabelTree:
         return LabelTree.flat(Y.shape[1])  # every label is scored: positions are label ids
@@ -52,3 +56,14 @@ class FlatLabelModel(DeepModel):
         set_threads(self.params.threads if threads is None else threads)
         probs = self._probabilities(docs, batch_size or self.params.eval_batch_size, None)
         return sp.csr_matrix(probs[:, np.argsort(self.tree.label_order)] >= threshold, dtype=np.float32)
+
+    # ---- persistence ------------------------------------------------------------
+    def _weights(self) -> Dict[str, np.ndarray]:
+        return state_arrays("network", self.network) if self.network is not None else {}
+
+    def _load_weights(self, arrays: Dict[str, np.ndarray], info: Dict, directory: Path) -> None:
+        # The word vectors are part of the saved weights: zeros only give the embedding its shape.
+        zeros = np.broadcast_to(np.float32(0), (len(self.text.vocab), self.params.embedding.dim))
+        self.network = self.NETWORK(zeros, self.tree.n_labels, self.params)
+        load_state("network", self.network, arrays, directory)
+        self.network.to(self.device).eval()

@@ -22,7 +22,6 @@ Predicted sets (micro-/macro-F1, Hamming loss): the labels of probability >= 0.5
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Dict, Optional, Tuple
 
 import numpy as np
@@ -31,7 +30,7 @@ import torch
 from torch import nn
 
 from xmc.metrics import evaluate, f1_scores
-from xmc.models.base import Docs, Log, load_state, state_arrays
+from xmc.models.base import Docs, Log
 from xmc.models.batching import dense_targets, tensors
 from xmc.models.flat import FlatLabelModel
 from xmc.models.networks import masked_softmax
@@ -159,6 +158,7 @@ class LACO(FlatLabelModel):
     """See the module docstring."""
 
     KIND = KIND
+    NETWORK = LACONetwork
 
     def __init__(self, params: Optional[DeepParams] = None) -> None:
         super().__init__(params)
@@ -224,14 +224,3 @@ class LACO(FlatLabelModel):
 
     def _logits(self, docs: Docs, index: np.ndarray) -> torch.Tensor:
         return self.network(*tensors(docs, index, self.params.text.max_len, self.device))
-
-    # ---- persistence ------------------------------------------------------------
-    def _weights(self) -> Dict[str, np.ndarray]:
-        return state_arrays("network", self.network) if self.network is not None else {}
-
-    def _load_weights(self, arrays: Dict[str, np.ndarray], info: Dict, directory: Path) -> None:
-        rows = len(self.text.vocab)
-        self.network = LACONetwork(np.broadcast_to(np.float32(0), (rows, self.params.embedding.dim)),
-                                   self.tree.n_labels, self.params)
-        load_state("network", self.network, arrays, directory)
-        self.network.to(self.device).eval()

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import re
 import time
-from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -33,7 +32,7 @@ import torch
 from torch import nn
 
 from xmc.metrics import evaluate
-from xmc.models.base import Docs, Log, load_state, state_arrays
+from xmc.models.base import Docs, Log
 from xmc.models.batching import dense_targets, tensors
 from xmc.models.flat import FlatLabelModel
 from xmc.models.networks import BiLSTMEncoder, bidirectional, masked_bce
@@ -216,6 +215,7 @@ class LWPT(FlatLabelModel):
     """See the module docstring."""
 
     KIND = KIND
+    NETWORK = LWPTNetwork
 
     def __init__(self, params: Optional[DeepParams] = None) -> None:
         super().__init__(params)
@@ -304,19 +304,3 @@ class LWPT(FlatLabelModel):
     # ---- prediction -------------------------------------------------------------
     def _logits(self, docs: Docs, index: np.ndarray) -> torch.Tensor:
         return self.network(self._batch(docs, index))
-
-    # ---- persistence ------------------------------------------------------------
-    def _weights(self) -> Dict[str, np.ndarray]:
-        return state_arrays("network", self.network) if self.network is not None else {}
-
-    def _load_weights(self, arrays: Dict[str, np.ndarray], info: Dict, directory: Path) -> None:
-        rows = len(self.text.vocab)
-        try:
-            self.network = LWPTNetwork(np.broadcast_to(np.float32(0), (rows, self.params.embedding.dim)),
-                                       self.tree.n_labels, self.params)
-        except ValueError as e:
-            from xmc.utils.modeldir import ModelFormatError
-
-            raise ModelFormatError(f"{directory}: {e}") from None
-        load_state("network", self.network, arrays, directory)
-        self.network.to(self.device).eval()
