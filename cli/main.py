@@ -246,6 +246,9 @@ MODEL_OPTIONS = ("decoder_attention", "encoder", "pretrain_steps", "pretrain_can
                    "3,000 of 128 on a GPU); 0: no pre-training (the paper's LW-LSTM baseline).")
 @click.option("--pretrain-candidates", default=3, show_default=True,
               help="[lwpt] Candidate documents per pre-training example: one shares the label, the rest do not.")
+@click.option("--pretrained", "pretrained_dir", type=click.Path(exists=True, file_okay=False),
+              help="[lwpt] Fine-tune from these pre-trained encoders (a model's MODEL_DIR/pretrained) instead of "
+                   "pre-training; their word and label vocabularies are kept.")
 @click.option("--aux-tasks", type=click.Choice(["none", "plcp", "clcp", "both"]), default="none", show_default=True,
               help="[laco] Label-correlation tasks trained beside classification: plcp (label pairs), clcp "
                    "(the rest of a label set given part of it); none is plain LACO.")
@@ -294,6 +297,7 @@ def train(train_path: str, labels_file: Optional[str], fmt: str, model_dir: str,
       xmc train --model ldgn --candidates m_linear --n-candidates 100 --train big/train.jsonl --model-dir m
       xmc train --model seq2seq-mdc --train go/train.jsonl --valid go/dev.jsonl --model-dir m --top-k 5
       xmc train --model lwpt --encoder hlw --pretrain-steps 3000 --train reuters/train.jsonl --model-dir m
+      xmc train --model lwpt --pretrained m/pretrained --train reuters/train.jsonl --model-dir m2
       xmc train --model laco --aux-tasks plcp --train go/train.jsonl --valid go/dev.jsonl --model-dir m
 
     \b
@@ -405,10 +409,16 @@ def _train(train_path, labels_file, fmt, tree_dir, model, valid_path, seed, thre
         valid = _load(valid_path, fmt, None) if valid_path else None
         if candidates_dir and model != "ldgn":
             raise click.BadParameter("--candidates is for --model ldgn", param_hint="--candidates")
+        if model_options.get("pretrained_dir") and model != "lwpt":
+            raise click.BadParameter("--pretrained is for --model lwpt", param_hint="--pretrained")
         if candidates_dir:
             from xmc.models import LDGN, load_model
 
             trainer = LDGN(params, candidates=load_model(Path(candidates_dir)))
+        elif model_options.get("pretrained_dir"):
+            from xmc.models import LWPT
+
+            trainer = LWPT(params, pretrained=Path(model_options["pretrained_dir"]))
         else:
             trainer = MODELS[model](params) if n_models == 1 else Ensemble(model, params, n_models)
         trained = trainer.fit(corpus, valid=valid, tree=tree, progress=True, log=click.echo,

@@ -11,7 +11,7 @@ torch = pytest.importorskip("torch")
 from xmc.data import TextData  # noqa: E402
 from xmc.datasets.synthetic import SyntheticParams, make_text_corpus  # noqa: E402
 from xmc.metrics import f1_scores  # noqa: E402
-from xmc.models import LWPT, DeepParams  # noqa: E402
+from xmc.models import LWPT, DeepParams, load_model  # noqa: E402
 from xmc.models.lwpt import (HLWLSTM, LWLSTM, PretrainingSampler, sentence_batch,  # noqa: E402
                              sentence_token_pattern, split_sentences)
 from xmc.nn.text import DEFAULT_TOKEN_PATTERN, Tokenizer, TextParams  # noqa: E402
@@ -130,10 +130,28 @@ def test_pretraining_learns_its_task_and_fine_tuning_learns_and_round_trips(enco
     assert np.all(np.isfinite(empty_scores))
     model.save(tmp_path)
     assert_same_after_loading(model, tmp_path, corpus[1])
+    reuse_pretrained_encoders(model, tmp_path, corpus)
     saved = json.loads((tmp_path / "params.json").read_text())
     assert saved["encoder"] == encoder and saved["pretrain_steps"] == steps
     if encoder == "hlw":  # the sentence punctuation is part of the saved tokenizer
         assert saved["text"]["token_pattern"] == sentence_token_pattern(DEFAULT_TOKEN_PATTERN)
+
+
+def reuse_pretrained_encoders(model, directory, corpus):
+    """The model directory holds the pre-trained encoders; fine-tuning from them starts where pre-training
+    ended and pre-trains nothing."""
+    pretrained = load_model(directory / "pretrained")
+    for name in ("target", "context"):
+        assert not all(torch.equal(a, b) for a, b in zip(getattr(pretrained.network, name).state_dict().values(),
+                                                         getattr(model.network, name).state_dict().values()))
+    again = LWPT(DeepParams.from_dict({**model.params.to_dict(), "epochs": 1}), pretrained=directory / "pretrained")
+    again.fit(corpus[0], valid=corpus[1], progress=False, log=None)
+    assert again.pretraining == {} and again.vocab.labels == pretrained.vocab.labels
+    assert again.text.vocab == pretrained.text.vocab
+    assert p_at(again, corpus[1], 1) > 0.5
+    with pytest.raises(ValueError, match="not in the pre-trained model's label set"):
+        LWPT(model.params, pretrained=pretrained).fit(TextData(["new words"] * 3, [["unseen-label"]] * 3),
+                                                      progress=False, log=None)
 
 
 @pytest.mark.parametrize("field, value, pattern", [("encoder", "han", "encoder must be one of"),

@@ -145,10 +145,9 @@ class DeepModel:
             if resumed and ckpt.complete:
                 self._load_weights(ckpt.arrays, ckpt.state["manifest"], ckpt.found)
                 return self
+            fixed_text = False
             if not resumed:
-                self.vocab = LabelVocab().fit(corpus.labels)
-                check_training_labels(self.vocab.encode(corpus.labels))
-                self.text = TextEncoder(self.params.text)
+                fixed_text = self._new_vocabularies(corpus)
             if valid is None:
                 train_rows, valid_rows = split_validation(len(corpus), self.params.valid_fraction, self.params.seed)
                 train, valid = corpus.subset(train_rows), corpus.subset(valid_rows)
@@ -156,7 +155,7 @@ class DeepModel:
                 train = corpus
             self._before_training(train, valid)
             tokens = self.text.tokenizer.tokenize_many(train.texts)
-            if not resumed:
+            if not resumed and not fixed_text:
                 self.text.fit_tokens(tokens)
             docs = self.text.encode_tokens(tokens)
             Y = self.vocab.encode(train.labels)
@@ -186,6 +185,14 @@ class DeepModel:
             if ckpt is not None:
                 ckpt.write_complete()
         return self
+
+    def _new_vocabularies(self, corpus: TextData) -> bool:
+        """Set the label vocabulary and the text encoder for a new training run; True when the text encoder
+        comes ready-made (a pre-trained model's) and must not be fitted to this corpus."""
+        self.vocab = LabelVocab().fit(corpus.labels)
+        check_training_labels(self.vocab.encode(corpus.labels))
+        self.text = TextEncoder(self.params.text)
+        return False
 
     def _build_tree(self, texts: Sequence[str], Y: sp.csr_matrix) -> LabelTree:
         raise NotImplementedError

@@ -17,14 +17,21 @@ trained to pick C+ (the paper's eq. 3). Fine-tuning: M_k = [Q_k^t; Q_k^c] for ev
 concatenated, one linear layer to the L logits, binary cross-entropy; both encoders keep training.
 ``pretrain_steps = 0`` is the paper's "LW-LSTM" baseline (the same model without pre-training).
 
+The pre-trained encoders are saved with the model, in ``MODEL_DIR/pretrained/`` (an LW-PT model directory
+whose encoders are those pre-training left and whose head is untrained), and are reusable:
+``LWPT(params, pretrained=MODEL_DIR/pretrained)`` (``xmc train --model lwpt --pretrained DIR``) fine-tunes
+from them, on their word and label vocabularies, without pre-training again.
+
 Layer normalisation on the encoders' outputs and dropout follow the paper's details. Predicted label sets
 (micro-/macro-F1, Hamming loss) are the labels of probability >= 0.5: :meth:`LWPT.predict_sets`.
 """
 from __future__ import annotations
 
+import copy
 import re
 import time
-from typing import Dict, List, Optional, Sequence, Tuple
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import scipy.sparse as sp
@@ -42,6 +49,7 @@ from xmc.nn.text import DEFAULT_TOKEN_PATTERN
 from xmc.ops import label_attention
 
 KIND = "lwpt"
+PRETRAINED_DIR = "pretrained"
 SENTENCE_END = r"[.!?]+"
 # The head maps all labels' representations to all labels: L * 4d * L weights. Past this, LW-PT is the wrong tool.
 MAX_HEAD_WEIGHTS = 200_000_000
@@ -217,14 +225,36 @@ class LWPT(FlatLabelModel):
     KIND = KIND
     NETWORK = LWPTNetwork
 
-    def __init__(self, params: Optional[DeepParams] = None) -> None:
+    def __init__(self, params: Optional[DeepParams] = None, pretrained: Union[str, Path, "LWPT", None] = None) -> None:
+        """``pretrained``: an LW-PT model (or its directory, e.g. an earlier model's ``pretrained/``) whose
+        encoders, word and label vocabularies fine-tuning starts from, instead of pre-training."""
         super().__init__(params)
         if self.params.encoder == "hlw" and self.params.text.token_pattern == DEFAULT_TOKEN_PATTERN:
             self.params.text.token_pattern = sentence_token_pattern(DEFAULT_TOKEN_PATTERN)
+        if pretrained is not None and not isinstance(pretrained, LWPT):
+            pretrained = LWPT.load(pretrained)
+        if pretrained is not None and (pretrained.params.encoder, pretrained.params.hidden,
+                                       pretrained.params.lstm_layers, pretrained.params.embedding.dim) != \
+                (self.params.encoder, self.params.hidden, self.params.lstm_layers, self.params.embedding.dim):
+            raise ValueError("the pre-trained encoders were built with another encoder, hidden size, layer count "
+                             "or word vector size than these params ask for")
+        self.pretrained = pretrained
+        self._pretrained_encoders: Optional[Dict[str, Dict[str, torch.Tensor]]] = None  # left by _pretrain
         self.network: Optional[LWPTNetwork] = None
         self._is_end: Optional[np.ndarray] = None  # which word ids end a sentence (HLW-LSTM), from the vocabulary
         # What pre-training did (its last fifth's loss and accuracy, the first fifth's loss), for logs and tests.
         self.pretraining: Dict[str, float] = {}
+
+    def _new_vocabularies(self, corpus) -> bool:
+        if self.pretrained is None:
+            return super()._new_vocabularies(corpus)
+        unknown = sorted({label for labels in corpus.labels for label in labels} - set(self.pretrained.vocab.labels))
+        if unknown:
+            raise ValueError(f"{len(unknown)} training label(s) are not in the pre-trained model's label set "
+                             f"(first: {unknown[0]!r}); its encoders hold one attention vector per label it knows")
+        self.vocab, self.text = self.pretrained.vocab, self.pretrained.text
+        self.params.text = copy.deepcopy(self.pretrained.params.text)
+        return True
 
     def _sentence_ends(self) -> np.ndarray:
         """Bool over the word ids: which words end a sentence."""
@@ -284,8 +314,13 @@ class LWPT(FlatLabelModel):
         net = self.network
         resuming_fine_tuning = (checkpoint is not None and checkpoint.state is not None
                                 and checkpoint.state["position"].get("loop") is not None)
-        if p.pretrain_steps > 0 and not resuming_fine_tuning:  # the checkpoint holds the pre-trained encoders
+        if self.pretrained is not None:
+            net.target.load_state_dict(self.pretrained.network.target.state_dict())
+            net.context.load_state_dict(self.pretrained.network.context.state_dict())
+        elif p.pretrain_steps > 0 and not resuming_fine_tuning:  # the checkpoint holds the pre-trained encoders
             self._pretrain(docs, Y, progress, log)
+            self._pretrained_encoders = {name: copy.deepcopy(getattr(net, name).state_dict())
+                                         for name in ("target", "context")}
         lengths = np.array([d.size for d in docs])
 
         def step(index: np.ndarray) -> torch.Tensor:
@@ -304,3 +339,15 @@ class LWPT(FlatLabelModel):
     # ---- prediction -------------------------------------------------------------
     def _logits(self, docs: Docs, index: np.ndarray) -> torch.Tensor:
         return self.network(self._batch(docs, index))
+
+    def _save_extra(self, directory: Path) -> None:
+        """The encoders as pre-training left them, as an LW-PT model of their own (untrained head)."""
+        if self._pretrained_encoders is None:
+            return
+        snapshot = LWPT(self.params)
+        snapshot.vocab, snapshot.text, snapshot.tree = self.vocab, self.text, self.tree
+        zeros = np.broadcast_to(np.float32(0), (len(self.text.vocab), self.params.embedding.dim))
+        snapshot.network = LWPTNetwork(zeros, self.tree.n_labels, self.params)
+        for name, state in self._pretrained_encoders.items():
+            getattr(snapshot.network, name).load_state_dict(state)
+        snapshot.save(directory / PRETRAINED_DIR)
