@@ -13,6 +13,7 @@ from xmc.data import TextData, write_jsonl  # noqa: E402
 from xmc.datasets.synthetic import SyntheticParams, make_text_corpus  # noqa: E402
 
 TINY = ["--embedding", "random", "--embedding-dim", "16", "--hidden", "16", "--epochs", "2", "--threads", "2",
+        "--transformer-dim", "32",
         "--batch-size", "32"]
 
 

@@ -11,7 +11,7 @@ torch = pytest.importorskip("torch")
 from xmc.data import TextData  # noqa: E402
 from xmc.datasets.synthetic import SyntheticParams, make_text_corpus  # noqa: E402
 from xmc.metrics import f1_scores  # noqa: E402
-from xmc.models import LACO, DeepParams  # noqa: E402
+from xmc.models import LACO, DeepParams, load_model  # noqa: E402
 from xmc.models.laco import LACONetwork, sample_clcp, sample_plcp  # noqa: E402
 from model_checks import assert_same_after_loading, head_baseline_p1, p_at  # noqa: E402
 
@@ -104,6 +104,24 @@ def test_learns_with_both_auxiliary_tasks_and_round_trips(corpus, tmp_path):
     model.save(tmp_path)
     assert_same_after_loading(model, tmp_path, corpus[1], rtol=1e-5)
     assert json.loads((tmp_path / "params.json").read_text())["aux_tasks"] == "both"
+
+
+def test_a_forged_huge_weight_is_refused(corpus, tmp_path):
+    # Found by the loader fuzzer (input 5,269): -1e30 is finite, passed the checks, and gave NaN scores.
+    from xmc.utils.modeldir import ModelFormatError, load_arrays, load_json, save_arrays, write_manifest
+
+    model = LACO(params(epochs=1)).fit(corpus[0], progress=False, log=None)
+    model.save(tmp_path)
+    arrays = load_arrays(tmp_path / "weights.npz")
+    name = "network.encoder.layers.0.self_attn.in_proj_weight"
+    arrays[name] = arrays[name].copy()
+    arrays[name][0, 0] = -1e30
+    save_arrays(tmp_path / "weights.npz", arrays)
+    info = load_json(tmp_path / "xmc.json")
+    write_manifest(tmp_path, "laco", {k: v for k, v in info.items()
+                                      if k not in ("format_version", "kind", "xmc_version", "files")})
+    with pytest.raises(ModelFormatError, match="magnitude 1e\\+30"):
+        load_model(tmp_path)
 
 
 @pytest.mark.parametrize("field, value, pattern", [("aux_tasks", "mlm", "aux_tasks must be one of"),

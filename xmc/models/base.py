@@ -36,6 +36,9 @@ from xmc.utils.modeldir import (ModelFormatError, begin_save, load_arrays, load_
                                 save_arrays, save_json, write_manifest)
 
 PARAMS_JSON = "params.json"
+# Largest weight magnitude a model may hold. Trained weights stay far below (|w| < 100 in every model trained
+# here); float32 arithmetic on values near 1e30 overflows.
+MAX_ABS_WEIGHT = 1e4
 WEIGHTS = "weights.npz"
 TEXT_DIR = "text"
 TREE_DIR = "tree"
@@ -323,6 +326,12 @@ def load_state(prefix: str, module: torch.nn.Module, arrays: Dict[str, np.ndarra
             found = f"{value.dtype}" + (" with non-finite values" if value.dtype.kind == "f" else "")
             raise ModelFormatError(f"{directory / WEIGHTS}: array {key!r} must hold finite real numbers, "
                                    f"found {found}")
+        if value.dtype.kind == "f" and value.size and float(np.abs(value).max()) > MAX_ABS_WEIGHT:
+            # Finite, but a trained network never holds it: -1e30 in an attention projection overflowed
+            # float32 arithmetic into NaN scores (found by the loader fuzzer).
+            raise ModelFormatError(f"{directory / WEIGHTS}: array {key!r} holds a value of magnitude "
+                                   f"{float(np.abs(value).max()):.3g}, above {MAX_ABS_WEIGHT:g}; trained weights "
+                                   f"never come near it: the file is damaged")
         state[name] = torch.from_numpy(np.ascontiguousarray(value))
     if not dry_run:
         module.load_state_dict(state)
