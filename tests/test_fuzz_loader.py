@@ -317,8 +317,9 @@ def test_deep_seed_loads_and_predicts(deep_seed):
 
 def test_deep_padding_scores_are_zero(deep_seed, tmp_path):
     # Level-1 probabilities of exactly 0 left no candidate: the padded slots came back with score -1.0.
+    # (A bias of -1e4, the largest magnitude a weight may have, makes sigmoid underflow to exactly 0.)
     d = crafted(deep_seed, tmp_path, "weights.npz",
-                edit_array("level1.scorer.fc.3.bias", lambda a: np.full_like(a, -1e30)))
+                edit_array("level1.scorer.fc.3.bias", lambda a: np.full_like(a, -1e4)))
     model = load_model(d)
     fz.check_predictions(model)
     ids, scores = model.predict_topk(["anything at all"], k=4)
