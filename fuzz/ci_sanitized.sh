@@ -18,7 +18,10 @@ rm -rf "$OUT"
 
 SEEDS="$OUT/seeds"
 rm -rf "$SEEDS" && "$PY" "$ROOT/fuzz/make_seeds.py" "$SEEDS"
-if "$OUT/xc_reader_fuzz" -help=1 2>&1 | grep -q libFuzzer; then
+# The help text is captured first: `grep -q` closing the pipe early would SIGPIPE the target, and with
+# pipefail the test would then fail and a libFuzzer build would run its seeds without mutating them.
+HELP="$("$OUT/xc_reader_fuzz" -help=1 2>&1 || true)"
+if grep -q libFuzzer <<< "$HELP"; then
   CORPUS="$OUT/corpus" && rm -rf "$CORPUS" && mkdir -p "$CORPUS"
   (cd "$OUT" && ./xc_reader_fuzz -runs="$RUNS" -max_len=2048 -seed=1 -dict="$ROOT/fuzz/xc.dict" \
       -print_final_stats=1 "$CORPUS" "$SEEDS")
