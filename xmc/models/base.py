@@ -82,6 +82,9 @@ class DeepModel:
     """Base of the raw-text models; subclasses implement ``_fit_networks``, ``_search`` and the weights."""
 
     KIND = ""
+    # The network class of a model with one network, built as NETWORK(word_vectors, n_labels, params):
+    # ``_weights`` and ``_load_network`` save and restore it.
+    NETWORK: Optional[type] = None
 
     def __init__(self, params: Optional[DeepParams] = None) -> None:
         self.params = params or DeepParams()
@@ -218,14 +221,20 @@ class DeepModel:
                      threads: Optional[int] = None, batch_size: Optional[int] = None,
                      on_batch: Optional[Callable[[int], None]] = None) -> Tuple[np.ndarray, np.ndarray]:
         """Top-k label ids (-1 = none) and scores in [0, 1], best first."""
-        self._check_fitted()
-        docs = corpus_or_docs if self._is_docs(corpus_or_docs) else self.features(corpus_or_docs)
-        set_threads(self.params.threads if threads is None else threads)
+        docs = self._prediction_docs(corpus_or_docs, threads)
         beam = max(int(beam or self.params.top_k), 1)
         positions, scores = self._search(docs, k=k, beam=beam, batch_size=batch_size or self.params.eval_batch_size,
                                          on_batch=on_batch)
         ids = np.where(positions >= 0, self.tree.label_order[np.maximum(positions, 0)], -1).astype(np.int32)
         return ids, scores.astype(np.float32)
+
+    def _prediction_docs(self, corpus_or_docs: Union[TextData, Sequence[str], Docs], threads: Optional[int]) -> Docs:
+        """What every prediction entry point does first: check the model is trained, encode the texts
+        (encoded documents pass through) and set the thread count."""
+        self._check_fitted()
+        docs = corpus_or_docs if self._is_docs(corpus_or_docs) else self.features(corpus_or_docs)
+        set_threads(self.params.threads if threads is None else threads)
+        return docs
 
     def _search(self, docs: Docs, k: int, beam: int, batch_size: int,
                 on_batch: Optional[Callable[[int], None]]) -> Tuple[np.ndarray, np.ndarray]:
@@ -286,7 +295,17 @@ class DeepModel:
         return model
 
     def _weights(self) -> Dict[str, np.ndarray]:
-        raise NotImplementedError
+        """Default for models of one network ``self.network`` (see ``NETWORK``)."""
+        network = getattr(self, "network", None)
+        return state_arrays("network", network) if network is not None else {}
+
+    def _load_network(self, arrays: Dict[str, np.ndarray], directory: Path) -> None:
+        """``self.network = NETWORK(word_vectors, n_labels, params)`` with the saved ``network.*`` weights."""
+        # The word vectors are part of the saved weights: zeros only give the embedding its shape.
+        zeros = np.broadcast_to(np.float32(0), (len(self.text.vocab), self.params.embedding.dim))
+        self.network = self.NETWORK(zeros, self.tree.n_labels, self.params)
+        load_state("network", self.network, arrays, directory)
+        self.network.to(self.device).eval()
 
     def _manifest_extra(self) -> Dict:
         return {}

@@ -107,6 +107,16 @@ def parents_with_positives(predicted: np.ndarray, positives: sp.csr_matrix, rows
     return out, valid
 
 
+def top_k(scores: np.ndarray, k: int) -> Tuple[np.ndarray, np.ndarray]:
+    """(positions, scores), each (n, k), of the k best columns of a dense (n, L) score matrix (ties to the
+    smaller position; id -1 and score 0 where a row has fewer than k scored columns)."""
+    from xmc.metrics import topk_from_scores
+
+    positions = topk_from_scores(scores, k)
+    best = np.where(positions >= 0, np.take_along_axis(scores, np.maximum(positions, 0), axis=1), 0.0)
+    return clear_empty_slots(positions, best.astype(np.float32))
+
+
 def clear_empty_slots(positions: np.ndarray, scores: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     """Slots without a candidate (a search fills them with score -1.0, or 0 when nothing scored) become
     id -1 and score 0, the documented padding of every model's predict_topk. In place; returns both."""

@@ -9,16 +9,14 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from xmc.models.base import Docs, DeepModel, load_state, set_threads, state_arrays
-from xmc.models.batching import clear_empty_slots, eval_batches
+from xmc.models.base import Docs, DeepModel
+from xmc.models.batching import eval_batches, top_k
 from xmc.tree import LabelTree
 
 
 class FlatLabelModel(DeepModel):
     """A DeepModel whose network maps a batch of documents to logits over all labels (``_logits``); its
-    class is ``NETWORK``, built as ``NETWORK(word_vectors, n_labels, params)``."""
-
-    NETWORK: type = torch.nn.Module
+    class is ``NETWORK``."""
 
     def _build_tree(self, texts: Sequence[str], Y: sp.csr_matrix) -> LabelTree:
         return LabelTree.flat(Y.shape[1])  # every label is scored: positions are label ids
@@ -39,31 +37,14 @@ class FlatLabelModel(DeepModel):
 
     def _search(self, docs: Docs, k: int, beam: int, batch_size: int,
                 on_batch: Optional[Callable[[int], None]]) -> Tuple[np.ndarray, np.ndarray]:
-        probs = self._probabilities(docs, batch_size, on_batch)
-        top = min(k, probs.shape[1])
-        order = np.argsort(-probs, axis=1, kind="stable")[:, :top]
-        positions = np.full((len(docs), k), -1, dtype=np.int64)
-        scores = np.zeros((len(docs), k), dtype=np.float32)
-        positions[:, :top] = order
-        scores[:, :top] = np.take_along_axis(probs, order, axis=1)
-        return clear_empty_slots(positions, scores)
+        return top_k(self._probabilities(docs, batch_size, on_batch), k)
 
     def predict_sets(self, corpus_or_docs, threshold: float = 0.5, threads: Optional[int] = None,
                      batch_size: Optional[int] = None) -> sp.csr_matrix:
         """Labels of probability >= ``threshold``, (n, n_labels) binary CSR in the model's label ids."""
-        self._check_fitted()
-        docs = corpus_or_docs if self._is_docs(corpus_or_docs) else self.features(corpus_or_docs)
-        set_threads(self.params.threads if threads is None else threads)
+        docs = self._prediction_docs(corpus_or_docs, threads)
         probs = self._probabilities(docs, batch_size or self.params.eval_batch_size, None)
         return sp.csr_matrix(probs[:, np.argsort(self.tree.label_order)] >= threshold, dtype=np.float32)
 
-    # ---- persistence ------------------------------------------------------------
-    def _weights(self) -> Dict[str, np.ndarray]:
-        return state_arrays("network", self.network) if self.network is not None else {}
-
     def _load_weights(self, arrays: Dict[str, np.ndarray], info: Dict, directory: Path) -> None:
-        # The word vectors are part of the saved weights: zeros only give the embedding its shape.
-        zeros = np.broadcast_to(np.float32(0), (len(self.text.vocab), self.params.embedding.dim))
-        self.network = self.NETWORK(zeros, self.tree.n_labels, self.params)
-        load_state("network", self.network, arrays, directory)
-        self.network.to(self.device).eval()
+        self._load_network(arrays, directory)

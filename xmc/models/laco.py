@@ -31,7 +31,7 @@ from torch import nn
 
 from xmc.metrics import evaluate, f1_scores
 from xmc.models.base import Docs, Log
-from xmc.models.batching import dense_targets, tensors
+from xmc.models.batching import dense_targets, tensors, top_k
 from xmc.models.flat import FlatLabelModel
 from xmc.models.networks import masked_softmax
 from xmc.models.params import DeepParams
@@ -214,8 +214,8 @@ class LACO(FlatLabelModel):
         def validate() -> Dict[str, float]:
             probs = self._probabilities(valid_docs, p.eval_batch_size, None)
             micro, _ = f1_scores(Y_valid, sp.csr_matrix(probs >= 0.5))
-            order = np.argsort(-probs, axis=1, kind="stable")[:, :5]
-            ranked = {k: v for k, v in evaluate(Y_valid, order, ks=(1, 3, 5)).items() if k.startswith("P@")}
+            ranked = {k: v for k, v in evaluate(Y_valid, top_k(probs, 5)[0], ks=(1, 3, 5)).items()
+                      if k.startswith("P@")}
             return {"micro-F1": micro, **ranked}
 
         loop_checkpoint = checkpoint.for_level(1, "network", net, rngs={"aux": rng}) if checkpoint is not None else None

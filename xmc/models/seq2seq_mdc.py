@@ -36,8 +36,8 @@ from torch import nn
 
 from xmc.data import TextData
 from xmc.metrics import f1_scores
-from xmc.models.base import Docs, DeepModel, Log, load_state, state_arrays
-from xmc.models.batching import clear_empty_slots, eval_batches, tensors
+from xmc.models.base import Docs, DeepModel, Log
+from xmc.models.batching import eval_batches, tensors, top_k
 from xmc.models.networks import BiLSTMEncoder, masked_softmax
 from xmc.models.params import DeepParams
 from xmc.models.training import train_epochs
@@ -224,6 +224,7 @@ class Seq2SeqMDC(DeepModel):
     """See the module docstring."""
 
     KIND = KIND
+    NETWORK = Seq2SeqNetwork
 
     def __init__(self, params: Optional[DeepParams] = None) -> None:
         super().__init__(params)
@@ -298,32 +299,18 @@ class Seq2SeqMDC(DeepModel):
 
     def _search(self, docs: Docs, k: int, beam: int, batch_size: int,
                 on_batch: Optional[Callable[[int], None]]) -> Tuple[np.ndarray, np.ndarray]:
-        _, scores = self._decode_all(docs, beam, batch_size, on_batch)
-        top = min(k, scores.shape[1])
-        positions = np.full((len(docs), k), -1, dtype=np.int64)
-        best = np.zeros((len(docs), k), dtype=np.float32)
-        order = np.argsort(-scores, axis=1, kind="stable")[:, :top]
-        positions[:, :top] = order
-        best[:, :top] = np.take_along_axis(scores, order, axis=1)
-        return clear_empty_slots(positions, best)
+        return top_k(self._decode_all(docs, beam, batch_size, on_batch)[1], k)
 
     def predict_sets(self, corpus_or_docs, beam: Optional[int] = None, threads: Optional[int] = None,
                      batch_size: Optional[int] = None) -> sp.csr_matrix:
         """The decoded label sets, (n, n_labels) binary CSR in the model's label ids."""
-        from xmc.models.base import set_threads
-
-        self._check_fitted()
-        docs = corpus_or_docs if self._is_docs(corpus_or_docs) else self.features(corpus_or_docs)
-        set_threads(self.params.threads if threads is None else threads)
+        docs = self._prediction_docs(corpus_or_docs, threads)
         sets, _ = self._decode_all(docs, max(int(beam or self.params.top_k), 1),
                                    batch_size or self.params.eval_batch_size, None)
         # Positions are frequency ranks; the tree's label_order maps them back to label ids.
         return sets[:, np.argsort(self.tree.label_order)].tocsr()
 
     # ---- persistence ------------------------------------------------------------
-    def _weights(self) -> Dict[str, np.ndarray]:
-        return state_arrays("network", self.network) if self.network is not None else {}
-
     def _manifest_extra(self) -> Dict:
         return {MAX_STEPS_KEY: self.max_steps}
 
@@ -337,8 +324,4 @@ class Seq2SeqMDC(DeepModel):
             raise ModelFormatError(f"{directory / 'tree'}: {KIND} keeps its label order in a one-leaf tree, "
                                    f"found depth {self.tree.depth}")
         self.max_steps = steps
-        rows = len(self.text.vocab)
-        self.network = Seq2SeqNetwork(np.broadcast_to(np.float32(0), (rows, self.params.embedding.dim)), L,
-                                      self.params)
-        load_state("network", self.network, arrays, directory)
-        self.network.to(self.device).eval()
+        self._load_network(arrays, directory)
