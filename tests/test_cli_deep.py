@@ -62,6 +62,16 @@ def test_lwpt_pretrains_then_fine_tunes_from_the_cli(text_files, tmp_path):
     assert len((tmp_path / "p.txt").read_text().splitlines()) == 60
 
 
+def test_default_threads_mean_every_core_for_the_skipgram_vectors_too(text_files, tmp_path):
+    # --threads defaults to 0 (every core); skip-gram's worker count refused 0 and no deep model trained
+    # without an explicit --threads.
+    d = text_files
+    out = run("train", "--model", "attentionxml", "--train", d / "train.jsonl", "--model-dir", tmp_path / "m",
+              "--embedding-dim", 16, "--hidden", 16, "--epochs", 1, "--batch-size", 32)
+    assert "epoch 1" in out
+    assert json.loads((tmp_path / "m" / "params.json").read_text())["embedding"]["threads"] >= 1
+
+
 def test_deep_model_on_sparse_input_is_a_clear_error(tmp_path):
     from xmc.datasets.export import write_corpus
 

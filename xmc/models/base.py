@@ -173,8 +173,7 @@ class DeepModel:
                     (len(self.text.vocab), self.params.embedding.dim), dtype=np.float32)
             else:
                 # Rank 0's vectors on every rank of a torchrun (word2vec threads are not reproducible).
-                embeddings = distributed.array_from_main(
-                    functools.partial(build_embeddings, self.text.vocab, self.params.embedding, token_lists=tokens))
+                embeddings = distributed.array_from_main(functools.partial(self._word_vectors, tokens))
             del tokens
             if not resumed:
                 if tree is not None and tree.n_labels != Y.shape[1]:
@@ -202,6 +201,10 @@ class DeepModel:
 
     def _build_tree(self, texts: Sequence[str], Y: sp.csr_matrix) -> LabelTree:
         raise NotImplementedError
+
+    def _word_vectors(self, tokens: List[List[str]]) -> np.ndarray:
+        """The initial word vectors (len(vocab), dim) of ``params.embedding``; ``tokens`` are the training texts'."""
+        return build_embeddings(self.text.vocab, self.params.embedding, token_lists=tokens)
 
     def _before_training(self, train: TextData, valid: TextData) -> None:
         """Called once the training and validation texts are fixed (after the validation split), before

@@ -44,8 +44,16 @@ CLS, SEP = 0, 1  # special tokens; label i is special token 2 + i
 class LACONetwork(nn.Module):
     """Joint-embedding transformer, cross attention and the MLC head, plus the PLCP and CLCP heads."""
 
-    def __init__(self, embeddings: np.ndarray, n_labels: int, params: DeepParams) -> None:
+    def __init__(self, embeddings: np.ndarray, n_labels: int, params: DeepParams,
+                 pretrained_weights: bool = False) -> None:
+        """``pretrained_weights``: with ``params.pretrained_encoder`` "minilm", start from MiniLM's weights
+        (training) rather than leave them to be loaded (a saved model)."""
         super().__init__()
+        self.n_labels = n_labels
+        self.minilm = None
+        if params.pretrained_encoder == "minilm":
+            self._init_minilm(n_labels, params, pretrained_weights)
+            return
         width = params.transformer_dim
         weights = torch.tensor(np.asarray(embeddings, dtype=np.float32))
         self.words = nn.Embedding.from_pretrained(weights, freeze=not params.train_embeddings, padding_idx=0)
@@ -63,17 +71,35 @@ class LACONetwork(nn.Module):
                                            batch_first=True, norm_first=True)
         self.encoder = nn.TransformerEncoder(layer, params.transformer_layers, enable_nested_tensor=False)
         self.final_norm = nn.LayerNorm(width)
+        self._init_heads(width, params)
+
+    def _init_heads(self, width: int, params: DeepParams) -> None:
+        """Cross attention's window, the classifier and the PLCP / CLCP heads, over states of ``width``."""
         radius = params.window // 2
         self.window = nn.Conv1d(1, 1, 2 * radius + 1, padding=radius)  # one kernel over each label's column of M
-        self.classifier = nn.Linear(width, n_labels)
+        self.classifier = nn.Linear(width, self.n_labels)
         self.plcp = nn.Sequential(nn.Linear(2 * width, width), nn.ReLU(), nn.Linear(width, 1))
         self.clcp = nn.Sequential(nn.Linear(2 * width, width), nn.ReLU(), nn.Linear(width, 1))
-        self.n_labels = n_labels
+
+    def _init_minilm(self, n_labels: int, params: DeepParams, pretrained_weights: bool) -> None:
+        """The joint embedding in pre-trained MiniLM: its word, position and segment tables and its layers; the
+        label tokens and CLCP's given-label embedding are new."""
+        from xmc.nn.minilm import CONFIG, build_encoder
+
+        width = CONFIG["hidden_size"]
+        self.minilm = build_encoder(pretrained=pretrained_weights)
+        self.label_tokens = nn.Embedding(n_labels, width)
+        self.given = nn.Embedding(2, width)
+        for table in (self.label_tokens, self.given):
+            nn.init.normal_(table.weight, std=0.02)  # MiniLM's own initializer_range
+        self._init_heads(width, params)
 
     def encode(self, ids: torch.Tensor, mask: torch.Tensor,
                given: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
         """Token states of the words H_D (B, T, W) and of the labels H_Y (B, L, W); ``given`` (B, L) bool
         marks CLCP's Y^G."""
+        if self.minilm is not None:
+            return self._encode_minilm(ids, mask, given)
         B, T = ids.shape
         L, device = self.n_labels, ids.device
         words = self.project(self.words(ids)) + self.positions(torch.arange(1, T + 1, device=device))
@@ -88,6 +114,31 @@ class LACONetwork(nn.Module):
         real = torch.cat([torch.ones(B, 1, dtype=torch.bool, device=device), mask,
                           torch.ones(B, L + 2, dtype=torch.bool, device=device)], dim=1)
         H = self.final_norm(self.encoder(x, src_key_padding_mask=~real))
+        return H[:, 1:T + 1], H[:, T + 2:T + 2 + L]
+
+    def _encode_minilm(self, ids: torch.Tensor, mask: torch.Tensor,
+                       given: Optional[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
+        """``encode`` in MiniLM: its [CLS] and [SEP], segment 1 on the label part, and one shared position for
+        every label token (labels have no order)."""
+        from xmc.nn.minilm import CLS_ID, SEP_ID
+
+        B, T = ids.shape
+        L, device = self.n_labels, ids.device
+        table = self.minilm.embeddings.word_embeddings
+        special = table(torch.tensor([CLS_ID, SEP_ID], device=device))
+        labels = self.label_tokens.weight.expand(B, L, -1)
+        if given is not None:
+            labels = labels + self.given(given.long())
+        x = torch.cat([special[0].expand(B, 1, -1), table(ids), special[1].expand(B, 1, -1), labels,
+                       special[1].expand(B, 1, -1)], dim=1)
+        positions = torch.cat([torch.arange(T + 2, device=device), torch.full((L,), T + 2, device=device),
+                               torch.tensor([T + 3], device=device)]).expand(B, -1)
+        segments = torch.cat([torch.zeros(T + 2, dtype=torch.long, device=device),
+                              torch.ones(L + 1, dtype=torch.long, device=device)]).expand(B, -1)
+        real = torch.cat([torch.ones(B, 1, dtype=torch.long, device=device), mask.long(),
+                          torch.ones(B, L + 2, dtype=torch.long, device=device)], dim=1)
+        H = self.minilm(inputs_embeds=x, attention_mask=real, token_type_ids=segments,
+                        position_ids=positions).last_hidden_state
         return H[:, 1:T + 1], H[:, T + 2:T + 2 + L]
 
     def classify(self, H_D: torch.Tensor, H_Y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -164,6 +215,20 @@ class LACO(FlatLabelModel):
         super().__init__(params)
         self.network: Optional[LACONetwork] = None
 
+    def _new_vocabularies(self, corpus) -> bool:
+        if self.params.pretrained_encoder != "minilm":
+            return super()._new_vocabularies(corpus)
+        from xmc.nn.minilm import WordPieceEncoder
+
+        super()._new_vocabularies(corpus)  # the label vocabulary
+        self.text = WordPieceEncoder.from_package(self.params.text)
+        return True
+
+    def _word_vectors(self, tokens) -> np.ndarray:
+        if self.params.pretrained_encoder == "minilm":
+            return np.zeros((0, self.params.embedding.dim), dtype=np.float32)  # MiniLM holds its own
+        return super()._word_vectors(tokens)
+
     def _auxiliary_losses(self, H_Y: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor, Y: sp.csr_matrix,
                           index: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
         p, net = self.params, self.network
@@ -195,7 +260,7 @@ class LACO(FlatLabelModel):
                       embeddings: np.ndarray, progress: bool, log: Optional[Log], checkpoint=None) -> None:
         p = self.params
         torch.manual_seed(p.seed)
-        self.network = LACONetwork(embeddings, Y.shape[1], p).to(self.device)
+        self.network = LACONetwork(embeddings, Y.shape[1], p, pretrained_weights=True).to(self.device)
         net = self.network
         Y = sp.csr_matrix(Y)
         Y.sort_indices()

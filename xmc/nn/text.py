@@ -238,6 +238,14 @@ class TextEncoder:
             params = TextParams.from_dict(obj["params"])
         except (TypeError, ValueError) as e:
             raise ModelFormatError(f"{path}: invalid text parameters: {e}") from None
+        kind = obj.get("kind", "words")
+        if kind == "minilm-wordpiece":  # a pre-trained encoder's own tokenizer (LACO --pretrained-encoder minilm)
+            from xmc.nn.minilm import WordPieceEncoder
+
+            return WordPieceEncoder.load(directory, params)
+        if kind != "words":
+            raise ModelFormatError(f"{path}: text encoder kind {kind!r} is not one this xmc reads "
+                                   f"('words', 'minilm-wordpiece')")
         return cls(params, WordVocab.load(directory))
 
 
