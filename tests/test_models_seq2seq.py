@@ -207,3 +207,21 @@ def test_a_tree_is_refused(corpus):
 def test_an_unknown_attention_is_refused():
     with pytest.raises(ValueError, match="decoder_attention must be one of"):
         params("bilinear")
+
+
+def test_attention_reads_each_document_once_for_all_beam_hypotheses():
+    # The beam search hands the attention W queries per document and the memory once (not W copies of it,
+    # which held gigabytes on Reuters-21578): the result must be what the copies give.
+    from xmc.models.seq2seq_mdc import BilinearAttention
+
+    torch.manual_seed(0)
+    attention = BilinearAttention(8, 6)
+    B, W, T = 3, 4, 5
+    keys, values = torch.randn(B, T, 8), torch.randn(B, T, 6)
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 0, 0, 0], [0, 0, 0, 0, 0]], dtype=torch.bool)
+    queries = torch.randn(B * W, 8)
+    once = attention(queries, keys, values, mask)
+    copies = attention(queries, keys.repeat_interleave(W, 0), values.repeat_interleave(W, 0),
+                       mask.repeat_interleave(W, 0))
+    torch.testing.assert_close(once, copies)
+    assert torch.isfinite(once).all()

@@ -91,8 +91,12 @@ class BilinearAttention(nn.Module):
 
     def forward(self, query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
                 mask: torch.Tensor) -> torch.Tensor:
-        energy = torch.bmm(keys, query.unsqueeze(2)).squeeze(2)
-        context = torch.bmm(masked_softmax(energy, mask, dim=1).unsqueeze(1), values).squeeze(1)
+        """``query`` (B * W, d): W queries per document, document-major (W beam hypotheses when decoding, 1
+        in training); ``keys``, ``values`` (B, T, .) and ``mask`` (B, T) once per document, never copied W
+        times (the beam's copies of the memory held gigabytes)."""
+        B = keys.shape[0]
+        energy = torch.bmm(query.view(B, -1, query.shape[1]), keys.transpose(1, 2))  # B, W, T
+        context = torch.bmm(masked_softmax(energy, mask.unsqueeze(1), dim=2), values).view(query.shape[0], -1)
         return torch.tanh(self.combine(torch.cat([query, context], dim=1)))
 
 
@@ -180,8 +184,8 @@ class Seq2SeqNetwork(nn.Module):
         EOS again once finished)."""
         B, L, V = ids.shape[0], self.n_labels, self.n_labels + 1
         W = max(1, beam)
-        memory = {k: v.repeat_interleave(W, dim=0) for k, v in self.encode(ids, mask).items()}
-        h, c = self.start(memory)
+        memory = self.encode(ids, mask)  # once per document: the attention reads it for all W hypotheses
+        h, c = (x.repeat_interleave(W, dim=0) for x in self.start(memory))
         device = ids.device
         scores = torch.full((B, W), float("-inf"), device=device)
         scores[:, 0] = 0.0  # one live hypothesis to start: W copies would fill the beam with duplicates
