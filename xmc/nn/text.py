@@ -238,14 +238,14 @@ class TextEncoder:
             params = TextParams.from_dict(obj["params"])
         except (TypeError, ValueError) as e:
             raise ModelFormatError(f"{path}: invalid text parameters: {e}") from None
-        kind = obj.get("kind", "words")
-        if kind == "minilm-wordpiece":  # a pre-trained encoder's own tokenizer (LACO --pretrained-encoder minilm)
-            from xmc.nn.minilm import WordPieceEncoder
+        from xmc.nn.minilm import WORDPIECE_KIND, WordPieceEncoder  # imports neither torch nor tokenizers
 
+        kind = obj.get("kind", "words")
+        if kind == WORDPIECE_KIND:  # a pre-trained encoder's own tokenizer (LACO --pretrained-encoder minilm)
             return WordPieceEncoder.load(directory, params)
         if kind != "words":
             raise ModelFormatError(f"{path}: text encoder kind {kind!r} is not one this xmc reads "
-                                   f"('words', 'minilm-wordpiece')")
+                                   f"('words', {WORDPIECE_KIND!r})")
         return cls(params, WordVocab.load(directory))
 
 
