@@ -130,3 +130,42 @@ def test_a_forged_huge_weight_is_refused(corpus, tmp_path):
 def test_bad_options_are_refused(field, value, pattern):
     with pytest.raises(ValueError, match=pattern):
         params(**{field: value})
+
+
+def test_auxiliary_losses_keep_the_papers_weight_against_the_label_loss():
+    # Eq. 4-7: per document L_mlc sums over the n labels, L_plcp is one pair's loss, L_clcp sums over the labels
+    # not given. The model divides all by n; the paper's total over n must equal mean-BCE + the auxiliary term.
+    torch.manual_seed(0)
+    n_labels, alpha = 6, 0.3
+    dense = np.array([[1, 1, 0, 0, 0, 0], [0, 1, 1, 1, 0, 0], [1, 0, 0, 0, 1, 1]], dtype=bool)
+    Y = sp.csr_matrix(dense.astype(np.float32))
+    model = LACO(params(aux_tasks="both", aux_weight=alpha, transformer_dim=16, plcp_pairs=3))
+    model.network = LACONetwork(np.random.default_rng(0).normal(size=(20, 8)).astype(np.float32), n_labels,
+                                model.params).eval()
+    ids = torch.randint(2, 20, (3, 7))
+    mask = torch.ones(3, 7, dtype=torch.bool)
+    rows = np.arange(3)
+    with torch.no_grad():
+        H_D, H_Y = model.network.encode(ids, mask)
+        logits = model.network.classify(H_D, H_Y, mask)
+        target = torch.from_numpy(dense.astype(np.float32))
+        mean_bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, target)
+        got = mean_bce + model._auxiliary_losses(H_Y, ids, mask, Y, rows, np.random.default_rng(5))
+
+        rng = np.random.default_rng(5)  # the same draws, in the same order
+        b, i, j, q = sample_plcp(Y, rows, 3, model.params.plcp_ratio, rng)
+        given, _ = sample_clcp(Y, rows, rng)
+        _, H_G = model.network.encode(ids, mask, torch.from_numpy(given))
+        paper = []
+        for d in range(3):
+            mlc = torch.nn.functional.binary_cross_entropy_with_logits(logits[d], target[d], reduction="sum")
+            pairs = b == d
+            pair_logits = model.network.plcp(torch.cat([H_Y[d, i[pairs]], H_Y[d, j[pairs]]], dim=1)).squeeze(1)
+            plcp = torch.nn.functional.binary_cross_entropy_with_logits(pair_logits, torch.from_numpy(q[pairs]))
+            h_given = H_G[d, torch.from_numpy(given[d])].mean(dim=0, keepdim=True)
+            rest = torch.from_numpy(~given[d])
+            clcp_logits = model.network.clcp(torch.cat([H_G[d, rest], h_given.expand(int(rest.sum()), -1)], dim=1))
+            clcp = torch.nn.functional.binary_cross_entropy_with_logits(clcp_logits.squeeze(1), target[d, rest],
+                                                                        reduction="sum")
+            paper.append(mlc + alpha * plcp + (1 - alpha) * clcp)
+    torch.testing.assert_close(got, torch.stack(paper).mean() / n_labels, rtol=1e-5, atol=1e-6)
