@@ -194,10 +194,13 @@ class DeepModel:
     def _new_vocabularies(self, corpus: TextData) -> bool:
         """Set the label vocabulary and the text encoder for a new training run; True when the text encoder
         comes ready-made (a pre-trained model's) and must not be fitted to this corpus."""
-        self.vocab = LabelVocab().fit(corpus.labels)
-        check_training_labels(self.vocab.encode(corpus.labels))
+        self._fit_label_vocabulary(corpus)
         self.text = TextEncoder(self.params.text)
         return False
+
+    def _fit_label_vocabulary(self, corpus: TextData) -> None:
+        self.vocab = LabelVocab().fit(corpus.labels)
+        check_training_labels(self.vocab.encode(corpus.labels))
 
     def _build_tree(self, texts: Sequence[str], Y: sp.csr_matrix) -> LabelTree:
         raise NotImplementedError

@@ -225,7 +225,7 @@ class LACO(FlatLabelModel):
             return super()._new_vocabularies(corpus)
         from xmc.nn.minilm import WordPieceEncoder
 
-        super()._new_vocabularies(corpus)  # the label vocabulary
+        self._fit_label_vocabulary(corpus)
         self.text = WordPieceEncoder.from_package(self.params.text)
         return True
 

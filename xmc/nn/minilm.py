@@ -124,12 +124,12 @@ class WordPieceEncoder:
         return self.encode_tokens(self.tokenizer.tokenize_many(texts))
 
     def save(self, directory) -> None:
-        from xmc.nn.text import TEXT_PARAMS_JSON, _FORMAT_VERSION
+        from xmc.nn.text import TEXT_PARAMS_JSON, TEXT_FORMAT_VERSION
 
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         (directory / TOKENIZER_JSON).write_text(self._json, encoding="utf-8")
-        save_json(directory / TEXT_PARAMS_JSON, {"format_version": _FORMAT_VERSION, "kind": WORDPIECE_KIND,
+        save_json(directory / TEXT_PARAMS_JSON, {"format_version": TEXT_FORMAT_VERSION, "kind": WORDPIECE_KIND,
                                                  "params": self.params.to_dict()})
 
     @classmethod

@@ -24,7 +24,7 @@ PAD, UNK = "<pad>", "<unk>"
 PAD_ID, UNK_ID = 0, 1
 WORDS_JSON = "words.json"
 TEXT_PARAMS_JSON = "text_params.json"
-_FORMAT_VERSION = 1
+TEXT_FORMAT_VERSION = 1  # of every text encoder's files, the word-piece one (xmc.nn.minilm) included
 
 # Runs of letters or digits of any script (``[^\W_]`` is \w without the
 # underscore), with simple inner apostrophes kept so "don't" and "reuters's"
@@ -164,7 +164,7 @@ class WordVocab:
 
     def save(self, directory: PathLike) -> None:
         """Write ``words.json`` into ``directory`` (atomically)."""
-        save_json(Path(directory) / WORDS_JSON, {"format_version": _FORMAT_VERSION, "words": self._words})
+        save_json(Path(directory) / WORDS_JSON, {"format_version": TEXT_FORMAT_VERSION, "words": self._words})
 
     @classmethod
     def load(cls, directory: PathLike) -> "WordVocab":
@@ -176,9 +176,9 @@ class WordVocab:
         version = obj.get("format_version")
         if not isinstance(version, int) or isinstance(version, bool) or version < 1:
             raise ModelFormatError(f"{path}: format version {version!r} is not one xmc wrote")
-        if version > _FORMAT_VERSION:
+        if version > TEXT_FORMAT_VERSION:
             raise ModelFormatError(f"{path}: format version {version} is newer than this xmc reads "
-                                   f"({_FORMAT_VERSION}); upgrade xmc")
+                                   f"({TEXT_FORMAT_VERSION}); upgrade xmc")
         words = obj["words"]
         if words[:2] != [PAD, UNK]:
             raise ModelFormatError(f"{path}: expected the first two words to be {PAD!r} and {UNK!r}, "
@@ -220,7 +220,7 @@ class TextEncoder:
         """Write ``text_params.json`` and ``words.json`` into ``directory``."""
         if self.vocab is None:
             raise RuntimeError("TextEncoder is not fitted; nothing to save")
-        save_json(Path(directory) / TEXT_PARAMS_JSON, {"format_version": _FORMAT_VERSION,
+        save_json(Path(directory) / TEXT_PARAMS_JSON, {"format_version": TEXT_FORMAT_VERSION,
                                                        "params": self.params.to_dict()})
         self.vocab.save(directory)
 
@@ -231,9 +231,9 @@ class TextEncoder:
         if not isinstance(obj, dict) or not isinstance(obj.get("params"), dict):
             raise ModelFormatError(f"{path}: expected an object with a 'params' object")
         version = obj.get("format_version")
-        if not isinstance(version, int) or isinstance(version, bool) or version > _FORMAT_VERSION:
+        if not isinstance(version, int) or isinstance(version, bool) or version > TEXT_FORMAT_VERSION:
             raise ModelFormatError(f"{path}: format version {version!r} is not one this xmc reads "
-                                   f"({_FORMAT_VERSION})")
+                                   f"({TEXT_FORMAT_VERSION})")
         try:
             params = TextParams.from_dict(obj["params"])
         except (TypeError, ValueError) as e:
