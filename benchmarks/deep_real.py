@@ -1,7 +1,8 @@
-"""Deep models against the linear PLT on real raw-text datasets, same split, same machine, one run.
+"""Deep models against the linear PLT on real datasets, same split, same machine, one run.
 
     python benchmarks/deep_real.py --dataset reuters21578 --data ../shared/data
     python benchmarks/deep_real.py --dataset goemotions --models linear,attentionxml --epochs 5
+    python benchmarks/deep_real.py --dataset delicious --models linear,ldgn,ldgn:none --jobs 2 --threads 1
     python benchmarks/deep_real.py --dataset reuters21578 --update --jobs 2 --threads 1 \
         --models seq2seq-mdc,seq2seq-mdc:words,lwpt,lwpt:no-pretraining,laco,laco:plcp,laco:clcp
 
@@ -9,10 +10,14 @@ A model is a name of ``xmc train --model`` with an optional ``:variant`` from VA
 ablations of its paper (``seq2seq-mdc:words``: attention over the words alone; ``lwpt:no-pretraining``;
 ``laco:plcp`` ...).
 
-Splits: Reuters-21578 ModApte (90 topics): 10% of the training documents
-(seeded) are held out for early stopping and thresholds, every model trains
-on the other 90%; GoEmotions: train / dev / test. Each model runs in its own
-process (peak memory is its own). Figures on the test split:
+Splits: Reuters-21578 ModApte (90 topics) and Delicious (Mulan's split, 983
+tags): 10% of the training documents (seeded) are held out for early stopping
+and thresholds, every model trains on the other 90%; GoEmotions: train / dev /
+test. Delicious has no text, only 500 binary word features: each document is
+the words of its present features (``xmc.datasets.real.load_delicious``), the
+linear PLT weighs them by TF-IDF, and LDGN reads them with the feed-forward
+token encoder (DATASET_OPTIONS). Each model runs in its own process (peak
+memory is its own). Figures on the test split:
 
 - P@1/3/5, nDCG@3/5, PSP@1/3/5 (propensities from the training labels, A=0.55, B=1.5);
 - micro/macro-F1, Hamming loss and one-error of a label set per document: the
@@ -51,7 +56,11 @@ VARIANTS = {
              "hlw-no-pretraining": {"encoder": "hlw", "pretrain_steps": 0}},
     "laco": {"none": {}, "plcp": {"aux_tasks": "plcp"}, "clcp": {"aux_tasks": "clcp"},
              "both": {"aux_tasks": "both"}},
+    "ldgn": {"both": {}, "static": {"graph": "static"}, "dynamic": {"graph": "dynamic"}, "none": {"graph": "none"}},
 }
+# DeepParams a dataset sets: Delicious' words are a bag with no order to read (LDGN reads token_encoder;
+# the other models keep their own encoders).
+DATASET_OPTIONS = {"delicious": {"token_encoder": "feedforward"}}
 DECODERS = ("seq2seq-mdc",)  # models whose label sets are decoded, not thresholded
 
 
@@ -123,7 +132,8 @@ def run_one(model_name: str, dataset: str, data_root: Path, epochs: int, threads
         from xmc.models import MODELS, DeepParams
 
         kind, variant = model_spec(model_name)
-        params = DeepParams(epochs=epochs, threads=threads, seed=seed, lr=lr, **{**deep_options, **variant})
+        options = {**DATASET_OPTIONS.get(dataset, {}), **deep_options, **variant}
+        params = DeepParams(epochs=epochs, threads=threads, seed=seed, lr=lr, **options)
         model = MODELS[kind](params).fit(train, valid=valid, progress=False, log=print)
         predict = lambda corpus: model.predict_topk(corpus, k=10, threads=threads)
     train_seconds = time.perf_counter() - t0
@@ -206,7 +216,7 @@ def run_child(name: str, args: argparse.Namespace) -> Dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--dataset", choices=["reuters21578", "goemotions"], required=True)
+    ap.add_argument("--dataset", choices=["reuters21578", "goemotions", "delicious"], required=True)
     ap.add_argument("--data", type=Path, default=Path(os.environ.get("XMC_DATA", ROOT.parent / "shared" / "data")))
     ap.add_argument("--models", default="linear,attentionxml,lightattention")
     ap.add_argument("--epochs", type=int, default=20)

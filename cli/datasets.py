@@ -12,18 +12,21 @@ DATA_ENV = "XMC_DATA"
 
 
 @click.command("convert-dataset")
-@click.argument("name", type=click.Choice(["reuters21578", "goemotions"]))
+@click.argument("name", type=click.Choice(["reuters21578", "goemotions", "delicious"]))
 @click.option("--src", "src", type=click.Path(exists=True, file_okay=False), default=None,
               help=f"Folder of the dataset's original files [default: ${DATA_ENV}/NAME].")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
               help="Folder for train.jsonl, test.jsonl (and dev.jsonl for goemotions).")
 def convert_dataset(name: str, src: Optional[str], out_dir: str) -> None:
-    """Convert a public raw-text dataset to JSON lines, one file per split.
+    """Convert a public dataset to JSON lines, one file per split.
 
     \b
     reuters21578: Reuters-21578 SGML (reut2-000.sgm .. reut2-021.sgm), ModApte
                   split, the 90 topics with a training and a test document
     goemotions:   GoEmotions train/dev/test.tsv and emotions.txt (28 labels)
+    delicious:    Mulan's Delicious, delicious_{train,test}_xc.txt and the
+                  arff header: each document the words of its 500 binary word
+                  features (train deep models with --token-encoder feedforward)
 
     Each line is {"text": ..., "labels": [...]} with label names; train and
     predict read the files with --format jsonl (or detect it).

@@ -184,7 +184,7 @@ def build_tree(train_path: str, labels_file: Optional[str], fmt: str, out_dir: s
 
 DEEP_MODELS = ("attentionxml", "lightattention", "ldgn", "seq2seq-mdc", "lwpt", "laco")
 # Options of one deep model each, handed to DeepParams as they are.
-MODEL_OPTIONS = ("decoder_attention", "encoder", "pretrain_steps", "pretrain_candidates", "aux_tasks", "aux_weight",
+MODEL_OPTIONS = ("token_encoder", "decoder_attention", "encoder", "pretrain_steps", "pretrain_candidates", "aux_tasks", "aux_weight",
                  "plcp_ratio", "transformer_dim", "transformer_layers", "pretrained_encoder")
 
 
@@ -236,6 +236,9 @@ MODEL_OPTIONS = ("decoder_attention", "encoder", "pretrain_steps", "pretrain_can
               help="[ldgn] A trained model (linear PLT, AttentionXML) whose proposals LDGN scores instead of "
                    "all labels; it is saved inside the LDGN model.")
 @click.option("--n-candidates", default=100, show_default=True, help="[ldgn] Labels proposed per document.")
+@click.option("--token-encoder", type=click.Choice(["bilstm", "feedforward"]), default="bilstm", show_default=True,
+              help="[ldgn] Token states from a BiLSTM (the paper's), or from each word alone for documents that "
+                   "are bags of words (e.g. Delicious' word features; convert-dataset delicious).")
 @click.option("--decoder-attention", type=click.Choice(["hybrid", "additive", "units", "words", "none"]),
               default="hybrid", show_default=True,
               help="[seq2seq-mdc] hybrid (semantic units, then words: the paper's model); additive (both, summed); "
@@ -302,6 +305,7 @@ def train(train_path: str, labels_file: Optional[str], fmt: str, model_dir: str,
       xmc train --model lightattention --train go/train.jsonl --valid go/dev.jsonl --model-dir m --epochs 10
       xmc train --model ldgn --graph static --train reuters/train.jsonl --valid reuters/test.jsonl --model-dir m
       xmc train --model ldgn --candidates m_linear --n-candidates 100 --train big/train.jsonl --model-dir m
+      xmc train --model ldgn --token-encoder feedforward --train delicious/train.jsonl --model-dir m
       xmc train --model seq2seq-mdc --train go/train.jsonl --valid go/dev.jsonl --model-dir m --top-k 5
       xmc train --model lwpt --encoder hlw --pretrain-steps 3000 --train reuters/train.jsonl --model-dir m
       xmc train --model lwpt --pretrained m/pretrained --train reuters/train.jsonl --model-dir m2

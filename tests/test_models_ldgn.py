@@ -133,3 +133,23 @@ def test_over_linear_candidates_learns_and_round_trips(graph, corpus, tmp_path):
     np.testing.assert_allclose(scores, scores2, rtol=1e-6)
     with pytest.raises(ValueError, match="predicts from raw text"):
         again.predict_topk(again.text.encode(corpus[1].texts), k=5)
+
+
+def test_feedforward_encoder_reads_a_bag_of_words_in_any_order(corpus, tmp_path):
+    # Delicious-like documents (no word order): the feed-forward encoder learns, and shuffling a document's
+    # words changes no score, where the BiLSTM's would.
+    torch.set_num_threads(1)
+    p = params("both")
+    p.token_encoder = "feedforward"
+    model = LDGN(p).fit(corpus[0], valid=corpus[1], progress=False, log=None)
+    ids, scores = model.predict_topk(corpus[1], k=5)
+    truth = model.labels(corpus[1])
+    counts = np.bincount(model.labels(corpus[0]).indices, minlength=len(model.vocab))
+    assert evaluate(truth, ids, ks=(1,))["P@1"] > truth[:, int(counts.argmax())].toarray().mean() + 0.02
+    rng = np.random.default_rng(0)
+    shuffled = TextData([" ".join(rng.permutation(t.split())) for t in corpus[1].texts], corpus[1].labels)
+    ids2, scores2 = model.predict_topk(shuffled, k=5)
+    np.testing.assert_allclose(scores2, scores, rtol=1e-5, atol=1e-6)
+    model.save(tmp_path)
+    assert json.loads((tmp_path / "params.json").read_text())["token_encoder"] == "feedforward"
+    np.testing.assert_allclose(load_model(tmp_path).predict_topk(corpus[1], k=5)[1], scores, rtol=1e-6)

@@ -1,5 +1,6 @@
-"""Reuters-21578 (ModApte, 90 topics) and GoEmotions read from their original
-files, and ``xmc convert-dataset``. Skipped when the data folder is absent."""
+"""Reuters-21578 (ModApte, 90 topics), GoEmotions and Delicious read from their
+original files, and ``xmc convert-dataset``. Tests of the real files are skipped
+when the data folder is absent."""
 from collections import Counter
 
 import pytest
@@ -8,10 +9,14 @@ from click.testing import CliRunner
 from conftest import DATA_ROOT
 from xmc.data import DataFormatError, load_corpus
 from xmc.datasets import REAL_DATASETS, load_goemotions, load_reuters21578, load_reuters21578_splits
+from xmc.datasets.real import load_delicious
 
 REUTERS = DATA_ROOT / "reuters21578"
 GOEMOTIONS = DATA_ROOT / "goemotions"
+DELICIOUS = DATA_ROOT / "delicious"
 needs_reuters = pytest.mark.skipif(not (REUTERS / "reut2-000.sgm").is_file(), reason=f"no Reuters-21578 in {REUTERS}")
+needs_delicious = pytest.mark.skipif(not (DELICIOUS / "delicious_train_xc.txt").is_file(),
+                                     reason=f"no Delicious in {DELICIOUS}")
 needs_goemotions = pytest.mark.skipif(not (GOEMOTIONS / "train.tsv").is_file(), reason=f"no GoEmotions in {GOEMOTIONS}")
 
 
@@ -122,3 +127,37 @@ def test_convert_without_src_or_env_says_what_to_pass(tmp_path, monkeypatch):
     monkeypatch.delenv("XMC_DATA", raising=False)
     result = CliRunner().invoke(_cli(), ["convert-dataset", "goemotions", "--out", str(tmp_path)])
     assert result.exit_code == 2 and "pass --src" in result.output and "$XMC_DATA" in result.output
+
+
+def _tiny_delicious(folder, words):
+    header = ["@relation tiny"] + [f"@attribute {w} {{0,1}}" for w in words + ["TAG_web", "TAG_.net"]] + ["@data"]
+    (folder / "delicious-train.arff").write_text("\n".join(header) + "\n")
+    (folder / "delicious_train_xc.txt").write_text(f"2 {len(words)} 2\n0,1 0:1 1:1 2:1\n1 3:1\n")
+
+
+def test_delicious_words_stay_one_distinct_token_each(tmp_path):
+    from xmc.nn.text import TextParams, Tokenizer
+
+    _tiny_delicious(tmp_path, ["form_id", "formid", "_qacct", "zu"])
+    data = load_delicious(tmp_path, "train")
+    assert data.labels == [["web", ".net"], [".net"]]
+    # Dropping the underscore would have made form_id and formid one word.
+    assert Tokenizer(TextParams()).tokenize(data.texts[0]) == ["form'id", "formid", "qacct"]
+    assert data.texts[1] == "zu"
+
+
+def test_delicious_words_that_would_merge_are_refused(tmp_path):
+    _tiny_delicious(tmp_path, ["form_id", "form__id", "b", "c"])
+    with pytest.raises(DataFormatError, match=r"delicious-train.arff: expected word attributes.*4 words \(3 distinct"):
+        load_delicious(tmp_path, "train")
+
+
+@needs_delicious
+def test_delicious_counts():
+    train, test = load_delicious(DELICIOUS, "train"), load_delicious(DELICIOUS, "test")
+    assert (len(train), len(test)) == (12920, 3185)
+    # SOURCE.md: 19.047 labels and 18.5 features per training document, 983 labels of which 982 in test.
+    assert sum(map(len, train.labels)) / len(train) == pytest.approx(19.047, abs=5e-4)
+    assert sum(len(t.split()) for t in train.texts) / len(train) == pytest.approx(18.54, abs=5e-3)
+    assert len({lab for labels in train.labels for lab in labels}) == 983
+    assert len({lab for labels in test.labels for lab in labels}) == 982

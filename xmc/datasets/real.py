@@ -1,8 +1,12 @@
-"""Readers for public raw-text multi-label datasets, in their original
-distribution layout: Reuters-21578 (ModApte split, 90 topics) and GoEmotions.
+"""Readers for public multi-label datasets, in their original distribution
+layout: Reuters-21578 (ModApte split, 90 topics) and GoEmotions (raw text), and
+Delicious (Mulan's 500 binary word features, 983 tags).
 
 Each reader takes the dataset's folder and a split name and returns a
-:class:`~xmc.data.text.TextData` whose labels are the label names.
+:class:`~xmc.data.text.TextData` whose labels are the label names. Delicious
+has no text: each document becomes the words of its present features, so the
+text models read it unchanged (its words carry no order; pair it with an
+order-free encoder, ``DeepParams.token_encoder = "feedforward"``).
 """
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ from typing import Callable, Dict, List, Optional, Tuple, Union
 
 from xmc.data.errors import DataFormatError
 from xmc.data.text import TextData, iter_lines
+from xmc.nn.text import TextParams, Tokenizer
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -203,6 +208,57 @@ def load_goemotions_splits(root: PathLike) -> Dict[str, TextData]:
     return {s: load_goemotions(root, s) for s in GOEMOTIONS_SPLITS}
 
 
+# ---------------------------------------------------------------- Delicious
+
+DELICIOUS_SPLITS = ("train", "test")
+DELICIOUS_ARFF = "delicious-train.arff"  # its header names the 500 word features, then the 983 tags
+_ALNUM_RUN = re.compile(r"[^\W_]+")
+
+
+def delicious_attribute_names(root: PathLike) -> Tuple[List[str], List[str]]:
+    """(feature words, tag names) from the ARFF header, in attribute order: the XC files' feature and label
+    ids. A word is written as one token the default tokenizer keeps whole: its inner underscores become
+    apostrophes (``comment_form`` -> ``comment'form``; dropping them would merge ``form_id`` with
+    ``formid``), outer ones go (``_qacct`` -> ``qacct``). Tags lose Mulan's ``TAG_`` prefix."""
+    path = Path(root) / DELICIOUS_ARFF
+    names = []
+    for number, line in iter_lines(path):
+        if line[:10].lower() == "@attribute":
+            fields = line.split()
+            if len(fields) < 3:
+                raise DataFormatError(f"{path}:{number}: expected '@attribute NAME {{0,1}}', found {line[:80]!r}")
+            names.append(fields[1])
+        elif line.strip().lower() == "@data":
+            break
+    words = [n for n in names if not n.startswith("TAG_")]
+    tags = [n[len("TAG_"):] for n in names if n.startswith("TAG_")]
+    tokens = ["'".join(_ALNUM_RUN.findall(w)) for w in words]
+    as_read = [Tokenizer(TextParams()).tokenize(t) for t in tokens]  # what the text models will see
+    if names[:len(words)] != words or any(len(t) != 1 for t in as_read) or len({t[0] for t in as_read}) != len(tokens):
+        raise DataFormatError(f"{path}: expected word attributes, each a distinct word, then TAG_ attributes; "
+                              f"found {len(words)} words ({len(set(map(tuple, as_read)))} distinct as tokens) and {len(tags)} tags")
+    return tokens, tags
+
+
+def load_delicious(root: PathLike, split: str) -> TextData:
+    """One split (``train``: 12,920 documents, ``test``: 3,185) of ``delicious_<split>_xc.txt``, each
+    document the words of its present features (all values are 1) and labels the tag names."""
+    from xmc.data.xc import read_xc
+
+    _check_split(split, DELICIOUS_SPLITS, "Delicious")
+    words, tags = delicious_attribute_names(root)
+    data = read_xc(Path(root) / f"delicious_{split}_xc.txt", n_features=len(words), n_labels=len(tags))
+    X, Y = data.X, data.Y
+    texts = [" ".join(words[j] for j in X.indices[X.indptr[i]:X.indptr[i + 1]]) for i in range(X.shape[0])]
+    labels = [[tags[j] for j in Y.indices[Y.indptr[i]:Y.indptr[i + 1]]] for i in range(Y.shape[0])]
+    return TextData(texts, labels)
+
+
+def load_delicious_splits(root: PathLike) -> Dict[str, TextData]:
+    """``{"train", "test"}`` of :func:`load_delicious`."""
+    return {s: load_delicious(root, s) for s in DELICIOUS_SPLITS}
+
+
 # ---------------------------------------------------------------- registry
 
 def _check_split(split: str, splits: Tuple[str, ...], name: str) -> None:
@@ -231,4 +287,7 @@ REAL_DATASETS: Dict[str, RealDataset] = {
     "goemotions": RealDataset("goemotions", "goemotions", GOEMOTIONS_SPLITS, load_goemotions,
                               load_goemotions_splits,
                               "GoEmotions Reddit comments, 28 emotions (train/dev/test.tsv, emotions.txt)"),
+    "delicious": RealDataset("delicious", "delicious", DELICIOUS_SPLITS, load_delicious, load_delicious_splits,
+                             "Delicious bookmarks, 500 binary word features as words, 983 tags "
+                             "(delicious_{train,test}_xc.txt, delicious-train.arff header)"),
 }

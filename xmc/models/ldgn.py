@@ -1,6 +1,8 @@
 """LDGN (Ma et al., 2021): label-specific attention, then a dual graph network over the labels.
 
-For every document: BiLSTM token states; label-wise attention gives each label its own
+For every document: BiLSTM token states (or, for bags of words such as Delicious' binary word
+features, ``params.token_encoder = "feedforward"``: each word's state from that word alone, since there
+is no word order to read); label-wise attention gives each label its own
 component u_i (``xmc.ops.label_attention``); two GCN layers on the static co-occurrence
 graph (``xmc.data.label_graph``, D^-1/2 A D^-1/2, LeakyReLU) give H2; two 1x1
 convolutions of H2 (one linear map per side) rebuild a dynamic graph
@@ -38,7 +40,7 @@ from xmc.metrics import evaluate
 from xmc.models.base import Docs, DeepModel, Log, load_state, state_arrays
 from xmc.models.batching import (clear_empty_slots, dense_targets, eval_batches, parents_with_positives,
                                  row_targets, tensors)
-from xmc.models.networks import BiLSTMEncoder, masked_bce
+from xmc.models.networks import masked_bce, token_encoder
 from xmc.models.params import DeepParams
 from xmc.models.training import train_epochs
 from xmc.ops import SparseGraph, dynamic_graph_propagate, gcn_propagate, label_attention
@@ -57,8 +59,7 @@ class LDGNNetwork(nn.Module):
         super().__init__()
         self.mode = params.graph
         self.graph = graph
-        self.encoder = BiLSTMEncoder(embeddings, params.hidden, params.lstm_layers, params.embedding_dropout,
-                                     params.dropout, params.train_embeddings)
+        self.encoder = token_encoder(embeddings, params)
         width, gcn = self.encoder.output_dim, params.gcn_dim
         self.queries = nn.Parameter(torch.empty(n_labels, width))
         nn.init.xavier_uniform_(self.queries)

@@ -1,6 +1,7 @@
 """Layers shared by the label-wise attention models.
 
-``BiLSTMEncoder``: word embeddings -> BiLSTM token states. ``AttentionScorer``:
+``BiLSTMEncoder``: word embeddings -> BiLSTM token states. ``FeedForwardEncoder``: the same
+shape of states from each word alone, for bags of words (no order to read). ``AttentionScorer``:
 one query per label (or tree node), ``xmc.ops.label_attention`` over the token
 states, then fully connected layers shared by all labels down to one logit
 per (document, candidate). ``ClusterGenerator``: LightAttention's generator,
@@ -54,6 +55,39 @@ class BiLSTMEncoder(nn.Module):
     def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return self.dropout(bidirectional(self.forward_lstms, self.backward_lstms,
                                           self.embedding_dropout(self.embedding(ids)), mask))
+
+
+class FeedForwardEncoder(nn.Module):
+    """Embedding -> dropout -> two position-wise layers (ReLU); token states (B, T, 2 * hidden).
+
+    For documents that are bags of words (Delicious' 500 binary word features): a BiLSTM would read an
+    order that is only the feature ids' order. Each word's state depends on that word alone, so the
+    label attention above sees a set, and a document's states are the same whatever order its words
+    come in.
+    """
+
+    def __init__(self, embeddings: np.ndarray, hidden: int, embedding_dropout: float = 0.2, dropout: float = 0.5,
+                 train_embeddings: bool = True) -> None:
+        super().__init__()
+        weights = torch.tensor(np.asarray(embeddings, dtype=np.float32))  # a copy, as BiLSTMEncoder's
+        self.embedding = nn.Embedding.from_pretrained(weights, freeze=not train_embeddings, padding_idx=0)
+        self.embedding_dropout = nn.Dropout(embedding_dropout)
+        self.layers = nn.Sequential(nn.Linear(weights.shape[1], 2 * hidden), nn.ReLU(),
+                                    nn.Linear(2 * hidden, 2 * hidden), nn.ReLU())
+        self.dropout = nn.Dropout(dropout)
+        self.output_dim = 2 * hidden
+
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.layers(self.embedding_dropout(self.embedding(ids))))
+
+
+def token_encoder(embeddings: np.ndarray, params) -> nn.Module:
+    """``params.token_encoder``'s encoder ("bilstm" or "feedforward") of a ``DeepParams``."""
+    if params.token_encoder == "feedforward":
+        return FeedForwardEncoder(embeddings, params.hidden, params.embedding_dropout, params.dropout,
+                                  params.train_embeddings)
+    return BiLSTMEncoder(embeddings, params.hidden, params.lstm_layers, params.embedding_dropout,
+                         params.dropout, params.train_embeddings)
 
 
 def bidirectional(forward_lstms: nn.ModuleList, backward_lstms: nn.ModuleList, x: torch.Tensor,

@@ -22,6 +22,7 @@ from xmc.utils.modeldir import dataclass_from_dict
 GRAPHS = ("both", "static", "dynamic", "none")
 DECODER_ATTENTIONS = ("hybrid", "additive", "units", "words", "none")
 ENCODERS = ("lw", "hlw")
+TOKEN_ENCODERS = ("bilstm", "feedforward")
 AUX_TASKS = ("none", "plcp", "clcp", "both")
 PRETRAINED_ENCODERS = ("none", "minilm")
 MINILM_MAX_WORDS = 508  # MiniLM's 512 positions less [CLS], [SEP], the labels' shared position and the last [SEP]
@@ -68,6 +69,9 @@ class DeepParams:
     graph_threshold: float = 0.0
     graph_reweight: Optional[float] = None
     n_candidates: int = 100  # LDGN over a candidate model: labels it proposes per document
+    # LDGN: the token states' encoder, "bilstm" (the paper's) or "feedforward" (each word alone, for bags of
+    # words, where the order is only the feature ids'; xmc.models.networks.FeedForwardEncoder).
+    token_encoder: str = "bilstm"
     # Seq2Seq-MDC only: the decoder's attention ("hybrid", the paper's model; "additive", "units" (MDC
     # only), "words" (conventional attention), "none": its ablations) and the label embedding width.
     decoder_attention: str = "hybrid"
@@ -136,6 +140,8 @@ class DeepParams:
         if self.decoder_attention not in DECODER_ATTENTIONS:
             raise ValueError(f"decoder_attention must be one of {', '.join(DECODER_ATTENTIONS)}, "
                              f"got {self.decoder_attention!r}")
+        if self.token_encoder not in TOKEN_ENCODERS:
+            raise ValueError(f"token_encoder must be one of {', '.join(TOKEN_ENCODERS)}, got {self.token_encoder!r}")
         if self.encoder not in ENCODERS:
             raise ValueError(f"encoder must be one of {', '.join(ENCODERS)}, got {self.encoder!r}")
         if isinstance(self.pretrain_steps, bool) or int(self.pretrain_steps) != self.pretrain_steps \
