@@ -233,6 +233,7 @@ def main() -> None:
     ap.add_argument("--update", action="store_true",
                     help="keep the other models' rows of the dataset's results file and replace only these models'")
     ap.add_argument("--note", default="", help="appended to the run's description in the table (say what else ran)")
+    # --seed other than 0 writes rows named "MODEL seed=N", kept beside the seed-0 rows: repeats for noise.
     ap.add_argument("--single", help=argparse.SUPPRESS)  # child process: run one model, print JSON
     args = ap.parse_args()
     if args.single:
@@ -248,7 +249,7 @@ def main() -> None:
              f"deep models at most {args.epochs} epochs with early stopping on the validation split, "
              f"dropout {args.dropout}, weight averaging from epoch {args.swa_start} (0: off), "
              f"LW-PT pre-training {args.pretrain_steps} steps; "
-             f"{args.jobs} model(s) trained at a time{args.note}.")
+             f"{args.jobs} model(s) trained at a time" + (f", {args.note}" if args.note else "") + ".")
     finished: List[Dict] = []
     lock = threading.Lock()
 
@@ -256,6 +257,8 @@ def main() -> None:
         # Each finished model is written at once, so a long run stopped halfway keeps what it measured.
         result = run_child(name, args)
         result.setdefault("setting", extra)
+        if args.seed != 0:  # a repeat with another seed is a row of its own beside the seed-0 one
+            result["model"] = f"{name} seed={args.seed}"
         with lock:
             finished.append(result)
             save_results(args.dataset, [result], extra, replace_all=not args.update and len(finished) == 1)
