@@ -1,0 +1,37 @@
+// Small dense products and a vectorised sigmoid for kernels that work on cache-sized tiles
+// (the dynamic graph propagation): register-blocked, no packing, so each call should touch
+// only what fits in L2. Same build scheme as cpu_microkernels.h (AVX2+FMA clones, AVX-512 at
+// run time). Real: float, double.
+#pragma once
+#include <cstdint>
+
+namespace xmc {
+namespace ops {
+namespace cpu {
+
+// C (m x n) = A (m x k) B (k x n), or C += A B when accumulate. A's element (i, p) is
+// A[i * a_row + p * a_col], so a transposed A is only a change of strides; B and C are
+// row-major with leading dimensions ldb and ldc.
+template <typename Real>
+struct TileProduct {
+  int64_t m = 0, n = 0, k = 0;
+  const Real* A = nullptr;
+  int64_t a_row = 0, a_col = 1;
+  const Real* B = nullptr;
+  int64_t ldb = 0;
+  Real* C = nullptr;
+  int64_t ldc = 0;
+  bool accumulate = false;
+};
+
+template <typename Real>
+void tile_product(const TileProduct<Real>& p);
+
+// x[i] = 1 / (1 + exp(-x[i])) for i < n, in place; exactly 0 where exp(-x) would overflow
+// (x below about -88 in float32, -708 in float64), as the exact sigmoid rounds there.
+template <typename Real>
+void sigmoid_inplace(Real* x, int64_t n);
+
+}  // namespace cpu
+}  // namespace ops
+}  // namespace xmc
