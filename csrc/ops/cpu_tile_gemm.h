@@ -3,7 +3,10 @@
 // only what fits in L2. Same build scheme as cpu_microkernels.h (AVX2+FMA clones, AVX-512 at
 // run time). Real: float, double.
 #pragma once
+#include <cstddef>
 #include <cstdint>
+#include <new>
+#include <vector>
 
 namespace xmc {
 namespace ops {
@@ -26,6 +29,27 @@ struct TileProduct {
 
 template <typename Real>
 void tile_product(const TileProduct<Real>& p);
+
+// Storage for tiles and packed operands, aligned to cache lines: large blocks from malloc sit
+// 16 bytes past a page, so every other 32-byte load of a row would straddle two lines (measured:
+// the tile products ran 10-25% slower on such buffers).
+template <typename T>
+struct CacheLineAllocator {
+  using value_type = T;
+  static constexpr std::align_val_t kAlignment{64};
+  CacheLineAllocator() = default;
+  template <typename U>
+  CacheLineAllocator(const CacheLineAllocator<U>&) {}
+  T* allocate(std::size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), kAlignment)); }
+  void deallocate(T* p, std::size_t) { ::operator delete(p, kAlignment); }
+  template <typename U>
+  bool operator==(const CacheLineAllocator<U>&) const { return true; }
+  template <typename U>
+  bool operator!=(const CacheLineAllocator<U>&) const { return false; }
+};
+
+template <typename T>
+using AlignedVector = std::vector<T, CacheLineAllocator<T>>;
 
 // x[i] = 1 / (1 + exp(-x[i])) for i < n, in place; exactly 0 where exp(-x) would overflow
 // (x below about -88 in float32, -708 in float64), as the exact sigmoid rounds there.

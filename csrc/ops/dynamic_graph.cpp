@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cmath>
 #include <stdexcept>
-#include <vector>
 
 #include "core/common/parallel.h"
 #include "ops/cpu_tile_gemm.h"
@@ -12,6 +11,7 @@ namespace xmc {
 namespace ops {
 namespace {
 
+using cpu::AlignedVector;
 using cpu::sigmoid_inplace;
 using cpu::tile_product;
 using cpu::TileProduct;
@@ -59,13 +59,18 @@ void pack_transposed_blocks(const Real* X, const Tiling& tiles, int64_t width, R
   }
 }
 
-// S tile = sigmoid(Q rows [i0, i0+ni) times the packed keys of column block c): (ni x kTileCols),
-// row stride kTileCols; columns past the last label hold sigmoid(0) and must not be read.
+// Columns of a tile computed for nj real ones: whole 16-wide panels (the packed blocks are zero
+// past the last label), so a short last block costs what it holds, not a full block.
+inline int64_t padded_cols(int64_t nj) { return std::min(kTileCols, (nj + 15) / 16 * 16); }
+
+// S tile = sigmoid(Q rows [i0, i0+ni) times the packed keys of column block c): (ni x nj) in a
+// (ni x kTileCols) buffer. Past column nj the values are not meaningful and must not be read.
 template <typename Real>
-void score_tile(const Real* Q, int64_t i0, int64_t ni, const Real* keys_packed, int64_t c, int64_t width, Real* S) {
-  tile_product(product(ni, kTileCols, width, Q + i0 * width, width, int64_t(1), keys_packed + c * width * kTileCols,
-                       kTileCols, S, kTileCols, false));
-  sigmoid_inplace(S, ni * kTileCols);
+void score_tile(const Real* Q, int64_t i0, int64_t ni, const Real* keys_packed, int64_t c, int64_t nj, int64_t width,
+                Real* S) {
+  tile_product(product(ni, padded_cols(nj), width, Q + i0 * width, width, int64_t(1),
+                       keys_packed + c * width * kTileCols, kTileCols, S, kTileCols, false));
+  sigmoid_inplace(S, ni * kTileCols);  // one call over the buffer: what lies past nj is finite either way
 }
 
 template <typename Real>
@@ -96,12 +101,12 @@ void dynamic_graph_forward(const DynamicGraphInputs<Real>& in, Real* out, Real* 
   const int64_t L = in.labels, d = in.width, D = in.dim;
   if (in.batch == 0 || L == 0) return;
   const Tiling tiles(L);
-  std::vector<Real> keys_packed(static_cast<size_t>(tiles.col_blocks * d * kTileCols));
-  std::vector<Real> scale(static_cast<size_t>(L)), scaled_H(static_cast<size_t>(L * D));  // r and G = r H
+  AlignedVector<Real> keys_packed(static_cast<size_t>(tiles.col_blocks * d * kTileCols));
+  AlignedVector<Real> scale(static_cast<size_t>(L)), scaled_H(static_cast<size_t>(L * D));  // r and G = r H
 
 #pragma omp parallel num_threads(resolve_threads(threads))
   {
-    std::vector<Real> S(static_cast<size_t>(kTileRows * kTileCols));
+    AlignedVector<Real> S(static_cast<size_t>(kTileRows * kTileCols));
     for (int64_t b = 0; b < in.batch; ++b) {  // documents in turn, each split over its row tiles
       const DocumentViews<Real> doc(in, b);
       Real* deg = degrees + b * L;
@@ -111,7 +116,7 @@ void dynamic_graph_forward(const DynamicGraphInputs<Real>& in, Real* out, Real* 
         const int64_t i0 = tiles.row0(t), ni = tiles.rows(t);
         std::fill(deg + i0, deg + i0 + ni, Real(0));
         for (int64_t c = 0; c < tiles.col_blocks; ++c) {
-          score_tile(doc.Q, i0, ni, keys_packed.data(), c, d, S.data());
+          score_tile(doc.Q, i0, ni, keys_packed.data(), c, tiles.cols(c), d, S.data());
           const int64_t nj = tiles.cols(c);
           for (int64_t i = 0; i < ni; ++i) {
             const Real* s = S.data() + i * kTileCols;
@@ -132,7 +137,7 @@ void dynamic_graph_forward(const DynamicGraphInputs<Real>& in, Real* out, Real* 
         const int64_t i0 = tiles.row0(t), ni = tiles.rows(t);
         Real* o = out + (b * L + i0) * D;
         for (int64_t c = 0; c < tiles.col_blocks; ++c) {
-          score_tile(doc.Q, i0, ni, keys_packed.data(), c, d, S.data());
+          score_tile(doc.Q, i0, ni, keys_packed.data(), c, tiles.cols(c), d, S.data());
           const int64_t j0 = tiles.col0(c);
           tile_product(product(ni, D, tiles.cols(c), S.data(), kTileCols, int64_t(1), scaled_H.data() + j0 * D, D, o,
                                D, c > 0));
@@ -152,17 +157,18 @@ void dynamic_graph_backward(const DynamicGraphInputs<Real>& in, const Real* degr
   if (in.batch == 0 || L == 0) return;
   const int n_threads = resolve_threads(threads);
   const Tiling tiles(L);
-  std::vector<Real> keys_packed(static_cast<size_t>(tiles.col_blocks * d * kTileCols));
-  std::vector<Real> G_packed(static_cast<size_t>(tiles.col_blocks * D * kTileCols));  // (r H)^T in blocks
-  std::vector<Real> scale(static_cast<size_t>(L)), degree_grad(static_cast<size_t>(L));  // r and dd
-  std::vector<Real> G(static_cast<size_t>(L * D)), scaled_grad(static_cast<size_t>(L * D));  // r H and r dO
+  AlignedVector<Real> keys_packed(static_cast<size_t>(tiles.col_blocks * d * kTileCols));
+  AlignedVector<Real> G_packed(static_cast<size_t>(tiles.col_blocks * D * kTileCols));  // (r H)^T in blocks
+  AlignedVector<Real> scale(static_cast<size_t>(L)), degree_grad(static_cast<size_t>(L));  // r and dd
+  AlignedVector<Real> G(static_cast<size_t>(L * D)), scaled_grad(static_cast<size_t>(L * D));  // r H and r dO
   // The column side of S (dG_j, dKb_j) sums over every row tile: each thread adds into its own
   // copy and the copies are summed by rows afterwards, so no two threads write the same memory.
-  std::vector<Real> dG_parts(static_cast<size_t>(n_threads * L * D)), dKb_parts(static_cast<size_t>(n_threads * L * d));
+  AlignedVector<Real> dG_parts(static_cast<size_t>(n_threads * L * D));
+  AlignedVector<Real> dKb_parts(static_cast<size_t>(n_threads * L * d));
 
 #pragma omp parallel num_threads(n_threads)
   {
-    std::vector<Real> S(static_cast<size_t>(kTileRows * kTileCols)), dZ(static_cast<size_t>(kTileRows * kTileCols));
+    AlignedVector<Real> S(static_cast<size_t>(kTileRows * kTileCols)), dZ(static_cast<size_t>(kTileRows * kTileCols));
     Real* my_dG = dG_parts.data() + thread_id() * L * D;
     Real* my_dKb = dKb_parts.data() + thread_id() * L * d;
     for (int64_t b = 0; b < in.batch; ++b) {
@@ -186,7 +192,7 @@ void dynamic_graph_backward(const DynamicGraphInputs<Real>& in, const Real* degr
       for (int64_t t = 0; t < tiles.row_tiles; ++t) {
         const int64_t i0 = tiles.row0(t), ni = tiles.rows(t);
         for (int64_t c = 0; c < tiles.col_blocks; ++c) {
-          score_tile(doc.Q, i0, ni, keys_packed.data(), c, d, S.data());
+          score_tile(doc.Q, i0, ni, keys_packed.data(), c, tiles.cols(c), d, S.data());
           const int64_t j0 = tiles.col0(c);
           tile_product(product(tiles.cols(c), D, ni, S.data(), int64_t(1), kTileCols, scaled_grad.data() + i0 * D, D,
                                my_dG + j0 * D, D, true));
@@ -214,10 +220,10 @@ void dynamic_graph_backward(const DynamicGraphInputs<Real>& in, const Real* degr
         const int64_t i0 = tiles.row0(t), ni = tiles.rows(t);
         Real* dQa = grad_Qa + (b * L + i0) * d;
         for (int64_t c = 0; c < tiles.col_blocks; ++c) {
-          score_tile(doc.Q, i0, ni, keys_packed.data(), c, d, S.data());
-          tile_product(product(ni, kTileCols, D, scaled_grad.data() + i0 * D, D, int64_t(1),
-                               G_packed.data() + c * D * kTileCols, kTileCols, dZ.data(), kTileCols, false));
+          score_tile(doc.Q, i0, ni, keys_packed.data(), c, tiles.cols(c), d, S.data());
           const int64_t j0 = tiles.col0(c), nj = tiles.cols(c);
+          tile_product(product(ni, padded_cols(nj), D, scaled_grad.data() + i0 * D, D, int64_t(1),
+                               G_packed.data() + c * D * kTileCols, kTileCols, dZ.data(), kTileCols, false));
           for (int64_t i = 0; i < ni; ++i) {
             const Real dd = degree_grad[i0 + i];
             Real* z = dZ.data() + i * kTileCols;
