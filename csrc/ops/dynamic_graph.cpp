@@ -93,6 +93,176 @@ struct DocumentViews {
       : Q(in.Qa + b * in.labels * in.width), K(in.Kb + b * in.labels * in.width), H(in.H + b * in.labels * in.dim) {}
 };
 
+// The rows of one document's tiles in the forward: degrees, then out = r * (S (r H)).
+template <typename Real>
+void forward_degrees(const DocumentViews<Real>& doc, const Tiling& tiles, int64_t d, const Real* keys_packed,
+                     Real* S, Real* deg) {
+#pragma omp for schedule(dynamic)
+  for (int64_t t = 0; t < tiles.row_tiles; ++t) {
+    const int64_t i0 = tiles.row0(t), ni = tiles.rows(t);
+    std::fill(deg + i0, deg + i0 + ni, Real(0));
+    for (int64_t c = 0; c < tiles.col_blocks; ++c) {
+      const int64_t nj = tiles.cols(c);
+      score_tile(doc.Q, i0, ni, keys_packed, c, nj, d, S);
+      for (int64_t i = 0; i < ni; ++i) {
+        const Real* s = S + i * kTileCols;
+        Real sum = 0;
+#pragma omp simd reduction(+ : sum)
+        for (int64_t j = 0; j < nj; ++j) sum += s[j];
+        deg[i0 + i] += sum;
+      }
+    }
+  }
+}
+
+template <typename Real>
+void forward_product(const DocumentViews<Real>& doc, const Tiling& tiles, int64_t d, int64_t D,
+                     const Real* keys_packed, const Real* scale, const Real* scaled_H, Real* S, Real* out) {
+#pragma omp for schedule(dynamic)
+  for (int64_t t = 0; t < tiles.row_tiles; ++t) {
+    const int64_t i0 = tiles.row0(t), ni = tiles.rows(t);
+    Real* o = out + i0 * D;
+    for (int64_t c = 0; c < tiles.col_blocks; ++c) {
+      const int64_t j0 = tiles.col0(c), nj = tiles.cols(c);
+      score_tile(doc.Q, i0, ni, keys_packed, c, nj, d, S);
+      tile_product(product(ni, D, nj, S, kTileCols, int64_t(1), scaled_H + j0 * D, D, o, D, c > 0));
+    }
+    for (int64_t i = 0; i < ni; ++i)
+      for (int64_t k = 0; k < D; ++k) o[i * D + k] *= scale[i0 + i];
+  }
+}
+
+// What the threads share in the backward, rebuilt for each document in turn.
+template <typename Real>
+struct BackwardBuffers {
+  AlignedVector<Real> keys_packed, G_packed;  // Kb^T and (r H)^T in column blocks
+  AlignedVector<Real> scale, degree_grad;     // r and dd
+  AlignedVector<Real> G, scaled_grad;         // r H and r dO
+  // The column side of S (dG_j, dKb_j) sums over every row tile: each thread adds into its own
+  // copy and the copies are summed by rows afterwards, so no two threads write the same memory.
+  AlignedVector<Real> dG_parts, dKb_parts;
+
+  BackwardBuffers(const Tiling& tiles, int64_t d, int64_t D, int n_threads)
+      : keys_packed(static_cast<size_t>(tiles.col_blocks * d * kTileCols)),
+        G_packed(static_cast<size_t>(tiles.col_blocks * D * kTileCols)),
+        scale(static_cast<size_t>(tiles.labels)),
+        degree_grad(static_cast<size_t>(tiles.labels)),
+        G(static_cast<size_t>(tiles.labels * D)),
+        scaled_grad(static_cast<size_t>(tiles.labels * D)),
+        dG_parts(static_cast<size_t>(n_threads * tiles.labels * D)),
+        dKb_parts(static_cast<size_t>(n_threads * tiles.labels * d)) {}
+};
+
+// One document's arrays in the backward.
+template <typename Real>
+struct BackwardDocument {
+  DocumentViews<Real> x;
+  const Real *degrees, *out, *grad_out;
+  Real *grad_Qa, *grad_Kb, *grad_H;
+  BackwardDocument(const DynamicGraphInputs<Real>& in, int64_t b, const Real* degrees_all, const Real* out_all,
+                   const Real* grad_out_all, Real* grad_Qa_all, Real* grad_Kb_all, Real* grad_H_all)
+      : x(in, b),
+        degrees(degrees_all + b * in.labels),
+        out(out_all + b * in.labels * in.dim),
+        grad_out(grad_out_all + b * in.labels * in.dim),
+        grad_Qa(grad_Qa_all + b * in.labels * in.width),
+        grad_Kb(grad_Kb_all + b * in.labels * in.width),
+        grad_H(grad_H_all + b * in.labels * in.dim) {}
+};
+
+template <typename Real>
+void backward_prepare(const DynamicGraphInputs<Real>& in, const BackwardDocument<Real>& doc, const Tiling& tiles,
+                      BackwardBuffers<Real>& w) {
+  const int64_t D = in.dim;
+#pragma omp for schedule(static)
+  for (int64_t j = 0; j < tiles.labels; ++j) {
+    const Real r = w.scale[j] = inverse_sqrt_degree(doc.degrees[j], in.min_degree);
+    for (int64_t k = 0; k < D; ++k) {
+      w.G[j * D + k] = r * doc.x.H[j * D + k];
+      w.scaled_grad[j * D + k] = r * doc.grad_out[j * D + k];
+    }
+  }
+  pack_transposed_blocks(doc.x.K, tiles, in.width, w.keys_packed.data());
+  pack_transposed_blocks(w.G.data(), tiles, D, w.G_packed.data());
+}
+
+// Pass 1: dG = S^T (r dO), tile by tile over the rows of S, into this thread's copy.
+template <typename Real>
+void backward_column_pass(const DynamicGraphInputs<Real>& in, const BackwardDocument<Real>& doc, const Tiling& tiles,
+                          const BackwardBuffers<Real>& w, Real* S, Real* my_dG) {
+  const int64_t D = in.dim;
+#pragma omp for schedule(dynamic)
+  for (int64_t t = 0; t < tiles.row_tiles; ++t) {
+    const int64_t i0 = tiles.row0(t), ni = tiles.rows(t);
+    for (int64_t c = 0; c < tiles.col_blocks; ++c) {
+      const int64_t j0 = tiles.col0(c), nj = tiles.cols(c);
+      score_tile(doc.x.Q, i0, ni, w.keys_packed.data(), c, nj, in.width, S);
+      tile_product(product(nj, D, ni, S, int64_t(1), kTileCols, w.scaled_grad.data() + i0 * D, D, my_dG + j0 * D, D,
+                           true));
+    }
+  }
+}
+
+// dH = r dG; dr = H . dG + dO . (S G) with S G = out / r; dd = -r^3 dr / 2 where not clamped.
+template <typename Real>
+void backward_degree_grads(const DynamicGraphInputs<Real>& in, const BackwardDocument<Real>& doc, int n_threads,
+                           BackwardBuffers<Real>& w) {
+  const int64_t L = in.labels, D = in.dim;
+#pragma omp for schedule(static)
+  for (int64_t j = 0; j < L; ++j) {
+    const Real r = w.scale[j];
+    Real through_H = 0, through_out = 0;
+    for (int64_t k = 0; k < D; ++k) {
+      Real dG = 0;
+      for (int th = 0; th < n_threads; ++th) dG += w.dG_parts[(th * L + j) * D + k];
+      through_H += doc.x.H[j * D + k] * dG;
+      through_out += doc.grad_out[j * D + k] * doc.out[j * D + k];
+      doc.grad_H[j * D + k] = r * dG;
+    }
+    const Real dr = through_H + through_out / r;
+    w.degree_grad[j] = doc.degrees[j] > in.min_degree ? Real(-0.5) * r * r * r * dr : Real(0);
+  }
+}
+
+// Pass 2: dZ = (r dO G^T + dd) * S (1 - S), tile by tile, straight into dQa and this thread's dKb.
+template <typename Real>
+void backward_score_pass(const DynamicGraphInputs<Real>& in, const BackwardDocument<Real>& doc, const Tiling& tiles,
+                         const BackwardBuffers<Real>& w, Real* S, Real* dZ, Real* my_dKb) {
+  const int64_t d = in.width, D = in.dim;
+#pragma omp for schedule(dynamic)
+  for (int64_t t = 0; t < tiles.row_tiles; ++t) {
+    const int64_t i0 = tiles.row0(t), ni = tiles.rows(t);
+    for (int64_t c = 0; c < tiles.col_blocks; ++c) {
+      const int64_t j0 = tiles.col0(c), nj = tiles.cols(c);
+      score_tile(doc.x.Q, i0, ni, w.keys_packed.data(), c, nj, d, S);
+      tile_product(product(ni, padded_cols(nj), D, w.scaled_grad.data() + i0 * D, D, int64_t(1),
+                           w.G_packed.data() + c * D * kTileCols, kTileCols, dZ, kTileCols, false));
+      for (int64_t i = 0; i < ni; ++i) {
+        const Real dd = w.degree_grad[i0 + i];
+        Real* z = dZ + i * kTileCols;
+        const Real* s = S + i * kTileCols;
+#pragma omp simd
+        for (int64_t j = 0; j < nj; ++j) z[j] = (z[j] + dd) * s[j] * (Real(1) - s[j]);
+      }
+      tile_product(product(ni, d, nj, dZ, kTileCols, int64_t(1), doc.x.K + j0 * d, d, doc.grad_Qa + i0 * d, d, c > 0));
+      tile_product(product(nj, d, ni, dZ, int64_t(1), kTileCols, doc.x.Q + i0 * d, d, my_dKb + j0 * d, d, true));
+    }
+  }
+}
+
+template <typename Real>
+void backward_sum_key_grads(const DynamicGraphInputs<Real>& in, const BackwardDocument<Real>& doc, int n_threads,
+                            const BackwardBuffers<Real>& w) {
+  const int64_t L = in.labels, d = in.width;
+#pragma omp for schedule(static)
+  for (int64_t j = 0; j < L; ++j)
+    for (int64_t k = 0; k < d; ++k) {
+      Real sum = 0;
+      for (int th = 0; th < n_threads; ++th) sum += w.dKb_parts[(th * L + j) * d + k];
+      doc.grad_Kb[j * d + k] = sum;
+    }
+}
+
 }  // namespace
 
 template <typename Real>
@@ -111,40 +281,14 @@ void dynamic_graph_forward(const DynamicGraphInputs<Real>& in, Real* out, Real* 
       const DocumentViews<Real> doc(in, b);
       Real* deg = degrees + b * L;
       pack_transposed_blocks(doc.K, tiles, d, keys_packed.data());
-#pragma omp for schedule(dynamic)
-      for (int64_t t = 0; t < tiles.row_tiles; ++t) {
-        const int64_t i0 = tiles.row0(t), ni = tiles.rows(t);
-        std::fill(deg + i0, deg + i0 + ni, Real(0));
-        for (int64_t c = 0; c < tiles.col_blocks; ++c) {
-          score_tile(doc.Q, i0, ni, keys_packed.data(), c, tiles.cols(c), d, S.data());
-          const int64_t nj = tiles.cols(c);
-          for (int64_t i = 0; i < ni; ++i) {
-            const Real* s = S.data() + i * kTileCols;
-            Real sum = 0;
-#pragma omp simd reduction(+ : sum)
-            for (int64_t j = 0; j < nj; ++j) sum += s[j];
-            deg[i0 + i] += sum;
-          }
-        }
-      }
+      forward_degrees(doc, tiles, d, keys_packed.data(), S.data(), deg);
 #pragma omp for schedule(static)
       for (int64_t j = 0; j < L; ++j) {
         scale[j] = inverse_sqrt_degree(deg[j], in.min_degree);
         for (int64_t k = 0; k < D; ++k) scaled_H[j * D + k] = scale[j] * doc.H[j * D + k];
       }
-#pragma omp for schedule(dynamic)
-      for (int64_t t = 0; t < tiles.row_tiles; ++t) {
-        const int64_t i0 = tiles.row0(t), ni = tiles.rows(t);
-        Real* o = out + (b * L + i0) * D;
-        for (int64_t c = 0; c < tiles.col_blocks; ++c) {
-          score_tile(doc.Q, i0, ni, keys_packed.data(), c, tiles.cols(c), d, S.data());
-          const int64_t j0 = tiles.col0(c);
-          tile_product(product(ni, D, tiles.cols(c), S.data(), kTileCols, int64_t(1), scaled_H.data() + j0 * D, D, o,
-                               D, c > 0));
-        }
-        for (int64_t i = 0; i < ni; ++i)
-          for (int64_t k = 0; k < D; ++k) o[i * D + k] *= scale[i0 + i];
-      }
+      forward_product(doc, tiles, d, D, keys_packed.data(), scale.data(), scaled_H.data(), S.data(),
+                      out + b * L * D);
     }
   }
 }
@@ -157,92 +301,22 @@ void dynamic_graph_backward(const DynamicGraphInputs<Real>& in, const Real* degr
   if (in.batch == 0 || L == 0) return;
   const int n_threads = resolve_threads(threads);
   const Tiling tiles(L);
-  AlignedVector<Real> keys_packed(static_cast<size_t>(tiles.col_blocks * d * kTileCols));
-  AlignedVector<Real> G_packed(static_cast<size_t>(tiles.col_blocks * D * kTileCols));  // (r H)^T in blocks
-  AlignedVector<Real> scale(static_cast<size_t>(L)), degree_grad(static_cast<size_t>(L));  // r and dd
-  AlignedVector<Real> G(static_cast<size_t>(L * D)), scaled_grad(static_cast<size_t>(L * D));  // r H and r dO
-  // The column side of S (dG_j, dKb_j) sums over every row tile: each thread adds into its own
-  // copy and the copies are summed by rows afterwards, so no two threads write the same memory.
-  AlignedVector<Real> dG_parts(static_cast<size_t>(n_threads * L * D));
-  AlignedVector<Real> dKb_parts(static_cast<size_t>(n_threads * L * d));
+  BackwardBuffers<Real> w(tiles, d, D, n_threads);
 
 #pragma omp parallel num_threads(n_threads)
   {
     AlignedVector<Real> S(static_cast<size_t>(kTileRows * kTileCols)), dZ(static_cast<size_t>(kTileRows * kTileCols));
-    Real* my_dG = dG_parts.data() + thread_id() * L * D;
-    Real* my_dKb = dKb_parts.data() + thread_id() * L * d;
-    for (int64_t b = 0; b < in.batch; ++b) {
-      const DocumentViews<Real> doc(in, b);
-      const Real* deg = degrees + b * L;
-      const Real* dO = grad_out + b * L * D;
-#pragma omp for schedule(static)
-      for (int64_t j = 0; j < L; ++j) {
-        scale[j] = inverse_sqrt_degree(deg[j], in.min_degree);
-        for (int64_t k = 0; k < D; ++k) {
-          G[j * D + k] = scale[j] * doc.H[j * D + k];
-          scaled_grad[j * D + k] = scale[j] * dO[j * D + k];
-        }
-      }
-      pack_transposed_blocks(doc.K, tiles, d, keys_packed.data());
-      pack_transposed_blocks(G.data(), tiles, D, G_packed.data());
+    Real* my_dG = w.dG_parts.data() + thread_id() * L * D;
+    Real* my_dKb = w.dKb_parts.data() + thread_id() * L * d;
+    for (int64_t b = 0; b < in.batch; ++b) {  // documents in turn; every phase ends at a barrier
+      const BackwardDocument<Real> doc(in, b, degrees, out, grad_out, grad_Qa, grad_Kb, grad_H);
+      backward_prepare(in, doc, tiles, w);
       std::fill(my_dG, my_dG + L * D, Real(0));
       std::fill(my_dKb, my_dKb + L * d, Real(0));
-      // Pass 1: dG = S^T (r dO), tile by tile over the rows of S.
-#pragma omp for schedule(dynamic)
-      for (int64_t t = 0; t < tiles.row_tiles; ++t) {
-        const int64_t i0 = tiles.row0(t), ni = tiles.rows(t);
-        for (int64_t c = 0; c < tiles.col_blocks; ++c) {
-          score_tile(doc.Q, i0, ni, keys_packed.data(), c, tiles.cols(c), d, S.data());
-          const int64_t j0 = tiles.col0(c);
-          tile_product(product(tiles.cols(c), D, ni, S.data(), int64_t(1), kTileCols, scaled_grad.data() + i0 * D, D,
-                               my_dG + j0 * D, D, true));
-        }
-      }
-      // dH = r dG; dr = H . dG + dO . (S G) with S G = out / r; dd = -r^3 dr / 2 where not clamped.
-#pragma omp for schedule(static)
-      for (int64_t j = 0; j < L; ++j) {
-        Real* dH = grad_H + (b * L + j) * D;
-        const Real* o = out + (b * L + j) * D;
-        Real through_H = 0, through_out = 0;
-        for (int64_t k = 0; k < D; ++k) {
-          Real dG = 0;
-          for (int th = 0; th < n_threads; ++th) dG += dG_parts[(th * L + j) * D + k];
-          through_H += doc.H[j * D + k] * dG;
-          through_out += dO[j * D + k] * o[k];
-          dH[k] = scale[j] * dG;
-        }
-        const Real r = scale[j], dr = through_H + through_out / r;
-        degree_grad[j] = deg[j] > in.min_degree ? Real(-0.5) * r * r * r * dr : Real(0);
-      }
-      // Pass 2: dZ = (r dO G^T + dd) * S (1 - S), tile by tile, straight into dQa and dKb.
-#pragma omp for schedule(dynamic)
-      for (int64_t t = 0; t < tiles.row_tiles; ++t) {
-        const int64_t i0 = tiles.row0(t), ni = tiles.rows(t);
-        Real* dQa = grad_Qa + (b * L + i0) * d;
-        for (int64_t c = 0; c < tiles.col_blocks; ++c) {
-          score_tile(doc.Q, i0, ni, keys_packed.data(), c, tiles.cols(c), d, S.data());
-          const int64_t j0 = tiles.col0(c), nj = tiles.cols(c);
-          tile_product(product(ni, padded_cols(nj), D, scaled_grad.data() + i0 * D, D, int64_t(1),
-                               G_packed.data() + c * D * kTileCols, kTileCols, dZ.data(), kTileCols, false));
-          for (int64_t i = 0; i < ni; ++i) {
-            const Real dd = degree_grad[i0 + i];
-            Real* z = dZ.data() + i * kTileCols;
-            const Real* s = S.data() + i * kTileCols;
-#pragma omp simd
-            for (int64_t j = 0; j < nj; ++j) z[j] = (z[j] + dd) * s[j] * (Real(1) - s[j]);
-          }
-          tile_product(product(ni, d, nj, dZ.data(), kTileCols, int64_t(1), doc.K + j0 * d, d, dQa, d, c > 0));
-          tile_product(product(nj, d, ni, dZ.data(), int64_t(1), kTileCols, doc.Q + i0 * d, d, my_dKb + j0 * d, d,
-                               true));
-        }
-      }
-#pragma omp for schedule(static)
-      for (int64_t j = 0; j < L; ++j)
-        for (int64_t k = 0; k < d; ++k) {
-          Real sum = 0;
-          for (int th = 0; th < n_threads; ++th) sum += dKb_parts[(th * L + j) * d + k];
-          grad_Kb[(b * L + j) * d + k] = sum;
-        }
+      backward_column_pass(in, doc, tiles, w, S.data(), my_dG);
+      backward_degree_grads(in, doc, n_threads, w);
+      backward_score_pass(in, doc, tiles, w, S.data(), dZ.data(), my_dKb);
+      backward_sum_key_grads(in, doc, n_threads, w);
     }
   }
 }
