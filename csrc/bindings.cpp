@@ -361,14 +361,15 @@ namespace {
 
 // Arrays come from torch tensors via .numpy(): no copy is ever made here (outputs are
 // written in place), so a wrong dtype, layout or size is an error, not a conversion.
+// op names the operation in the messages.
 template <typename Real>
-const Real* ops_ptr(const py::array& a, const char* name, std::initializer_list<int64_t> shape) {
+const Real* ops_ptr(const py::array& a, const char* name, std::initializer_list<int64_t> shape,
+                    const char* op = "label_attention") {
   if (!a.dtype().is(py::dtype::of<Real>()))
-    throw std::invalid_argument(std::string("label_attention: ") + name + " has dtype " +
-                                std::string(py::str(a.dtype())) + ", expected " +
-                                std::string(py::str(py::dtype::of<Real>())));
+    throw std::invalid_argument(std::string(op) + ": " + name + " has dtype " + std::string(py::str(a.dtype())) +
+                                ", expected " + std::string(py::str(py::dtype::of<Real>())));
   if (!(a.flags() & py::array::c_style))
-    throw std::invalid_argument(std::string("label_attention: ") + name + " must be C-contiguous");
+    throw std::invalid_argument(std::string(op) + ": " + name + " must be C-contiguous");
   std::vector<int64_t> want(shape);
   bool ok = a.ndim() == static_cast<py::ssize_t>(want.size());
   for (size_t i = 0; ok && i < want.size(); ++i) ok = a.shape(i) == want[i];
@@ -376,15 +377,16 @@ const Real* ops_ptr(const py::array& a, const char* name, std::initializer_list<
     std::string w = "(", f = "(";
     for (size_t i = 0; i < want.size(); ++i) w += (i ? ", " : "") + std::to_string(want[i]);
     for (py::ssize_t i = 0; i < a.ndim(); ++i) f += (i ? ", " : "") + std::to_string(a.shape(i));
-    throw std::invalid_argument(std::string("label_attention: ") + name + " has shape " + f + "), expected " + w + ")");
+    throw std::invalid_argument(std::string(op) + ": " + name + " has shape " + f + "), expected " + w + ")");
   }
   return static_cast<const Real*>(a.data());
 }
 
 template <typename Real>
-Real* ops_out(py::array& a, const char* name, std::initializer_list<int64_t> shape) {
-  ops_ptr<Real>(a, name, shape);
-  if (!a.writeable()) throw std::invalid_argument(std::string("label_attention: ") + name + " is read-only");
+Real* ops_out(py::array& a, const char* name, std::initializer_list<int64_t> shape,
+              const char* op = "label_attention") {
+  ops_ptr<Real>(a, name, shape, op);
+  if (!a.writeable()) throw std::invalid_argument(std::string(op) + ": " + name + " is read-only");
   return static_cast<Real*>(a.mutable_data());
 }
 
@@ -463,15 +465,15 @@ void gcn_propagate_typed(const py::array& indptr, const py::array& indices, cons
   xmc::ops::GraphCsr<Real> A;
   A.rows = indptr.shape(0) - 1;
   A.cols = n_cols;
-  A.indptr = ops_ptr<int64_t>(indptr, "indptr", {A.rows + 1});
+  A.indptr = ops_ptr<int64_t>(indptr, "indptr", {A.rows + 1}, "gcn_propagate");
   const int64_t nnz = A.indptr[A.rows];
   if (nnz < 0 || indices.ndim() != 1 || indices.shape(0) != nnz)
     throw std::invalid_argument("gcn_propagate: indptr[-1] must equal the number of column ids");
-  A.indices = ops_ptr<int64_t>(indices, "indices", {nnz});
-  A.values = ops_ptr<Real>(values, "values", {nnz});
+  A.indices = ops_ptr<int64_t>(indices, "indices", {nnz}, "gcn_propagate");
+  A.values = ops_ptr<Real>(values, "values", {nnz}, "gcn_propagate");
   const int64_t B = H.shape(0), D = H.shape(2);
-  const Real* h = ops_ptr<Real>(H, "H", {B, A.cols, D});
-  Real* o = ops_out<Real>(out, "out", {B, A.rows, D});
+  const Real* h = ops_ptr<Real>(H, "H", {B, A.cols, D}, "gcn_propagate");
+  Real* o = ops_out<Real>(out, "out", {B, A.rows, D}, "gcn_propagate");
   py::gil_scoped_release nogil;
   xmc::ops::gcn_propagate(A, h, B, D, o, threads);
 }
@@ -481,6 +483,76 @@ void gcn_propagate(const py::array& indptr, const py::array& indices, const py::
   if (H.dtype().is(py::dtype::of<double>()))
     return gcn_propagate_typed<double>(indptr, indices, values, n_cols, H, out, threads);
   gcn_propagate_typed<float>(indptr, indices, values, n_cols, H, out, threads);
+}
+
+}  // namespace
+
+// ===== ops: dynamic graph propagation =========================================
+#include "ops/dynamic_graph.h"
+
+namespace {
+
+constexpr const char* kDynamicGraph = "dynamic_graph_propagate";
+
+template <typename Real>
+xmc::ops::DynamicGraphInputs<Real> dynamic_graph_inputs(const py::array& Qa, const py::array& Kb, const py::array& H,
+                                                        double min_degree) {
+  if (Qa.ndim() != 3 || H.ndim() != 3)
+    throw std::invalid_argument("dynamic_graph_propagate: Qa and Kb must be (B, L, d) and H (B, L, D)");
+  xmc::ops::DynamicGraphInputs<Real> in;
+  in.batch = Qa.shape(0);
+  in.labels = Qa.shape(1);
+  in.width = Qa.shape(2);
+  in.dim = H.shape(2);
+  in.Qa = ops_ptr<Real>(Qa, "Qa", {in.batch, in.labels, in.width}, kDynamicGraph);
+  in.Kb = ops_ptr<Real>(Kb, "Kb", {in.batch, in.labels, in.width}, kDynamicGraph);
+  in.H = ops_ptr<Real>(H, "H", {in.batch, in.labels, in.dim}, kDynamicGraph);
+  in.min_degree = static_cast<Real>(min_degree);
+  return in;
+}
+
+template <typename Real>
+void dynamic_graph_forward_typed(const py::array& Qa, const py::array& Kb, const py::array& H, py::array& out,
+                                 py::array& degrees, double min_degree, int threads) {
+  const auto in = dynamic_graph_inputs<Real>(Qa, Kb, H, min_degree);
+  Real* o = ops_out<Real>(out, "out", {in.batch, in.labels, in.dim}, kDynamicGraph);
+  Real* deg = ops_out<Real>(degrees, "degrees", {in.batch, in.labels}, kDynamicGraph);
+  py::gil_scoped_release nogil;
+  xmc::ops::dynamic_graph_forward(in, o, deg, threads);
+}
+
+template <typename Real>
+void dynamic_graph_backward_typed(const py::array& Qa, const py::array& Kb, const py::array& H,
+                                  const py::array& degrees, const py::array& out, const py::array& grad_out,
+                                  py::array& grad_Qa, py::array& grad_Kb, py::array& grad_H, double min_degree,
+                                  int threads) {
+  const auto in = dynamic_graph_inputs<Real>(Qa, Kb, H, min_degree);
+  const Real* deg = ops_ptr<Real>(degrees, "degrees", {in.batch, in.labels}, kDynamicGraph);
+  const Real* o = ops_ptr<Real>(out, "out", {in.batch, in.labels, in.dim}, kDynamicGraph);
+  const Real* g = ops_ptr<Real>(grad_out, "grad_out", {in.batch, in.labels, in.dim}, kDynamicGraph);
+  Real* gq = ops_out<Real>(grad_Qa, "grad_Qa", {in.batch, in.labels, in.width}, kDynamicGraph);
+  Real* gk = ops_out<Real>(grad_Kb, "grad_Kb", {in.batch, in.labels, in.width}, kDynamicGraph);
+  Real* gh = ops_out<Real>(grad_H, "grad_H", {in.batch, in.labels, in.dim}, kDynamicGraph);
+  py::gil_scoped_release nogil;
+  xmc::ops::dynamic_graph_backward(in, deg, o, g, gq, gk, gh, threads);
+}
+
+bool is_float64(const py::array& a) { return a.dtype().is(py::dtype::of<double>()); }
+
+void dynamic_graph_forward(const py::array& Qa, const py::array& Kb, const py::array& H, py::array& out,
+                           py::array& degrees, double min_degree, int threads) {
+  if (is_float64(Qa)) return dynamic_graph_forward_typed<double>(Qa, Kb, H, out, degrees, min_degree, threads);
+  dynamic_graph_forward_typed<float>(Qa, Kb, H, out, degrees, min_degree, threads);
+}
+
+void dynamic_graph_backward(const py::array& Qa, const py::array& Kb, const py::array& H, const py::array& degrees,
+                            const py::array& out, const py::array& grad_out, py::array& grad_Qa, py::array& grad_Kb,
+                            py::array& grad_H, double min_degree, int threads) {
+  if (is_float64(Qa))
+    return dynamic_graph_backward_typed<double>(Qa, Kb, H, degrees, out, grad_out, grad_Qa, grad_Kb, grad_H,
+                                                min_degree, threads);
+  dynamic_graph_backward_typed<float>(Qa, Kb, H, degrees, out, grad_out, grad_Qa, grad_Kb, grad_H, min_degree,
+                                      threads);
 }
 
 }  // namespace
@@ -624,5 +696,13 @@ PYBIND11_MODULE(_core, m) {
   m.def("ops_gcn_propagate", &gcn_propagate, py::arg("indptr"), py::arg("indices"), py::arg("values"),
         py::arg("n_cols"), py::arg("H"), py::arg("out").noconvert(), py::arg("threads") = 0,
         "out (B, rows, D) = A @ H[b] for a CSR A (int64 indptr and indices; values of H's dtype).");
+  m.def("ops_dynamic_graph_forward", &dynamic_graph_forward, py::arg("Qa"), py::arg("Kb"), py::arg("H"),
+        py::arg("out").noconvert(), py::arg("degrees").noconvert(), py::arg("min_degree"), py::arg("threads") = 0,
+        "Fused dynamic graph propagation (float32/float64): Qa, Kb (B, L, d), H (B, L, D). Writes out (B, L, D) "
+        "and the row sums of sigmoid(Qa Kb^T), degrees (B, L), in place.");
+  m.def("ops_dynamic_graph_backward", &dynamic_graph_backward, py::arg("Qa"), py::arg("Kb"), py::arg("H"),
+        py::arg("degrees"), py::arg("out"), py::arg("grad_out"), py::arg("grad_Qa").noconvert(),
+        py::arg("grad_Kb").noconvert(), py::arg("grad_H").noconvert(), py::arg("min_degree"), py::arg("threads") = 0,
+        "Backward of ops_dynamic_graph_forward; overwrites grad_Qa, grad_Kb (B, L, d) and grad_H (B, L, D).");
   // ----- end ops registrations -----
 }

@@ -1,11 +1,13 @@
-// xmc._cuda: the CUDA label-attention kernels behind raw device pointers. It links no torch
-// and the CUDA runtime statically, so it imports on machines without a GPU or a driver;
+// xmc._cuda: the CUDA kernels (label-wise attention, graph propagation) behind raw device
+// pointers. It links no torch and the CUDA runtime statically, so it imports on machines
+// without a GPU or a driver;
 // xmc/ops/_native.py passes tensor.data_ptr() values and the current stream.
 #include <pybind11/pybind11.h>
 
 #include <cstdint>
 #include <stdexcept>
 
+#include "cuda/dynamic_graph_cuda.h"
 #include "cuda/gcn_propagate_cuda.h"
 #include "cuda/label_attention_cuda.h"
 
@@ -43,7 +45,7 @@ xmc::cuda::AttentionShape shape_of(int64_t B, int64_t T, int64_t D, int64_t L, i
 }  // namespace
 
 PYBIND11_MODULE(_cuda, m) {
-  m.doc() = "xmc CUDA kernels (label-wise attention, graph propagation) taking raw device pointers";
+  m.doc() = "xmc CUDA kernels (label-wise attention, static and dynamic graph propagation) taking raw device pointers";
   m.attr("architectures") = XMC_CUDA_ARCHITECTURES;
   m.def("device_count", &xmc::cuda::device_count, "Visible CUDA devices; 0 without a GPU or driver.");
   m.def(
@@ -90,4 +92,35 @@ PYBIND11_MODULE(_cuda, m) {
       py::arg("indptr"), py::arg("indices"), py::arg("values"), py::arg("rows"), py::arg("cols"), py::arg("H"),
       py::arg("B"), py::arg("D"), py::arg("out"), py::arg("dtype"), py::arg("stream"), py::arg("device"),
       "out (B, rows, D) = A @ H[b] on device pointers, for a CSR A (int64 indptr and indices).");
+  m.def(
+      "dynamic_graph_forward",
+      [](uintptr_t Qa, uintptr_t Kb, uintptr_t H, uintptr_t out, uintptr_t degrees, int64_t B, int64_t L, int64_t d,
+         int64_t D, double min_degree, int dtype, uintptr_t stream, int device) {
+        auto dt = dtype_of(dtype);
+        py::gil_scoped_release nogil;
+        xmc::cuda::dynamic_graph_forward(dt, ptr<const void>(Qa), ptr<const void>(Kb), ptr<const void>(H),
+                                         ptr<void>(out), ptr<void>(degrees), B, L, d, D, min_degree,
+                                         ptr<void>(stream), device);
+      },
+      py::arg("Qa"), py::arg("Kb"), py::arg("H"), py::arg("out"), py::arg("degrees"), py::arg("B"), py::arg("L"),
+      py::arg("d"), py::arg("D"), py::arg("min_degree"), py::arg("dtype"), py::arg("stream"), py::arg("device"),
+      "Dynamic graph propagation on device pointers: Qa, Kb (B, L, d), H (B, L, D). Writes out (B, L, D) and "
+      "degrees (B, L).");
+  m.def(
+      "dynamic_graph_backward",
+      [](uintptr_t Qa, uintptr_t Kb, uintptr_t H, uintptr_t degrees, uintptr_t out, uintptr_t grad_out,
+         uintptr_t grad_Qa, uintptr_t grad_Kb, uintptr_t grad_H, uintptr_t degree_grad, int64_t B, int64_t L,
+         int64_t d, int64_t D, double min_degree, int dtype, uintptr_t stream, int device) {
+        auto dt = dtype_of(dtype);
+        py::gil_scoped_release nogil;
+        xmc::cuda::dynamic_graph_backward(dt, ptr<const void>(Qa), ptr<const void>(Kb), ptr<const void>(H),
+                                          ptr<const void>(degrees), ptr<const void>(out), ptr<const void>(grad_out),
+                                          ptr<void>(grad_Qa), ptr<void>(grad_Kb), ptr<void>(grad_H),
+                                          ptr<void>(degree_grad), B, L, d, D, min_degree, ptr<void>(stream), device);
+      },
+      py::arg("Qa"), py::arg("Kb"), py::arg("H"), py::arg("degrees"), py::arg("out"), py::arg("grad_out"),
+      py::arg("grad_Qa"), py::arg("grad_Kb"), py::arg("grad_H"), py::arg("degree_grad"), py::arg("B"), py::arg("L"),
+      py::arg("d"), py::arg("D"), py::arg("min_degree"), py::arg("dtype"), py::arg("stream"), py::arg("device"),
+      "Backward on device pointers; overwrites grad_Qa, grad_Kb (B, L, d) and grad_H (B, L, D), uses degree_grad "
+      "(B, L) as scratch.");
 }

@@ -5,42 +5,16 @@
 #include <cstring>
 #include <utility>
 
-// x86-64 GCC 12+ gets an x86-64-v3 (AVX2+FMA) clone of each kernel besides the baseline one,
-// and a separate AVX-512 (x86-64-v4) version with 512-bit vectors, chosen at run time when the
-// CPU has it. Not "arch=haswell": its resolver tests the CPU model (Intel Haswell), not the
-// features, so an AMD EPYC with AVX2 would run the baseline clone.
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12
-#define XMC_CPU_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
-#define XMC_CPU_AVX512 1
-#else
-#define XMC_CPU_CLONES
-#define XMC_CPU_AVX512 0
-#endif
-#define XMC_ALWAYS_INLINE inline __attribute__((always_inline))
+#include "ops/cpu_simd.h"
 
 namespace xmc {
 namespace ops {
 namespace cpu {
 namespace {
 
-// VB: vector bytes (32 for AVX2 and the baseline, 64 for AVX-512).
-template <typename Real, int VB>
-struct Simd {
-  typedef Real V __attribute__((vector_size(VB)));
-  static constexpr int64_t kLanes = VB / sizeof(Real);
-};
-
-template <typename V, typename Real>
-XMC_ALWAYS_INLINE V vload(const Real* p) {
-  V v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
-
-template <typename V, typename Real>
-XMC_ALWAYS_INLINE void vstore(Real* p, V v) {
-  std::memcpy(p, &v, sizeof v);
-}
+using simd::Simd;
+using simd::vload;
+using simd::vstore;
 
 // Lanes 0..W/2-1: sums of adjacent lane pairs of x; lanes W/2..W-1: the same for y.
 template <typename V, std::size_t... I>

@@ -119,6 +119,50 @@ def cuda_gcn_propagate(indptr: torch.Tensor, indices: torch.Tensor, values: torc
                         H.data_ptr(), B, D, out.data_ptr(), _dtype_code(H), _stream(H), H.device.index)
 
 
+def cpu_dynamic_graph_forward(Qa: torch.Tensor, Kb: torch.Tensor, H: torch.Tensor,
+                              min_degree: float) -> Tuple[torch.Tensor, torch.Tensor]:
+    out = torch.empty_like(H)
+    degrees = H.new_empty(H.shape[:2])
+    _core.ops_dynamic_graph_forward(Qa.numpy(), Kb.numpy(), H.numpy(), out.numpy(), degrees.numpy(), min_degree,
+                                    _threads())
+    return out, degrees
+
+
+def cpu_dynamic_graph_backward(Qa: torch.Tensor, Kb: torch.Tensor, H: torch.Tensor, degrees: torch.Tensor,
+                               out: torch.Tensor, grad_out: torch.Tensor,
+                               min_degree: float) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    grad_Qa, grad_Kb, grad_H = torch.empty_like(Qa), torch.empty_like(Kb), torch.empty_like(H)
+    _core.ops_dynamic_graph_backward(Qa.numpy(), Kb.numpy(), H.numpy(), degrees.numpy(), out.numpy(),
+                                     grad_out.numpy(), grad_Qa.numpy(), grad_Kb.numpy(), grad_H.numpy(), min_degree,
+                                     _threads())
+    return grad_Qa, grad_Kb, grad_H
+
+
+def cuda_dynamic_graph_forward(Qa: torch.Tensor, Kb: torch.Tensor, H: torch.Tensor,
+                               min_degree: float) -> Tuple[torch.Tensor, torch.Tensor]:
+    assert _cuda is not None
+    (B, L, d), D = Qa.shape, H.shape[2]
+    out = torch.empty_like(H)
+    degrees = H.new_empty((B, L))
+    _cuda.dynamic_graph_forward(Qa.data_ptr(), Kb.data_ptr(), H.data_ptr(), out.data_ptr(), degrees.data_ptr(),
+                                B, L, d, D, min_degree, _dtype_code(H), _stream(H), H.device.index)
+    return out, degrees
+
+
+def cuda_dynamic_graph_backward(Qa: torch.Tensor, Kb: torch.Tensor, H: torch.Tensor, degrees: torch.Tensor,
+                                out: torch.Tensor, grad_out: torch.Tensor,
+                                min_degree: float) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    assert _cuda is not None
+    (B, L, d), D = Qa.shape, H.shape[2]
+    grad_Qa, grad_Kb, grad_H = torch.empty_like(Qa), torch.empty_like(Kb), torch.empty_like(H)
+    degree_grad = H.new_empty((B, L))  # scratch: the gradient reaching each degree
+    _cuda.dynamic_graph_backward(Qa.data_ptr(), Kb.data_ptr(), H.data_ptr(), degrees.data_ptr(), out.data_ptr(),
+                                 grad_out.data_ptr(), grad_Qa.data_ptr(), grad_Kb.data_ptr(), grad_H.data_ptr(),
+                                 degree_grad.data_ptr(), B, L, d, D, min_degree, _dtype_code(H), _stream(H),
+                                 H.device.index)
+    return grad_Qa, grad_Kb, grad_H
+
+
 def resolve(op: str, H: torch.Tensor, backend: str, backends, cpu_default: str, cuda_fallback: str) -> str:
     """The backend an op's call runs: ``backend`` checked against ``backends``, "auto" resolved (the CUDA
     kernel for CUDA tensors when xmc._cuda is built, else ``cuda_fallback``; ``cpu_default`` on the CPU),

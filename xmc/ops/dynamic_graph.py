@@ -3,16 +3,21 @@
     S = sigmoid(Qa[b] Kb[b]^T)            (labels x labels, rebuilt for every document)
     out[b] = D^-1/2 S D^-1/2 H[b]          D = diag(row sums of S)
 
-without ever holding S: one pass over label tiles for the degrees, one for the product
-(``"chunked"``), and a backward that recomputes each tile of S twice (once for the
-gradient through the product, once for the gradient of the scores). Memory is a few
-(tile x labels) blocks per document instead of (labels x labels).
+without ever holding S: one pass over label tiles for the degrees, one for the product, and a
+backward that recomputes each tile of S twice (once for the gradient through the product, once
+for the gradient of the scores). Memory is a few tiles per document instead of (labels x labels).
 
 Backends, all behind :func:`dynamic_graph_propagate` (differentiable in Qa, Kb and H):
 
 - ``"reference"``: materialises S with plain PyTorch; autograd does the backward.
-- ``"chunked"``: the tiled passes above with torch GEMMs (any device).
-- ``"auto"``: ``"chunked"``. ``XMC_OPS_REFERENCE=1`` forces ``"reference"``.
+- ``"chunked"``: the tiled passes above with torch GEMMs, (TILE, labels) rows of S at a time
+  (any device, any floating dtype).
+- ``"cpu"``: the fused C++ kernel in ``xmc._core`` (``csrc/ops/dynamic_graph.cpp``): the same
+  passes over (96 x 128) tiles of S that stay in cache, OpenMP over each document's row tiles;
+  float32 and float64.
+- ``"cuda"``: the CUDA kernel in ``xmc._cuda`` (``csrc/cuda/dynamic_graph.cu``); float32 and float64.
+- ``"auto"``: ``"cpu"`` for float32/float64 CPU tensors, ``"cuda"`` for CUDA tensors when
+  ``xmc._cuda`` is built, ``"chunked"`` otherwise. ``XMC_OPS_REFERENCE=1`` forces ``"reference"``.
 
 Derivation of the backward (r = d^-1/2, G = r * H, out = r * (S G)):
     dG_j = sum_i S_ij r_i dO_i                    dH = r * dG
@@ -22,12 +27,14 @@ Derivation of the backward (r = d^-1/2, G = r * H, out = r * (S G)):
 """
 from __future__ import annotations
 
-import os
-
 import torch
 from torch.autograd.function import once_differentiable
 
-BACKENDS = ("auto", "reference", "chunked")
+from xmc.ops import _native
+
+BACKENDS = ("auto", "reference", "chunked", "cpu", "cuda")
+# The dtypes of the native kernels ("cpu", "cuda").
+NATIVE_DTYPES = (torch.float32, torch.float64)
 # Degrees are clamped here from below: sigmoid > 0 in exact arithmetic, but a row of large negative
 # scores underflows to 0 in float32, and d^-1/2 (and the backward's d^-3/2) would be infinite.
 MIN_DEGREE = 1e-6
@@ -49,11 +56,30 @@ def dynamic_graph_propagate(Qa: torch.Tensor, Kb: torch.Tensor, H: torch.Tensor,
     if Qa.dim() != 3 or Kb.shape != Qa.shape or H.dim() != 3 or H.shape[:2] != Qa.shape[:2]:
         raise ValueError(f"dynamic_graph_propagate: Qa and Kb must be (B, L, d) and H (B, L, D) with the same B "
                          f"and L; got {tuple(Qa.shape)}, {tuple(Kb.shape)}, {tuple(H.shape)}")
-    if backend not in BACKENDS:
-        raise ValueError(f"dynamic_graph_propagate: backend must be one of {', '.join(BACKENDS)}; got {backend!r}")
-    if backend == "reference" or os.environ.get("XMC_OPS_REFERENCE", "") == "1":
+    backend = _resolve(Qa, Kb, H, backend)
+    if backend == "reference":
         return dynamic_graph_propagate_reference(Qa, Kb, H)
-    return _Chunked.apply(Qa.contiguous(), Kb.contiguous(), H.contiguous())
+    Qa, Kb, H = Qa.contiguous(), Kb.contiguous(), H.contiguous()
+    if backend == "chunked":
+        return _Chunked.apply(Qa, Kb, H)
+    if backend == "cpu":
+        return _Fused.apply(Qa, Kb, H, _native.cpu_dynamic_graph_forward, _native.cpu_dynamic_graph_backward)
+    return _Fused.apply(Qa, Kb, H, _native.cuda_dynamic_graph_forward, _native.cuda_dynamic_graph_backward)
+
+
+def _resolve(Qa: torch.Tensor, Kb: torch.Tensor, H: torch.Tensor, backend: str) -> str:
+    native = Qa.dtype in NATIVE_DTYPES and Kb.dtype == Qa.dtype and H.dtype == Qa.dtype
+    if backend == "auto" and not native:
+        backend = "chunked"  # the native kernels' dtypes only; the torch paths take any
+    backend = _native.resolve("dynamic_graph_propagate", H, backend, BACKENDS, "cpu", cuda_fallback="chunked")
+    if backend in ("cpu", "cuda"):
+        if not native:
+            raise TypeError(f"dynamic_graph_propagate: backend={backend!r} needs Qa, Kb and H of one dtype, float32 "
+                            f"or float64; got {Qa.dtype}, {Kb.dtype}, {H.dtype}")
+        if Qa.device != H.device or Kb.device != H.device:
+            raise ValueError(f"dynamic_graph_propagate: Qa, Kb and H must be on one device; got {Qa.device}, "
+                             f"{Kb.device}, {H.device}")
+    return backend
 
 
 def _rows(L: int):
@@ -111,3 +137,22 @@ class _Chunked(torch.autograd.Function):
                 dQa[b, i0:i1] = dZ @ Kb[b]
                 dKb[b] += dZ.T @ Qa[b, i0:i1]
         return dQa, dKb, dH
+
+
+class _Fused(torch.autograd.Function):
+    """The native kernels (CPU or CUDA): the forward keeps the (B, L) degrees and the output,
+    the backward rebuilds S tile by tile from Qa and Kb."""
+
+    @staticmethod
+    def forward(ctx, Qa, Kb, H, forward_kernel, backward_kernel):  # type: ignore[override]
+        out, degrees = forward_kernel(Qa, Kb, H, MIN_DEGREE)
+        ctx.backward_kernel = backward_kernel
+        ctx.save_for_backward(Qa, Kb, H, degrees, out)
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, dO: torch.Tensor):
+        Qa, Kb, H, degrees, out = ctx.saved_tensors
+        dQa, dKb, dH = ctx.backward_kernel(Qa, Kb, H, degrees, out, dO.contiguous(), MIN_DEGREE)
+        return dQa, dKb, dH, None, None
