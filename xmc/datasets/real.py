@@ -243,10 +243,13 @@ def delicious_attribute_names(root: PathLike) -> Tuple[List[str], List[str]]:
 def load_delicious(root: PathLike, split: str) -> TextData:
     """One split (``train``: 12,920 documents, ``test``: 3,185) of ``delicious_<split>_xc.txt``, each
     document the words of its present features (all values are 1) and labels the tag names."""
+    _check_split(split, DELICIOUS_SPLITS, "Delicious")
+    return _load_delicious(root, split, *delicious_attribute_names(root))
+
+
+def _load_delicious(root: PathLike, split: str, words: List[str], tags: List[str]) -> TextData:
     from xmc.data.xc import read_xc
 
-    _check_split(split, DELICIOUS_SPLITS, "Delicious")
-    words, tags = delicious_attribute_names(root)
     data = read_xc(Path(root) / f"delicious_{split}_xc.txt", n_features=len(words), n_labels=len(tags))
     X, Y = data.X, data.Y
     texts = [" ".join(words[j] for j in X.indices[X.indptr[i]:X.indptr[i + 1]]) for i in range(X.shape[0])]
@@ -255,8 +258,9 @@ def load_delicious(root: PathLike, split: str) -> TextData:
 
 
 def load_delicious_splits(root: PathLike) -> Dict[str, TextData]:
-    """``{"train", "test"}`` of :func:`load_delicious`."""
-    return {s: load_delicious(root, s) for s in DELICIOUS_SPLITS}
+    """``{"train", "test"}`` of :func:`load_delicious`, the ARFF header read once for both."""
+    names = delicious_attribute_names(root)
+    return {s: _load_delicious(root, s, *names) for s in DELICIOUS_SPLITS}
 
 
 # ---------------------------------------------------------------- registry

@@ -28,6 +28,14 @@ def reverse_within_lengths(lengths: torch.Tensor, T: int) -> torch.Tensor:
     return torch.where(t < lengths, lengths - 1 - t, t)
 
 
+def word_embedding(embeddings: np.ndarray, train: bool) -> nn.Embedding:
+    """An embedding layer over a copy of ``embeddings`` (row 0: padding). A copy: sharing the caller's array
+    would let every network built from it (each AttentionXML level) train one embedding matrix in place, so
+    training level d would change level d-1."""
+    weights = torch.tensor(np.asarray(embeddings, dtype=np.float32))
+    return nn.Embedding.from_pretrained(weights, freeze=not train, padding_idx=0)
+
+
 class BiLSTMEncoder(nn.Module):
     """Embedding -> dropout -> BiLSTM; token states (B, T, 2 * hidden).
 
@@ -41,12 +49,9 @@ class BiLSTMEncoder(nn.Module):
     def __init__(self, embeddings: np.ndarray, hidden: int, layers: int = 1,
                  embedding_dropout: float = 0.2, dropout: float = 0.5, train_embeddings: bool = True) -> None:
         super().__init__()
-        # A copy: sharing the caller's array would let every network built from it (each AttentionXML
-        # level) train one embedding matrix in place, so training level d would change level d-1.
-        weights = torch.tensor(np.asarray(embeddings, dtype=np.float32))
-        self.embedding = nn.Embedding.from_pretrained(weights, freeze=not train_embeddings, padding_idx=0)
+        self.embedding = word_embedding(embeddings, train_embeddings)
         self.embedding_dropout = nn.Dropout(embedding_dropout)
-        widths = [weights.shape[1]] + [2 * hidden] * (layers - 1)
+        widths = [self.embedding.embedding_dim] + [2 * hidden] * (layers - 1)
         self.forward_lstms = nn.ModuleList(nn.LSTM(w, hidden, batch_first=True) for w in widths)
         self.backward_lstms = nn.ModuleList(nn.LSTM(w, hidden, batch_first=True) for w in widths)
         self.dropout = nn.Dropout(dropout)
@@ -69,10 +74,9 @@ class FeedForwardEncoder(nn.Module):
     def __init__(self, embeddings: np.ndarray, hidden: int, embedding_dropout: float = 0.2, dropout: float = 0.5,
                  train_embeddings: bool = True) -> None:
         super().__init__()
-        weights = torch.tensor(np.asarray(embeddings, dtype=np.float32))  # a copy, as BiLSTMEncoder's
-        self.embedding = nn.Embedding.from_pretrained(weights, freeze=not train_embeddings, padding_idx=0)
+        self.embedding = word_embedding(embeddings, train_embeddings)
         self.embedding_dropout = nn.Dropout(embedding_dropout)
-        self.layers = nn.Sequential(nn.Linear(weights.shape[1], 2 * hidden), nn.ReLU(),
+        self.layers = nn.Sequential(nn.Linear(self.embedding.embedding_dim, 2 * hidden), nn.ReLU(),
                                     nn.Linear(2 * hidden, 2 * hidden), nn.ReLU())
         self.dropout = nn.Dropout(dropout)
         self.output_dim = 2 * hidden
