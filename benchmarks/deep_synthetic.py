@@ -1,6 +1,8 @@
-"""AttentionXML over the label tree against the linear PLT on a generated raw-text corpus.
+"""AttentionXML over the label tree, and LDGN over the linear PLT's candidates, against the linear PLT
+on a generated raw-text corpus.
 
     python benchmarks/deep_synthetic.py --labels 50000 --train-docs 30000 --epochs 2
+    python benchmarks/deep_synthetic.py --labels 100000 --models linear,attentionxml,ldgn
 
 Both models read the same generated texts (``xmc.datasets.synthetic.make_text_corpus``);
 the linear PLT on TF-IDF features, AttentionXML on tokens over a shallow-and-wide tree
@@ -31,6 +33,25 @@ def make(args):
     return TextData(c.train_texts, c.train_labels), TextData(c.test_texts, c.test_labels)
 
 
+def linear_model(train, args):
+    from xmc.linear import PLTParams
+    from xmc.pipeline import Pipeline
+
+    return Pipeline(PLTParams(threads=args.threads, seed=args.seed)).fit(train)
+
+
+def deep_params(args, epochs: int):
+    """The deep models' shared settings (the tree and top-k matter to AttentionXML only)."""
+    from xmc.models import DeepParams
+    from xmc.nn.embeddings import EmbeddingParams
+    from xmc.tree import TreeParams
+
+    return DeepParams(epochs=epochs, patience=epochs, threads=args.threads, seed=args.seed,
+                      batch_size=args.batch_size, lr=args.lr, hidden=args.hidden, fc_sizes=[args.fc],
+                      embedding=EmbeddingParams(source="random", dim=args.embedding_dim),
+                      tree=TreeParams(max_leaf_size=8, height=args.height), top_k=args.top_k)
+
+
 def run_one(name: str, args) -> Dict:
     from xmc.metrics import evaluate, inv_propensity
     from xmc.utils.resources import peak_rss_bytes
@@ -38,21 +59,20 @@ def run_one(name: str, args) -> Dict:
     train, test = make(args)
     t0 = time.perf_counter()
     if name == "linear":
-        from xmc.linear import PLTParams
-        from xmc.pipeline import Pipeline
+        model = linear_model(train, args)
+    elif name == "attentionxml":
+        from xmc.models import AttentionXML
 
-        model = Pipeline(PLTParams(threads=args.threads, seed=args.seed)).fit(train)
-    else:
-        from xmc.models import AttentionXML, DeepParams
-        from xmc.nn.embeddings import EmbeddingParams
-        from xmc.tree import TreeParams
-
-        params = DeepParams(epochs=args.epochs, patience=args.epochs, threads=args.threads, seed=args.seed,
-                            batch_size=args.batch_size, lr=args.lr, hidden=args.hidden, fc_sizes=[args.fc],
-                            embedding=EmbeddingParams(source="random", dim=args.embedding_dim),
-                            tree=TreeParams(max_leaf_size=8, height=args.height), top_k=args.top_k)
-        model = AttentionXML(params).fit(train, progress=False, log=print)
+        model = AttentionXML(deep_params(args, args.epochs)).fit(train, progress=False, log=print)
         print(model.tree, flush=True)
+    elif name == "ldgn":  # the linear PLT, trained here (its time counts), proposes the labels LDGN scores
+        from xmc.models import LDGN
+
+        params = deep_params(args, args.ldgn_epochs)
+        params.n_candidates = args.n_candidates
+        model = LDGN(params, candidates=linear_model(train, args)).fit(train, progress=False, log=print)
+    else:
+        raise SystemExit(f"unknown model {name!r}: linear, attentionxml or ldgn")
     train_seconds = time.perf_counter() - t0
     t1 = time.perf_counter()
     ids, _ = model.predict_topk(test, k=5)
@@ -74,7 +94,9 @@ def main() -> None:
     ap.add_argument("--hidden", type=int, default=64, help="BiLSTM units per direction")
     ap.add_argument("--fc", type=int, default=128, help="units of the fully connected layer")
     ap.add_argument("--batch-size", type=int, default=128)
-    ap.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate of AttentionXML")
+    ap.add_argument("--ldgn-epochs", type=int, default=3, help="epochs of LDGN (over all its candidates at once)")
+    ap.add_argument("--n-candidates", type=int, default=100, help="labels the linear PLT proposes to LDGN")
+    ap.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate of the deep models")
     ap.add_argument("--embedding-dim", type=int, default=100)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
@@ -97,11 +119,13 @@ def main() -> None:
                     print("  " + line.rstrip(), flush=True)
         if proc.returncode != 0:
             raise SystemExit(f"{name} failed with exit code {proc.returncode}")
-    lines = [f"# AttentionXML over the tree vs linear PLT: generated text, {args.labels:,} labels", "",
+    ldgn = (f"; LDGN: both graphs over the linear PLT's top {args.n_candidates} labels per document "
+            f"(the PLT's training time included), {args.ldgn_epochs} epoch(s)" if "ldgn" in args.models else "")
+    lines = [f"# Deep models over the tree vs linear PLT: generated text, {args.labels:,} labels", "",
              f"{args.train_docs:,} training / {args.test_docs:,} test documents, vocabulary {args.vocab:,}; "
-             f"AttentionXML: tree height {args.height}, {args.epochs} epoch(s) per level, batch {args.batch_size}, "
-             f"{args.embedding_dim}-d random embeddings, BiLSTM {args.hidden} per direction, FC {args.fc}, "
-             f"top-k / beam {args.top_k}; threads={args.threads}. One run, "
+             f"batch {args.batch_size}, {args.embedding_dim}-d random embeddings, BiLSTM {args.hidden} per "
+             f"direction, FC {args.fc}; AttentionXML: tree height {args.height}, {args.epochs} epoch(s) per level, "
+             f"top-k / beam {args.top_k}{ldgn}; threads={args.threads}. One run, "
              f"each model in its own process.", "",
              "| model | P@1 | P@3 | P@5 | PSP@5 | train s | predict docs/s | peak MiB |", "|---|---|---|---|---|---|---|---|"]
     for r in results:
@@ -109,11 +133,13 @@ def main() -> None:
         lines.append(f"| {r['model']} | {m['P@1'] * 100:.2f} | {m['P@3'] * 100:.2f} | {m['P@5'] * 100:.2f} | "
                      f"{m['PSP@5'] * 100:.2f} | {r['train_seconds']:.0f} | {r['predict_docs_per_s']:,.0f} | "
                      f"{r['peak_rss_bytes'] / 2**20:,.0f} |")
-    if len(results) == 2:
-        a, b = results
-        lines += ["", f"Ratios {b['model']} / {a['model']}: train time {b['train_seconds'] / a['train_seconds']:.1f}, "
-                      f"throughput {b['predict_docs_per_s'] / a['predict_docs_per_s']:.3f}, "
-                      f"peak memory {b['peak_rss_bytes'] / a['peak_rss_bytes']:.2f}."]
+    base = next((r for r in results if r["model"] == "attentionxml"), results[0])
+    for r in results:
+        if r is not base:
+            lines += ["", f"Ratios {r['model']} / {base['model']}: train time "
+                          f"{r['train_seconds'] / base['train_seconds']:.2f}, "
+                          f"throughput {r['predict_docs_per_s'] / base['predict_docs_per_s']:.3f}, "
+                          f"peak memory {r['peak_rss_bytes'] / base['peak_rss_bytes']:.2f}."]
     RESULTS.mkdir(parents=True, exist_ok=True)
     stem = RESULTS / f"deep_synthetic_{args.labels}"
     stem.with_suffix(".json").write_text(json.dumps(results, indent=1) + "\n")
