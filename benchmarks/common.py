@@ -132,6 +132,15 @@ def runner_args(description: str, extra: Optional[Sequence[Tuple[str, dict]]] = 
     return args
 
 
+def fit_linear_plt(train, threads: int, seed: int):
+    """xmc's linear PLT (default parameters) fitted on a TextData split: the deep benchmarks' baseline and the
+    model that proposes LDGN's candidates. xmc is imported here, not above: the peers' interpreter never calls it."""
+    from xmc.linear import PLTParams
+    from xmc.pipeline import Pipeline
+
+    return Pipeline(PLTParams(threads=threads, seed=seed)).fit(train)
+
+
 def set_thread_env(threads: int) -> None:
     """Set before the peer library is imported, so its pools start at this size."""
     for var in THREAD_ENV_VARS:

@@ -43,6 +43,8 @@ from typing import Dict, List, Tuple
 
 import numpy as np
 
+from common import fit_linear_plt
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 THRESHOLDS = np.round(np.arange(0.05, 0.96, 0.05), 2)
@@ -119,13 +121,6 @@ def decoded_set_metrics(Y, sets, ids) -> Dict[str, float]:
             "one-error": float(np.mean(~hit | (top1 < 0)))}
 
 
-def linear_model(train, threads: int, seed: int):
-    from xmc.linear import PLTParams
-    from xmc.pipeline import Pipeline
-
-    return Pipeline(PLTParams(threads=threads, seed=seed)).fit(train)
-
-
 def run_one(model_name: str, dataset: str, data_root: Path, epochs: int, threads: int, seed: int,
             lr: float, deep_options: Dict) -> Dict:
     from xmc.metrics import evaluate, inv_propensity
@@ -134,7 +129,7 @@ def run_one(model_name: str, dataset: str, data_root: Path, epochs: int, threads
     train, valid, test = load_splits(dataset, data_root)
     t0 = time.perf_counter()
     if model_name == "linear":
-        model = linear_model(train, threads, seed)
+        model = fit_linear_plt(train, threads, seed)
         predict = lambda corpus: model.predict_topk(corpus, k=10, threads=threads)
     else:
         from xmc.models import MODELS, DeepParams
@@ -142,7 +137,7 @@ def run_one(model_name: str, dataset: str, data_root: Path, epochs: int, threads
         kind, variant = model_spec(model_name)
         options = {**DATASET_OPTIONS.get(dataset, {}), **deep_options, **variant}
         params = DeepParams(epochs=epochs, threads=threads, seed=seed, lr=lr, **options)
-        over = {"candidates": linear_model(train, threads, seed)} if model_name in OVER_LINEAR_CANDIDATES else {}
+        over = {"candidates": fit_linear_plt(train, threads, seed)} if model_name in OVER_LINEAR_CANDIDATES else {}
         model = MODELS[kind](params, **over).fit(train, valid=valid, progress=False, log=print)
         predict = lambda corpus: model.predict_topk(corpus, k=10, threads=threads)
     train_seconds = time.perf_counter() - t0

@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 from typing import Dict
 
+from common import fit_linear_plt
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 
@@ -33,15 +35,9 @@ def make(args):
     return TextData(c.train_texts, c.train_labels), TextData(c.test_texts, c.test_labels)
 
 
-def linear_model(train, args):
-    from xmc.linear import PLTParams
-    from xmc.pipeline import Pipeline
-
-    return Pipeline(PLTParams(threads=args.threads, seed=args.seed)).fit(train)
-
-
-def deep_params(args, epochs: int):
-    """The deep models' shared settings (the tree and top-k matter to AttentionXML only)."""
+def deep_params(args, epochs: int, **model_options):
+    """The deep models' shared settings (the tree and top-k matter to AttentionXML only), plus
+    ``model_options`` of one model."""
     from xmc.models import DeepParams
     from xmc.nn.embeddings import EmbeddingParams
     from xmc.tree import TreeParams
@@ -49,7 +45,7 @@ def deep_params(args, epochs: int):
     return DeepParams(epochs=epochs, patience=epochs, threads=args.threads, seed=args.seed,
                       batch_size=args.batch_size, lr=args.lr, hidden=args.hidden, fc_sizes=[args.fc],
                       embedding=EmbeddingParams(source="random", dim=args.embedding_dim),
-                      tree=TreeParams(max_leaf_size=8, height=args.height), top_k=args.top_k)
+                      tree=TreeParams(max_leaf_size=8, height=args.height), top_k=args.top_k, **model_options)
 
 
 def run_one(name: str, args) -> Dict:
@@ -59,7 +55,7 @@ def run_one(name: str, args) -> Dict:
     train, test = make(args)
     t0 = time.perf_counter()
     if name == "linear":
-        model = linear_model(train, args)
+        model = fit_linear_plt(train, args.threads, args.seed)
     elif name == "attentionxml":
         from xmc.models import AttentionXML
 
@@ -68,9 +64,9 @@ def run_one(name: str, args) -> Dict:
     elif name == "ldgn":  # the linear PLT, trained here (its time counts), proposes the labels LDGN scores
         from xmc.models import LDGN
 
-        params = deep_params(args, args.ldgn_epochs)
-        params.n_candidates = args.n_candidates
-        model = LDGN(params, candidates=linear_model(train, args)).fit(train, progress=False, log=print)
+        params = deep_params(args, args.ldgn_epochs, n_candidates=args.n_candidates)
+        model = LDGN(params, candidates=fit_linear_plt(train, args.threads, args.seed)).fit(train, progress=False,
+                                                                                            log=print)
     else:
         raise SystemExit(f"unknown model {name!r}: linear, attentionxml or ldgn")
     train_seconds = time.perf_counter() - t0
@@ -120,7 +116,7 @@ def main() -> None:
         if proc.returncode != 0:
             raise SystemExit(f"{name} failed with exit code {proc.returncode}")
     ldgn = (f"; LDGN: both graphs over the linear PLT's top {args.n_candidates} labels per document "
-            f"(the PLT's training time included), {args.ldgn_epochs} epoch(s)" if "ldgn" in args.models else "")
+            f"(the PLT's training time included), {args.ldgn_epochs} epoch(s)" if "ldgn" in args.models.split(",") else "")
     lines = [f"# Deep models over the tree vs linear PLT: generated text, {args.labels:,} labels", "",
              f"{args.train_docs:,} training / {args.test_docs:,} test documents, vocabulary {args.vocab:,}; "
              f"batch {args.batch_size}, {args.embedding_dim}-d random embeddings, BiLSTM {args.hidden} per "
