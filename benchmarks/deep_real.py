@@ -59,7 +59,10 @@ VARIANTS = {
     "laco": {"none": {}, "plcp": {"aux_tasks": "plcp"}, "clcp": {"aux_tasks": "clcp"},
              "both": {"aux_tasks": "both"}},
     "ldgn": {"both": {}, "static": {"graph": "static"}, "dynamic": {"graph": "dynamic"}, "none": {"graph": "none"},
-             "candidates": {}},
+             "candidates": {},
+             # the output layer (DeepParams.ldgn_output): "mixed" scores H4 with one map shared by all labels
+             # (with no dynamic graph there is no H4 and the layer is the per-label one)
+             **{f"{graph}-mixed": {"graph": graph, "ldgn_output": "mixed"} for graph in ("both", "dynamic")}},
 }
 # Variants that score only the labels the linear PLT proposes per document (xmc's LDGN over candidates):
 # the linear model is trained first, in the same process, and its time counts in the variant's.

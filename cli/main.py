@@ -183,8 +183,8 @@ def build_tree(train_path: str, labels_file: Optional[str], fmt: str, out_dir: s
 
 
 DEEP_MODELS = ("attentionxml", "lightattention", "ldgn", "seq2seq-mdc", "lwpt", "laco")
-# Options of one deep model each, handed to DeepParams as they are.
-MODEL_OPTIONS = ("token_encoder", "decoder_attention", "encoder", "pretrain_steps", "pretrain_candidates", "aux_tasks", "aux_weight",
+# Deep-model options handed to DeepParams as they are.
+MODEL_OPTIONS = ("dropout", "ldgn_output", "token_encoder", "decoder_attention", "encoder", "pretrain_steps", "pretrain_candidates", "aux_tasks", "aux_weight",
                  "plcp_ratio", "transformer_dim", "transformer_layers", "pretrained_encoder")
 
 
@@ -226,6 +226,8 @@ MODEL_OPTIONS = ("token_encoder", "decoder_attention", "encoder", "pretrain_step
               help="[deep] Word vectors: random, skipgram (trained on the training texts) or a word2vec file.")
 @click.option("--embedding-dim", default=300, show_default=True, help="[deep] Word vector size.")
 @click.option("--hidden", default=128, show_default=True, help="[deep] BiLSTM units per direction (paper: 256).")
+@click.option("--dropout", default=0.5, show_default=True,
+              help="[deep] Dropout rate after the encoders (the embeddings' own rate is 0.2).")
 @click.option("--top-k", default=16, show_default=True, help="[deep] Parent nodes whose children are the next level's candidates.")
 @click.option("--flat-max-labels", default=4096, show_default=True,
               help="[deep] AttentionXML trains label sets up to this size as one flat level; larger ones on the tree.")
@@ -236,6 +238,10 @@ MODEL_OPTIONS = ("token_encoder", "decoder_attention", "encoder", "pretrain_step
               help="[ldgn] A trained model (linear PLT, AttentionXML) whose proposals LDGN scores instead of "
                    "all labels; it is saved inside the LDGN model.")
 @click.option("--n-candidates", default=100, show_default=True, help="[ldgn] Labels proposed per document.")
+@click.option("--ldgn-output", type=click.Choice(["per_label", "mixed"]), default="per_label",
+              show_default=True,
+              help="[ldgn] Output layer over [H2, H4]: one weight vector per label, or mixed: per label over "
+                   "the static graph's H2, one vector shared by all labels over the dynamic graph's H4.")
 @click.option("--token-encoder", type=click.Choice(["bilstm", "feedforward"]), default="bilstm", show_default=True,
               help="[ldgn] Token states from a BiLSTM (the paper's), or from each word alone for documents that "
                    "are bags of words (e.g. Delicious' word features; convert-dataset delicious).")

@@ -362,9 +362,11 @@ namespace {
 // Arrays come from torch tensors via .numpy(): no copy is ever made here (outputs are
 // written in place), so a wrong dtype, layout or size is an error, not a conversion.
 // op names the operation in the messages.
+constexpr const char* kLabelAttention = "label_attention";
+
 template <typename Real>
 const Real* ops_ptr(const py::array& a, const char* name, std::initializer_list<int64_t> shape,
-                    const char* op = "label_attention") {
+                    const char* op) {
   if (!a.dtype().is(py::dtype::of<Real>()))
     throw std::invalid_argument(std::string(op) + ": " + name + " has dtype " + std::string(py::str(a.dtype())) +
                                 ", expected " + std::string(py::str(py::dtype::of<Real>())));
@@ -384,7 +386,7 @@ const Real* ops_ptr(const py::array& a, const char* name, std::initializer_list<
 
 template <typename Real>
 Real* ops_out(py::array& a, const char* name, std::initializer_list<int64_t> shape,
-              const char* op = "label_attention") {
+              const char* op) {
   ops_ptr<Real>(a, name, shape, op);
   if (!a.writeable()) throw std::invalid_argument(std::string(op) + ": " + name + " is read-only");
   return static_cast<Real*>(a.mutable_data());
@@ -399,15 +401,15 @@ xmc::ops::AttentionInputs<Real> ops_inputs(const py::array& H, const py::array& 
   in.tokens = H.shape(1);
   in.dim = H.shape(2);
   in.labels = Q.shape(0);
-  in.H = ops_ptr<Real>(H, "H", {in.batch, in.tokens, in.dim});
-  in.Q = ops_ptr<Real>(Q, "Q", {in.labels, in.dim});
-  in.mask = ops_ptr<uint8_t>(mask, "mask", {in.batch, in.tokens});
+  in.H = ops_ptr<Real>(H, "H", {in.batch, in.tokens, in.dim}, kLabelAttention);
+  in.Q = ops_ptr<Real>(Q, "Q", {in.labels, in.dim}, kLabelAttention);
+  in.mask = ops_ptr<uint8_t>(mask, "mask", {in.batch, in.tokens}, kLabelAttention);
   in.cand_per_doc = in.labels;
   if (!candidates.is_none()) {
     py::array cand = candidates.cast<py::array>();
     if (cand.ndim() != 2) throw std::invalid_argument("label_attention: candidates must be (B, C)");
     in.cand_per_doc = cand.shape(1);
-    in.candidates = ops_ptr<int64_t>(cand, "candidates", {in.batch, in.cand_per_doc});
+    in.candidates = ops_ptr<int64_t>(cand, "candidates", {in.batch, in.cand_per_doc}, kLabelAttention);
   }
   return in;
 }
@@ -416,8 +418,8 @@ template <typename Real>
 void ops_forward_typed(const py::array& H, const py::array& mask, const py::array& Q, const py::object& cand,
                        py::array& out, py::array& lse, int threads) {
   auto in = ops_inputs<Real>(H, mask, Q, cand);
-  Real* o = ops_out<Real>(out, "out", {in.batch, in.cand_per_doc, in.dim});
-  Real* l = ops_out<Real>(lse, "lse", {in.batch, in.cand_per_doc});
+  Real* o = ops_out<Real>(out, "out", {in.batch, in.cand_per_doc, in.dim}, kLabelAttention);
+  Real* l = ops_out<Real>(lse, "lse", {in.batch, in.cand_per_doc}, kLabelAttention);
   py::gil_scoped_release nogil;
   xmc::ops::label_attention_forward(in, o, l, threads);
 }
@@ -427,11 +429,11 @@ void ops_backward_typed(const py::array& H, const py::array& mask, const py::arr
                         const py::array& out, const py::array& lse, const py::array& grad_out, py::array& grad_H,
                         py::array& grad_Q, int threads) {
   auto in = ops_inputs<Real>(H, mask, Q, cand);
-  const Real* o = ops_ptr<Real>(out, "out", {in.batch, in.cand_per_doc, in.dim});
-  const Real* l = ops_ptr<Real>(lse, "lse", {in.batch, in.cand_per_doc});
-  const Real* g = ops_ptr<Real>(grad_out, "grad_out", {in.batch, in.cand_per_doc, in.dim});
-  Real* gh = ops_out<Real>(grad_H, "grad_H", {in.batch, in.tokens, in.dim});
-  Real* gq = ops_out<Real>(grad_Q, "grad_Q", {in.labels, in.dim});
+  const Real* o = ops_ptr<Real>(out, "out", {in.batch, in.cand_per_doc, in.dim}, kLabelAttention);
+  const Real* l = ops_ptr<Real>(lse, "lse", {in.batch, in.cand_per_doc}, kLabelAttention);
+  const Real* g = ops_ptr<Real>(grad_out, "grad_out", {in.batch, in.cand_per_doc, in.dim}, kLabelAttention);
+  Real* gh = ops_out<Real>(grad_H, "grad_H", {in.batch, in.tokens, in.dim}, kLabelAttention);
+  Real* gq = ops_out<Real>(grad_Q, "grad_Q", {in.labels, in.dim}, kLabelAttention);
   py::gil_scoped_release nogil;
   xmc::ops::label_attention_backward(in, o, l, g, gh, gq, threads);
 }

@@ -91,7 +91,14 @@ def test_torchrun_linear_train_and_predict_equal_one_process(corpus, tmp_path):
     assert not [f for f in os.listdir(tmp_path) if ".rank" in f]  # the ranks' parts are cleaned up
 
 
-def test_torchrun_deep_model_matches_one_process(tmp_path):
+@pytest.mark.parametrize("model_args,tolerance", [
+    (["--model", "attentionxml", "--branching-factor", "4", "--max-leaf-size", "4", "--flat-max-labels", "8"], 0.5),
+    # LW-PT's pre-training steps are shared out over the ranks too. Its 2-rank runs do not follow one process
+    # step for step (the ranks' dropout streams differ, and without dropout the first epochs still part):
+    # on this corpus one process without pre-training spans 58.3-63.7 P@1 over seeds 0-2: 2 ranks land within 5.
+    (["--model", "lwpt", "--pretrain-steps", "30", "--pretrain-candidates", "3"], 5.0),
+], ids=["attentionxml", "lwpt"])
+def test_torchrun_deep_model_matches_one_process(model_args, tolerance, tmp_path):
     # DistributedDataParallel on gloo: each rank takes half of every global batch of 32 and the gradients
     # are averaged, so 2 ranks follow one process up to floating-point noise.
     from xmc.data import TextData, write_jsonl
@@ -101,9 +108,9 @@ def test_torchrun_deep_model_matches_one_process(tmp_path):
                                          avg_features_per_doc=12.0))
     write_jsonl(tmp_path / "train.jsonl", TextData(t.train_texts, t.train_labels))
     write_jsonl(tmp_path / "test.jsonl", TextData(t.test_texts, t.test_labels))
-    args = ["train", "--model", "attentionxml", "--train", str(tmp_path / "train.jsonl"), "--embedding", "random",
+    args = ["train", *model_args, "--train", str(tmp_path / "train.jsonl"), "--embedding", "random",
             "--embedding-dim", "16", "--hidden", "16", "--threads", "1", "--batch-size", "32", "--epochs", "3",
-            "--branching-factor", "4", "--max-leaf-size", "4", "--flat-max-labels", "8", "--lr", "0.01"]
+            "--lr", "0.01"]
     p_at_1 = {}
     for ranks in (1, 2):
         model = tmp_path / f"model{ranks}"
@@ -112,5 +119,5 @@ def test_torchrun_deep_model_matches_one_process(tmp_path):
                    "--out", str(tmp_path / f"pred{ranks}.txt"))
         p_at_1[ranks] = float(log.split("P@1=")[1].split()[0])
     assert p_at_1[1] > 40  # the model learned something: the comparison means something
-    assert abs(p_at_1[2] - p_at_1[1]) <= 0.5, p_at_1
+    assert abs(p_at_1[2] - p_at_1[1]) <= tolerance, p_at_1
     assert not (tmp_path / "model2" / "checkpoint").exists()

@@ -57,6 +57,27 @@ def test_each_variant_learns_and_round_trips(graph, trained, corpus):
     assert json.loads((directory / "params.json").read_text())["graph"] == graph
 
 
+@pytest.mark.parametrize("output", ["mixed"])
+def test_each_output_layer_learns_and_round_trips(output, corpus, tmp_path):
+    torch.set_num_threads(1)
+    model = LDGN(DeepParams.from_dict({**params("both").to_dict(), "ldgn_output": output}))
+    model.fit(corpus[0], valid=corpus[1], progress=False, log=None)
+    model.save(tmp_path)
+    ids, scores = model.predict_topk(corpus[1], k=5)
+    p1 = evaluate(model.labels(corpus[1]), ids, ks=(1,))["P@1"]
+    counts = np.bincount(model.labels(corpus[0]).indices, minlength=len(model.vocab))
+    head = model.labels(corpus[1])[:, int(counts.argmax())].toarray().mean()
+    assert p1 > head + 0.02, (output, p1, head)
+    again = load_model(tmp_path)
+    np.testing.assert_allclose(scores, again.predict_topk(corpus[1], k=5)[1], rtol=1e-6)
+    assert json.loads((tmp_path / "params.json").read_text())["ldgn_output"] == output
+
+
+def test_an_unknown_output_layer_is_refused():
+    with pytest.raises(ValueError, match="ldgn_output must be one of per_label, mixed, got 'joint'"):
+        DeepParams.from_dict({"ldgn_output": "joint"})
+
+
 def test_the_static_graph_is_the_normalised_cooccurrence(trained, corpus):
     from xmc.data.label_graph import cooccurrence_graph, normalize_adjacency
 

@@ -39,13 +39,14 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
+from xmc import distributed
 from xmc.metrics import evaluate
 from xmc.models.base import Docs, Log
 from xmc.models.batching import dense_targets, tensors
 from xmc.models.flat import FlatLabelModel
 from xmc.models.networks import BiLSTMEncoder, bidirectional, masked_bce
 from xmc.models.params import DeepParams
-from xmc.models.training import train_epochs
+from xmc.models.training import distributed_steps, train_epochs
 from xmc.nn.text import DEFAULT_TOKEN_PATTERN
 from xmc.ops import label_attention
 
@@ -297,27 +298,37 @@ class LWPT(FlatLabelModel):
         rng = np.random.default_rng(p.seed + 1)
         encoders = list(net.target.parameters()) + list(net.context.parameters())
         optimizer = torch.optim.Adam([w for w in encoders if w.requires_grad], lr=p.lr)
-        zeros = torch.zeros(p.batch_size, dtype=torch.long, device=self.device)
-        start, total_loss, total_right, seen = time.perf_counter(), 0.0, 0, 0
-        self.pretraining = {}
-        net.train()
-        for step in tqdm(range(p.pretrain_steps), desc=f"{KIND} pre-training", unit="step",
-                         disable=not progress or None, leave=False):
-            targets, labels, candidates = sampler.sample(p.batch_size, rng)
+        batch: Dict[str, np.ndarray] = {}  # this step's examples; the step loss reads rows of them
+
+        def step_loss(rows: np.ndarray) -> torch.Tensor:
+            targets, labels, candidates = batch["targets"][rows], batch["labels"][rows], batch["candidates"][rows]
             labels_t = torch.from_numpy(labels).to(self.device)
             q_target = self._label_vectors(net.target, docs, targets, labels_t, p.batch_size)
             q_candidates = self._label_vectors(net.context, docs, candidates.ravel(),
                                                labels_t.repeat_interleave(candidates.shape[1]), p.batch_size)
             scores = net.pretraining_scores(q_target, q_candidates.reshape(*candidates.shape, -1))
-            loss = nn.functional.cross_entropy(scores, zeros)  # the positive is candidate 0
+            batch["right"], batch["seen"] = int((scores.detach().argmax(dim=1) == 0).sum()), len(rows)
+            # the positive is candidate 0
+            return nn.functional.cross_entropy(scores, torch.zeros(len(rows), dtype=torch.long, device=self.device))
+
+        # Under torchrun each rank encodes its share of every batch (the same batches everywhere: same seed).
+        run_step = distributed_steps(net, step_loss) if distributed.is_distributed() else step_loss
+        start, total_loss, total_right, seen = time.perf_counter(), 0.0, 0, 0
+        self.pretraining = {}
+        net.train()
+        for step in tqdm(range(p.pretrain_steps), desc=f"{KIND} pre-training", unit="step",
+                         disable=not progress or None, leave=False):
+            batch["targets"], batch["labels"], batch["candidates"] = sampler.sample(p.batch_size, rng)
+            loss = run_step(np.arange(len(batch["labels"])))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if p.grad_clip > 0:
                 nn.utils.clip_grad_norm_(encoders, p.grad_clip)
             optimizer.step()
-            total_loss += float(loss.detach()) * len(labels)
-            total_right += int((scores.detach().argmax(dim=1) == 0).sum())
-            seen += len(labels)
+            # The figures logged are this rank's share's (all of it in one process).
+            total_loss += float(loss.detach()) * batch["seen"]
+            total_right += batch["right"]
+            seen += batch["seen"]
             if (step + 1) % max(1, p.pretrain_steps // 5) == 0 or step + 1 == p.pretrain_steps:
                 self.pretraining = {"loss": total_loss / seen, "accuracy": total_right / seen, "steps": step + 1,
                                     "first_loss": self.pretraining.get("first_loss", total_loss / seen)}

@@ -20,6 +20,7 @@ from xmc.utils.modeldir import dataclass_from_dict
 
 
 GRAPHS = ("both", "static", "dynamic", "none")
+LDGN_OUTPUTS = ("per_label", "mixed")
 DECODER_ATTENTIONS = ("hybrid", "additive", "units", "words", "none")
 ENCODERS = ("lw", "hlw")
 TOKEN_ENCODERS = ("bilstm", "feedforward")
@@ -69,6 +70,10 @@ class DeepParams:
     graph_threshold: float = 0.0
     graph_reweight: Optional[float] = None
     n_candidates: int = 100  # LDGN over a candidate model: labels it proposes per document
+    # LDGN's output layer over [H2, H4]: "per_label" (one weight vector per label) or "mixed" (per label over
+    # H2, one vector shared by all labels over H4: the dynamic graph's components then reach the scores only
+    # through one map, as the paper's W1 reads them).
+    ldgn_output: str = "per_label"
     # LDGN: the token states' encoder, "bilstm" (the paper's) or "feedforward" (each word alone, for bags of
     # words, where the order is only the feature ids'; xmc.models.networks.FeedForwardEncoder).
     token_encoder: str = "bilstm"
@@ -137,6 +142,8 @@ class DeepParams:
             raise ValueError(f"patience must be >= 0, got {self.patience}")
         if self.graph not in GRAPHS:
             raise ValueError(f"graph must be one of {', '.join(GRAPHS)}, got {self.graph!r}")
+        if self.ldgn_output not in LDGN_OUTPUTS:
+            raise ValueError(f"ldgn_output must be one of {', '.join(LDGN_OUTPUTS)}, got {self.ldgn_output!r}")
         if self.decoder_attention not in DECODER_ATTENTIONS:
             raise ValueError(f"decoder_attention must be one of {', '.join(DECODER_ATTENTIONS)}, "
                              f"got {self.decoder_attention!r}")

@@ -131,6 +131,21 @@ def _validate_with(net: nn.Module, weights: State, validate: Validate) -> Dict[s
         net.load_state_dict(current)
 
 
+def _validated_on_main(validate: Validate) -> Validate:
+    """Under torchrun: rank 0 validates and sends the metrics to the others (as JSON, never pickled), so
+    the ranks keep the same best epoch and stop together without each scoring the whole validation set."""
+    import json
+
+    from xmc import distributed
+
+    def on_main() -> Dict[str, float]:
+        sent = None
+        if distributed.is_main():
+            sent = {"m": np.frombuffer(json.dumps(validate()).encode(), dtype=np.uint8)}
+        return json.loads(distributed.broadcast_arrays(sent, ["m"])["m"].tobytes().decode())
+    return on_main
+
+
 class _Steps(nn.Module):
     """A model's step loss as a module forward, so DistributedDataParallel can wrap it: DDP syncs the
     gradients of ``net``'s parameters when the loss its forward returned goes backward."""
@@ -143,7 +158,7 @@ class _Steps(nn.Module):
         return self.step_loss(index.numpy())
 
 
-def _distributed_steps(net: nn.Module, step_loss: StepLoss) -> StepLoss:
+def distributed_steps(net: nn.Module, step_loss: StepLoss) -> StepLoss:
     """Under torchrun: each rank computes the loss of its share of every global batch (the same batches
     as one process: the batch order comes from the same seed on every rank) and DDP averages the gradients."""
     from torch.nn.parallel import DistributedDataParallel
@@ -176,7 +191,8 @@ def train_epochs(net: nn.Module, step_loss: StepLoss, lengths: np.ndarray, param
     from xmc import distributed
 
     if distributed.is_distributed():
-        step_loss = _distributed_steps(net, step_loss)
+        step_loss = distributed_steps(net, step_loss)
+        validate = _validated_on_main(validate)
     rng = np.random.default_rng(params.seed)
     optimizer = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=params.lr,
                                  weight_decay=params.weight_decay)
