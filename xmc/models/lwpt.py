@@ -39,7 +39,6 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
-from xmc import distributed
 from xmc.metrics import evaluate
 from xmc.models.base import Docs, Log
 from xmc.models.batching import dense_targets, tensors
@@ -312,7 +311,7 @@ class LWPT(FlatLabelModel):
             return nn.functional.cross_entropy(scores, torch.zeros(len(rows), dtype=torch.long, device=self.device))
 
         # Under torchrun each rank encodes its share of every batch (the same batches everywhere: same seed).
-        run_step = distributed_steps(net, step_loss) if distributed.is_distributed() else step_loss
+        run_step = distributed_steps(net, step_loss)
         start, total_loss, total_right, seen = time.perf_counter(), 0.0, 0, 0
         self.pretraining = {}
         net.train()

@@ -160,11 +160,14 @@ class _Steps(nn.Module):
 
 def distributed_steps(net: nn.Module, step_loss: StepLoss) -> StepLoss:
     """Under torchrun: each rank computes the loss of its share of every global batch (the same batches
-    as one process: the batch order comes from the same seed on every rank) and DDP averages the gradients."""
+    as one process: the batch order comes from the same seed on every rank) and DDP averages the gradients.
+    In one process ``step_loss`` itself."""
     from torch.nn.parallel import DistributedDataParallel
 
     from xmc import distributed
 
+    if not distributed.is_distributed():
+        return step_loss
     distributed.init()
     ranks, me = distributed.world_size(), distributed.rank()
     # find_unused_parameters: a step may leave some parameters out (levels, the generator's head).
