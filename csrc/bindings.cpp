@@ -66,14 +66,20 @@ py::tuple xc_to_python(xmc::XcData&& d) {
   return py::make_tuple(compressed_to_python(std::move(d.X)), compressed_to_python(std::move(d.Y)), d.had_header);
 }
 
-py::tuple py_read_xc(const std::string& path, int64_t n_features, int64_t n_labels, int threads,
-                     int64_t max_line_bytes, int64_t max_labels_per_doc) {
+xmc::XcReadOptions xc_options(int64_t n_features, int64_t n_labels, int threads, int64_t max_line_bytes,
+                              int64_t max_labels_per_doc) {
   xmc::XcReadOptions opts;
-  opts.max_line_bytes = max_line_bytes;
-  opts.max_labels_per_doc = max_labels_per_doc;
   opts.n_features = n_features;
   opts.n_labels = n_labels;
   opts.threads = threads;
+  opts.max_line_bytes = max_line_bytes;
+  opts.max_labels_per_doc = max_labels_per_doc;
+  return opts;
+}
+
+py::tuple py_read_xc(const std::string& path, int64_t n_features, int64_t n_labels, int threads,
+                     int64_t max_line_bytes, int64_t max_labels_per_doc) {
+  const xmc::XcReadOptions opts = xc_options(n_features, n_labels, threads, max_line_bytes, max_labels_per_doc);
   xmc::XcData d;
   {
     py::gil_scoped_release nogil;
@@ -89,13 +95,8 @@ py::tuple py_parse_xc_bytes(const py::bytes& data, const std::string& name, int6
   char* buf = nullptr;
   Py_ssize_t len = 0;
   if (PyBytes_AsStringAndSize(data.ptr(), &buf, &len) != 0) throw py::error_already_set();
-  xmc::XcReadOptions opts;
-  opts.n_features = n_features;
-  opts.n_labels = n_labels;
-  opts.threads = threads;
+  xmc::XcReadOptions opts = xc_options(n_features, n_labels, threads, max_line_bytes, max_labels_per_doc);
   opts.min_chunk_bytes = min_chunk_bytes;
-  opts.max_line_bytes = max_line_bytes;
-  opts.max_labels_per_doc = max_labels_per_doc;
   xmc::XcData d;
   {
     py::gil_scoped_release nogil;  // `data` is immutable and held by the caller
@@ -577,6 +578,30 @@ PYBIND11_MODULE(_core, m) {
         py::arg("n_labels") = -1, py::arg("threads") = 0, py::arg("min_chunk_bytes") = 1 << 20,
         py::arg("max_line_bytes") = int64_t{64} << 20, py::arg("max_labels_per_doc") = 100000,
         "read_xc over bytes in memory; `name` is used in error messages.");
+  py::class_<xmc::XcChunkReader>(m, "XcChunkReader",
+                                 "read_xc a chunk of documents at a time: same rules, same error lines.")
+      .def(py::init([](const std::string& path, int64_t n_features, int64_t n_labels, int threads,
+                       int64_t max_line_bytes, int64_t max_labels_per_doc) {
+             const xmc::XcReadOptions opts =
+                 xc_options(n_features, n_labels, threads, max_line_bytes, max_labels_per_doc);
+             py::gil_scoped_release nogil;
+             return std::make_unique<xmc::XcChunkReader>(path, opts);
+           }),
+           py::arg("path"), py::arg("n_features") = -1, py::arg("n_labels") = -1, py::arg("threads") = 0,
+           py::arg("max_line_bytes") = int64_t{64} << 20, py::arg("max_labels_per_doc") = 100000)
+      .def_property_readonly("had_header", &xmc::XcChunkReader::had_header)
+      .def(
+          "next",
+          [](xmc::XcChunkReader& reader, int64_t max_docs) {
+            xmc::XcData d;
+            {
+              py::gil_scoped_release nogil;
+              d = reader.next(max_docs);
+            }
+            return xc_to_python(std::move(d));
+          },
+          py::arg("max_docs"),
+          "The next at most max_docs documents as read_xc's tuple; no rows once the file is done.");
   m.def("write_xc", &py_write_xc, py::arg("path"), py::arg("x_indptr"), py::arg("x_indices"), py::arg("x_data"),
         py::arg("n_features"), py::arg("y_indptr"), py::arg("y_indices"), py::arg("n_labels"),
         py::arg("header") = true, py::arg("threads") = 0,

@@ -10,7 +10,7 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 OUT="${1:-/tmp/xmc-asan}"
 shift || true
 [ "$#" -gt 0 ] || set -- tests/test_fuzz_parsers.py tests/test_data_xc.py tests/test_tree.py tests/test_search.py \
-  tests/test_linear.py tests/test_ops_label_attention.py
+  tests/test_linear.py tests/test_ops_label_attention.py tests/test_stream.py
 PY="${PYTHON:-python}"
 CXX_BIN="$(grep -m1 '^CMAKE_CXX_COMPILER:' "$OUT/cmake/CMakeCache.txt" | cut -d= -f2)"
 ASAN_LIB="$("$CXX_BIN" -print-file-name=libasan.so)"

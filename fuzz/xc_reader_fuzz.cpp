@@ -1,4 +1,4 @@
-// Fuzz driver for the native XC reader (xmc::parse_xc).
+// Fuzz driver for the native XC reader (xmc::parse_xc and xmc::XcChunkReader).
 //
 // Built two ways by fuzz/build_sanitized.sh:
 //  * clang -fsanitize=fuzzer,address,undefined: a libFuzzer target
@@ -10,7 +10,8 @@
 // on: the only exception is ParseError with a 1-based line inside the input (0
 // for whole-file errors), and an accepted input yields well-formed CSR (indptr
 // non-decreasing from 0 to nnz, ids strictly increasing per row and < cols,
-// finite values, Y all ones, as many rows in X as in Y).
+// finite values, Y all ones, as many rows in X as in Y), and that the chunked
+// reader fails at the same line or reads the same documents in full chunks.
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -56,6 +57,41 @@ size_t count_lines(const uint8_t* data, size_t size) {
   return n + (size && data[size - 1] != '\n');
 }
 
+// What one read of the input gave: its shape, or the line of its ParseError.
+struct Outcome {
+  bool ok = false;
+  int64_t error_line = -1, rows = 0, x_nnz = 0, y_nnz = 0, x_cols = -1, y_cols = -1;
+};
+
+template <typename Read>
+Outcome outcome(const uint8_t* data, size_t size, Read read, bool check = true) {
+  Outcome o;
+  try {
+    xmc::XcData d = read();
+    if (check) {
+      check_csr(d.X, false);
+      check_csr(d.Y, true);
+    }
+    if (d.X.rows != d.Y.rows) fail("X and Y row counts differ");
+    if (static_cast<size_t>(d.X.rows) > count_lines(data, size)) fail("more rows than lines");
+    o.ok = true;
+    o.rows = d.X.rows;
+    o.x_nnz = static_cast<int64_t>(d.X.indices.size());
+    o.y_nnz = static_cast<int64_t>(d.Y.indices.size());
+    o.x_cols = d.X.cols;
+    o.y_cols = d.Y.cols;
+  } catch (const xmc::ParseError& e) {
+    if (e.file() != "fuzz") fail("ParseError names the wrong file");
+    if (e.line() < 0 || static_cast<size_t>(e.line()) > count_lines(data, size)) fail("ParseError line outside the input");
+    if (std::strncmp(e.what(), "fuzz", 4) != 0) fail("ParseError message does not start with the file name");
+    o.error_line = e.line();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "unexpected exception: %s\n", e.what());
+    fail("exception other than ParseError");
+  }
+  return o;
+}
+
 }  // namespace
 
 // The first two bytes choose reader options (chunk size, caller-given
@@ -77,22 +113,40 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
   std::vector<char> buf(data, data + size);
   const char* p = size ? buf.data() : nullptr;
-  try {
-    xmc::XcData d = xmc::parse_xc(p, size, "fuzz", opts);
-    check_csr(d.X, false);
-    check_csr(d.Y, true);
-    if (d.X.rows != d.Y.rows) fail("X and Y row counts differ");
-    if (static_cast<size_t>(d.X.rows) > count_lines(data, size)) fail("more rows than lines");
-    if (opts.n_features >= 0 && d.X.cols != opts.n_features) fail("cols != n_features");
-    if (opts.n_labels >= 0 && d.Y.cols != opts.n_labels) fail("cols != n_labels");
-  } catch (const xmc::ParseError& e) {
-    if (e.file() != "fuzz") fail("ParseError names the wrong file");
-    if (e.line() < 0 || static_cast<size_t>(e.line()) > count_lines(data, size)) fail("ParseError line outside the input");
-    if (std::strncmp(e.what(), "fuzz", 4) != 0) fail("ParseError message does not start with the file name");
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "unexpected exception: %s\n", e.what());
-    fail("exception other than ParseError");
-  }
+  const Outcome whole = outcome(data, size, [&] { return xmc::parse_xc(p, size, "fuzz", opts); });
+  if (whole.ok && opts.n_features >= 0 && whole.x_cols != opts.n_features) fail("cols != n_features");
+  if (whole.ok && opts.n_labels >= 0 && whole.y_cols != opts.n_labels) fail("cols != n_labels");
+  // The chunked reader must agree with the whole-file parse: the same error line, or the
+  // same documents split into full chunks.
+  const int64_t chunk_docs = 1 + static_cast<int64_t>(size % 3);
+  const Outcome chunked = outcome(data, size, [&] {
+    xmc::XcChunkReader reader(p, size, "fuzz", opts);
+    xmc::XcData all;
+    all.X.cols = all.Y.cols = -1;
+    while (true) {
+      xmc::XcData c = reader.next(chunk_docs);
+      check_csr(c.X, false);
+      check_csr(c.Y, true);
+      if (c.X.rows == 0) break;
+      if (c.X.rows > chunk_docs) fail("a chunk holds more documents than asked for");
+      if (all.X.rows % chunk_docs != 0) fail("a chunk other than the last is not full");
+      all.X.rows += c.X.rows;
+      all.Y.rows += c.Y.rows;
+      all.X.indices.insert(all.X.indices.end(), c.X.indices.begin(), c.X.indices.end());
+      all.Y.indices.insert(all.Y.indices.end(), c.Y.indices.begin(), c.Y.indices.end());
+      if (opts.n_features >= 0 || c.had_header) all.X.cols = c.X.cols;
+    }
+    all.X.indptr.assign(static_cast<size_t>(all.X.rows + 1), 0);  // only counted below
+    all.X.indptr.back() = static_cast<int64_t>(all.X.indices.size());
+    all.Y.indptr.assign(static_cast<size_t>(all.Y.rows + 1), 0);
+    all.Y.indptr.back() = static_cast<int64_t>(all.Y.indices.size());
+    return all;
+  }, /*check=*/false);
+  if (whole.ok != chunked.ok) fail("the chunked reader and the whole-file parse disagree on failing");
+  if (!whole.ok && whole.error_line != chunked.error_line) fail("the chunked reader fails at another line");
+  if (whole.ok && (whole.rows != chunked.rows || whole.x_nnz != chunked.x_nnz || whole.y_nnz != chunked.y_nnz))
+    fail("the chunked reader reads other documents");
+  if (whole.ok && chunked.x_cols >= 0 && chunked.x_cols != whole.x_cols) fail("a chunk has another feature count");
   return 0;
 }
 

@@ -291,65 +291,81 @@ void concatenate(std::vector<Chunk>& chunks, int threads, XcData& out) {
   }
 }
 
-}  // namespace
+// What the file's start decides for every document: where documents begin, the header
+// and the id limits. Shared by the whole-file parse and the chunked reader, so both
+// apply one set of rules.
+struct Prologue {
+  const char* body = nullptr;
+  const char* end = nullptr;
+  bool had_header = false;
+  int64_t hdr[3] = {-1, -1, -1};
+  Limit flim, llim;
+  int64_t max_line = 0, max_labels = 0;
+  int64_t first_body_line = 1;  // file line number of the first document line
+};
 
-XcData parse_xc(const char* data, size_t size, const std::string& name, const XcReadOptions& opts) {
+Prologue read_prologue(const char* data, size_t size, const std::string& name, const XcReadOptions& opts) {
   if (size >= 3 && std::memcmp(data, "\xEF\xBB\xBF", 3) == 0) {  // a BOM some editors write: not content
     data += 3;
     size -= 3;
   }
+  Prologue pro;
   // Clamped so that max_line + 2 below cannot overflow.
-  const int64_t max_line = std::clamp<int64_t>(opts.max_line_bytes, 0, std::numeric_limits<int64_t>::max() / 4);
-  const int64_t max_labels = std::max<int64_t>(0, opts.max_labels_per_doc);
+  pro.max_line = std::clamp<int64_t>(opts.max_line_bytes, 0, std::numeric_limits<int64_t>::max() / 4);
+  pro.max_labels = std::max<int64_t>(0, opts.max_labels_per_doc);
   if (size == 0 || whitespace_only(data, size))
     throw ParseError(name, 0, "the file is empty; expected an optional header 'N D L' and one document per line");
   const char* end = data + size;
-  const size_t first_scan = std::min<size_t>(size, static_cast<size_t>(max_line) + 2);
+  const size_t first_scan = std::min<size_t>(size, static_cast<size_t>(pro.max_line) + 2);
   const char* nl = static_cast<const char*>(std::memchr(data, '\n', first_scan));
   const char* first_end = nl ? nl : (size > first_scan ? data + first_scan : end);
   const char* first_content = (first_end > data && first_end[-1] == '\r') ? first_end - 1 : first_end;
-  if (first_content - data > max_line) throw ParseError(name, 1, line_too_long(max_line));
+  if (first_content - data > pro.max_line) throw ParseError(name, 1, line_too_long(pro.max_line));
 
-  XcData out;
-  int64_t hdr[3] = {-1, -1, -1};
-  out.had_header = parse_header(data, first_content, name, hdr);
-  const char* body = out.had_header ? (nl ? nl + 1 : end) : data;
-
-  Limit flim, llim;
-  if (out.had_header) {
-    flim = {hdr[1], "the header's D=" + std::to_string(hdr[1])};
-    llim = {hdr[2], "the header's L=" + std::to_string(hdr[2])};
+  pro.had_header = parse_header(data, first_content, name, pro.hdr);
+  pro.body = pro.had_header ? (nl ? nl + 1 : end) : data;
+  pro.end = end;
+  pro.first_body_line = pro.had_header ? 2 : 1;
+  const int64_t* hdr = pro.hdr;
+  if (pro.had_header) {
+    pro.flim = {hdr[1], "the header's D=" + std::to_string(hdr[1])};
+    pro.llim = {hdr[2], "the header's L=" + std::to_string(hdr[2])};
   }
   // A header that disagrees with the caller's dimensions (a test file against
   // its model) means another feature or label space, even when every id fits.
-  if (out.had_header && opts.n_features >= 0 && hdr[1] != opts.n_features)
+  if (pro.had_header && opts.n_features >= 0 && hdr[1] != opts.n_features)
     throw ParseError(name, 1, "the header says D=" + std::to_string(hdr[1]) + " features but n_features=" +
                                   std::to_string(opts.n_features) +
                                   " was expected (e.g. the model's training dimension): the file belongs to "
                                   "another feature space; write it with the training file's D");
-  if (out.had_header && opts.n_labels >= 0 && hdr[2] != opts.n_labels)
+  if (pro.had_header && opts.n_labels >= 0 && hdr[2] != opts.n_labels)
     throw ParseError(name, 1, "the header says L=" + std::to_string(hdr[2]) + " labels but n_labels=" +
                                   std::to_string(opts.n_labels) +
                                   " was expected: the file belongs to another label space; write it with the "
                                   "training file's L");
-  if (opts.n_features >= 0 && opts.n_features < flim.bound)
-    flim = {opts.n_features, "n_features=" + std::to_string(opts.n_features) + " given by the caller"};
-  if (opts.n_labels >= 0 && opts.n_labels < llim.bound)
-    llim = {opts.n_labels, "n_labels=" + std::to_string(opts.n_labels) + " given by the caller"};
+  if (opts.n_features >= 0 && opts.n_features < pro.flim.bound)
+    pro.flim = {opts.n_features, "n_features=" + std::to_string(opts.n_features) + " given by the caller"};
+  if (opts.n_labels >= 0 && opts.n_labels < pro.llim.bound)
+    pro.llim = {opts.n_labels, "n_labels=" + std::to_string(opts.n_labels) + " given by the caller"};
+  return pro;
+}
 
+// Parses the whole lines in [begin, end) in parallel into out.X/out.Y; the first of them is
+// file line `first_line`. The first bad line, in file order, is the error.
+void parse_lines(const char* begin, const char* end, int64_t first_line, const Prologue& pro,
+                 const std::string& name, const XcReadOptions& opts, XcData& out, int64_t& max_f, int64_t& max_l) {
   const int threads = resolve_threads(opts.threads);
-  const int64_t body_bytes = end - body;
+  const int64_t bytes = end - begin;
   const int64_t min_chunk = std::max<int64_t>(1, opts.min_chunk_bytes);
-  const int64_t n_chunks =
-      std::max<int64_t>(1, std::min<int64_t>(int64_t{threads} * 8, body_bytes / min_chunk));
+  const int64_t n_chunks = std::max<int64_t>(1, std::min<int64_t>(int64_t{threads} * 8, bytes / min_chunk));
   std::vector<Chunk> chunks(static_cast<size_t>(n_chunks));
-  const char* prev = body;
+  const char* prev = begin;
   for (int64_t i = 0; i < n_chunks; ++i) {
     Chunk& c = chunks[static_cast<size_t>(i)];
     c.begin = prev;
-    const char* target = (i + 1 == n_chunks) ? end : body + body_bytes * (i + 1) / n_chunks;
+    const char* target = (i + 1 == n_chunks) ? end : begin + bytes * (i + 1) / n_chunks;
     if (target < prev) target = prev;
-    if (target < end && target > body && target[-1] != '\n') {
+    if (target < end && target > begin && target[-1] != '\n') {
       const char* cut = static_cast<const char*>(std::memchr(target, '\n', static_cast<size_t>(end - target)));
       target = cut ? cut + 1 : end;
     }
@@ -358,60 +374,192 @@ XcData parse_xc(const char* data, size_t size, const std::string& name, const Xc
   }
 
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
-  for (int64_t i = 0; i < n_chunks; ++i) parse_chunk(chunks[static_cast<size_t>(i)], flim, llim, max_line, max_labels);
+  for (int64_t i = 0; i < n_chunks; ++i)
+    parse_chunk(chunks[static_cast<size_t>(i)], pro.flim, pro.llim, pro.max_line, pro.max_labels);
 
-  int64_t line_base = out.had_header ? 1 : 0;
+  int64_t line = first_line;
   for (const Chunk& c : chunks) {
-    if (c.failed) throw ParseError(name, line_base + c.error_line + 1, c.error);
-    line_base += c.lines;
+    if (c.failed) throw ParseError(name, line + c.error_line, c.error);
+    line += c.lines;
   }
-  int64_t max_f = -1, max_l = -1, n_docs = 0;
+  max_f = max_l = -1;
   for (const Chunk& c : chunks) {
     max_f = std::max(max_f, c.max_feature);
     max_l = std::max(max_l, c.max_label);
-    n_docs += c.lines;
   }
-  if (out.had_header && n_docs != hdr[0])
-    throw ParseError(name, 1, "the header promises " + std::to_string(hdr[0]) + " documents, found " +
-                                  std::to_string(n_docs) + " document lines");
-
   concatenate(chunks, threads, out);
-  out.X.cols = opts.n_features >= 0 ? opts.n_features : (out.had_header ? hdr[1] : max_f + 1);
-  out.Y.cols = opts.n_labels >= 0 ? opts.n_labels : (out.had_header ? hdr[2] : max_l + 1);
+}
+
+void check_document_count(const Prologue& pro, int64_t n_docs, const std::string& name) {
+  if (pro.had_header && n_docs != pro.hdr[0])
+    throw ParseError(name, 1, "the header promises " + std::to_string(pro.hdr[0]) + " documents, found " +
+                                  std::to_string(n_docs) + " document lines");
+}
+
+void set_columns(const Prologue& pro, const XcReadOptions& opts, int64_t max_f, int64_t max_l, XcData& out) {
+  out.had_header = pro.had_header;
+  out.X.cols = opts.n_features >= 0 ? opts.n_features : (pro.had_header ? pro.hdr[1] : max_f + 1);
+  out.Y.cols = opts.n_labels >= 0 ? opts.n_labels : (pro.had_header ? pro.hdr[2] : max_l + 1);
+}
+
+// A read-only view of a whole file: mapped where the system can, else read into memory.
+class FileBytes {
+ public:
+  explicit FileBytes(const std::string& path) {
+#ifdef XMC_HAVE_MMAP
+    int fd = ::open(path.c_str(), O_RDONLY);
+    if (fd < 0) throw std::runtime_error(path + ": cannot open: " + std::strerror(errno));
+    struct stat st;
+    if (::fstat(fd, &st) != 0) {
+      int e = errno;
+      ::close(fd);
+      throw std::runtime_error(path + ": cannot stat: " + std::strerror(e));
+    }
+    size_ = static_cast<size_t>(st.st_size);
+    if (size_ > 0) {
+      map_ = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
+      if (map_ == MAP_FAILED) {
+        int e = errno;
+        ::close(fd);
+        throw std::runtime_error(path + ": cannot map: " + std::strerror(e));
+      }
+      data_ = static_cast<const char*>(map_);
+    }
+    ::close(fd);
+#else
+    std::ifstream in(path, std::ios::binary);
+    if (!in) throw std::runtime_error(path + ": cannot open");
+    buffer_.assign((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    data_ = buffer_.data();
+    size_ = buffer_.size();
+#endif
+  }
+  ~FileBytes() {
+#ifdef XMC_HAVE_MMAP
+    if (map_) ::munmap(map_, size_);
+#endif
+  }
+  FileBytes(const FileBytes&) = delete;
+  FileBytes& operator=(const FileBytes&) = delete;
+
+  const char* data() const { return data_; }
+  size_t size() const { return size_; }
+
+  // Chunks are read in parallel, not front to back: ask for the whole file ahead.
+  void will_need() const {
+#ifdef XMC_HAVE_MMAP
+    if (map_) ::madvise(map_, size_, MADV_WILLNEED);
+#endif
+  }
+
+  // Gives back the pages wholly before `upto`: a chunked reader's memory stays one chunk,
+  // not the part of the file read so far.
+  void release_before(const char* upto) {
+#ifdef XMC_HAVE_MMAP
+    if (!map_) return;
+    const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+    const size_t bytes = static_cast<size_t>(upto - data_) / page * page;
+    if (bytes > released_) ::madvise(static_cast<char*>(map_) + released_, bytes - released_, MADV_DONTNEED);
+    released_ = std::max(released_, bytes);
+#else
+    (void)upto;
+#endif
+  }
+
+ private:
+  const char* data_ = nullptr;
+  size_t size_ = 0;
+#ifdef XMC_HAVE_MMAP
+  void* map_ = nullptr;
+  size_t released_ = 0;  // bytes at the start already given back
+#else
+  std::string buffer_;
+#endif
+};
+
+}  // namespace
+
+XcData parse_xc(const char* data, size_t size, const std::string& name, const XcReadOptions& opts) {
+  const Prologue pro = read_prologue(data, size, name, opts);
+  XcData out;
+  int64_t max_f = -1, max_l = -1;
+  parse_lines(pro.body, pro.end, pro.first_body_line, pro, name, opts, out, max_f, max_l);
+  check_document_count(pro, out.X.rows, name);
+  set_columns(pro, opts, max_f, max_l, out);
   return out;
 }
 
 XcData read_xc_file(const std::string& path, const XcReadOptions& opts) {
-#ifdef XMC_HAVE_MMAP
-  int fd = ::open(path.c_str(), O_RDONLY);
-  if (fd < 0) throw std::runtime_error(path + ": cannot open: " + std::strerror(errno));
-  struct stat st;
-  if (::fstat(fd, &st) != 0) {
-    int e = errno;
-    ::close(fd);
-    throw std::runtime_error(path + ": cannot stat: " + std::strerror(e));
+  FileBytes file(path);
+  file.will_need();
+  return parse_xc(file.data(), file.size(), path, opts);
+}
+
+struct XcChunkReader::State {
+  std::string name;
+  XcReadOptions opts;
+  std::unique_ptr<FileBytes> file;  // null when reading the caller's bytes
+  Prologue pro;
+  const char* cursor = nullptr;
+  int64_t next_line = 1;
+  int64_t n_docs = 0;
+
+  State(const char* data, size_t size, std::string n, const XcReadOptions& o, std::unique_ptr<FileBytes> f)
+      : name(std::move(n)), opts(o), file(std::move(f)) {
+    pro = read_prologue(data, size, name, opts);
+    cursor = pro.body;
+    next_line = pro.first_body_line;
   }
-  const size_t size = static_cast<size_t>(st.st_size);
-  if (size == 0) {
-    ::close(fd);
-    return parse_xc(nullptr, 0, path, opts);
+
+  // End of the next `max_docs` lines from the cursor. A line without a newline within the
+  // length limit ends the range there, so parse_lines refuses it at its own line number
+  // without this scan reading a hostile line of gigabytes.
+  const char* range_end(int64_t max_docs) const {
+    const char* p = cursor;
+    for (int64_t k = 0; k < max_docs && p < pro.end; ++k) {
+      const size_t room = static_cast<size_t>(pro.end - p);
+      const size_t scan = std::min<size_t>(room, static_cast<size_t>(pro.max_line) + 2);
+      const char* nl = static_cast<const char*>(std::memchr(p, '\n', scan));
+      if (!nl) return room > scan ? p + scan : pro.end;
+      p = nl + 1;
+    }
+    return p;
   }
-  void* map = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
-  ::close(fd);
-  if (map == MAP_FAILED) throw std::runtime_error(path + ": cannot map: " + std::strerror(errno));
-  ::madvise(map, size, MADV_WILLNEED);  // chunks are read in parallel, not front to back
-  struct Unmap {
-    void* p;
-    size_t n;
-    ~Unmap() { ::munmap(p, n); }
-  } guard{map, size};
-  return parse_xc(static_cast<const char*>(map), size, path, opts);
-#else
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw std::runtime_error(path + ": cannot open");
-  std::string buf((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  return parse_xc(buf.data(), buf.size(), path, opts);
-#endif
+};
+
+XcChunkReader::XcChunkReader(const std::string& path, const XcReadOptions& opts) {
+  auto file = std::make_unique<FileBytes>(path);
+  const char* data = file->data();
+  const size_t size = file->size();
+  state_ = std::make_unique<State>(data, size, path, opts, std::move(file));
+}
+
+XcChunkReader::XcChunkReader(const char* data, size_t size, const std::string& name, const XcReadOptions& opts)
+    : state_(std::make_unique<State>(data, size, name, opts, nullptr)) {}
+
+XcChunkReader::~XcChunkReader() = default;
+
+bool XcChunkReader::had_header() const { return state_->pro.had_header; }
+
+XcData XcChunkReader::next(int64_t max_docs) {
+  if (max_docs < 1) throw std::invalid_argument("max_docs must be >= 1, got " + std::to_string(max_docs));
+  State& s = *state_;
+  XcData out;
+  int64_t max_f = -1, max_l = -1;
+  if (s.cursor < s.pro.end) {
+    const char* stop = s.range_end(max_docs);
+    parse_lines(s.cursor, stop, s.next_line, s.pro, s.name, s.opts, out, max_f, max_l);
+    s.cursor = stop;
+    s.next_line += out.X.rows;
+    s.n_docs += out.X.rows;
+    if (s.file) s.file->release_before(s.cursor);
+  } else {
+    out.X.indptr.assign(1, 0);  // no rows, still a well-formed CSR
+    out.Y.indptr.assign(1, 0);
+  }
+  if (s.cursor >= s.pro.end) check_document_count(s.pro, s.n_docs, s.name);
+  set_columns(s.pro, s.opts, max_f, max_l, out);
+  return out;
 }
 
 }  // namespace xmc

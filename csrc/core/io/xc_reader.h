@@ -13,6 +13,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "core/common/sparse.h"
@@ -42,5 +43,29 @@ XcData parse_xc(const char* data, size_t size, const std::string& name,
 
 // Maps (or reads) the file and parses it.
 XcData read_xc_file(const std::string& path, const XcReadOptions& opts);
+
+// The same file read a chunk of documents at a time, by the same rules as read_xc_file:
+// the header, BOM, empty-file and limit checks happen at construction, each error names
+// the line the whole-file read would name, and the header's document count is checked
+// when the last chunk is read. Pages already parsed are given back, so memory holds one
+// chunk, not the file. Without n_labels or a header, a chunk's Y is as wide as its own
+// largest label id + 1.
+class XcChunkReader {
+ public:
+  XcChunkReader(const std::string& path, const XcReadOptions& opts);
+  // Over bytes the caller keeps alive; `name` is what errors call the file.
+  XcChunkReader(const char* data, size_t size, const std::string& name, const XcReadOptions& opts);
+  ~XcChunkReader();
+  XcChunkReader(const XcChunkReader&) = delete;
+  XcChunkReader& operator=(const XcChunkReader&) = delete;
+
+  // The next at most max_docs documents; none once the file is done.
+  XcData next(int64_t max_docs);
+  bool had_header() const;
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
+};
 
 }  // namespace xmc
