@@ -259,12 +259,61 @@ void init_pair(const int32_t* ids, int64_t n, uint64_t seed, uint64_t node_id, i
   left = ids[b];
 }
 
+// The rows of a sparse matrix copied in a given order, so that each cluster's members are
+// neighbours in memory. Without it, every level reads its clusters' rows scattered over
+// the whole matrix: once the matrix outgrows the caches (millions of labels), each row is
+// a cache miss and the deep levels, made of many small clusters, are bound by them.
+struct GatheredRows {
+  std::vector<int64_t> indptr;
+  std::vector<int32_t> indices;
+  std::vector<float> data;
+  CsrView view;
+
+  void gather(const CsrView& src, const int32_t* rows, int64_t n, int threads) {
+    std::vector<int64_t> ptr(static_cast<size_t>(n + 1), 0);
+    for (int64_t q = 0; q < n; ++q) ptr[q + 1] = ptr[q] + src.row_nnz(rows[q]);
+    std::vector<int32_t> idx(static_cast<size_t>(ptr[n]));
+    std::vector<float> val(static_cast<size_t>(ptr[n]));
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
+    for (int64_t q = 0; q < n; ++q) {
+      const int64_t b = src.indptr[rows[q]], len = src.row_nnz(rows[q]);
+      std::copy(src.indices + b, src.indices + b + len, idx.begin() + ptr[q]);
+      for (int64_t k = 0; k < len; ++k) val[ptr[q] + k] = src.value(b + k);
+    }
+    indptr = std::move(ptr);
+    indices = std::move(idx);
+    data = std::move(val);
+    view = CsrView{n, src.cols, indptr.data(), indices.data(), data.data()};
+  }
+};
+
+// Renumbers the points so that the current order is the identity, moving the rows (sparse
+// input) and the per-point norms with them; `original` maps the new numbers back. Each
+// cluster's points keep their relative order, and so their relative ids: the splits compare
+// ids only to break ties, so the tree comes out the same, bit for bit.
+void renumber(SparseRows& rows, GatheredRows& gathered, RunState& st, std::vector<int32_t>& original, int threads) {
+  const int64_t n = rows.rows();
+  GatheredRows next;
+  next.gather(*rows.x, st.order.data(), n, threads);
+  std::vector<int32_t> orig(static_cast<size_t>(n));
+  std::vector<float> inv(static_cast<size_t>(n));
+  for (int64_t q = 0; q < n; ++q) {
+    orig[q] = original[st.order[q]];
+    inv[q] = st.inv_norm[st.order[q]];
+  }
+  gathered = std::move(next);
+  rows.x = &gathered.view;
+  original = std::move(orig);
+  st.inv_norm = std::move(inv);
+  std::iota(st.order.begin(), st.order.end(), 0);
+}
+
 template <class Rows>
-BinaryPartition run_tree(const Rows& rows, const KMeansParams& params) {
+BinaryPartition run_tree(const Rows& input, const KMeansParams& params) {
   if (params.max_leaf_size < 1) throw std::invalid_argument("max_leaf_size must be >= 1");
   if (params.max_iter < 1) throw std::invalid_argument("max_iter must be >= 1");
   const int threads = resolve_threads(params.threads);
-  const int64_t n = rows.rows();
+  const int64_t n = input.rows();
   if (n > std::numeric_limits<int32_t>::max())
     throw std::invalid_argument("at most 2^31-1 labels can be clustered, got " + std::to_string(n));
   BinaryPartition out;
@@ -276,6 +325,9 @@ BinaryPartition run_tree(const Rows& rows, const KMeansParams& params) {
     out.order = std::move(st.order);
     return out;
   }
+  Rows rows = input;  // sparse rows move to gathered copies level by level
+  GatheredRows gathered;
+  std::vector<int32_t> original;  // the input's id of each point, once renumbered
   st.keys.resize(n);
   st.side.assign(n, 0);
   compute_inv_norms(rows, st, threads);
@@ -289,6 +341,15 @@ BinaryPartition run_tree(const Rows& rows, const KMeansParams& params) {
     int64_t largest = 0;
     for (int64_t j = 0; j < n_clusters; ++j) largest = std::max(largest, cur[j + 1] - cur[j]);
     if (largest <= params.max_leaf_size) break;
+    if constexpr (!Rows::kDense) {
+      if (level > 0) {  // level 0 has one cluster in the input's order
+        if (original.empty()) {
+          original.resize(static_cast<size_t>(n));
+          std::iota(original.begin(), original.end(), 0);
+        }
+        renumber(rows, gathered, st, original, threads);
+      }
+    }
     // Every cluster of the level is split (sizes differ by one at most), so all
     // leaves end at the same depth; only singletons cannot be halved.
     std::vector<int64_t> next{0};
@@ -316,6 +377,8 @@ BinaryPartition run_tree(const Rows& rows, const KMeansParams& params) {
     }
     out.bounds.push_back(std::move(next));
   }
+  if (!original.empty())
+    for (int32_t& id : st.order) id = original[id];
   out.order = std::move(st.order);
   return out;
 }
