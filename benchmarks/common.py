@@ -224,3 +224,42 @@ class Stopwatch:
     def __exit__(self, *exc) -> None:
         self.seconds = time.perf_counter() - self.start
 
+
+
+def _rss_bytes(pid: int) -> int:
+    """Resident memory of one process from /proc (0 once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def run_bounded(cmd: List[str], log, env: Dict[str, str], timeout: float,
+                max_rss_bytes: Optional[int] = None, poll_seconds: float = 0.5) -> Tuple[Optional[int], str]:
+    """Run ``cmd`` with a wall-time and a resident-memory bound; (exit code, '') or (None, why it was stopped).
+
+    The memory bound is enforced by polling rather than RLIMIT_AS, because runtimes such as
+    OpenMP, rayon and torch reserve far more address space than they ever touch.
+    """
+    import subprocess
+
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+    start = time.monotonic()
+    while True:
+        try:
+            return proc.wait(timeout=poll_seconds), ""
+        except subprocess.TimeoutExpired:
+            pass
+        why = ""
+        if time.monotonic() - start > timeout:
+            why = f"over the time limit of {timeout:.0f} s"
+        elif max_rss_bytes and _rss_bytes(proc.pid) > max_rss_bytes:
+            why = f"over the memory limit of {max_rss_bytes / 2**30:.1f} GiB"
+        if why:
+            proc.kill()
+            proc.wait()
+            return None, why

@@ -94,7 +94,8 @@ def dataset_files(name: str, args: argparse.Namespace) -> Tuple[Path, Path, str]
 
 # ----- running ----------------------------------------------------------------------
 
-def run_one(system: str, train: Path, test: Path, out: Path, args: argparse.Namespace) -> Optional[dict]:
+def run_one(system: str, train: Path, test: Path, out: Path, args: argparse.Namespace) -> Tuple[Optional[dict], str]:
+    """(the runner's result, '') or (None, why it has none)."""
     interpreter, script = system_command(system, args)
     if out.exists():
         shutil.rmtree(out)
@@ -108,20 +109,20 @@ def run_one(system: str, train: Path, test: Path, out: Path, args: argparse.Name
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
     else:
         env.pop("PYTHONPATH", None)  # the peers' interpreter must not see xmc or numpy 2
+    max_rss = int(args.max_rss_gib * 2**30) if getattr(args, "max_rss_gib", None) else None
     with open(out / "log.txt", "w") as log:
-        try:
-            proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, timeout=args.timeout)
-        except subprocess.TimeoutExpired:
-            print(f"[compare]   {system}: timed out after {args.timeout}s", flush=True)
-            return None
-    if proc.returncode != 0:
+        code, stopped = common.run_bounded(cmd, log, env, args.timeout, max_rss)
+    if stopped:
+        print(f"[compare]   {system}: stopped, {stopped}", flush=True)
+        return None, f"stopped {stopped}"
+    if code != 0:
         tail = (out / "log.txt").read_text(errors="replace").splitlines()[-5:]
-        print(f"[compare]   {system}: failed (exit {proc.returncode}): " + " | ".join(tail), flush=True)
-        return None
+        print(f"[compare]   {system}: failed (exit {code}): " + " | ".join(tail), flush=True)
+        return None, f"failed (exit {code})"
     result = json.loads((out / "result.json").read_text())
     with np.load(out / "predictions.npz", allow_pickle=False) as p:
         result["_ids"] = p["ids"]
-    return result
+    return result, ""
 
 
 def summarize(runs: List[dict], Y_test, inv_prop) -> dict:
@@ -232,6 +233,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="keep datasets of an existing compare_linear.json that this run does not redo")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--timeout", type=int, default=600, help="seconds per system run")
+    p.add_argument("--max-rss-gib", type=float, default=None, help="stop a run whose resident memory passes this")
     args = p.parse_args(argv)
     args.datasets = [d for d in args.datasets.split(",") if d]
     args.systems = [s for s in args.systems.split(",") if s]
@@ -269,7 +271,7 @@ def main(argv=None) -> dict:
             for system in args.systems:
                 print(f"[compare] {name} {system} run {rep + 1}/{args.repeats}", flush=True)
                 out = Path(args.cache) / "runs" / name / system / str(rep)
-                r = run_one(system, train, test, out, args)
+                r, _ = run_one(system, train, test, out, args)
                 if r is not None:
                     runs[system].append(r)
         measured = {"date": started, "threads": args.threads, "repeats": args.repeats, "k": args.k,

@@ -61,6 +61,10 @@ def corpus_files(n_labels: int, args: argparse.Namespace) -> Tuple[Path, Path, D
     return train, test, size
 
 
+def machine_description() -> str:
+    return f"{platform.machine()} {os.cpu_count()} cores"
+
+
 def loglog_slope(xs: List[float], ys: List[float]) -> Optional[float]:
     """Least-squares slope of log y against log x (None with fewer than two points)."""
     pts = [(math.log(x), math.log(y)) for x, y in zip(xs, ys) if x > 0 and y > 0]
@@ -83,14 +87,15 @@ def run_size(n_labels: int, systems: List[str], args: argparse.Namespace) -> dic
     _, Y_test = common.read_xc(str(test))
     inv_prop = compare_linear.xmc_metrics.inv_propensity(Y_train, A=compare_linear.PROP_A, B=compare_linear.PROP_B)
     del Y_train
-    entry = {"n_labels": n_labels, **size, "systems": {}, "failed": []}
+    entry = {"n_labels": n_labels, **size, "systems": {}, "failed": [], "why": {}}
     for system in systems:
         runs = []
         for rep in range(args.repeats):
             print(f"[scale] L={n_labels:,} {system} run {rep + 1}/{args.repeats}", flush=True)
             out = Path(args.cache) / "runs" / f"scale-L{n_labels}" / system / str(rep)
-            r = compare_linear.run_one(system, train, test, out, args)
+            r, why = compare_linear.run_one(system, train, test, out, args)
             if r is None:
+                entry["why"][system] = why
                 break
             r["tree_seconds"] = r.get("settings", {}).get("tree_seconds")
             runs.append(r)
@@ -124,8 +129,8 @@ def slopes(sizes: Dict[int, dict], lo: int = 100_000) -> dict:
 def markdown(report: dict) -> str:
     meta = report["meta"]
     lines = ["# Scale: cost against the number of labels", "",
-             f"{meta['machine']}, {meta['threads']} threads, medians of {meta['repeats']} runs, time limit "
-             f"{meta['timeout']} s per run; xmc {meta['xmc_commit']}; written {meta['date']}. Generated corpora "
+             f"{meta['machine']}; written {meta['date']} (the limits, threads and repeats of each size are "
+             "listed under the table). Generated corpora "
              "(xmc.datasets.synthetic): one training document per label (at least 20,000), 10,000 test "
              "documents. Times are in-process (reading not timed) for every system alike.", "",
              "| labels | system | tree s | train s | predict docs/s | peak GiB | P@1 | P@5 | train / xmc | "
@@ -142,7 +147,15 @@ def markdown(report: dict) -> str:
                          f"{m['peak_rss_bytes'] / 2**30:.2f} | {m['P@1']:.2f} | {m['P@5']:.2f} | "
                          f"{rel[0]} | {rel[1]} | {rel[2]} |")
         for system in entry["failed"]:
-            lines.append(f"| {int(n):,} | {system} | failed or over the time limit | | | | | | | | |")
+            why = entry.get("why", {}).get(system, "failed or over a limit")
+            lines.append(f"| {int(n):,} | {system} | {why} | | | | | | | | |")
+    lines += ["", "Each size: wall-time limit and resident-memory limit per system run (a run past either "
+              "is stopped, and that system is not run at larger sizes), threads, repeats (medians), xmc commit."]
+    for n, entry in sorted(report["sizes"].items(), key=lambda kv: int(kv[0])):
+        lim = entry.get("limits")
+        if lim:
+            lines.append(f"- {int(n):,} labels: {lim['timeout_s']} s, {lim['max_rss_gib']} GiB, {lim['threads']} "
+                         f"threads, {lim['repeats']} repeats, xmc {lim['xmc_commit']}")
     s = report.get("slopes")
     if s:
         lines += ["", f"Fitted log-log slopes of xmc between {s['from']:,} and {s['to']:,} labels: tree build "
@@ -197,12 +210,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--beam", type=int, default=10)
     p.add_argument("--omikuji-trees", type=int, default=3)
     p.add_argument("--timeout", type=int, default=4 * 3600, help="seconds per system run")
+    p.add_argument("--max-rss-gib", type=float, default=20.0,
+                   help="stop a run whose resident memory passes this (the issue's bound on a 24 GiB machine)")
     p.add_argument("--peers-python", default=os.environ.get("XMC_PEERS_PYTHON") or
                    str(HERE / ".peers-venv" / "bin" / "python"))
     p.add_argument("--xmc-python", default=sys.executable)
     p.add_argument("--cache", default=str(HERE / ".cache"))
     p.add_argument("--results", default=str(HERE / "results"))
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--merge", action="store_true",
+                   help="keep the sizes of an existing results/scale.json that this run does not redo")
     args = p.parse_args(argv)
     args.sizes = sorted(int(x) for x in args.sizes.split(",") if x)
     args.systems = [s for s in args.systems.split(",") if s]
@@ -214,20 +231,33 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
+def earlier_sizes(args: argparse.Namespace) -> Dict[int, dict]:
+    """With --merge, the sizes of an existing scale.json that this run does not redo."""
+    path = Path(args.results) / "scale.json"
+    if not (args.merge and path.is_file()):
+        return {}
+    old = json.loads(path.read_text())["sizes"]
+    return {int(n): e for n, e in old.items() if int(n) not in args.sizes}
+
+
 def main(argv=None) -> dict:
     args = parse_args(argv)
     results = Path(args.results)
     results.mkdir(parents=True, exist_ok=True)
+    sizes = earlier_sizes(args)
     active = list(args.systems)
-    sizes: Dict[int, dict] = {}
     for n in args.sizes:
+        # A system that failed at a smaller size (in this run or a merged one) is not run at larger ones.
+        active = [s for s in active if not any(s in e["failed"] for m, e in sizes.items() if m < n)]
         entry = run_size(n, active, args)
+        entry["limits"] = {"timeout_s": args.timeout, "max_rss_gib": args.max_rss_gib, "threads": args.threads,
+                           "repeats": args.repeats, "xmc_commit": compare_linear._git_commit()}
         sizes[n] = entry
-        active = [s for s in active if s not in entry["failed"]]  # a system that failed stops growing
     report = {"meta": {"date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-                       "machine": f"{platform.machine()} {os.cpu_count()} cores", "threads": args.threads,
-                       "repeats": args.repeats, "timeout": args.timeout, "xmc_commit": compare_linear._git_commit()},
-              "sizes": {str(n): e for n, e in sizes.items()}, "slopes": slopes(sizes)}
+                       "machine": machine_description(), "threads": args.threads,
+                       "repeats": args.repeats, "timeout": args.timeout, "max_rss_gib": args.max_rss_gib,
+                       "xmc_commit": compare_linear._git_commit()},
+              "sizes": {str(n): e for n, e in sorted(sizes.items())}, "slopes": slopes(sizes)}
     (results / "scale.json").write_text(json.dumps(report, indent=2) + "\n")
     md = markdown(report)
     (results / "scale.md").write_text(md)
