@@ -149,6 +149,8 @@ def markdown(report: dict) -> str:
         for system in entry["failed"]:
             why = entry.get("why", {}).get(system, "failed or over a limit")
             lines.append(f"| {int(n):,} | {system} | {why} | | | | | | | | |")
+        for system, why in entry.get("not_run", {}).items():
+            lines.append(f"| {int(n):,} | {system} | not run: {why} | | | | | | | | |")
     lines += ["", "Each size: wall-time limit and resident-memory limit per system run (a run past either "
               "is stopped, and that system is not run at larger sizes), threads, repeats (medians), xmc commit."]
     for n, entry in sorted(report["sizes"].items(), key=lambda kv: int(kv[0])):
@@ -220,6 +222,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--merge", action="store_true",
                    help="keep the sizes of an existing results/scale.json that this run does not redo")
+    p.add_argument("--not-run-note", default="",
+                   help="why the systems left out of --systems were not run; shown in their rows of the table")
     args = p.parse_args(argv)
     args.sizes = sorted(int(x) for x in args.sizes.split(",") if x)
     args.systems = [s for s in args.systems.split(",") if s]
@@ -250,6 +254,8 @@ def main(argv=None) -> dict:
         # A system that failed at a smaller size (in this run or a merged one) is not run at larger ones.
         active = [s for s in active if not any(s in e["failed"] for m, e in sizes.items() if m < n)]
         entry = run_size(n, active, args)
+        if args.not_run_note:  # peers left out of this size on purpose, said so in the table
+            entry["not_run"] = {s: args.not_run_note for s in SYSTEMS if s not in active}
         entry["limits"] = {"timeout_s": args.timeout, "max_rss_gib": args.max_rss_gib, "threads": args.threads,
                            "repeats": args.repeats, "xmc_commit": compare_linear._git_commit()}
         sizes[n] = entry
