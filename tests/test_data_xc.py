@@ -2,8 +2,6 @@
 parser and the real datasets; every malformed-input case gives a located error."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 from conftest import DATA_ROOT

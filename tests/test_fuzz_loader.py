@@ -168,7 +168,7 @@ def test_linear_regressions(case, seeds, tmp_path):
         def change(path: Path) -> None:
             save_arrays(path, {**load_arrays(path), "layer_7": np.arange(3)})
         pattern = r"expected arrays .* found"
-    if case == "weights array missing":
+    elif case == "weights array missing":
         def change(path: Path) -> None:
             arrays = load_arrays(path)
             del arrays["layer_1_data"]

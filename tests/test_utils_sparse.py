@@ -6,7 +6,6 @@ from xmc.utils.sparse import csr_arrays, l2_normalize_rows
 
 
 def test_l2_normalize_rows_matches_sklearn_with_empty_rows_anywhere():
-    rng = np.random.default_rng(0)
     X = sp.random(30, 12, density=0.2, format="csr", random_state=1, dtype=np.float32)
     X = sp.vstack([sp.csr_matrix((2, 12), dtype=np.float32), X, sp.csr_matrix((3, 12), dtype=np.float32)]).tocsr()
     got = l2_normalize_rows(X)
