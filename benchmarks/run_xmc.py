@@ -4,8 +4,9 @@ Reads both files with ``xmc.data.read_xc`` (the test file with the training
 dimensions), trains ``PLTLinear(PLTParams(threads=T))`` with its
 defaults (PIFA tree, 16-way, leaves <= 100 labels, squared hinge, C=0.5, rows
 L2-normalised inside fit and predict, so that cost is timed), saves it, loads
-it back with ``PLTLinear.load`` and times ``predict_topk(X, k, beam)`` over the
-whole test set. Reading is not timed.
+it back with ``PLTLinear.load`` and ``prepare_search()`` (the beam searcher's weight
+layout, timed apart as part of loading, like the peers' load steps) and times
+``predict_topk(X, k, beam)`` over the whole test set. Reading is not timed.
 """
 from __future__ import annotations
 
@@ -46,12 +47,15 @@ def main() -> None:
     del model
 
     loaded = PLTLinear.load(model_dir)
+    with common.Stopwatch() as prepare:
+        loaded.prepare_search()  # part of loading, as the peers' runners time it (PECOS: is_predict_only)
     with common.Stopwatch() as pred:
         ids, scores = loaded.predict_topk(Xt, k=args.k, beam=args.beam, threads=args.threads)
     common.write_outputs(
         args.out, ids, scores, tree_build.seconds + layers.seconds, pred.seconds, model_dir,
         settings={"system": "xmc", "threads": args.threads, "k": args.k, "beam": args.beam,
-                  "params": params.to_dict(), "tree_seconds": tree_build.seconds},
+                  "params": params.to_dict(), "tree_seconds": tree_build.seconds,
+                  "prepare_search_seconds": prepare.seconds},
     )
 
 

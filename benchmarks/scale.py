@@ -76,9 +76,12 @@ def loglog_slope(xs: List[float], ys: List[float]) -> Optional[float]:
     return sum((p[0] - mx) * (p[1] - my) for p in pts) / sxx if sxx else None
 
 
-def l_log_l_slope(lo: float, hi: float) -> float:
-    """The log-log slope of L log L between ``lo`` and ``hi``: the bound the fitted slopes are held to."""
-    return math.log(hi * math.log(hi) / (lo * math.log(lo))) / math.log(hi / lo)
+def reference_slopes(xs: List[float], leaf: int = 100) -> Dict[str, float]:
+    """Log-log slopes, fitted at the same label counts as the measurements, of the growth laws they
+    are held to: L log L (the bound), and L log2(L / leaf), the labels times the depth of a binary
+    k-means tree with at most ``leaf`` labels a leaf (what the tree build does, to show the gap)."""
+    return {"L_log_L": loglog_slope(xs, [x * math.log(x) for x in xs]),
+            "L_depth": loglog_slope(xs, [x * math.log2(x / leaf) for x in xs])}
 
 
 def run_size(n_labels: int, systems: List[str], args: argparse.Namespace) -> dict:
@@ -123,7 +126,7 @@ def slopes(sizes: Dict[int, dict], lo: int = 100_000) -> dict:
     if len(xs) < 2:
         return {}
     return {"from": xs[0], "to": xs[-1], "tree_build": loglog_slope(xs, tree),
-            "predict_per_doc": loglog_slope(xs, per_doc), "L_log_L": l_log_l_slope(xs[0], xs[-1])}
+            "predict_per_doc": loglog_slope(xs, per_doc), **reference_slopes(xs)}
 
 
 def markdown(report: dict) -> str:
@@ -154,15 +157,21 @@ def markdown(report: dict) -> str:
     lines += ["", "Each size: wall-time limit and resident-memory limit per system run (a run past either "
               "is stopped, and that system is not run at larger sizes), threads, repeats (medians), xmc commit."]
     for n, entry in sorted(report["sizes"].items(), key=lambda kv: int(kv[0])):
-        lim = entry.get("limits")
-        if lim:
-            lines.append(f"- {int(n):,} labels: {lim['timeout_s']} s, {lim['max_rss_gib']} GiB, {lim['threads']} "
-                         f"threads, {lim['repeats']} repeats, xmc {lim['xmc_commit']}")
+        groups: Dict[str, List[str]] = {}
+        for system, record in entry["systems"].items():
+            lim = record.get("limits") or entry.get("limits")  # the size's own, in reports before per-system
+            if lim:
+                text = (f"{lim['timeout_s']} s, {lim['max_rss_gib']} GiB, {lim['threads']} threads, "
+                        f"{lim['repeats']} repeats, xmc {lim['xmc_commit']}")
+                groups.setdefault(text, []).append(system)
+        if groups:
+            lines.append(f"- {int(n):,} labels: " + "; ".join(f"{', '.join(g)}: {t}" for t, g in groups.items()))
     s = report.get("slopes")
     if s:
-        lines += ["", f"Fitted log-log slopes of xmc between {s['from']:,} and {s['to']:,} labels: tree build "
-                  f"{s['tree_build']:.3f}, prediction time per document {s['predict_per_doc']:.3f}; L log L over "
-                  f"the same range: {s['L_log_L']:.3f}."]
+        lines += ["", f"Fitted log-log slopes of xmc between {s['from']:,} and {s['to']:,} labels (least squares over "
+                  f"the sizes measured): tree build {s['tree_build']:.3f}, prediction time per document "
+                  f"{s['predict_per_doc']:.3f}. The same fit of L log L: {s['L_log_L']:.3f}; of L log2(L/100), the "
+                  f"labels times the depth of the binary k-means tree: {s.get('L_depth', float('nan')):.3f}."]
     return "\n".join(lines) + "\n"
 
 
@@ -236,12 +245,24 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def earlier_sizes(args: argparse.Namespace) -> Dict[int, dict]:
-    """With --merge, the sizes of an existing scale.json that this run does not redo."""
+    """With --merge, the sizes of an existing scale.json (their systems this run does not redo are kept)."""
     path = Path(args.results) / "scale.json"
     if not (args.merge and path.is_file()):
         return {}
-    old = json.loads(path.read_text())["sizes"]
-    return {int(n): e for n, e in old.items() if int(n) not in args.sizes}
+    return {int(n): e for n, e in json.loads(path.read_text())["sizes"].items()}
+
+
+def merged(entry: dict, old: Optional[dict], ran: List[str]) -> dict:
+    """``entry`` plus the systems of ``old`` (the same size, an earlier run) that this run did not run."""
+    if old:
+        for key in ("systems", "why", "not_run"):
+            kept = {s: v for s, v in old.get(key, {}).items() if s not in ran}
+            entry[key] = {**kept, **entry.get(key, {})}
+        entry["failed"] = sorted(set(entry["failed"]) | {s for s in old.get("failed", []) if s not in ran})
+        for s in list(entry["systems"]):  # an old record without per-system limits takes its size's
+            entry["systems"][s].setdefault("limits", old.get("limits"))
+    entry["systems"] = {s: entry["systems"][s] for s in SYSTEMS if s in entry["systems"]}
+    return entry
 
 
 def main(argv=None) -> dict:
@@ -250,15 +271,17 @@ def main(argv=None) -> dict:
     results.mkdir(parents=True, exist_ok=True)
     sizes = earlier_sizes(args)
     active = list(args.systems)
+    limits = {"timeout_s": args.timeout, "max_rss_gib": args.max_rss_gib, "threads": args.threads,
+              "repeats": args.repeats, "xmc_commit": compare_linear._git_commit()}
     for n in args.sizes:
         # A system that failed at a smaller size (in this run or a merged one) is not run at larger ones.
         active = [s for s in active if not any(s in e["failed"] for m, e in sizes.items() if m < n)]
         entry = run_size(n, active, args)
-        if args.not_run_note:  # peers left out of this size on purpose, said so in the table
+        for record in entry["systems"].values():
+            record["limits"] = limits
+        if args.not_run_note:  # systems left out of this size on purpose, said so in the table
             entry["not_run"] = {s: args.not_run_note for s in SYSTEMS if s not in active}
-        entry["limits"] = {"timeout_s": args.timeout, "max_rss_gib": args.max_rss_gib, "threads": args.threads,
-                           "repeats": args.repeats, "xmc_commit": compare_linear._git_commit()}
-        sizes[n] = entry
+        sizes[n] = merged(entry, sizes.get(n), active)
     report = {"meta": {"date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
                        "machine": machine_description(), "threads": args.threads,
                        "repeats": args.repeats, "timeout": args.timeout, "max_rss_gib": args.max_rss_gib,

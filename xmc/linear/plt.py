@@ -156,6 +156,15 @@ class PLTLinear:
         X = as_csr(X)
         return l2_normalize_rows(X) if self.params.normalize_rows else X
 
+    def prepare_search(self) -> "PLTLinear":
+        """Re-lay the weights for beam search now rather than in the first prediction.
+
+        The layout costs time in proportion to the model's size; a server (or a benchmark that
+        times predictions alone, as PECOS's ``is_predict_only`` load does) pays it at load time.
+        """
+        self._searcher()
+        return self
+
     def _searcher(self):
         if self.tree is None:
             raise RuntimeError("this PLTLinear is not trained: call fit() or PLTLinear.load() first")
