@@ -154,6 +154,11 @@ def markdown(report: dict) -> str:
             lines.append(f"| {int(n):,} | {system} | {why} | | | | | | | | |")
         for system, why in entry.get("not_run", {}).items():
             lines.append(f"| {int(n):,} | {system} | not run: {why} | | | | | | | | |")
+        stopped_earlier = [s for s in SYSTEMS if s not in entry["systems"] and s not in entry["failed"]
+                           and s not in entry.get("not_run", {}) and any(
+                               s in e["failed"] for m, e in report["sizes"].items() if int(m) < int(n))]
+        for system in stopped_earlier:
+            lines.append(f"| {int(n):,} | {system} | not run: stopped at a smaller size | | | | | | | | |")
     lines += ["", "Each size: wall-time limit and resident-memory limit per system run (a run past either "
               "is stopped, and that system is not run at larger sizes), threads, repeats (medians), xmc commit."]
     for n, entry in sorted(report["sizes"].items(), key=lambda kv: int(kv[0])):
@@ -280,7 +285,7 @@ def main(argv=None) -> dict:
         for record in entry["systems"].values():
             record["limits"] = limits
         if args.not_run_note:  # systems left out of this size on purpose, said so in the table
-            entry["not_run"] = {s: args.not_run_note for s in SYSTEMS if s not in active}
+            entry["not_run"] = {s: args.not_run_note for s in SYSTEMS if s not in args.systems}
         sizes[n] = merged(entry, sizes.get(n), active)
     report = {"meta": {"date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
                        "machine": machine_description(), "threads": args.threads,
