@@ -152,13 +152,13 @@ def markdown(report: dict) -> str:
         for system in entry["failed"]:
             why = entry.get("why", {}).get(system, "failed or over a limit")
             lines.append(f"| {int(n):,} | {system} | {why} | | | | | | | | |")
-        for system, why in entry.get("not_run", {}).items():
-            lines.append(f"| {int(n):,} | {system} | not run: {why} | | | | | | | | |")
-        stopped_earlier = [s for s in SYSTEMS if s not in entry["systems"] and s not in entry["failed"]
-                           and s not in entry.get("not_run", {}) and any(
-                               s in e["failed"] for m, e in report["sizes"].items() if int(m) < int(n))]
-        for system in stopped_earlier:
-            lines.append(f"| {int(n):,} | {system} | not run: stopped at a smaller size | | | | | | | | |")
+        for system in SYSTEMS:
+            if system in entry["systems"] or system in entry["failed"]:
+                continue
+            if stopped_before(report["sizes"], system, int(n)):
+                lines.append(f"| {int(n):,} | {system} | not run: stopped at a smaller size | | | | | | | | |")
+            elif system in entry.get("not_run", {}):
+                lines.append(f"| {int(n):,} | {system} | not run: {entry['not_run'][system]} | | | | | | | | |")
     lines += ["", "Each size: wall-time limit and resident-memory limit per system run (a run past either "
               "is stopped, and that system is not run at larger sizes), threads, repeats (medians), xmc commit."]
     for n, entry in sorted(report["sizes"].items(), key=lambda kv: int(kv[0])):
@@ -249,6 +249,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
+def stopped_before(sizes: Dict, system: str, n: int) -> bool:
+    """Whether ``system`` failed or was stopped at a label count below ``n``."""
+    return any(system in e["failed"] for m, e in sizes.items() if int(m) < n)
+
+
 def earlier_sizes(args: argparse.Namespace) -> Dict[int, dict]:
     """With --merge, the sizes of an existing scale.json (their systems this run does not redo are kept)."""
     path = Path(args.results) / "scale.json"
@@ -280,12 +285,13 @@ def main(argv=None) -> dict:
               "repeats": args.repeats, "xmc_commit": compare_linear._git_commit()}
     for n in args.sizes:
         # A system that failed at a smaller size (in this run or a merged one) is not run at larger ones.
-        active = [s for s in active if not any(s in e["failed"] for m, e in sizes.items() if m < n)]
+        active = [s for s in active if not stopped_before(sizes, s, n)]
         entry = run_size(n, active, args)
         for record in entry["systems"].values():
             record["limits"] = limits
         if args.not_run_note:  # systems left out of this size on purpose, said so in the table
-            entry["not_run"] = {s: args.not_run_note for s in SYSTEMS if s not in args.systems}
+            entry["not_run"] = {s: args.not_run_note for s in SYSTEMS if s not in args.systems
+                                and not stopped_before(sizes, s, n)}
         sizes[n] = merged(entry, sizes.get(n), active)
     report = {"meta": {"date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
                        "machine": machine_description(), "threads": args.threads,
