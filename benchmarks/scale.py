@@ -215,12 +215,25 @@ def plot(report: dict, path: Path) -> bool:
     return True
 
 
+def utc_stamp() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def add_corpus_args(p: argparse.ArgumentParser) -> None:
+    """Options scale_cli.py shares with this script, so both find the same generated corpora."""
+    p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--xmc-python", default=sys.executable)
+    p.add_argument("--cache", default=str(HERE / ".cache"))
+    p.add_argument("--results", default=str(HERE / "results"))
+    p.add_argument("--seed", type=int, default=0)
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     p.add_argument("--sizes", default=DEFAULT_SIZES, help="label counts, comma-separated")
     p.add_argument("--systems", default=",".join(SYSTEMS))
-    p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    add_corpus_args(p)
     p.add_argument("--repeats", type=int, default=1)
     p.add_argument("--k", type=int, default=5)
     p.add_argument("--beam", type=int, default=10)
@@ -230,10 +243,6 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="stop a run whose resident memory passes this (the issue's bound on a 24 GiB machine)")
     p.add_argument("--peers-python", default=os.environ.get("XMC_PEERS_PYTHON") or
                    str(HERE / ".peers-venv" / "bin" / "python"))
-    p.add_argument("--xmc-python", default=sys.executable)
-    p.add_argument("--cache", default=str(HERE / ".cache"))
-    p.add_argument("--results", default=str(HERE / "results"))
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--merge", action="store_true",
                    help="keep the sizes of an existing results/scale.json that this run does not redo")
     p.add_argument("--not-run-note", default="",
@@ -293,7 +302,7 @@ def main(argv=None) -> dict:
             entry["not_run"] = {s: args.not_run_note for s in SYSTEMS if s not in args.systems
                                 and not stopped_before(sizes, s, n)}
         sizes[n] = merged(entry, sizes.get(n), active)
-    report = {"meta": {"date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    report = {"meta": {"date": utc_stamp(),
                        "machine": machine_description(), "threads": args.threads,
                        "repeats": args.repeats, "timeout": args.timeout, "max_rss_gib": args.max_rss_gib,
                        "xmc_commit": compare_linear._git_commit()},

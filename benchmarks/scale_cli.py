@@ -20,7 +20,6 @@ Writes ``benchmarks/results/scale_cli.{json,md}``.
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import json
 import os
 import subprocess
@@ -58,8 +57,7 @@ def run_step(name: str, cmd: List[str], log_path: Path) -> Dict[str, float]:
 
 def measured() -> str:
     """When and at which commit a part was measured (parts of one report may come from different runs)."""
-    now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    return f"{now}, xmc {scale.compare_linear._git_commit()}"
+    return f"{scale.utc_stamp()}, xmc {scale.compare_linear._git_commit()}"
 
 
 def xmc(*args: str, python: str) -> List[str]:
@@ -151,11 +149,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--labels", type=int, default=3_000_000, help="label count of the CLI pipeline (0 = skip)")
     p.add_argument("--predict-docs", type=int, default=2_000_000,
                    help="documents of the streaming-prediction run (0 = skip)")
-    p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
-    p.add_argument("--xmc-python", default=sys.executable)
-    p.add_argument("--cache", default=str(HERE / ".cache"))
-    p.add_argument("--results", default=str(HERE / "results"))
-    p.add_argument("--seed", type=int, default=0)
+    scale.add_corpus_args(p)
     p.add_argument("--merge", action="store_true",
                    help="keep the part of an existing results/scale_cli.json that this run skips")
     return p.parse_args(argv)
@@ -163,7 +157,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    report: dict = {"meta": {"date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    report: dict = {"meta": {"date": scale.utc_stamp(),
                              "machine": scale.machine_description(), "threads": args.threads,
                              "xmc_commit": scale.compare_linear._git_commit()}}
     results = Path(args.results)
