@@ -5,6 +5,8 @@
 #include <limits>
 #include <stdexcept>
 
+#include "core/common/prefetch.h"
+
 namespace xmc {
 namespace linear {
 
@@ -42,14 +44,10 @@ struct RowAccess {
   }
 
   // The coordinate order is random, so the next row is a cache miss unless requested early.
-  void prefetch(int64_t i) const {
-#if defined(__GNUC__) || defined(__clang__)
+  void prefetch_row(int64_t i) const {
     const Entry* p = entries + indptr[i];
-    __builtin_prefetch(p);
-    __builtin_prefetch(p + 8);
-#else
-    (void)i;
-#endif
+    xmc::prefetch(p);
+    xmc::prefetch(p + 8);
   }
 
   double sq_norm(int64_t i) const {
@@ -92,7 +90,7 @@ int solve_squared_hinge(const RowAccess& X, const int8_t* y, const SolverParams&
     shuffle(ws.index, active, rng);
     for (int64_t s = 0; s < active; ++s) {
       const int32_t i = ws.index[s];
-      if (s + 1 < active) X.prefetch(ws.index[s + 1]);
+      if (s + 1 < active) X.prefetch_row(ws.index[s + 1]);
       const double yi = y[i];
       const double diag = yi > 0 ? diag_p : diag_n;
       const double g = yi * X.dot(wp, i) - 1.0 + ws.alpha[i] * diag;
@@ -159,7 +157,7 @@ int solve_logistic(const RowAccess& X, const int8_t* y, const SolverParams& p, S
     double g_max = 0.0;
     for (int64_t s = 0; s < l; ++s) {
       const int32_t i = ws.index[s];
-      if (s + 1 < l) X.prefetch(ws.index[s + 1]);
+      if (s + 1 < l) X.prefetch_row(ws.index[s + 1]);
       const double yi = y[i];
       const double c = yi > 0 ? p.Cp : p.Cn;
       const double a = ws.qd[i];

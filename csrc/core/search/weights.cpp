@@ -5,12 +5,7 @@
 #include <string>
 
 #include "core/common/parallel.h"
-
-#if defined(__GNUC__) || defined(__clang__)
-#define XMC_PREFETCH(addr) __builtin_prefetch(addr)
-#else
-#define XMC_PREFETCH(addr) ((void)0)
-#endif
+#include "core/common/prefetch.h"
 
 namespace xmc {
 namespace search {
@@ -275,7 +270,7 @@ void ChunkedLayer::score(const Chunk& c, const int32_t* idx, const float* val, i
     }
     constexpr int64_t kAhead = 8;
     for (int64_t i = 0; i < nnz; ++i) {
-      if (i + kAhead < nnz) XMC_PREFETCH(tab + slot_of(idx[i + kAhead], size));
+      if (i + kAhead < nnz) prefetch(tab + slot_of(idx[i + kAhead], size));
       const int32_t f = idx[i];
       for (uint32_t h = slot_of(f, size);; h = h + 1 == size ? 0 : h + 1) {
         const HashSlot& s = tab[h];
@@ -308,8 +303,8 @@ void ChunkedLayer::score(const Chunk& c, const int32_t* idx, const float* val, i
     constexpr int64_t kAhead = 6;
     const Entry* base = entries_.get() + c.values_begin;
     for (int64_t i = 0; i < nnz; ++i) {
-      if (i + 2 * kAhead < nnz) XMC_PREFETCH(ptr + idx[i + 2 * kAhead]);
-      if (i + kAhead < nnz) XMC_PREFETCH(base + ptr[idx[i + kAhead]]);
+      if (i + 2 * kAhead < nnz) prefetch(ptr + idx[i + 2 * kAhead]);
+      if (i + kAhead < nnz) prefetch(base + ptr[idx[i + kAhead]]);
       const int32_t f = idx[i];
       add_pairs(c, ptr[f], ptr[f + 1], val[i], z);
     }

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "core/common/parallel.h"
+#include "core/common/prefetch.h"
 
 namespace xmc {
 
@@ -17,11 +18,13 @@ struct LabelDocs {
   std::vector<int64_t> indptr;
   std::vector<int32_t> docs;
   std::vector<double> weight;
+  std::vector<int64_t> nnz_bound;  // per label, the sum of its documents' non-zeros
 };
 
-LabelDocs transpose_labels(const CsrView& y, const std::vector<double>& inv_norm) {
+LabelDocs transpose_labels(const CsrView& y, const CsrView& x, const std::vector<double>& inv_norm) {
   LabelDocs t;
   t.indptr.assign(y.cols + 1, 0);
+  t.nnz_bound.assign(y.cols, 0);
   for (int64_t k = 0; k < y.nnz(); ++k) {
     const int32_t l = y.indices[k];
     if (l < 0 || l >= y.cols)
@@ -38,6 +41,7 @@ LabelDocs transpose_labels(const CsrView& y, const std::vector<double>& inv_norm
       const int64_t pos = fill[y.indices[k]]++;
       t.docs[pos] = static_cast<int32_t>(i);
       t.weight[pos] = y.value(k) * inv_norm[i];
+      t.nnz_bound[y.indices[k]] += x.row_nnz(i);
     }
   }
   return t;
@@ -69,11 +73,12 @@ CsrMatrix pifa_embeddings(const CsrView& x, const CsrView& y, int threads) {
     for (int64_t k = x.indptr[i]; k < x.indptr[i + 1]; ++k) s += static_cast<double>(x.value(k)) * x.value(k);
     inv_norm[i] = s > 0.0 ? 1.0 / std::sqrt(s) : 0.0;
   }
-  const LabelDocs t = transpose_labels(y, inv_norm);
+  const LabelDocs t = transpose_labels(y, x, inv_norm);
 
   // Blocks of consecutive labels, each filled by one thread and stitched in
   // order: no second counting pass and no lock.
   const int64_t block_size = 1024;
+  constexpr int64_t kBoundsAhead = 16, kRowAhead = 8;
   const int64_t n_blocks = (n_labels + block_size - 1) / block_size;
   std::vector<Block> blocks(n_blocks);
   std::vector<std::vector<double>> acc(threads, std::vector<double>(dim, 0.0));
@@ -90,9 +95,26 @@ CsrMatrix pifa_embeddings(const CsrView& x, const CsrView& y, int threads) {
       std::vector<int32_t>& tl = touched[tid];
       Block& blk = blocks[b];
       const int64_t l_end = std::min(n_labels, (b + 1) * block_size);
+      // Reserved to the bound, not grown: growing copies the block and faults in fresh pages
+      // each time, while reserved pages that stay unused cost address space only.
+      int64_t bound = 0;
+      for (int64_t l = b * block_size; l < l_end; ++l) bound += t.nnz_bound[l];
+      blk.indices.reserve(bound);
+      blk.data.reserve(bound);
+      blk.row_nnz.reserve(l_end - b * block_size);
+      const int64_t q_end = t.indptr[l_end];
       for (int64_t l = b * block_size; l < l_end; ++l) {
         tl.clear();
         for (int64_t q = t.indptr[l]; q < t.indptr[l + 1]; ++q) {
+          // A label's documents lie anywhere in X: past the caches (millions of documents)
+          // each is a miss on its row bounds, then on its entries. The pairs are known in
+          // advance, so both are requested some pairs ahead, the bounds first.
+          if (q + kBoundsAhead < q_end) prefetch(x.indptr + t.docs[q + kBoundsAhead]);
+          if (q + kRowAhead < q_end) {
+            const int64_t start = x.indptr[t.docs[q + kRowAhead]];
+            prefetch(x.indices + start);
+            if (x.data) prefetch(x.data + start);
+          }
           const int32_t doc = t.docs[q];
           const double w = t.weight[q];
           for (int64_t k = x.indptr[doc]; k < x.indptr[doc + 1]; ++k) {
@@ -137,13 +159,12 @@ CsrMatrix pifa_embeddings(const CsrView& x, const CsrView& y, int threads) {
       out.indptr[l + 1] = out.indptr[l] + nnz;
       ++l;
     }
-  out.indices.resize(out.indptr[n_labels]);
-  out.data.resize(out.indptr[n_labels]);
-  int64_t pos = 0;
+  // Appended, not resized then copied into: a resize would write zeros over gigabytes first.
+  out.indices.reserve(out.indptr[n_labels]);
+  out.data.reserve(out.indptr[n_labels]);
   for (Block& blk : blocks) {
-    std::copy(blk.indices.begin(), blk.indices.end(), out.indices.begin() + pos);
-    std::copy(blk.data.begin(), blk.data.end(), out.data.begin() + pos);
-    pos += static_cast<int64_t>(blk.indices.size());
+    out.indices.insert(out.indices.end(), blk.indices.begin(), blk.indices.end());
+    out.data.insert(out.data.end(), blk.data.begin(), blk.data.end());
     std::vector<int32_t>().swap(blk.indices);
     std::vector<float>().swap(blk.data);
   }
