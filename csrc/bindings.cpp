@@ -159,10 +159,11 @@ py::tuple split_to_python(xmc::SplitResult&& res) {
   return py::make_tuple(to_numpy(std::move(res.left)), to_numpy(std::move(res.right)), res.iterations);
 }
 
-xmc::KMeansParams kmeans_params(int64_t max_leaf_size, int max_iter, uint64_t seed, int threads) {
+xmc::KMeansParams kmeans_params(int64_t max_leaf_size, int max_iter, double tol, uint64_t seed, int threads) {
   xmc::KMeansParams p;
   p.max_leaf_size = max_leaf_size;
   p.max_iter = max_iter;
+  p.tol = tol;
   p.seed = seed;
   p.threads = threads;
   return p;
@@ -625,49 +626,51 @@ PYBIND11_MODULE(_core, m) {
         },
         "PIFA label embeddings normalize(Y^T normalize(X)) as CSR arrays (indptr, indices, data, shape).");
   m.def("tree_kmeans_dense",
-        [](const CArray<float>& x, int64_t max_leaf_size, int max_iter, uint64_t seed, int threads) {
+        [](const CArray<float>& x, int64_t max_leaf_size, int max_iter, double tol, uint64_t seed, int threads) {
           xmc::DenseView v = dense_view(x);
           xmc::BinaryPartition part;
           {
             py::gil_scoped_release release;
-            part = xmc::balanced_kmeans_tree(v, kmeans_params(max_leaf_size, max_iter, seed, threads));
+            part = xmc::balanced_kmeans_tree(v, kmeans_params(max_leaf_size, max_iter, tol, seed, threads));
           }
           return partition_to_python(std::move(part));
         },
         "Balanced hierarchical spherical 2-means of dense rows: (label order, cluster bounds per binary level).");
   m.def("tree_kmeans_sparse",
         [](const CArray<int64_t>& indptr, const CArray<int32_t>& indices, const CArray<float>& data, int64_t cols,
-           int64_t max_leaf_size, int max_iter, uint64_t seed, int threads) {
+           int64_t max_leaf_size, int max_iter, double tol, uint64_t seed, int threads) {
           xmc::CsrView v = csr_view(indptr, indices, data, cols);
           xmc::BinaryPartition part;
           {
             py::gil_scoped_release release;
-            part = xmc::balanced_kmeans_tree(v, kmeans_params(max_leaf_size, max_iter, seed, threads));
+            part = xmc::balanced_kmeans_tree(v, kmeans_params(max_leaf_size, max_iter, tol, seed, threads));
           }
           return partition_to_python(std::move(part));
         },
         "Balanced hierarchical spherical 2-means of CSR rows: (label order, cluster bounds per binary level).");
   m.def("tree_split_dense",
-        [](const CArray<float>& x, const CArray<int32_t>& ids, int32_t init_right, int32_t init_left, int max_iter) {
+        [](const CArray<float>& x, const CArray<int32_t>& ids, int32_t init_right, int32_t init_left, int max_iter,
+           double tol) {
           xmc::DenseView v = dense_view(x);
           std::vector<int32_t> id_vec = id_vector(ids);
           xmc::SplitResult res;
           {
             py::gil_scoped_release release;
-            res = xmc::balanced_split(v, id_vec, init_right, init_left, max_iter);
+            res = xmc::balanced_split(v, id_vec, init_right, init_left, max_iter, tol);
           }
           return split_to_python(std::move(res));
         },
         "One balanced 2-means split of the dense rows `ids`: (left ids, right ids, iterations).");
   m.def("tree_split_sparse",
         [](const CArray<int64_t>& indptr, const CArray<int32_t>& indices, const CArray<float>& data, int64_t cols,
-           const CArray<int32_t>& ids, int32_t init_right, int32_t init_left, int max_iter) {
+           const CArray<int32_t>& ids, int32_t init_right, int32_t init_left, int max_iter,
+           double tol) {
           xmc::CsrView v = csr_view(indptr, indices, data, cols);
           std::vector<int32_t> id_vec = id_vector(ids);
           xmc::SplitResult res;
           {
             py::gil_scoped_release release;
-            res = xmc::balanced_split(v, id_vec, init_right, init_left, max_iter);
+            res = xmc::balanced_split(v, id_vec, init_right, init_left, max_iter, tol);
           }
           return split_to_python(std::move(res));
         },

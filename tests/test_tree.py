@@ -45,8 +45,9 @@ def unit_rows(X):
     return np.divide(X, norms, out=np.zeros_like(X), where=norms > 0)
 
 
-def ref_split(Xn, ids, init_right, init_left, max_iter):
-    """Balanced spherical 2-means: the higher half by cos(x, c_right) - cos(x, c_left) goes right."""
+def ref_split(Xn, ids, init_right, init_left, max_iter, tol=0.0):
+    """Balanced spherical 2-means: the higher half by cos(x, c_right) - cos(x, c_left) goes right.
+    Stops once at most int(tol * n) points change halves in an iteration."""
     ids = np.sort(np.asarray(ids))
     mid = ids.size // 2
     diff = Xn[init_right] - Xn[init_left]
@@ -55,7 +56,8 @@ def ref_split(Xn, ids, init_right, init_left, max_iter):
         score = Xn[ids] @ diff
         ranked = ids[np.lexsort((ids, score))]
         left, right = np.sort(ranked[:mid]), np.sort(ranked[mid:])
-        if previous is not None and np.array_equal(right, previous):
+        # A point that leaves the right half is matched by one that enters it.
+        if previous is not None and 2 * np.setdiff1d(right, previous).size <= int(tol * ids.size):
             break
         previous = right
         cr, cl = Xn[right].sum(0), Xn[left].sum(0)
@@ -65,7 +67,7 @@ def ref_split(Xn, ids, init_right, init_left, max_iter):
     return left, right, it
 
 
-def ref_tree(X, max_leaf_size, max_iter, seed):
+def ref_tree(X, max_leaf_size, max_iter, seed, tol=0.0):
     Xn = unit_rows(X)
     n = Xn.shape[0]
     order = np.arange(n)
@@ -81,7 +83,7 @@ def ref_tree(X, max_leaf_size, max_iter, seed):
                 state, r2 = splitmix64_next(state)
                 a = r1 % (e - s)
                 b = (a + 1 + r2 % (e - s - 1)) % (e - s)
-                left, right, _ = ref_split(Xn, order[s:e], order[s + a], order[s + b], max_iter)
+                left, right, _ = ref_split(Xn, order[s:e], order[s + a], order[s + b], max_iter, tol)
                 order[s:e] = np.concatenate([left, right])
                 nxt.append(s + (e - s) // 2)
             nxt.append(e)
@@ -145,12 +147,28 @@ def test_native_split_equals_numpy_reference(sparse):
     a, b = int(ids[5]), int(ids[60])
     fn = _core.tree_split_sparse if sparse else _core.tree_split_dense
     args = (*__import__("xmc.utils.sparse", fromlist=["csr_arrays"]).csr_arrays(X),) if sparse else (X,)
-    left, right, iters = fn(*args, ids, a, b, 20)
+    left, right, iters = fn(*args, ids, a, b, 20, 0.0)
     rl, rr, rit = ref_split(unit_rows(X), ids, a, b, 20)
     assert left.size == 60 and right.size == 61
     np.testing.assert_array_equal(left, rl)
     np.testing.assert_array_equal(right, rr)
     assert iters == rit
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_split_tolerance_stops_earlier_like_the_reference(sparse):
+    X, _ = clustered(8, 250, 24, noise=1.5, seed=11)
+    ids = np.arange(2000, dtype=np.int32)
+    fn = _core.tree_split_sparse if sparse else _core.tree_split_dense
+    args = (*__import__("xmc.utils.sparse", fromlist=["csr_arrays"]).csr_arrays(X),) if sparse else (X,)
+    exact = fn(*args, ids, 3, 1500, 50, 0.0)
+    loose = fn(*args, ids, 3, 1500, 50, 0.05)
+    for tol, got in ((0.0, exact), (0.05, loose)):
+        rl, rr, rit = ref_split(unit_rows(X), ids, 3, 1500, 50, tol)
+        np.testing.assert_array_equal(got[0], rl)
+        np.testing.assert_array_equal(got[1], rr)
+        assert got[2] == rit
+    assert loose[2] < exact[2]
 
 
 def test_cluster_seed_matches_python():
@@ -169,6 +187,9 @@ def test_native_tree_equals_numpy_reference(sparse):
     for got, exp in zip(part.level_bounds, bounds):
         np.testing.assert_array_equal(got, exp)
     np.testing.assert_array_equal(part.label_order, order)
+    loose = binary_partition(emb, TreeParams(max_leaf_size=20, max_iter=20, seed=9, threads=1, tol=0.1))
+    order, bounds = ref_tree(X, 20, 20, seed=9, tol=0.1)
+    np.testing.assert_array_equal(loose.label_order, order)
 
 
 # ---- tree shape --------------------------------------------------------------------------
@@ -276,6 +297,8 @@ def test_build_label_tree_gives_every_label_a_leaf_even_without_documents():
     ("branching_factor", 1, "branching_factor: expected a power of two >= 2 .* found 1"),
     ("max_leaf_size", 0, "max_leaf_size: expected an integer >= 1, found 0"),
     ("max_iter", 0, "max_iter: expected an integer >= 1, found 0"),
+    ("tol", 1.0, r"tol: expected a number in \[0, 1\), found 1.0"),
+    ("tol", -0.1, r"tol: expected a number in \[0, 1\), found -0.1"),
     ("height", 1, "height: expected None or an integer >= 2 .* found 1"),
 ])
 def test_bad_params_are_rejected(field, value, message):

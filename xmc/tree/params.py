@@ -15,11 +15,14 @@ class TreeParams:
     ``branching_factor`` children (a power of two: every log2(B)-th level is
     kept). ``height`` switches to AttentionXML's shallow-and-wide compression:
     the kept levels are chosen so the tree has exactly ``height`` layers.
+    Each split runs at most ``max_iter`` iterations and stops early once at most
+    ``tol`` times its labels change halves in one iteration (0: once none does).
     """
 
     branching_factor: int = 16
     max_leaf_size: int = 100
     max_iter: int = 20
+    tol: float = 0.0
     height: Optional[int] = None
     embedding: str = "pifa"
     seed: int = 0

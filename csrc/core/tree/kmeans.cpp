@@ -132,10 +132,16 @@ struct SparseRows {
   int64_t dim() const { return x->cols; }
   int64_t rows() const { return x->rows; }
 
+  // Four partial sums: one chain of dependent additions would make the dot wait on
+  // the adder's latency at every non-zero. The fixed combination order keeps it deterministic.
   float dot(int32_t r, const float* c) const {
-    double s = 0.0;
-    for (int64_t k = x->indptr[r]; k < x->indptr[r + 1]; ++k) s += static_cast<double>(x->value(k)) * c[x->indices[k]];
-    return static_cast<float>(s);
+    const int64_t b = x->indptr[r], e = x->indptr[r + 1];
+    double acc[4] = {0.0, 0.0, 0.0, 0.0};
+    int64_t k = b;
+    for (; k + 4 <= e; k += 4)
+      for (int u = 0; u < 4; ++u) acc[u] += static_cast<double>(x->value(k + u)) * c[x->indices[k + u]];
+    for (; k < e; ++k) acc[0] += static_cast<double>(x->value(k)) * c[x->indices[k]];
+    return static_cast<float>((acc[0] + acc[2]) + (acc[1] + acc[3]));
   }
   double sq_norm(int32_t r) const {
     double s = 0.0;
@@ -165,7 +171,7 @@ struct SparseRows {
 struct RunState {
   std::vector<int32_t> order;
   std::vector<Key> keys;
-  std::vector<uint8_t> side;    // 1 when the point is in the right half of its cluster
+  std::vector<uint8_t> side;    // which half of its cluster each point is in (see split_cluster)
   std::vector<float> inv_norm;  // 1/||x_i||, 0 for empty rows: makes the k-means spherical without copying x
 };
 
@@ -182,13 +188,20 @@ void compute_inv_norms(const Rows& rows, RunState& st, int threads) {
 
 // Splits order[s:e) in place into [s, mid) and [mid, e), mid = s + n/2, each
 // half sorted by id. Returns the number of iterations run.
+//
+// order[s:e) comes in sorted by id and stays so until the end: every pass reads the
+// rows in that order, which after renumbering is the rows' order in memory. Reading
+// them in the order nth_element leaves would make each row of a big cluster a cache
+// and TLB miss. keys[s:e) is rebuilt from scratch each pass, so nth_element sees the
+// same set of (score, id) keys and, the order on keys being total, picks the same halves.
 template <class Rows>
 int split_cluster(const Rows& rows, RunState& st, int64_t s, int64_t e, int32_t init_right, int32_t init_left,
-                  int max_iter, Workspace& ws, int threads) {
+                  int max_iter, double tol, Workspace& ws, int threads) {
   const int64_t mid = s + (e - s) / 2;
+  const int64_t settled = static_cast<int64_t>(tol * static_cast<double>(e - s));  // moves that count as converged
   int32_t* order = st.order.data();
   Key* keys = st.keys.data();
-  uint8_t* side = st.side.data();
+  uint8_t* side = st.side.data();  // bit 0: the point's half in the sums; bit 1: its half this pass
   const float* inv_norm = st.inv_norm.data();
   float* diff = ws.diff.data();
 
@@ -199,19 +212,19 @@ int split_cluster(const Rows& rows, RunState& st, int64_t s, int64_t e, int32_t 
   while (it < max_iter) {
     ++it;
 #pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
-    for (int64_t p = s; p < e; ++p) {
-      const int32_t id = order[p];
+    for (int64_t q = s; q < e; ++q) {
+      const int32_t id = order[q];
       float score = rows.dot(id, diff) * inv_norm[id];
       if (std::isnan(score)) score = -std::numeric_limits<float>::infinity();
-      keys[p] = Key{score, id};
+      keys[q] = Key{score, id};
     }
     std::nth_element(keys + s, keys + mid, keys + e, key_less);
-    for (int64_t p = s; p < e; ++p) order[p] = keys[p].id;
+    for (int64_t p = mid; p < e; ++p) side[keys[p].id] |= 2;
 
     if (it == 1) {
-      for (int64_t p = s; p < e; ++p) {
-        const int32_t id = order[p];
-        const uint8_t r = p >= mid;
+      for (int64_t q = s; q < e; ++q) {
+        const int32_t id = order[q];
+        const uint8_t r = side[id] >> 1;
         side[id] = r;
         rows.mark_support(id, ws);
         rows.axpy(id, inv_norm[id], ws.total.data());
@@ -221,16 +234,16 @@ int split_cluster(const Rows& rows, RunState& st, int64_t s, int64_t e, int32_t 
       // Only points that changed side move the sums: late iterations cost a
       // fraction of a pass over the data.
       int64_t moved = 0;
-      for (int64_t p = s; p < e; ++p) {
-        const int32_t id = order[p];
-        const uint8_t r = p >= mid;
-        if (side[id] != r) {
-          side[id] = r;
+      for (int64_t q = s; q < e; ++q) {
+        const int32_t id = order[q];
+        const uint8_t r = side[id] >> 1;
+        if ((side[id] & 1) != r) {
           rows.axpy(id, r ? inv_norm[id] : -inv_norm[id], ws.right.data());
           ++moved;
         }
+        side[id] = r;
       }
-      if (moved == 0) break;
+      if (moved <= settled) break;
     }
     if (it == max_iter) break;
 
@@ -244,6 +257,7 @@ int split_cluster(const Rows& rows, RunState& st, int64_t s, int64_t e, int32_t 
     const double sl = nl > 0.0 ? 1.0 / std::sqrt(nl) : 0.0;
     for (int32_t j : ws.touched) diff[j] = static_cast<float>(ws.right[j] * sr - (ws.total[j] - ws.right[j]) * sl);
   }
+  for (int64_t p = s; p < e; ++p) order[p] = keys[p].id;
   std::sort(order + s, order + mid);
   std::sort(order + mid, order + e);
   ws.reset();
@@ -269,20 +283,20 @@ struct GatheredRows {
   std::vector<float> data;
   CsrView view;
 
+  // Reuses this copy's storage: a fresh allocation per level would fault in
+  // every page of a matrix that holds hundreds of megabytes at millions of labels.
   void gather(const CsrView& src, const int32_t* rows, int64_t n, int threads) {
-    std::vector<int64_t> ptr(static_cast<size_t>(n + 1), 0);
-    for (int64_t q = 0; q < n; ++q) ptr[q + 1] = ptr[q] + src.row_nnz(rows[q]);
-    std::vector<int32_t> idx(static_cast<size_t>(ptr[n]));
-    std::vector<float> val(static_cast<size_t>(ptr[n]));
+    indptr.resize(static_cast<size_t>(n + 1));
+    indptr[0] = 0;
+    for (int64_t q = 0; q < n; ++q) indptr[q + 1] = indptr[q] + src.row_nnz(rows[q]);
+    indices.resize(static_cast<size_t>(indptr[n]));
+    data.resize(static_cast<size_t>(indptr[n]));
 #pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
     for (int64_t q = 0; q < n; ++q) {
       const int64_t b = src.indptr[rows[q]], len = src.row_nnz(rows[q]);
-      std::copy(src.indices + b, src.indices + b + len, idx.begin() + ptr[q]);
-      for (int64_t k = 0; k < len; ++k) val[ptr[q] + k] = src.value(b + k);
+      std::copy(src.indices + b, src.indices + b + len, indices.begin() + indptr[q]);
+      for (int64_t k = 0; k < len; ++k) data[indptr[q] + k] = src.value(b + k);
     }
-    indptr = std::move(ptr);
-    indices = std::move(idx);
-    data = std::move(val);
     view = CsrView{n, src.cols, indptr.data(), indices.data(), data.data()};
   }
 };
@@ -290,10 +304,12 @@ struct GatheredRows {
 // Renumbers the points so that the current order is the identity, moving the rows (sparse
 // input) and the per-point norms with them; `original` maps the new numbers back. Each
 // cluster's points keep their relative order, and so their relative ids: the splits compare
-// ids only to break ties, so the tree comes out the same, bit for bit.
-void renumber(SparseRows& rows, GatheredRows& gathered, RunState& st, std::vector<int32_t>& original, int threads) {
+// ids only to break ties, so the tree comes out the same, bit for bit. The rows go to
+// whichever of the two copies the current rows are not read from.
+void renumber(SparseRows& rows, GatheredRows (&copies)[2], RunState& st, std::vector<int32_t>& original,
+              int threads) {
   const int64_t n = rows.rows();
-  GatheredRows next;
+  GatheredRows& next = rows.x == &copies[0].view ? copies[1] : copies[0];
   next.gather(*rows.x, st.order.data(), n, threads);
   std::vector<int32_t> orig(static_cast<size_t>(n));
   std::vector<float> inv(static_cast<size_t>(n));
@@ -301,8 +317,7 @@ void renumber(SparseRows& rows, GatheredRows& gathered, RunState& st, std::vecto
     orig[q] = original[st.order[q]];
     inv[q] = st.inv_norm[st.order[q]];
   }
-  gathered = std::move(next);
-  rows.x = &gathered.view;
+  rows.x = &next.view;
   original = std::move(orig);
   st.inv_norm = std::move(inv);
   std::iota(st.order.begin(), st.order.end(), 0);
@@ -312,6 +327,7 @@ template <class Rows>
 BinaryPartition run_tree(const Rows& input, const KMeansParams& params) {
   if (params.max_leaf_size < 1) throw std::invalid_argument("max_leaf_size must be >= 1");
   if (params.max_iter < 1) throw std::invalid_argument("max_iter must be >= 1");
+  if (!(params.tol >= 0.0 && params.tol < 1.0)) throw std::invalid_argument("tol must be in [0, 1)");
   const int threads = resolve_threads(params.threads);
   const int64_t n = input.rows();
   if (n > std::numeric_limits<int32_t>::max())
@@ -326,7 +342,7 @@ BinaryPartition run_tree(const Rows& input, const KMeansParams& params) {
     return out;
   }
   Rows rows = input;  // sparse rows move to gathered copies level by level
-  GatheredRows gathered;
+  GatheredRows gathered[2];
   std::vector<int32_t> original;  // the input's id of each point, once renumbered
   st.keys.resize(n);
   st.side.assign(n, 0);
@@ -364,7 +380,7 @@ BinaryPartition run_tree(const Rows& input, const KMeansParams& params) {
       if (e - s < 2) return;
       int32_t a, b;
       init_pair(st.order.data() + s, e - s, params.seed, level_base + static_cast<uint64_t>(j), a, b);
-      split_cluster(rows, st, s, e, a, b, params.max_iter, w, inner_threads);
+      split_cluster(rows, st, s, e, a, b, params.max_iter, params.tol, w, inner_threads);
     };
     // A parallel region per iteration only pays off on big clusters; small ones
     // (and many ones) are better spread over threads whole.
@@ -385,10 +401,11 @@ BinaryPartition run_tree(const Rows& input, const KMeansParams& params) {
 
 template <class Rows>
 SplitResult run_split(const Rows& rows, const std::vector<int32_t>& ids, int32_t init_right, int32_t init_left,
-                      int max_iter) {
+                      int max_iter, double tol) {
   const int64_t n = static_cast<int64_t>(ids.size());
   if (n < 2) throw std::invalid_argument("a split needs at least 2 points, got " + std::to_string(n));
   if (max_iter < 1) throw std::invalid_argument("max_iter must be >= 1");
+  if (!(tol >= 0.0 && tol < 1.0)) throw std::invalid_argument("tol must be in [0, 1)");
   for (int32_t id : ids)
     if (id < 0 || id >= rows.rows()) throw std::out_of_range("point id " + std::to_string(id) + " out of range");
   if (init_right < 0 || init_right >= rows.rows() || init_left < 0 || init_left >= rows.rows())
@@ -402,7 +419,7 @@ SplitResult run_split(const Rows& rows, const std::vector<int32_t>& ids, int32_t
   Workspace ws;
   ws.init(rows.dim(), Rows::kDense);
   SplitResult res;
-  res.iterations = split_cluster(rows, st, 0, n, init_right, init_left, max_iter, ws, 1);
+  res.iterations = split_cluster(rows, st, 0, n, init_right, init_left, max_iter, tol, ws, 1);
   res.left.assign(st.order.begin(), st.order.begin() + n / 2);
   res.right.assign(st.order.begin() + n / 2, st.order.end());
   return res;
@@ -429,16 +446,16 @@ BinaryPartition balanced_kmeans_tree(const CsrView& x, const KMeansParams& param
 }
 
 SplitResult balanced_split(const DenseView& x, const std::vector<int32_t>& ids, int32_t init_right,
-                           int32_t init_left, int max_iter) {
+                           int32_t init_left, int max_iter, double tol) {
   DenseRows rows{&x};
-  return run_split(rows, ids, init_right, init_left, max_iter);
+  return run_split(rows, ids, init_right, init_left, max_iter, tol);
 }
 
 SplitResult balanced_split(const CsrView& x, const std::vector<int32_t>& ids, int32_t init_right,
-                           int32_t init_left, int max_iter) {
+                           int32_t init_left, int max_iter, double tol) {
   check_sparse(x);
   SparseRows rows{&x};
-  return run_split(rows, ids, init_right, init_left, max_iter);
+  return run_split(rows, ids, init_right, init_left, max_iter, tol);
 }
 
 }  // namespace xmc

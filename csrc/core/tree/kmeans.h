@@ -27,6 +27,9 @@ struct DenseView {
 struct KMeansParams {
   int64_t max_leaf_size = 100;
   int max_iter = 20;
+  // A split stops once at most tol x (its points) change halves in an iteration; 0 waits
+  // for no change at all. Big clusters spend many passes moving a few points each.
+  double tol = 0.0;
   uint64_t seed = 0;
   int threads = 0;  // <= 0: all cores
 };
@@ -53,9 +56,9 @@ struct SplitResult {
 };
 
 SplitResult balanced_split(const DenseView& x, const std::vector<int32_t>& ids, int32_t init_right,
-                           int32_t init_left, int max_iter);
+                           int32_t init_left, int max_iter, double tol = 0.0);
 SplitResult balanced_split(const CsrView& x, const std::vector<int32_t>& ids, int32_t init_right,
-                           int32_t init_left, int max_iter);
+                           int32_t init_left, int max_iter, double tol = 0.0);
 
 // The random generator that picks each cluster's initial centroids, so Python can
 // reproduce the choice: splitmix64 seeded from (seed, node id).
