@@ -11,6 +11,7 @@ linear models keep running without torch.
 """
 from __future__ import annotations
 
+import atexit
 import os
 from typing import TYPE_CHECKING, Callable, Dict, List, Optional
 
@@ -45,6 +46,20 @@ def init(backend: Optional[str] = None) -> None:
 
     if not dist.is_initialized():
         dist.init_process_group(backend=backend or "gloo")
+        # A process that exits with its group alive can leave gloo's worker threads running while
+        # the interpreter is torn down, and aborts with "terminate called without an active
+        # exception" (pytorch/pytorch#190489): the group goes first.
+        atexit.register(shutdown)
+
+
+def shutdown() -> None:
+    """Leave the process group (registered at exit by ``init``; safe to call more than once)."""
+    if not is_distributed():
+        return
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def barrier() -> None:
