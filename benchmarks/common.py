@@ -116,6 +116,13 @@ def l2_normalize_rows(X: sp.csr_matrix) -> sp.csr_matrix:
     return X
 
 
+def default_peers_python() -> str:
+    """The peers' interpreter: $XMC_PEERS_PYTHON, else the venv benchmarks/peers/setup_venv.sh makes.
+    Absolute, since runners may start in another working directory."""
+    return os.path.abspath(os.environ.get("XMC_PEERS_PYTHON") or
+                           os.path.join(os.path.dirname(os.path.abspath(__file__)), ".peers-venv", "bin", "python"))
+
+
 def runner_args(description: str, extra: Optional[Sequence[Tuple[str, dict]]] = None) -> argparse.Namespace:
     """The command line every runner shares (see benchmarks/README.md)."""
     p = argparse.ArgumentParser(description=description)

@@ -212,7 +212,7 @@ def _git_commit() -> str:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    default_peers = os.environ.get("XMC_PEERS_PYTHON") or str(HERE / ".peers-venv" / "bin" / "python")
+    default_peers = common.default_peers_python()
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", default=os.environ.get("XMC_DATA") or str((REPO / ".." / "shared" / "data").resolve()),
                    help="folder with delicious/ and bibtex/ (default $XMC_DATA, else ../shared/data)")

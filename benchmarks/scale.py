@@ -241,8 +241,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--timeout", type=int, default=4 * 3600, help="seconds per system run")
     p.add_argument("--max-rss-gib", type=float, default=20.0,
                    help="stop a run whose resident memory passes this (the issue's bound on a 24 GiB machine)")
-    p.add_argument("--peers-python", default=os.environ.get("XMC_PEERS_PYTHON") or
-                   str(HERE / ".peers-venv" / "bin" / "python"))
+    p.add_argument("--peers-python", default=common.default_peers_python())
     p.add_argument("--merge", action="store_true",
                    help="keep the sizes of an existing results/scale.json that this run does not redo")
     p.add_argument("--not-run-note", default="",

@@ -30,6 +30,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import common  # noqa: E402
 
 # Runs inside the measured process. argv: kind tool path threads
 WORKER = r"""
@@ -159,7 +161,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--inputs", default="dense,sparse")
     ap.add_argument("--tools", default="xmc,pecos")
-    ap.add_argument("--peer-python", default="/work/peers-venv/bin/python")
+    ap.add_argument("--peer-python", default=common.default_peers_python(),
+                    help="interpreter with libpecos (default $XMC_PEERS_PYTHON, else benchmarks/.peers-venv)")
     ap.add_argument("--workdir", default="/tmp/xmc_tree_bench")
     ap.add_argument("--timeout", type=float, default=600)
     ap.add_argument("--out", default=str(RESULTS / "tree_build"))
@@ -180,7 +183,8 @@ def main() -> None:
     runs: dict = {}
     for kind in inputs:
         for tool in args.tools.split(","):
-            python = sys.executable if tool == "xmc" else args.peer_python
+            # Absolute: the workers run in /tmp.
+            python = sys.executable if tool == "xmc" else os.path.abspath(args.peer_python)
             rows = []
             for r in range(args.repeats):
                 rows.append(run_worker(python, kind, tool, paths[kind], args.threads, args.timeout))
