@@ -18,6 +18,7 @@ from xmc.tree import (
     kept_levels,
     pifa_embeddings,
 )
+from xmc.utils.sparse import csr_arrays
 
 MASK = (1 << 64) - 1
 
@@ -139,15 +140,20 @@ def test_pifa_rejects_mismatched_rows():
 
 
 # ---- one split against numpy ---------------------------------------------------------------
+def native_split(X, sparse, ids, init_right, init_left, max_iter, tol):
+    """The core's one split of ``ids``, on X as CSR arrays or as a dense array."""
+    if sparse:
+        return _core.tree_split_sparse(*csr_arrays(X), ids, init_right, init_left, max_iter, tol)
+    return _core.tree_split_dense(X, ids, init_right, init_left, max_iter, tol)
+
+
 @pytest.mark.parametrize("sparse", [False, True])
 def test_native_split_equals_numpy_reference(sparse):
     X, _ = clustered(4, 50, 16, noise=0.8, seed=3)
     X[7] = 0  # an empty row is scored 0 and still placed
     ids = np.random.default_rng(4).choice(200, size=121, replace=False).astype(np.int32)
     a, b = int(ids[5]), int(ids[60])
-    fn = _core.tree_split_sparse if sparse else _core.tree_split_dense
-    args = (*__import__("xmc.utils.sparse", fromlist=["csr_arrays"]).csr_arrays(X),) if sparse else (X,)
-    left, right, iters = fn(*args, ids, a, b, 20, 0.0)
+    left, right, iters = native_split(X, sparse, ids, a, b, 20, 0.0)
     rl, rr, rit = ref_split(unit_rows(X), ids, a, b, 20)
     assert left.size == 60 and right.size == 61
     np.testing.assert_array_equal(left, rl)
@@ -159,10 +165,8 @@ def test_native_split_equals_numpy_reference(sparse):
 def test_split_tolerance_stops_earlier_like_the_reference(sparse):
     X, _ = clustered(8, 250, 24, noise=1.5, seed=11)
     ids = np.arange(2000, dtype=np.int32)
-    fn = _core.tree_split_sparse if sparse else _core.tree_split_dense
-    args = (*__import__("xmc.utils.sparse", fromlist=["csr_arrays"]).csr_arrays(X),) if sparse else (X,)
-    exact = fn(*args, ids, 3, 1500, 50, 0.0)
-    loose = fn(*args, ids, 3, 1500, 50, 0.05)
+    exact = native_split(X, sparse, ids, 3, 1500, 50, 0.0)
+    loose = native_split(X, sparse, ids, 3, 1500, 50, 0.05)
     for tol, got in ((0.0, exact), (0.05, loose)):
         rl, rr, rit = ref_split(unit_rows(X), ids, 3, 1500, 50, tol)
         np.testing.assert_array_equal(got[0], rl)
