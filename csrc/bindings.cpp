@@ -159,11 +159,13 @@ py::tuple split_to_python(xmc::SplitResult&& res) {
   return py::make_tuple(to_numpy(std::move(res.left)), to_numpy(std::move(res.right)), res.iterations);
 }
 
-xmc::KMeansParams kmeans_params(int64_t max_leaf_size, int max_iter, double tol, uint64_t seed, int threads) {
+xmc::KMeansParams kmeans_params(int64_t max_leaf_size, int max_iter, double tol, int64_t split_sample, uint64_t seed,
+                                int threads) {
   xmc::KMeansParams p;
   p.max_leaf_size = max_leaf_size;
   p.max_iter = max_iter;
   p.tol = tol;
+  p.split_sample = split_sample;
   p.seed = seed;
   p.threads = threads;
   return p;
@@ -626,24 +628,26 @@ PYBIND11_MODULE(_core, m) {
         },
         "PIFA label embeddings normalize(Y^T normalize(X)) as CSR arrays (indptr, indices, data, shape).");
   m.def("tree_kmeans_dense",
-        [](const CArray<float>& x, int64_t max_leaf_size, int max_iter, double tol, uint64_t seed, int threads) {
+        [](const CArray<float>& x, int64_t max_leaf_size, int max_iter, double tol, int64_t split_sample, uint64_t seed,
+           int threads) {
           xmc::DenseView v = dense_view(x);
           xmc::BinaryPartition part;
           {
             py::gil_scoped_release release;
-            part = xmc::balanced_kmeans_tree(v, kmeans_params(max_leaf_size, max_iter, tol, seed, threads));
+            part = xmc::balanced_kmeans_tree(v, kmeans_params(max_leaf_size, max_iter, tol, split_sample, seed, threads));
           }
           return partition_to_python(std::move(part));
         },
         "Balanced hierarchical spherical 2-means of dense rows: (label order, cluster bounds per binary level).");
   m.def("tree_kmeans_sparse",
         [](const CArray<int64_t>& indptr, const CArray<int32_t>& indices, const CArray<float>& data, int64_t cols,
-           int64_t max_leaf_size, int max_iter, double tol, uint64_t seed, int threads) {
+           int64_t max_leaf_size, int max_iter, double tol, int64_t split_sample, uint64_t seed,
+           int threads) {
           xmc::CsrView v = csr_view(indptr, indices, data, cols);
           xmc::BinaryPartition part;
           {
             py::gil_scoped_release release;
-            part = xmc::balanced_kmeans_tree(v, kmeans_params(max_leaf_size, max_iter, tol, seed, threads));
+            part = xmc::balanced_kmeans_tree(v, kmeans_params(max_leaf_size, max_iter, tol, split_sample, seed, threads));
           }
           return partition_to_python(std::move(part));
         },

@@ -46,12 +46,12 @@ def unit_rows(X):
     return np.divide(X, norms, out=np.zeros_like(X), where=norms > 0)
 
 
-def ref_split(Xn, ids, init_right, init_left, max_iter, tol=0.0):
-    """Balanced spherical 2-means: the higher half by cos(x, c_right) - cos(x, c_left) goes right.
-    Stops once at most int(tol * n) points change halves in an iteration."""
+def ref_lloyd(Xn, ids, diff, max_iter, tol=0.0):
+    """Balanced spherical 2-means from a centroid difference: the higher half by
+    cos(x, c_right) - cos(x, c_left) goes right. Stops once at most int(tol * n) points change
+    halves in an iteration. Returns the halves, the iterations and the final halves' difference."""
     ids = np.sort(np.asarray(ids))
     mid = ids.size // 2
-    diff = Xn[init_right] - Xn[init_left]
     previous = None
     for it in range(1, max_iter + 1):
         score = Xn[ids] @ diff
@@ -61,14 +61,40 @@ def ref_split(Xn, ids, init_right, init_left, max_iter, tol=0.0):
         if previous is not None and 2 * np.setdiff1d(right, previous).size <= int(tol * ids.size):
             break
         previous = right
-        cr, cl = Xn[right].sum(0), Xn[left].sum(0)
-        cr = cr / np.linalg.norm(cr) if np.linalg.norm(cr) > 0 else cr
-        cl = cl / np.linalg.norm(cl) if np.linalg.norm(cl) > 0 else cl
-        diff = cr - cl
-    return left, right, it
+        diff = centroid_difference(Xn, left, right)
+    return left, right, it, centroid_difference(Xn, left, right)
 
 
-def ref_tree(X, max_leaf_size, max_iter, seed, tol=0.0):
+def centroid_difference(Xn, left, right):
+    cr, cl = Xn[right].sum(0), Xn[left].sum(0)
+    cr = cr / np.linalg.norm(cr) if np.linalg.norm(cr) > 0 else cr
+    cl = cl / np.linalg.norm(cl) if np.linalg.norm(cl) > 0 else cl
+    return cr - cl
+
+
+def ref_split(Xn, ids, init_right, init_left, max_iter, tol=0.0):
+    """A split started from the centroids Xn[init_right] and Xn[init_left]."""
+    return ref_lloyd(Xn, ids, Xn[init_right] - Xn[init_left], max_iter, tol)[:3]
+
+
+def ref_sampled_split(Xn, ids, state, sample, max_iter, tol, full_passes=3):
+    """2-means on `sample` of the ids, drawn by a partial Fisher-Yates shuffle from the cluster's
+    stream, then `full_passes` passes over all of them from the sample's centroids."""
+    pool = np.array(ids)
+    for i in range(sample):
+        state, r = splitmix64_next(state)
+        j = i + r % (pool.size - i)
+        pool[i], pool[j] = pool[j], pool[i]
+    drawn = np.sort(pool[:sample])
+    state, r1 = splitmix64_next(state)
+    state, r2 = splitmix64_next(state)
+    a = r1 % sample
+    b = (a + 1 + r2 % (sample - 1)) % sample
+    *_, diff = ref_lloyd(Xn, drawn, Xn[drawn[a]] - Xn[drawn[b]], max_iter, tol)
+    return ref_lloyd(Xn, ids, diff, min(max_iter, full_passes), tol)[:2]
+
+
+def ref_tree(X, max_leaf_size, max_iter, seed, tol=0.0, split_sample=0):
     Xn = unit_rows(X)
     n = Xn.shape[0]
     order = np.arange(n)
@@ -80,11 +106,14 @@ def ref_tree(X, max_leaf_size, max_iter, seed, tol=0.0):
             s, e = int(cur[j]), int(cur[j + 1])
             if e - s >= 2:
                 state = cluster_seed(seed, (1 << level) + j)
-                state, r1 = splitmix64_next(state)
-                state, r2 = splitmix64_next(state)
-                a = r1 % (e - s)
-                b = (a + 1 + r2 % (e - s - 1)) % (e - s)
-                left, right, _ = ref_split(Xn, order[s:e], order[s + a], order[s + b], max_iter, tol)
+                if split_sample and e - s > split_sample:
+                    left, right = ref_sampled_split(Xn, order[s:e], state, split_sample, max_iter, tol)
+                else:
+                    state, r1 = splitmix64_next(state)
+                    state, r2 = splitmix64_next(state)
+                    a = r1 % (e - s)
+                    b = (a + 1 + r2 % (e - s - 1)) % (e - s)
+                    left, right, _ = ref_split(Xn, order[s:e], order[s + a], order[s + b], max_iter, tol)
                 order[s:e] = np.concatenate([left, right])
                 nxt.append(s + (e - s) // 2)
             nxt.append(e)
@@ -196,6 +225,21 @@ def test_native_tree_equals_numpy_reference(sparse):
     np.testing.assert_array_equal(loose.label_order, order)
 
 
+@pytest.mark.parametrize("sparse,tol", [(False, 0.0), (True, 0.0), (True, 0.02)])
+def test_sampled_splits_equal_the_numpy_reference(sparse, tol):
+    X, _ = clustered(8, 100, 16, noise=0.6, seed=21)
+    emb = sp.csr_matrix(X) if sparse else X
+    # The root (800 labels) and its halves (400) run on 300 drawn labels; the levels below on all.
+    order, bounds = ref_tree(X, 30, 20, seed=4, tol=tol, split_sample=300)
+    for threads in (1, 2):
+        part = binary_partition(emb, TreeParams(max_leaf_size=30, seed=4, tol=tol, threads=threads,
+                                                split_sample=300))
+        np.testing.assert_array_equal(part.label_order, order)
+        for got, exp in zip(part.level_bounds, bounds):
+            np.testing.assert_array_equal(got, exp)
+    assert not np.array_equal(order, ref_tree(X, 30, 20, seed=4, tol=tol)[0])  # the sample did change the splits
+
+
 # ---- tree shape --------------------------------------------------------------------------
 @pytest.mark.parametrize("n_labels,leaf", [(1000, 30), (777, 7), (3, 1), (64, 64), (65, 64)])
 def test_tree_is_valid_and_balanced(n_labels, leaf):
@@ -274,9 +318,10 @@ def test_float64_input_gives_the_float32_tree():
     np.testing.assert_array_equal(a.label_order, b.label_order)
 
 
-def test_generated_clusters_are_recovered():
+@pytest.mark.parametrize("split_sample", [0, 512])  # 512: the top two levels run on samples
+def test_generated_clusters_are_recovered(split_sample):
     X, truth = clustered(32, 64, 32, noise=0.3, seed=12)
-    tree = cluster_labels(X, TreeParams(branching_factor=2, max_leaf_size=64, seed=1))
+    tree = cluster_labels(X, TreeParams(branching_factor=2, max_leaf_size=64, seed=1, split_sample=split_sample))
     leaf_of = tree.label_to_node(tree.depth - 1)
     same_truth = truth[:, None] == truth[None, :]
     same_leaf = leaf_of[:, None] == leaf_of[None, :]
@@ -303,6 +348,8 @@ def test_build_label_tree_gives_every_label_a_leaf_even_without_documents():
     ("max_iter", 0, "max_iter: expected an integer >= 1, found 0"),
     ("tol", 1.0, r"tol: expected a number in \[0, 1\), found 1.0"),
     ("tol", -0.1, r"tol: expected a number in \[0, 1\), found -0.1"),
+    ("split_sample", 1, "split_sample: expected 0 .no sampling. or an integer >= 2, found 1"),
+    ("split_sample", -5, "split_sample: expected 0 .no sampling. or an integer >= 2, found -5"),
     ("height", 1, "height: expected None or an integer >= 2 .* found 1"),
 ])
 def test_bad_params_are_rejected(field, value, message):

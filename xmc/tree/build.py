@@ -68,6 +68,8 @@ def validate_params(params: TreeParams) -> None:
         raise ValueError(f"max_iter: expected an integer >= 1, found {params.max_iter!r}")
     if isinstance(params.tol, bool) or not isinstance(params.tol, (int, float)) or not 0 <= params.tol < 1:
         raise ValueError(f"tol: expected a number in [0, 1), found {params.tol!r}")
+    if not _is_int(params.split_sample) or params.split_sample < 0 or params.split_sample == 1:
+        raise ValueError(f"split_sample: expected 0 (no sampling) or an integer >= 2, found {params.split_sample!r}")
     if params.height is not None and (not _is_int(params.height) or params.height < 2):
         raise ValueError(f"height: expected None or an integer >= 2 (a one-layer tree is LabelTree.flat), "
                          f"found {params.height!r}")
@@ -119,8 +121,8 @@ def binary_partition(embeddings: Embeddings, params: TreeParams = TreeParams()) 
     """
     validate_params(params)
     core = _core()
-    args = (int(params.max_leaf_size), int(params.max_iter), float(params.tol), int(params.seed) & _UINT64_MASK,
-            int(params.threads))
+    args = (int(params.max_leaf_size), int(params.max_iter), float(params.tol), int(params.split_sample),
+            int(params.seed) & _UINT64_MASK, int(params.threads))
     if sp.issparse(embeddings):
         if embeddings.ndim != 2:
             raise ValueError(f"embeddings: expected a 2-d matrix, found shape {embeddings.shape}")

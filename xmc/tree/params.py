@@ -17,12 +17,19 @@ class TreeParams:
     the kept levels are chosen so the tree has exactly ``height`` layers.
     Each split runs at most ``max_iter`` iterations and stops early once at most
     ``tol`` times its labels change halves in one iteration (0: once none does).
+    A cluster of more than ``split_sample`` labels runs its 2-means on that many
+    of them drawn at random, then three passes over all of its labels from the
+    sample's centroids; 0 runs every split on all of its labels. Big clusters
+    need the most iterations, so sampling bounds the cost of the top levels of
+    trees over hundreds of thousands of labels; trees of at most ``split_sample``
+    labels are unchanged.
     """
 
     branching_factor: int = 16
     max_leaf_size: int = 100
     max_iter: int = 20
     tol: float = 0.0
+    split_sample: int = 16384
     height: Optional[int] = None
     embedding: str = "pifa"
     seed: int = 0
