@@ -376,8 +376,8 @@ struct GatheredRows {
 
   // Reuses this copy's storage: a fresh allocation per level would fault in
   // every page of a matrix that holds hundreds of megabytes at millions of labels.
-  // `clusters` bounds the clusters in the new order; `feature_maps` holds one all -1 array of
-  // src.cols features per thread, left cleared.
+  // `clusters` bounds the clusters in the new order; `feature_maps` holds one cleared map over
+  // src.cols features per thread, and is left cleared.
   void gather(const CsrView& src, const int32_t* rows, int64_t n, const std::vector<int64_t>& clusters,
               std::vector<FeatureMap>& feature_maps, int threads) {
     indptr.resize(static_cast<size_t>(n + 1));
