@@ -51,4 +51,5 @@ def l2_normalize_rows(matrix: sp.csr_matrix) -> sp.csr_matrix:
     of documents)."""
     from sklearn.preprocessing import normalize
 
-    return normalize(as_csr(matrix), norm="l2", copy=True)
+    m = as_csr(matrix)
+    return normalize(m, norm="l2", copy=m is matrix)  # as_csr's own copy, when it made one, is ours to scale

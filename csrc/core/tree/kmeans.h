@@ -31,7 +31,7 @@ struct KMeansParams {
   // for no change at all. Big clusters spend many passes moving a few points each.
   double tol = 0.0;
   // A cluster of more than split_sample points runs its 2-means on split_sample of them drawn at
-  // random and then assigns all of its points with the resulting centroids; 0: never sample.
+  // random, then a few Lloyd passes over all of its points from the sample's centroids; 0: never sample.
   int64_t split_sample = 0;
   uint64_t seed = 0;
   int threads = 0;  // <= 0: all cores
