@@ -166,17 +166,15 @@ def build_tree(train_path: str, labels_file: Optional[str], fmt: str, out_dir: s
       xmc train --train demo/train.txt --tree demo/tree --model-dir demo/model
     """
     from xmc.pipeline import Pipeline
-    from xmc.tree import TreeParams, cluster_labels, pifa_embeddings
+    from xmc.tree import TreeParams, build_label_tree
 
     start = time.perf_counter()
     corpus = _load(train_path, fmt, labels_file)
     X, Y = Pipeline().prepare(corpus)
     params = TreeParams(branching_factor=branching_factor, max_leaf_size=max_leaf_size, height=height,
                         seed=seed, threads=threads)
-    with _stage(f"PIFA embeddings of {Y.shape[1]:,} labels"):
-        embeddings = pifa_embeddings(X, Y, threads=threads)
-    with _stage("balanced hierarchical k-means"):
-        tree = cluster_labels(embeddings, params)
+    with _stage(f"PIFA embeddings and balanced hierarchical k-means of {Y.shape[1]:,} labels"):
+        tree = build_label_tree(X, Y, params)
     tree.save(Path(out_dir))
     click.echo(f"{tree} saved to {out_dir}")
     _echo_summary(start)

@@ -47,6 +47,20 @@ py::array_t<T> to_numpy(std::vector<T>&& v) {
   return py::array_t<T>(static_cast<py::ssize_t>(heap->size()), heap->data(), owner);
 }
 
+// Moves a LargeBuffer's first n elements into a numpy array without copying.
+template <typename T>
+py::array_t<T> to_numpy(xmc::LargeBuffer<T>&& buffer, int64_t n) {
+  auto* heap = new xmc::LargeBuffer<T>(std::move(buffer));
+  py::capsule owner(heap, [](void* p) { delete static_cast<xmc::LargeBuffer<T>*>(p); });
+  return py::array_t<T>(static_cast<py::ssize_t>(n), heap->data(), owner);
+}
+
+py::tuple compressed_to_python(xmc::LargeCsr&& m) {
+  const int64_t nnz = m.nnz();
+  return py::make_tuple(to_numpy(std::move(m.indptr)), to_numpy(std::move(m.indices), nnz),
+                        to_numpy(std::move(m.data), nnz), py::make_tuple(m.rows, m.cols));
+}
+
 // (indptr, indices, data, (rows, cols)) for CSR, and for CSC (CscMatrix shares the layout).
 py::tuple compressed_to_python(xmc::CsrMatrix&& m) {
   return py::make_tuple(to_numpy(std::move(m.indptr)), to_numpy(std::move(m.indices)),
@@ -619,7 +633,7 @@ PYBIND11_MODULE(_core, m) {
            const CArray<float>& y_data, int64_t y_cols, int threads) {
           xmc::CsrView x = csr_view(x_indptr, x_indices, x_data, x_cols);
           xmc::CsrView y = csr_view(y_indptr, y_indices, y_data, y_cols);
-          xmc::CsrMatrix out;
+          xmc::LargeCsr out;
           {
             py::gil_scoped_release release;
             out = xmc::pifa_embeddings(x, y, threads);
@@ -627,6 +641,24 @@ PYBIND11_MODULE(_core, m) {
           return compressed_to_python(std::move(out));
         },
         "PIFA label embeddings normalize(Y^T normalize(X)) as CSR arrays (indptr, indices, data, shape).");
+  m.def("tree_pifa_kmeans",
+        [](const CArray<int64_t>& x_indptr, const CArray<int32_t>& x_indices, const CArray<float>& x_data,
+           int64_t x_cols, const CArray<int64_t>& y_indptr, const CArray<int32_t>& y_indices,
+           const CArray<float>& y_data, int64_t y_cols, int64_t max_leaf_size, int max_iter, double tol,
+           int64_t split_sample, uint64_t seed, int threads) {
+          xmc::CsrView x = csr_view(x_indptr, x_indices, x_data, x_cols);
+          xmc::CsrView y = csr_view(y_indptr, y_indices, y_data, y_cols);
+          xmc::BinaryPartition part;
+          {
+            py::gil_scoped_release release;
+            part = xmc::balanced_kmeans_tree(
+                xmc::pifa_embeddings(x, y, threads),
+                kmeans_params(max_leaf_size, max_iter, tol, split_sample, seed, threads));
+          }
+          return partition_to_python(std::move(part));
+        },
+        "tree_kmeans_sparse of tree_pifa's embeddings, which never leave the core: their arrays serve "
+        "the k-means as scratch.");
   m.def("tree_kmeans_dense",
         [](const CArray<float>& x, int64_t max_leaf_size, int max_iter, double tol, int64_t split_sample, uint64_t seed,
            int threads) {

@@ -162,6 +162,17 @@ def test_pifa_equals_scipy_reference_and_empty_labels_stay_empty():
     np.testing.assert_allclose(np.linalg.norm(got.toarray()[[0, 1, 2]], axis=1), 1.0, rtol=1e-5)
 
 
+def test_pifa_over_several_blocks_of_labels_equals_scipy_reference():
+    # The core fills blocks of 1024 labels at offsets bounded by their documents' non-zeros, then
+    # moves them together: rows must land whole and in order across block edges.
+    X, Y = corpus(3000, 400, 2600, seed=5, empty_labels=[0, 1023, 1024, 2599])
+    expected = normalize(Y.T @ normalize(X)).tocsr()
+    got = pifa_embeddings(X, Y, threads=2)
+    np.testing.assert_array_equal(got.indptr, expected.indptr)
+    np.testing.assert_array_equal(got.indices, expected.indices)
+    np.testing.assert_allclose(got.data, expected.data, rtol=1e-5, atol=1e-6)
+
+
 def test_pifa_rejects_mismatched_rows():
     X, Y = corpus(30, 10, 5, seed=2)
     with pytest.raises(ValueError, match="X has 30 documents .* Y has 29"):
@@ -338,6 +349,22 @@ def test_build_label_tree_gives_every_label_a_leaf_even_without_documents():
     held = np.concatenate(leaf_sets(tree))
     np.testing.assert_array_equal(np.sort(held), np.arange(300))
     assert max(len(s) for s in leaf_sets(tree)) <= 8
+
+
+@pytest.mark.parametrize("split_sample", [0, 64])
+def test_build_label_tree_equals_clustering_the_pifa_embeddings(split_sample):
+    # build_label_tree keeps the embeddings in the core, which reuses their arrays as scratch from
+    # the third level on: the tree must be the one clustering the returned embeddings gives.
+    X, Y = corpus(3000, 400, 2600, seed=7, empty_labels=[4])
+    for threads in (1, 2):
+        params = TreeParams(branching_factor=4, max_leaf_size=10, split_sample=split_sample, seed=3,
+                            threads=threads)
+        fused = build_label_tree(X, Y, params)
+        apart = cluster_labels(pifa_embeddings(X, Y, threads=threads), params)
+        assert fused.depth >= 4
+        np.testing.assert_array_equal(fused.label_order, apart.label_order)
+        for a, b in zip(fused.layer_indptr, apart.layer_indptr):
+            np.testing.assert_array_equal(a, b)
 
 
 # ---- errors ----------------------------------------------------------------------------------

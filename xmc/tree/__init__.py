@@ -7,6 +7,7 @@ from xmc.tree.build import (
     compress,
     kept_levels,
     pifa_embeddings,
+    pifa_partition,
     validate_params,
 )
 from xmc.tree.label_tree import LabelTree
@@ -22,5 +23,6 @@ __all__ = [
     "compress",
     "kept_levels",
     "pifa_embeddings",
+    "pifa_partition",
     "validate_params",
 ]

@@ -5,6 +5,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "core/common/large_buffer.h"
+
 namespace xmc {
 
 struct CsrView {
@@ -29,6 +31,19 @@ struct CsrMatrix {
   std::vector<int32_t> indices;
   std::vector<float> data;
 
+  CsrView view() const { return {rows, cols, indptr.data(), indices.data(), data.data()}; }
+};
+
+// CsrMatrix for outputs of gigabytes that are written in parallel: indices and data are never
+// zero-filled (see LargeBuffer), and a routine that takes one by rvalue may reuse its storage.
+struct LargeCsr {
+  int64_t rows = 0;
+  int64_t cols = 0;
+  std::vector<int64_t> indptr;
+  LargeBuffer<int32_t> indices;  // indptr[rows] written
+  LargeBuffer<float> data;
+
+  int64_t nnz() const { return indptr.empty() ? 0 : indptr.back(); }
   CsrView view() const { return {rows, cols, indptr.data(), indices.data(), data.data()}; }
 };
 

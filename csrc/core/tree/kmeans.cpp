@@ -374,6 +374,12 @@ struct GatheredRows {
   LargeBuffer<float> data;
   CsrView view;
 
+  // Takes over storage that is no longer read, to gather into later.
+  void adopt(LargeBuffer<int32_t>&& spare_indices, LargeBuffer<float>&& spare_data) {
+    indices = std::move(spare_indices);
+    data = std::move(spare_data);
+  }
+
   // Reuses this copy's storage: a fresh allocation per level would fault in
   // every page of a matrix that holds hundreds of megabytes at millions of labels.
   // `clusters` bounds the clusters in the new order; `feature_maps` holds one cleared map over
@@ -428,8 +434,10 @@ void renumber(SparseRows& rows, GatheredRows (&copies)[2], const std::vector<int
   std::iota(st.order.begin(), st.order.end(), 0);
 }
 
+// `spare`, when given, holds the input's own arrays, free to be overwritten once level 1 has
+// copied the rows out of them (level 2 is the first to gather into the second copy).
 template <class Rows>
-BinaryPartition run_tree(const Rows& input, const KMeansParams& params) {
+BinaryPartition run_tree(const Rows& input, const KMeansParams& params, LargeCsr* spare = nullptr) {
   if (params.max_leaf_size < 1) throw std::invalid_argument("max_leaf_size must be >= 1");
   if (params.max_iter < 1) throw std::invalid_argument("max_iter must be >= 1");
   if (!(params.tol >= 0.0 && params.tol < 1.0)) throw std::invalid_argument("tol must be in [0, 1)");
@@ -450,6 +458,7 @@ BinaryPartition run_tree(const Rows& input, const KMeansParams& params) {
   }
   Rows rows = input;  // sparse rows move to gathered copies level by level
   GatheredRows gathered[2];
+  if (spare != nullptr) gathered[1].adopt(std::move(spare->indices), std::move(spare->data));
   std::vector<int32_t> original;  // the input's id of each point, once renumbered
   std::vector<FeatureMap> feature_maps;  // per thread, for the renumbering of features
   st.keys.resize(n);
@@ -557,6 +566,13 @@ BinaryPartition balanced_kmeans_tree(const CsrView& x, const KMeansParams& param
   check_sparse(x);
   SparseRows rows{&x};
   return run_tree(rows, params);
+}
+
+BinaryPartition balanced_kmeans_tree(LargeCsr&& x, const KMeansParams& params) {
+  const CsrView view = x.view();
+  check_sparse(view);
+  SparseRows rows{&view};
+  return run_tree(rows, params, &x);
 }
 
 SplitResult balanced_split(const DenseView& x, const std::vector<int32_t>& ids, int32_t init_right,

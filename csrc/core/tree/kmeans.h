@@ -7,8 +7,8 @@
 // and whose sizes at a level differ by at most one (the shape depends only on the
 // number of points, the content only on the embeddings and the seed).
 //
-// The embeddings are never copied: the routines take views of the caller's
-// buffers and reorder an index permutation.
+// The caller's embeddings are never written: the routines take views of them, and
+// sparse rows are copied in each level's cluster order into buffers of their own.
 #pragma once
 #include <cstdint>
 #include <vector>
@@ -47,6 +47,10 @@ struct BinaryPartition {
 
 BinaryPartition balanced_kmeans_tree(const DenseView& x, const KMeansParams& params);
 BinaryPartition balanced_kmeans_tree(const CsrView& x, const KMeansParams& params);
+// The same tree as for x.view(), with x's arrays reused as scratch: the levels move the rows
+// between two copies, and x's storage becomes one of them. At millions of labels that is
+// gigabytes the run neither allocates nor writes for the first time. x is left unspecified.
+BinaryPartition balanced_kmeans_tree(LargeCsr&& x, const KMeansParams& params);
 
 // One balanced split of the points `ids`, started from the centroids
 // x[init_right] and x[init_left]. Returns the ids sent right (higher similarity

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -47,15 +48,9 @@ LabelDocs transpose_labels(const CsrView& y, const CsrView& x, const std::vector
   return t;
 }
 
-struct Block {
-  std::vector<int32_t> indices;
-  std::vector<float> data;
-  std::vector<int64_t> row_nnz;
-};
-
 }  // namespace
 
-CsrMatrix pifa_embeddings(const CsrView& x, const CsrView& y, int threads) {
+LargeCsr pifa_embeddings(const CsrView& x, const CsrView& y, int threads) {
   if (x.rows != y.rows)
     throw std::invalid_argument("X has " + std::to_string(x.rows) + " documents but Y has " +
                                 std::to_string(y.rows));
@@ -75,12 +70,28 @@ CsrMatrix pifa_embeddings(const CsrView& x, const CsrView& y, int threads) {
   }
   const LabelDocs t = transpose_labels(y, x, inv_norm);
 
-  // Blocks of consecutive labels, each filled by one thread and stitched in
-  // order: no second counting pass and no lock.
+  // Blocks of consecutive labels, each filled by one thread straight into the output at an
+  // offset that leaves room for its bound (per label, its documents' non-zeros or the feature
+  // count, whichever is smaller; unwritten room costs address space only), then
+  // moved down over the gaps in order: no lock, no second counting pass, and the output's pages
+  // are the only ones written (at millions of labels, first writes to fresh pages cost more
+  // than the copy; a buffer per block then a stitched copy wrote every value twice).
   const int64_t block_size = 1024;
   constexpr int64_t kBoundsAhead = 16, kRowAhead = 8;
   const int64_t n_blocks = (n_labels + block_size - 1) / block_size;
-  std::vector<Block> blocks(n_blocks);
+  std::vector<int64_t> block_start(n_blocks + 1, 0);
+  for (int64_t b = 0; b < n_blocks; ++b) {
+    const int64_t l_end = std::min(n_labels, (b + 1) * block_size);
+    int64_t bound = 0;
+    for (int64_t l = b * block_size; l < l_end; ++l) bound += std::min(t.nnz_bound[l], dim);  // a row has <= dim
+    block_start[b + 1] = block_start[b] + bound;
+  }
+  LargeCsr out;
+  out.rows = n_labels;
+  out.cols = dim;
+  out.indptr.assign(n_labels + 1, 0);
+  int32_t* out_indices = out.indices.reserve(static_cast<size_t>(block_start[n_blocks]));
+  float* out_data = out.data.reserve(static_cast<size_t>(block_start[n_blocks]));
   std::vector<std::vector<double>> acc(threads, std::vector<double>(dim, 0.0));
   std::vector<std::vector<uint8_t>> mark(threads, std::vector<uint8_t>(dim, 0));
   std::vector<std::vector<int32_t>> touched(threads);
@@ -93,16 +104,9 @@ CsrMatrix pifa_embeddings(const CsrView& x, const CsrView& y, int threads) {
       double* a = acc[tid].data();
       uint8_t* m = mark[tid].data();
       std::vector<int32_t>& tl = touched[tid];
-      Block& blk = blocks[b];
       const int64_t l_end = std::min(n_labels, (b + 1) * block_size);
-      // Reserved to the bound, not grown: growing copies the block and faults in fresh pages
-      // each time, while reserved pages that stay unused cost address space only.
-      int64_t bound = 0;
-      for (int64_t l = b * block_size; l < l_end; ++l) bound += t.nnz_bound[l];
-      blk.indices.reserve(bound);
-      blk.data.reserve(bound);
-      blk.row_nnz.reserve(l_end - b * block_size);
       const int64_t q_end = t.indptr[l_end];
+      int64_t pos = block_start[b];
       for (int64_t l = b * block_size; l < l_end; ++l) {
         tl.clear();
         for (int64_t q = t.indptr[l]; q < t.indptr[l + 1]; ++q) {
@@ -130,17 +134,17 @@ CsrMatrix pifa_embeddings(const CsrView& x, const CsrView& y, int threads) {
         double sq = 0.0;
         for (int32_t j : tl) sq += a[j] * a[j];
         const double scale = sq > 0.0 ? 1.0 / std::sqrt(sq) : 0.0;
-        int64_t nnz = 0;
+        const int64_t row_start = pos;
         for (int32_t j : tl) {
           if (a[j] != 0.0) {
-            blk.indices.push_back(j);
-            blk.data.push_back(static_cast<float>(a[j] * scale));
-            ++nnz;
+            out_indices[pos] = j;
+            out_data[pos] = static_cast<float>(a[j] * scale);
+            ++pos;
           }
           a[j] = 0.0;
           m[j] = 0;
         }
-        blk.row_nnz.push_back(nnz);
+        out.indptr[l + 1] = pos - row_start;  // the row's length until the prefix sum below
       }
     } catch (...) {
 #pragma omp critical
@@ -149,25 +153,18 @@ CsrMatrix pifa_embeddings(const CsrView& x, const CsrView& y, int threads) {
   }
   if (failed) throw std::bad_alloc();
 
-  CsrMatrix out;
-  out.rows = n_labels;
-  out.cols = dim;
-  out.indptr.assign(n_labels + 1, 0);
-  int64_t l = 0;
-  for (const Block& blk : blocks)
-    for (int64_t nnz : blk.row_nnz) {
-      out.indptr[l + 1] = out.indptr[l] + nnz;
-      ++l;
-    }
-  // Appended, not resized then copied into: a resize would write zeros over gigabytes first.
-  out.indices.reserve(out.indptr[n_labels]);
-  out.data.reserve(out.indptr[n_labels]);
-  for (Block& blk : blocks) {
-    out.indices.insert(out.indices.end(), blk.indices.begin(), blk.indices.end());
-    out.data.insert(out.data.end(), blk.data.begin(), blk.data.end());
-    std::vector<int32_t>().swap(blk.indices);
-    std::vector<float>().swap(blk.data);
+  for (int64_t b = 0; b < n_blocks; ++b) {
+    const int64_t l_begin = b * block_size, l_end = std::min(n_labels, (b + 1) * block_size);
+    const int64_t dest = out.indptr[l_begin];
+    for (int64_t l = l_begin; l < l_end; ++l) out.indptr[l + 1] += out.indptr[l];
+    const int64_t len = out.indptr[l_end] - dest;
+    if (len == 0 || dest == block_start[b]) continue;
+    // dest < block_start[b]: every earlier block filled at most its bound.
+    std::memmove(out_indices + dest, out_indices + block_start[b], static_cast<size_t>(len) * sizeof(int32_t));
+    std::memmove(out_data + dest, out_data + block_start[b], static_cast<size_t>(len) * sizeof(float));
   }
+  out.indices.shrink(static_cast<size_t>(out.nnz()));
+  out.data.shrink(static_cast<size_t>(out.nnz()));
   return out;
 }
 

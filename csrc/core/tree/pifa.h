@@ -9,6 +9,6 @@ namespace xmc {
 // documents get an empty row. Columns are sorted, exact zeros dropped.
 // X: docs x features, Y: docs x labels. Each label is computed independently,
 // so the result does not depend on the thread count.
-CsrMatrix pifa_embeddings(const CsrView& x, const CsrView& y, int threads);
+LargeCsr pifa_embeddings(const CsrView& x, const CsrView& y, int threads);
 
 }  // namespace xmc
