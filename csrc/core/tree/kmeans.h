@@ -7,8 +7,9 @@
 // and whose sizes at a level differ by at most one (the shape depends only on the
 // number of points, the content only on the embeddings and the seed).
 //
-// The caller's embeddings are never written: the routines take views of them, and
-// sparse rows are copied in each level's cluster order into buffers of their own.
+// The routines that take views never write the caller's embeddings: sparse rows are
+// copied in each level's cluster order into buffers of their own. The overload that
+// takes a LargeCsr by rvalue reuses that matrix's storage as one of those buffers.
 #pragma once
 #include <cstdint>
 #include <vector>
