@@ -16,8 +16,11 @@ and thresholds, every model trains on the other 90%; GoEmotions: train / dev /
 test. Delicious has no text, only 500 binary word features: each document is
 the words of its present features (``xmc.datasets.real.load_delicious``), the
 linear PLT weighs them by TF-IDF, and LDGN reads them with the feed-forward
-token encoder (DATASET_OPTIONS). Each model runs in its own process (peak
-memory is its own). Figures on the test split:
+token encoder (DATASET_OPTIONS). The deep models start from the word vectors
+``xmc train`` gives them by default, skip-gram trained on the training texts
+(``--embedding random`` for random ones; rows of runs before 2026-12-03 used
+random vectors). Each model runs in its own process (peak memory is its own).
+Figures on the test split:
 
 - P@1/3/5, nDCG@3/5, PSP@1/3/5 (propensities from the training labels, A=0.55, B=1.5);
 - micro/macro-F1, Hamming loss and one-error of a label set per document: the
@@ -137,8 +140,12 @@ def run_one(model_name: str, dataset: str, data_root: Path, epochs: int, threads
     else:
         from xmc.models import MODELS, DeepParams
 
+        from xmc.nn.embeddings import EmbeddingParams
+
         kind, variant = model_spec(model_name)
         options = {**DATASET_OPTIONS.get(dataset, {}), **deep_options, **variant}
+        # The word vectors of `xmc train --embedding`, with its seed and worker count.
+        options["embedding"] = EmbeddingParams(source=options.pop("embedding"), dim=300, seed=seed, threads=threads)
         params = DeepParams(epochs=epochs, threads=threads, seed=seed, lr=lr, **options)
         over = {"candidates": fit_linear_plt(train, threads, seed)} if model_name in OVER_LINEAR_CANDIDATES else {}
         model = MODELS[kind](params, **over).fit(train, valid=valid, progress=False, log=print)
@@ -204,7 +211,7 @@ def run_child(name: str, args: argparse.Namespace) -> Dict:
     cmd = [sys.executable, __file__, "--dataset", args.dataset, "--data", str(args.data),
            "--epochs", str(args.epochs), "--threads", str(args.threads), "--seed", str(args.seed),
            "--lr", str(args.lr), "--swa-start", str(args.swa_start), "--dropout", str(args.dropout),
-           "--pretrain-steps", str(args.pretrain_steps),
+           "--pretrain-steps", str(args.pretrain_steps), "--embedding", args.embedding,
            "--single", name]
     print(f"== {name}", flush=True)
     found = []
@@ -237,6 +244,9 @@ def main() -> None:
     ap.add_argument("--dropout", type=float, default=deep_default("dropout"))
     ap.add_argument("--pretrain-steps", type=int, default=deep_default("pretrain_steps"),
                     help="LW-PT pre-training steps (each encodes batch-size x (1 + candidates) documents)")
+    ap.add_argument("--embedding", default="skipgram",
+                    help="initial word vectors of the deep models, as `xmc train --embedding` (its default: skip-gram "
+                         "on the training texts), or random")
     ap.add_argument("--update", action="store_true",
                     help="keep the other models' rows of the dataset's results file and replace only these models'")
     ap.add_argument("--note", default="", help="appended to the run's description in the table (say what else ran)")
@@ -244,7 +254,7 @@ def main() -> None:
     ap.add_argument("--single", help=argparse.SUPPRESS)  # child process: run one model, print JSON
     args = ap.parse_args()
     if args.single:
-        deep_options = {"swa_start": args.swa_start, "dropout": args.dropout}
+        deep_options = {"swa_start": args.swa_start, "dropout": args.dropout, "embedding": args.embedding}
         if args.single.startswith("lwpt"):  # a variant (lwpt:no-pretraining) sets its own
             deep_options["pretrain_steps"] = args.pretrain_steps
         result = run_one(args.single, args.dataset, args.data, args.epochs, args.threads, args.seed, args.lr,
@@ -255,6 +265,7 @@ def main() -> None:
     extra = (f"Same split and machine, one run; threads={args.threads}, seed={args.seed}, lr={args.lr}, "
              f"deep models at most {args.epochs} epochs with early stopping on the validation split, "
              f"dropout {args.dropout}, weight averaging from epoch {args.swa_start} (0: off), "
+             f"{args.embedding} word vectors, "
              f"LW-PT pre-training {args.pretrain_steps} steps; "
              f"{args.jobs} model(s) trained at a time" + (f", {args.note}" if args.note else "") + ".")
     finished: List[Dict] = []

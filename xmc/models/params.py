@@ -4,7 +4,8 @@ Defaults follow AttentionXML (You et al., 2019) scaled to a 2-core CPU: the
 paper uses 300-d GloVe vectors, a 256-unit BiLSTM per direction, FC layers of
 256 units, dropout 0.2 on embeddings and 0.5 elsewhere, Adam at 1e-3, batch
 40, and candidates from the top 160 parent nodes. Here the BiLSTM has 128
-units per direction and documents are cut at 500 tokens by default.
+units per direction, documents are cut at 500 tokens, and the word vectors
+are skip-gram trained on the training texts (GloVe is not at hand offline).
 """
 from __future__ import annotations
 
@@ -34,7 +35,8 @@ class DeepParams:
     """Training of AttentionXML and LightAttention (the fields LightAttention alone reads are marked)."""
 
     text: TextParams = field(default_factory=TextParams)
-    embedding: EmbeddingParams = field(default_factory=lambda: EmbeddingParams(dim=300))
+    # Skip-gram on the training texts, as `xmc train` does by default (the papers start from trained vectors).
+    embedding: EmbeddingParams = field(default_factory=lambda: EmbeddingParams(source="skipgram", dim=300))
     tree: TreeParams = field(default_factory=lambda: TreeParams(branching_factor=16, max_leaf_size=8))
     # Label sets up to this size are trained as one flat level (AttentionXML does so up to ~30k labels on GPU).
     flat_max_labels: int = 4096
