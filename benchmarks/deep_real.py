@@ -139,7 +139,6 @@ def run_one(model_name: str, dataset: str, data_root: Path, epochs: int, threads
         predict = lambda corpus: model.predict_topk(corpus, k=10, threads=threads)
     else:
         from xmc.models import MODELS, DeepParams
-
         from xmc.nn.embeddings import EmbeddingParams
 
         kind, variant = model_spec(model_name)
@@ -172,11 +171,9 @@ def run_one(model_name: str, dataset: str, data_root: Path, epochs: int, threads
 
 def deep_default(name: str):
     """A DeepParams default, read without importing torch."""
-    import dataclasses
-
     from xmc.models.params import DeepParams
 
-    return {f.name: f.default for f in dataclasses.fields(DeepParams)}[name]
+    return getattr(DeepParams(), name)
 
 
 COLUMNS = ["P@1", "P@3", "P@5", "nDCG@3", "nDCG@5", "PSP@1", "PSP@3", "PSP@5", "micro-F1", "macro-F1",
@@ -244,7 +241,7 @@ def main() -> None:
     ap.add_argument("--dropout", type=float, default=deep_default("dropout"))
     ap.add_argument("--pretrain-steps", type=int, default=deep_default("pretrain_steps"),
                     help="LW-PT pre-training steps (each encodes batch-size x (1 + candidates) documents)")
-    ap.add_argument("--embedding", default="skipgram",
+    ap.add_argument("--embedding", default=deep_default("embedding").source,
                     help="initial word vectors of the deep models, as `xmc train --embedding` (its default: skip-gram "
                          "on the training texts), or random")
     ap.add_argument("--update", action="store_true",

@@ -109,3 +109,28 @@ def test_ldgn_over_linear_candidates_from_the_cli(tmp_path):
     bad = runner.invoke(cli, [*train, "--model", "attentionxml", "--candidates", str(tmp_path / "linear"),
                               "--model-dir", str(tmp_path / "x")])
     assert bad.exit_code != 0 and "--candidates is for --model ldgn" in bad.output
+
+
+def test_cli_deep_defaults_are_the_python_api_defaults():
+    """`xmc train` and DeepParams() must train the same model: a default set in one place only drifts."""
+    import dataclasses
+
+    from xmc.models import DeepParams
+
+    api = DeepParams()
+    nested = {"embedding": api.embedding.source, "embedding_dim": api.embedding.dim, "max_len": api.text.max_len,
+              "branching_factor": api.tree.branching_factor}
+    fields = {f.name for f in dataclasses.fields(DeepParams)}
+    train = cli.commands["train"]
+    compared = []
+    for option in train.params:
+        if option.name in nested:
+            expected = nested[option.name]
+        elif option.name in fields and option.default is not None:
+            expected = getattr(api, option.name)
+        else:
+            continue
+        compared.append(option.name)
+        assert option.default == expected, f"xmc train --{option.name.replace('_', '-')}: {option.default!r} " \
+                                           f"but DeepParams: {expected!r}"
+    assert {"embedding", "epochs", "lr", "hidden", "dropout", "graph"} <= set(compared)
