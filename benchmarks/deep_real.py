@@ -247,7 +247,9 @@ def main() -> None:
     ap.add_argument("--update", action="store_true",
                     help="keep the other models' rows of the dataset's results file and replace only these models'")
     ap.add_argument("--note", default="", help="appended to the run's description in the table (say what else ran)")
-    # --seed other than 0 writes rows named "MODEL seed=N", kept beside the seed-0 rows: repeats for noise.
+    ap.add_argument("--tag", default="",
+                    help="appended to the rows' names, so they sit beside the rows of a run with other settings "
+                         "(e.g. --tag skipgram beside rows from random vectors) instead of replacing them")
     ap.add_argument("--single", help=argparse.SUPPRESS)  # child process: run one model, print JSON
     args = ap.parse_args()
     if args.single:
@@ -272,8 +274,7 @@ def main() -> None:
         # Each finished model is written at once, so a long run stopped halfway keeps what it measured.
         result = run_child(name, args)
         result.setdefault("setting", extra)
-        if args.seed != 0:  # a repeat with another seed is a row of its own beside the seed-0 one
-            result["model"] = f"{name} seed={args.seed}"
+        result["model"] = row_name(name, args.seed, args.tag)
         with lock:
             finished.append(result)
             save_results(args.dataset, [result], extra, replace_all=not args.update and len(finished) == 1)
@@ -281,6 +282,12 @@ def main() -> None:
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         list(pool.map(run_and_save, names))
     print((RESULTS / f"deep_real_{args.dataset}.md").read_text())
+
+
+def row_name(model: str, seed: int, tag: str) -> str:
+    """A result row's name: a repeat with another seed, or a run tagged, is a row of its own beside the
+    plain one, where a run of the same model would replace it."""
+    return " ".join([model] + ([tag] if tag else []) + ([f"seed={seed}"] if seed != 0 else []))
 
 
 def save_results(dataset: str, rows: List[Dict], extra: str, replace_all: bool) -> None:
