@@ -138,13 +138,15 @@ def run_one(model_name: str, dataset: str, data_root: Path, epochs: int, threads
         model = fit_linear_plt(train, threads, seed)
         predict = lambda corpus: model.predict_topk(corpus, k=10, threads=threads)
     else:
+        import dataclasses
+
         from xmc.models import MODELS, DeepParams
-        from xmc.nn.embeddings import EmbeddingParams
 
         kind, variant = model_spec(model_name)
         options = {**DATASET_OPTIONS.get(dataset, {}), **deep_options, **variant}
-        # The word vectors of `xmc train --embedding`, with its seed and worker count.
-        options["embedding"] = EmbeddingParams(source=options.pop("embedding"), dim=300, seed=seed, threads=threads)
+        # DeepParams' word vectors from the source `--embedding` names, with the run's seed and worker count.
+        options["embedding"] = dataclasses.replace(deep_default("embedding"), source=options.pop("embedding"),
+                                                   seed=seed, threads=threads)
         params = DeepParams(epochs=epochs, threads=threads, seed=seed, lr=lr, **options)
         over = {"candidates": fit_linear_plt(train, threads, seed)} if model_name in OVER_LINEAR_CANDIDATES else {}
         model = MODELS[kind](params, **over).fit(train, valid=valid, progress=False, log=print)
