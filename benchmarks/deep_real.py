@@ -3,6 +3,8 @@
     python benchmarks/deep_real.py --dataset reuters21578 --data ../shared/data
     python benchmarks/deep_real.py --dataset goemotions --models linear,attentionxml --epochs 5
     python benchmarks/deep_real.py --dataset delicious --models linear,ldgn,ldgn:none --jobs 2 --threads 1
+    python benchmarks/deep_real.py --dataset goemotions --models lightattention:leaves-2,lightattention:leaves-4 \
+        --update --jobs 2 --threads 1 --epochs 6 --lr 2e-3 --embedding random
     python benchmarks/deep_real.py --dataset reuters21578 --update --jobs 2 --threads 1 \
         --models seq2seq-mdc,seq2seq-mdc:words,lwpt,lwpt:no-pretraining,laco,laco:plcp,laco:clcp
 
@@ -61,6 +63,10 @@ VARIANTS = {
              "hlw-no-pretraining": {"encoder": "hlw", "pretrain_steps": 0}},
     "laco": {"none": {}, "plcp": {"aux_tasks": "plcp"}, "clcp": {"aux_tasks": "clcp"},
              "both": {"aux_tasks": "both"}},
+    # LightAttention's clusters are the label tree's leaves (DeepParams: at most 8 labels each); smaller
+    # leaves give its generator more clusters to tell apart on small label sets
+    "lightattention": {f"leaves-{size}": {"tree": {"branching_factor": 16, "max_leaf_size": size}}
+                       for size in (2, 4, 8)},
     "ldgn": {"both": {}, "static": {"graph": "static"}, "dynamic": {"graph": "dynamic"}, "none": {"graph": "none"},
              "candidates": {},
              # the output layer (DeepParams.ldgn_output): "mixed" scores H4 with one map shared by all labels
