@@ -65,8 +65,7 @@ VARIANTS = {
              "both": {"aux_tasks": "both"}},
     # LightAttention's clusters are the label tree's leaves (DeepParams: at most 8 labels each); smaller
     # leaves give its generator more clusters to tell apart on small label sets
-    "lightattention": {f"leaves-{size}": {"tree": {"branching_factor": 16, "max_leaf_size": size}}
-                       for size in (2, 4, 8)},
+    "lightattention": {f"leaves-{size}": {"tree": {"max_leaf_size": size}} for size in (2, 4, 8)},
     "ldgn": {"both": {}, "static": {"graph": "static"}, "dynamic": {"graph": "dynamic"}, "none": {"graph": "none"},
              "candidates": {},
              # the output layer (DeepParams.ldgn_output): "mixed" scores H4 with one map shared by all labels
@@ -153,6 +152,8 @@ def run_one(model_name: str, dataset: str, data_root: Path, epochs: int, threads
         # DeepParams' word vectors from the source `--embedding` names, with the run's seed and worker count.
         options["embedding"] = dataclasses.replace(deep_default("embedding"), source=options.pop("embedding"),
                                                    seed=seed, threads=threads)
+        if "tree" in options:  # a variant's tree fields over DeepParams' own tree
+            options["tree"] = dataclasses.replace(deep_default("tree"), **options["tree"])
         params = DeepParams(epochs=epochs, threads=threads, seed=seed, lr=lr, **options)
         over = {"candidates": fit_linear_plt(train, threads, seed)} if model_name in OVER_LINEAR_CANDIDATES else {}
         model = MODELS[kind](params, **over).fit(train, valid=valid, progress=False, log=print)
