@@ -89,6 +89,49 @@ XMC_ALWAYS_INLINE void scores_2_impl(const Real* q0, const Real* q1, const Real*
   }
 }
 
+// 4 query rows x 4 token rows: 16 accumulators, 8 loads per 16 FMAs, half the loads per FMA of
+// scores_2. Only for 512-bit vectors: with 16 registers (AVX2) the accumulators alone fill them.
+template <typename Real, int VB>
+XMC_ALWAYS_INLINE void scores_4_impl(const Real* const* q, const Real* const* rows, int64_t n, int64_t D,
+                                     Real* const* s) {
+  using V = typename Simd<Real, VB>::V;
+  constexpr int64_t W = Simd<Real, VB>::kLanes;
+  const int64_t Dv = D / W * W;
+  for (int64_t j = 0; j < n; j += 4) {
+    const Real* h[4];
+    for (int k = 0; k < 4; ++k) h[k] = rows[std::min(j + k, n - 1)];  // a short last group repeats its last row
+    V lo[8] = {}, hi[8] = {};  // q0, q1 x h0..h3, then q2, q3 x h0..h3
+    for (int64_t d = 0; d < Dv; d += W) {
+      const V u0 = vload<V>(q[0] + d), u1 = vload<V>(q[1] + d), u2 = vload<V>(q[2] + d), u3 = vload<V>(q[3] + d);
+      const V x0 = vload<V>(h[0] + d), x1 = vload<V>(h[1] + d), x2 = vload<V>(h[2] + d), x3 = vload<V>(h[3] + d);
+      lo[0] += u0 * x0;
+      lo[1] += u0 * x1;
+      lo[2] += u0 * x2;
+      lo[3] += u0 * x3;
+      lo[4] += u1 * x0;
+      lo[5] += u1 * x1;
+      lo[6] += u1 * x2;
+      lo[7] += u1 * x3;
+      hi[0] += u2 * x0;
+      hi[1] += u2 * x1;
+      hi[2] += u2 * x2;
+      hi[3] += u2 * x3;
+      hi[4] += u3 * x0;
+      hi[5] += u3 * x1;
+      hi[6] += u3 * x2;
+      hi[7] += u3 * x3;
+    }
+    Real r[16];
+    reduce_8<Real, VB>(lo, r);
+    reduce_8<Real, VB>(hi, r + 8);
+    for (int64_t d = Dv; d < D; ++d)  // the tail of D that is not a whole vector
+      for (int c = 0; c < 4; ++c)
+        for (int k = 0; k < 4; ++k) r[4 * c + k] += q[c][d] * h[k][d];
+    for (int64_t k = 0; k < 4 && j + k < n; ++k)
+      for (int c = 0; c < 4; ++c) s[c][j + k] = r[4 * c + k];
+  }
+}
+
 // 2 output rows x 4 vectors of D: 8 accumulators stay in registers across the n terms.
 template <typename Real, int VB>
 XMC_ALWAYS_INLINE void combine_2_impl(Real* out0, Real* out1, const Real* w0, const Real* w1,
@@ -148,6 +191,11 @@ XMC_CPU_CLONES void combine_2_v3(Real* out0, Real* out1, const Real* w0, const R
 
 #if XMC_CPU_AVX512
 template <typename Real>
+__attribute__((target("arch=x86-64-v4"))) void scores_4_v4(const Real* const* q, const Real* const* rows, int64_t n,
+                                                           int64_t D, Real* const* s) {
+  scores_4_impl<Real, 64>(q, rows, n, D, s);
+}
+template <typename Real>
 __attribute__((target("arch=x86-64-v4"))) void scores_2_v4(const Real* q0, const Real* q1, const Real* const* rows,
                                                            int64_t n, int64_t D, Real* s0, Real* s1) {
   scores_2_impl<Real, 64>(q0, q1, rows, n, D, s0, s1);
@@ -185,6 +233,15 @@ void scores_2(const Real* q0, const Real* q1, const Real* const* rows, int64_t n
 }
 
 template <typename Real>
+void scores_4(const Real* const* q, const Real* const* rows, int64_t n, int64_t D, Real* const* s) {
+#if XMC_CPU_AVX512
+  if (avx512_enabled()) return scores_4_v4(q, rows, n, D, s);
+#endif
+  scores_2_v3(q[0], q[1], rows, n, D, s[0], s[1]);
+  scores_2_v3(q[2], q[3], rows, n, D, s[2], s[3]);
+}
+
+template <typename Real>
 void combine_2(Real* out0, Real* out1, const Real* w0, const Real* w1, const Real* const* rows, int64_t n,
                int64_t D) {
 #if XMC_CPU_AVX512
@@ -196,6 +253,8 @@ void combine_2(Real* out0, Real* out1, const Real* w0, const Real* w1, const Rea
 template void scores_2<float>(const float*, const float*, const float* const*, int64_t, int64_t, float*, float*);
 template void scores_2<double>(const double*, const double*, const double* const*, int64_t, int64_t, double*,
                                double*);
+template void scores_4<float>(const float* const*, const float* const*, int64_t, int64_t, float* const*);
+template void scores_4<double>(const double* const*, const double* const*, int64_t, int64_t, double* const*);
 template void combine_2<float>(float*, float*, const float*, const float*, const float* const*, int64_t, int64_t);
 template void combine_2<double>(double*, double*, const double*, const double*, const double* const*, int64_t,
                                 int64_t);

@@ -15,6 +15,7 @@ namespace {
 
 using cpu::combine_2;
 using cpu::scores_2;
+using cpu::scores_4;
 
 // Labels handled together (even: the micro-kernels take label pairs); their rows and
 // accumulators stay in cache while a block of token states streams past.
@@ -48,6 +49,20 @@ struct RealTokens {
   int64_t count(int64_t b) const { return ptr[b + 1] - ptr[b]; }
   const Real* const* row_ptrs(int64_t b, int64_t k0) const { return rows.data() + ptr[b] + k0; }
 };
+
+// out[c * kTokenBlock + j] = q[c] . rows[j] for the nc rows of q (q[nc] must be readable: an odd
+// last label is paired with it), four labels at a time, then pairs.
+template <typename Real>
+void tile_scores(const Real* const* q, int64_t nc, const Real* const* rows, int64_t nt, int64_t D, Real* out) {
+  int64_t c = 0;
+  for (; c + 4 <= nc; c += 4) {
+    Real* s[4] = {out + c * kTokenBlock, out + (c + 1) * kTokenBlock, out + (c + 2) * kTokenBlock,
+                  out + (c + 3) * kTokenBlock};
+    scores_4(q + c, rows, nt, D, s);
+  }
+  for (; c < nc; c += 2)
+    scores_2(q[c], q[c + 1], rows, nt, D, out + c * kTokenBlock, out + std::min(c + 1, nc - 1) * kTokenBlock);
+}
 
 template <typename Real>
 inline int64_t label_of(const AttentionInputs<Real>& in, int64_t b, int64_t c) {
@@ -104,10 +119,7 @@ void label_attention_forward(const AttentionInputs<Real>& in, Real* out, Real* l
       std::fill(junk.begin(), junk.end(), Real(0));
       for (int64_t k0 = 0; k0 < tok.count(b); k0 += kTokenBlock) {
         const int64_t nt = std::min(kTokenBlock, tok.count(b) - k0);
-        for (int64_t c = 0; c < nc; c += 2) {
-          Real* s1 = scores.data() + std::min(c + 1, nc - 1) * kTokenBlock;
-          scores_2(q[c], q[c + 1], tok.row_ptrs(b, k0), nt, D, scores.data() + c * kTokenBlock, s1);
-        }
+        tile_scores(q, nc, tok.row_ptrs(b, k0), nt, D, scores.data());
         for (int64_t c = 0; c < nc; ++c) {
           const Real* s = scores.data() + c * kTokenBlock;
           Real* w = weights.data() + c * kTokenBlock;
@@ -181,11 +193,8 @@ void label_attention_backward(const AttentionInputs<Real>& in, const Real* out, 
           for (int64_t k0 = 0; k0 < tok.count(b); k0 += kTokenBlock) {
             const int64_t nt = std::min(kTokenBlock, tok.count(b) - k0);
             const Real* const* rows = tok.row_ptrs(b, k0);
-            for (int64_t c = 0; c < nc; c += 2) {
-              const int64_t c1 = std::min(c + 1, nc - 1) * kTokenBlock;
-              scores_2(q[c], q[c + 1], rows, nt, D, s.data() + c * kTokenBlock, s.data() + c1);
-              scores_2(g[c], g[c + 1], rows, nt, D, dp.data() + c * kTokenBlock, dp.data() + c1);
-            }
+            tile_scores(q, nc, rows, nt, D, s.data());
+            tile_scores(g, nc, rows, nt, D, dp.data());
             for (int64_t c = 0; c < nc; ++c)
               for (int64_t j = 0; j < nt; ++j) {
                 const int64_t k = c * kTokenBlock + j;
