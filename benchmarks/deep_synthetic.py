@@ -120,7 +120,8 @@ def main() -> None:
     lines = [f"# Deep models over the tree vs linear PLT: generated text, {args.labels:,} labels", "",
              f"{args.train_docs:,} training / {args.test_docs:,} test documents, vocabulary {args.vocab:,}; "
              f"batch {args.batch_size}, {args.embedding_dim}-d random embeddings, BiLSTM {args.hidden} per "
-             f"direction, FC {args.fc}, Adam lr {args.lr:g}; AttentionXML: tree height {args.height}, {args.epochs} epoch(s) per level, "
+             f"direction, FC {args.fc}, Adam lr {args.lr:g}; AttentionXML: tree height {args.height}, "
+             f"{args.epochs} epoch(s) per level, "
              f"top-k / beam {args.top_k}{ldgn}; threads={args.threads}. One run, "
              f"each model in its own process.", "",
              "| model | P@1 | P@3 | P@5 | PSP@5 | train s | predict docs/s | peak MiB |", "|---|---|---|---|---|---|---|---|"]

@@ -17,11 +17,11 @@ bool avx512_enabled();
 template <typename Real>
 void scores_2(const Real* q0, const Real* q1, const Real* const* rows, int64_t n, int64_t D, Real* s0, Real* s1);
 
-// out0 += sum_i w0[i] rows[i] and out1 += sum_i w1[i] rows[i] for i < n (rows of length D).
 // scores_2 for four query rows q[0..3] into s[0..3]: s[c][j] = q[c] . rows[j].
 template <typename Real>
 void scores_4(const Real* const* q, const Real* const* rows, int64_t n, int64_t D, Real* const* s);
 
+// out0 += sum_i w0[i] rows[i] and out1 += sum_i w1[i] rows[i] for i < n (rows of length D).
 template <typename Real>
 void combine_2(Real* out0, Real* out1, const Real* w0, const Real* w1, const Real* const* rows, int64_t n,
                int64_t D);
