@@ -63,28 +63,19 @@ def backend_fn(backend):
     return lambda H, mask, Q, cand: label_attention(H, mask, Q, cand, backend=backend)
 
 
+# "past the vector width": D = 37 is whole SIMD vectors plus a tail at any width; 23 labels and 11
+# candidates give label tiles that end in groups of four, a pair and a single label.
+@pytest.mark.parametrize("sizes", [{}, dict(B=5, T=70, D=37, L=23, C=11, seed=4)],
+                         ids=["small", "past-the-vector-width"])
 @pytest.mark.parametrize("use_candidates", [False, True])
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_matches_reference_in_float64(backend, use_candidates, small_tiles):
-    H, mask, Q, cand = make_inputs(torch.float64, device_of(backend))
+def test_matches_reference_in_float64(backend, use_candidates, sizes, small_tiles):
+    H, mask, Q, cand = make_inputs(torch.float64, device_of(backend), **sizes)
     cand = cand if use_candidates else None
     ref = run(label_attention_reference, H, mask, Q, cand)
     got = run(backend_fn(backend), H, mask, Q, cand, grad_out=ref[3])
     for name, r, x in zip(("out", "grad_H", "grad_Q"), ref[:3], got[:3]):
         assert x.shape == r.shape, name
-        torch.testing.assert_close(x, r, rtol=1e-10, atol=1e-12, msg=name)
-
-
-@pytest.mark.parametrize("use_candidates", [False, True])
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_matches_reference_past_the_vector_width(backend, use_candidates):
-    # D = 37: whole SIMD vectors plus a tail at any width; 23 labels and 11 candidates: label tiles that
-    # end in groups of four, a pair and a single label.
-    H, mask, Q, cand = make_inputs(torch.float64, device_of(backend), B=5, T=70, D=37, L=23, C=11, seed=4)
-    cand = cand if use_candidates else None
-    ref = run(label_attention_reference, H, mask, Q, cand)
-    got = run(backend_fn(backend), H, mask, Q, cand, grad_out=ref[3])
-    for name, r, x in zip(("out", "grad_H", "grad_Q"), ref[:3], got[:3]):
         torch.testing.assert_close(x, r, rtol=1e-10, atol=1e-12, msg=name)
 
 

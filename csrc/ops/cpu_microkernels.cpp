@@ -43,93 +43,45 @@ XMC_ALWAYS_INLINE void reduce_8(const typename Simd<Real, VB>::V (&a)[8], Real* 
   }
 }
 
-// 2 query rows x 4 token rows: 8 accumulators over D-vectors, 6 loads per 8 FMAs; rows are
-// read contiguously (a transposed layout would stride by a power of two and thrash L1 sets).
-template <typename Real, int VB>
-XMC_ALWAYS_INLINE void scores_2_impl(const Real* q0, const Real* q1, const Real* const* rows, int64_t n, int64_t D,
-                                     Real* s0, Real* s1) {
-  using V = typename Simd<Real, VB>::V;
-  constexpr int64_t W = Simd<Real, VB>::kLanes;
-  const int64_t Dv = D / W * W;
-  for (int64_t j = 0; j < n; j += 4) {
-    // A short last group repeats its last row; the extra results are not stored.
-    const Real* h0 = rows[j];
-    const Real* h1 = rows[std::min(j + 1, n - 1)];
-    const Real* h2 = rows[std::min(j + 2, n - 1)];
-    const Real* h3 = rows[std::min(j + 3, n - 1)];
-    V acc[8] = {};  // q0 x h0..h3, then q1 x h0..h3
-    for (int64_t d = 0; d < Dv; d += W) {
-      const V u = vload<V>(q0 + d), v = vload<V>(q1 + d);
-      const V x0 = vload<V>(h0 + d), x1 = vload<V>(h1 + d), x2 = vload<V>(h2 + d), x3 = vload<V>(h3 + d);
-      acc[0] += u * x0;
-      acc[1] += u * x1;
-      acc[2] += u * x2;
-      acc[3] += u * x3;
-      acc[4] += v * x0;
-      acc[5] += v * x1;
-      acc[6] += v * x2;
-      acc[7] += v * x3;
-    }
-    Real r[8];
-    reduce_8<Real, VB>(acc, r);
-    for (int64_t d = Dv; d < D; ++d) {  // the tail of D that is not a whole vector
-      r[0] += q0[d] * h0[d];
-      r[1] += q0[d] * h1[d];
-      r[2] += q0[d] * h2[d];
-      r[3] += q0[d] * h3[d];
-      r[4] += q1[d] * h0[d];
-      r[5] += q1[d] * h1[d];
-      r[6] += q1[d] * h2[d];
-      r[7] += q1[d] * h3[d];
-    }
-    for (int64_t k = 0; k < 4 && j + k < n; ++k) {
-      s0[j + k] = r[k];
-      s1[j + k] = r[4 + k];
-    }
-  }
-}
-
-// 4 query rows x 4 token rows: 16 accumulators, 8 loads per 16 FMAs, half the loads per FMA of
-// scores_2. Only for 512-bit vectors: with 16 registers (AVX2) the accumulators alone fill them.
-template <typename Real, int VB>
-XMC_ALWAYS_INLINE void scores_4_impl(const Real* const* q, const Real* const* rows, int64_t n, int64_t D,
-                                     Real* const* s) {
+// NQ query rows (2 or 4) x 4 token rows: 4 NQ accumulators over D-vectors, NQ + 4 loads per 4 NQ FMAs
+// (6 per 8 for a pair, 8 per 16 for four: four need 16 registers for their accumulators alone, so
+// only the 32 of AVX-512 take them). Rows are read contiguously (a transposed layout would stride
+// by a power of two and thrash L1 sets). s[c][j] = q[c] . rows[j] for j < n.
+template <typename Real, int VB, int NQ>
+XMC_ALWAYS_INLINE void scores_impl(const Real* const* q, const Real* const* rows, int64_t n, int64_t D,
+                                   Real* const* s) {
+  static_assert(NQ == 2 || NQ == 4, "scores_impl takes 2 or 4 query rows");
   using V = typename Simd<Real, VB>::V;
   constexpr int64_t W = Simd<Real, VB>::kLanes;
   const int64_t Dv = D / W * W;
   for (int64_t j = 0; j < n; j += 4) {
     const Real* h[4];
     for (int k = 0; k < 4; ++k) h[k] = rows[std::min(j + k, n - 1)];  // a short last group repeats its last row
-    V lo[8] = {}, hi[8] = {};  // q0, q1 x h0..h3, then q2, q3 x h0..h3
+    V acc[NQ / 2][8] = {};  // acc[c / 2][4 (c % 2) + k]: q[c] x h[k]
     for (int64_t d = 0; d < Dv; d += W) {
-      const V u0 = vload<V>(q[0] + d), u1 = vload<V>(q[1] + d), u2 = vload<V>(q[2] + d), u3 = vload<V>(q[3] + d);
-      const V x0 = vload<V>(h[0] + d), x1 = vload<V>(h[1] + d), x2 = vload<V>(h[2] + d), x3 = vload<V>(h[3] + d);
-      lo[0] += u0 * x0;
-      lo[1] += u0 * x1;
-      lo[2] += u0 * x2;
-      lo[3] += u0 * x3;
-      lo[4] += u1 * x0;
-      lo[5] += u1 * x1;
-      lo[6] += u1 * x2;
-      lo[7] += u1 * x3;
-      hi[0] += u2 * x0;
-      hi[1] += u2 * x1;
-      hi[2] += u2 * x2;
-      hi[3] += u2 * x3;
-      hi[4] += u3 * x0;
-      hi[5] += u3 * x1;
-      hi[6] += u3 * x2;
-      hi[7] += u3 * x3;
+      V x[4];
+      for (int k = 0; k < 4; ++k) x[k] = vload<V>(h[k] + d);
+      for (int c = 0; c < NQ; ++c) {
+        const V u = vload<V>(q[c] + d);
+        for (int k = 0; k < 4; ++k) acc[c / 2][4 * (c % 2) + k] += u * x[k];
+      }
     }
-    Real r[16];
-    reduce_8<Real, VB>(lo, r);
-    reduce_8<Real, VB>(hi, r + 8);
+    Real r[4 * NQ];  // r[4 c + k]
+    for (int g = 0; g < NQ / 2; ++g) reduce_8<Real, VB>(acc[g], r + 8 * g);
     for (int64_t d = Dv; d < D; ++d)  // the tail of D that is not a whole vector
-      for (int c = 0; c < 4; ++c)
+      for (int c = 0; c < NQ; ++c)
         for (int k = 0; k < 4; ++k) r[4 * c + k] += q[c][d] * h[k][d];
     for (int64_t k = 0; k < 4 && j + k < n; ++k)
-      for (int c = 0; c < 4; ++c) s[c][j + k] = r[4 * c + k];
+      for (int c = 0; c < NQ; ++c) s[c][j + k] = r[4 * c + k];
   }
+}
+
+template <typename Real, int VB>
+XMC_ALWAYS_INLINE void scores_2_impl(const Real* q0, const Real* q1, const Real* const* rows, int64_t n, int64_t D,
+                                     Real* s0, Real* s1) {
+  const Real* q[2] = {q0, q1};
+  Real* s[2] = {s0, s1};
+  scores_impl<Real, VB, 2>(q, rows, n, D, s);
 }
 
 // 2 output rows x 4 vectors of D: 8 accumulators stay in registers across the n terms.
@@ -193,7 +145,7 @@ XMC_CPU_CLONES void combine_2_v3(Real* out0, Real* out1, const Real* w0, const R
 template <typename Real>
 __attribute__((target("arch=x86-64-v4"))) void scores_4_v4(const Real* const* q, const Real* const* rows, int64_t n,
                                                            int64_t D, Real* const* s) {
-  scores_4_impl<Real, 64>(q, rows, n, D, s);
+  scores_impl<Real, 64, 4>(q, rows, n, D, s);
 }
 template <typename Real>
 __attribute__((target("arch=x86-64-v4"))) void scores_2_v4(const Real* q0, const Real* q1, const Real* const* rows,
