@@ -63,8 +63,8 @@ VARIANTS = {
              "hlw-no-pretraining": {"encoder": "hlw", "pretrain_steps": 0}},
     "laco": {"none": {}, "plcp": {"aux_tasks": "plcp"}, "clcp": {"aux_tasks": "clcp"},
              "both": {"aux_tasks": "both"}},
-    # LightAttention's clusters are the label tree's leaves (DeepParams: at most 8 labels each); smaller
-    # leaves give its generator more clusters to tell apart on small label sets
+    # LightAttention's clusters are the label tree's leaves (at most DeepParams.tree.max_leaf_size labels);
+    # smaller leaves give its generator more clusters to tell apart on small label sets
     "lightattention": {f"leaves-{size}": {"tree": {"max_leaf_size": size}} for size in (2, 4, 8)},
     "ldgn": {"both": {}, "static": {"graph": "static"}, "dynamic": {"graph": "dynamic"}, "none": {"graph": "none"},
              "candidates": {},

@@ -17,7 +17,7 @@ using cpu::combine_2;
 using cpu::scores_2;
 using cpu::scores_4;
 
-// Labels handled together (even: the micro-kernels take label pairs); their rows and
+// Labels handled together (a multiple of four: the micro-kernels take labels four or two at a time); their rows and
 // accumulators stay in cache while a block of token states streams past.
 constexpr int64_t kLabelTile = 16;
 constexpr int64_t kTokenBlock = 64;
