@@ -62,6 +62,25 @@ def test_each_variant_learns_and_round_trips(graph, trained, corpus):
     assert json.loads((directory / "params.json").read_text())["graph"] == graph
 
 
+@pytest.mark.parametrize("graph", ["dynamic", "both"])
+def test_training_opens_the_dynamic_branch(graph, trained, corpus):
+    """The dynamic branch enters through a gate that starts closed; a gate left at 0 would make the
+    variant silently the same model as its static (or no-graph) counterpart."""
+    model, _ = trained[graph]
+    gate = model.network.dynamic_gate
+    assert abs(float(gate)) > 0.01, float(gate)
+    _, scores = model.predict_topk(corpus[1], k=5)
+    opened = gate.detach().clone()
+    with torch.no_grad():
+        gate.zero_()
+    try:
+        _, closed = model.predict_topk(corpus[1], k=5)
+    finally:
+        with torch.no_grad():
+            gate.copy_(opened)
+    assert np.abs(scores - closed).max() > 1e-3
+
+
 def test_the_mixed_output_layer_learns_and_round_trips(corpus, tmp_path):
     torch.set_num_threads(1)
     model = LDGN(DeepParams.from_dict({**params("both").to_dict(), "ldgn_output": "mixed"}))

@@ -6,14 +6,23 @@ is no word order to read); label-wise attention gives each label its own
 component u_i (``xmc.ops.label_attention``); two GCN layers on the static co-occurrence
 graph (``xmc.data.label_graph``, D^-1/2 A D^-1/2, LeakyReLU) give H2; two 1x1
 convolutions of H2 (one linear map per side) rebuild a dynamic graph
-D^-1/2 sigmoid(Qa Kb^T) D^-1/2 for this document, two GCN layers on it give H4
+D^-1/2 sigmoid(Qa Kb^T / sqrt(d1)) D^-1/2 for this document, two GCN layers on it give H4
 (``xmc.ops.dynamic_graph_propagate``, the graph never stored); an output layer scores
-[H2, H4], trained with binary cross-entropy. ``params.ldgn_output`` chooses that layer:
+[H2, g H4], trained with binary cross-entropy. ``params.ldgn_output`` chooses that layer:
 "per_label" (one weight vector per label over all of [H2, H4]) or "mixed" (per label over H2, one
 vector shared by all labels over H4, as the paper's W1; a bias per label). Without the dynamic
 graph the two are the same layer. (One vector shared over all of [H2, H4] was tried: on
 Reuters-21578 it trailed "mixed" by 2 points of P@1 and on small corpora it stayed at the most
 frequent label for 20 epochs.)
+
+Two details the paper leaves open are chosen for stability. Qa Kb^T is divided by sqrt(d1) (d1 =
+``params.graph_width``), as in scaled dot-product attention, so the sigmoid starts unsaturated. And
+g is one learned scalar that starts at 0: training begins from the variant without the dynamic graph
+and opens the dynamic branch as far as the loss gains from it. Without them, on Reuters-21578
+(skip-gram vectors) the training loss jumped 24-fold at epoch 5 and LDGN ended 2.8 points of P@1
+below the model with no graph (90.76 against 93.54); with them the loss jumped once, at epoch 14,
+after the kept weights, and LDGN ended at 93.31. On GoEmotions it went from 61.56 to 60.86 (no
+graph: 60.94).
 
 ``params.graph`` selects the paper's variants: "both" (LDGN), "static" (no dynamic graph:
 the output layer reads H2), "dynamic" (the dynamic graph rebuilt from the components
@@ -31,6 +40,7 @@ Two ways to choose the labels scored per document:
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Callable, Dict, Optional, Sequence, Tuple
 
@@ -76,6 +86,8 @@ class LDGNNetwork(nn.Module):
             self.conv_a = nn.Linear(first, params.graph_width, bias=False)
             self.conv_b = nn.Linear(first, params.graph_width, bias=False)
             self.dynamic = nn.ModuleList([nn.Linear(first, gcn), nn.Linear(gcn, gcn)])
+            self.logit_scale = 1.0 / math.sqrt(params.graph_width)  # of Qa Kb^T (module docstring)
+            self.dynamic_gate = nn.Parameter(torch.zeros(()))  # g of [H2, g H4], opened by training
         else:
             self.dynamic = None
         out_width = (first + gcn) if uses_dynamic else first
@@ -107,11 +119,11 @@ class LDGNNetwork(nn.Module):
                     x = self.act(gcn_propagate(graph, h.reshape(1, B * C, -1)).reshape(B, C, -1))
         parts = [x]
         if self.dynamic is not None:
-            Qa, Kb = self.conv_a(x), self.conv_b(x)  # the dynamic graph is rebuilt once, from H2
+            Qa, Kb = self.conv_a(x) * self.logit_scale, self.conv_b(x)  # the dynamic graph is rebuilt once, from H2
             y = x
             for layer in self.dynamic:
                 y = self.act(dynamic_graph_propagate(Qa, Kb, layer(y)))
-            parts.append(y)
+            parts.append(self.dynamic_gate * y)
         final = self.dropout(torch.cat(parts, dim=2))  # B, L or C, out_width
         own, shared = final[..., :self.per_label_width], final[..., self.per_label_width:]
         weight, bias = (self.out_weight, self.out_bias) if candidates is None else \
