@@ -189,8 +189,9 @@ void scores_4(const Real* const* q, const Real* const* rows, int64_t n, int64_t 
 #if XMC_CPU_AVX512
   if (avx512_enabled()) return scores_4_v4(q, rows, n, D, s);
 #endif
-  scores_2_v3(q[0], q[1], rows, n, D, s[0], s[1]);
-  scores_2_v3(q[2], q[3], rows, n, D, s[2], s[3]);
+  // Without AVX-512 four rows' accumulators do not fit in the registers: two pairs.
+  scores_2(q[0], q[1], rows, n, D, s[0], s[1]);
+  scores_2(q[2], q[3], rows, n, D, s[2], s[3]);
 }
 
 template <typename Real>
