@@ -68,7 +68,7 @@ def test_training_opens_the_dynamic_branch(graph, trained, corpus):
     variant silently the same model as its static (or no-graph) counterpart."""
     model, _ = trained[graph]
     gate = model.network.dynamic_gate
-    assert abs(float(gate)) > 0.01, float(gate)
+    assert abs(gate.item()) > 0.01, gate.item()
     _, scores = model.predict_topk(corpus[1], k=5)
     opened = gate.detach().clone()
     with torch.no_grad():
