@@ -143,7 +143,7 @@ def fit_linear_plt(train, threads: int, seed: int):
     """xmc's linear PLT (default parameters) fitted on a TextData split: the deep benchmarks' baseline and the
     model that proposes LDGN's candidates. xmc is imported here, not above: the peers' interpreter never calls it."""
     from xmc.linear import PLTParams
-    from xmc.pipeline import Pipeline
+    from xmc.linear.pipeline import Pipeline
 
     return Pipeline(PLTParams(threads=threads, seed=seed)).fit(train)
 

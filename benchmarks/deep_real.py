@@ -145,18 +145,20 @@ def run_one(model_name: str, dataset: str, data_root: Path, epochs: int, threads
     else:
         import dataclasses
 
-        from xmc.models import MODELS, DeepParams
+        from xmc.registry import get
 
         kind, variant = model_spec(model_name)
+        entry = get(kind)
         options = {**DATASET_OPTIONS.get(dataset, {}), **deep_options, **variant}
-        # DeepParams' word vectors from the source `--embedding` names, with the run's seed and worker count.
-        options["embedding"] = dataclasses.replace(deep_default("embedding"), source=options.pop("embedding"),
+        defaults = entry.params_class()()
+        # The model's own word vectors from the source `--embedding` names, with the run's seed and worker count.
+        options["embedding"] = dataclasses.replace(defaults.embedding, source=options.pop("embedding"),
                                                    seed=seed, threads=threads)
-        if "tree" in options:  # a variant's tree fields over DeepParams' own tree
-            options["tree"] = dataclasses.replace(deep_default("tree"), **options["tree"])
-        params = DeepParams(epochs=epochs, threads=threads, seed=seed, lr=lr, **options)
+        if "tree" in options:  # a variant's tree fields over the model's own tree
+            options["tree"] = dataclasses.replace(defaults.tree, **options["tree"])
+        params = entry.params_class().from_flat(dict(epochs=epochs, threads=threads, seed=seed, lr=lr, **options))
         over = {"candidates": fit_linear_plt(train, threads, seed)} if model_name in OVER_LINEAR_CANDIDATES else {}
-        model = MODELS[kind](params, **over).fit(train, valid=valid, progress=False, log=print)
+        model = entry.model_class()(params, **over).fit(train, valid=valid, progress=False, log=print)
         predict = lambda corpus: model.predict_topk(corpus, k=10, threads=threads)
     train_seconds = time.perf_counter() - t0
     t1 = time.perf_counter()
@@ -176,13 +178,6 @@ def run_one(model_name: str, dataset: str, data_root: Path, epochs: int, threads
             "predict_docs_per_s": len(test.texts) / predict_seconds, "threshold": best_t,
             "peak_rss_bytes": peak_rss_bytes(), "n_train": len(train.texts), "n_test": len(test.texts),
             "metrics": metrics}
-
-
-def deep_default(name: str):
-    """A DeepParams default, read without importing torch."""
-    from xmc.models.params import DeepParams
-
-    return getattr(DeepParams(), name)
 
 
 COLUMNS = ["P@1", "P@3", "P@5", "nDCG@3", "nDCG@5", "PSP@1", "PSP@3", "PSP@5", "micro-F1", "macro-F1",

@@ -35,17 +35,18 @@ def make(args):
     return TextData(c.train_texts, c.train_labels), TextData(c.test_texts, c.test_labels)
 
 
-def deep_params(args, epochs: int, **model_options):
-    """The deep models' shared settings (the tree and top-k matter to AttentionXML only), plus
-    ``model_options`` of one model."""
-    from xmc.models import DeepParams
-    from xmc.nn.embeddings import EmbeddingParams
+def deep_params(kind: str, args, epochs: int, **model_options):
+    """The deep models' shared settings (the tree and top-k are AttentionXML's only), plus ``model_options``
+    of one model."""
+    from xmc.registry import get
+    from xmc.text.embeddings import EmbeddingParams
     from xmc.tree import TreeParams
 
-    return DeepParams(epochs=epochs, patience=epochs, threads=args.threads, seed=args.seed,
-                      batch_size=args.batch_size, lr=args.lr, hidden=args.hidden, fc_sizes=[args.fc],
-                      embedding=EmbeddingParams(source="random", dim=args.embedding_dim),
-                      tree=TreeParams(max_leaf_size=8, height=args.height), top_k=args.top_k, **model_options)
+    options = dict(epochs=epochs, patience=epochs, threads=args.threads, seed=args.seed, batch_size=args.batch_size,
+                   lr=args.lr, hidden=args.hidden, embedding=EmbeddingParams(source="random", dim=args.embedding_dim))
+    if kind == "attentionxml":
+        options.update(fc_sizes=[args.fc], tree=TreeParams(max_leaf_size=8, height=args.height), top_k=args.top_k)
+    return get(kind).params_class().from_flat({**options, **model_options})
 
 
 def run_one(name: str, args) -> Dict:
@@ -57,14 +58,14 @@ def run_one(name: str, args) -> Dict:
     if name == "linear":
         model = fit_linear_plt(train, args.threads, args.seed)
     elif name == "attentionxml":
-        from xmc.models import AttentionXML
+        from xmc.models.attentionxml import AttentionXML
 
-        model = AttentionXML(deep_params(args, args.epochs)).fit(train, progress=False, log=print)
+        model = AttentionXML(deep_params("attentionxml", args, args.epochs)).fit(train, progress=False, log=print)
         print(model.tree, flush=True)
     elif name == "ldgn":  # the linear PLT, trained here (its time counts), proposes the labels LDGN scores
-        from xmc.models import LDGN
+        from xmc.models.ldgn import LDGN
 
-        params = deep_params(args, args.ldgn_epochs, n_candidates=args.n_candidates)
+        params = deep_params("ldgn", args, args.ldgn_epochs, n_candidates=args.n_candidates)
         model = LDGN(params, candidates=fit_linear_plt(train, args.threads, args.seed)).fit(train, progress=False,
                                                                                             log=print)
     else:

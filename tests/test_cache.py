@@ -96,7 +96,7 @@ def test_automatic_mode_caches_large_files_only(corpus_file, monkeypatch):
 def test_a_model_trains_on_the_mapped_arrays(corpus_file):
     from xmc.data import XCData
     from xmc.linear import PLTParams
-    from xmc.pipeline import Pipeline
+    from xmc.linear.pipeline import Pipeline
 
     xc_cache.read_xc_cached(corpus_file, cache=True)
     mapped = xc_cache.read_xc_cached(corpus_file, cache=True)  # read-only maps: training must not write into them

@@ -92,11 +92,12 @@ def test_torchrun_linear_train_and_predict_equal_one_process(corpus, tmp_path):
 
 
 @pytest.mark.parametrize("model_args,tolerance", [
-    (["--model", "attentionxml", "--branching-factor", "4", "--max-leaf-size", "4", "--flat-max-labels", "8"], 0.5),
+    (["--model", "attentionxml", "--set", "tree.branching_factor=4", "--set", "tree.max_leaf_size=4", "--set",
+      "flat_max_labels=8"], 0.5),
     # LW-PT's pre-training steps are shared out over the ranks too. Its 2-rank runs do not follow one process
     # step for step (the ranks' dropout streams differ, and without dropout the first epochs still part):
     # on this corpus one process without pre-training spans 58.3-63.7 P@1 over seeds 0-2: 2 ranks land within 5.
-    (["--model", "lwpt", "--pretrain-steps", "30", "--pretrain-candidates", "3"], 5.0),
+    (["--model", "lwpt", "--set", "pretrain_steps=30", "--set", "pretrain_candidates=3"], 5.0),
 ], ids=["attentionxml", "lwpt"])
 def test_torchrun_deep_model_matches_one_process(model_args, tolerance, tmp_path):
     # DistributedDataParallel on gloo: each rank takes half of every global batch of 32 and the gradients
@@ -108,9 +109,9 @@ def test_torchrun_deep_model_matches_one_process(model_args, tolerance, tmp_path
                                          avg_features_per_doc=12.0))
     write_jsonl(tmp_path / "train.jsonl", TextData(t.train_texts, t.train_labels))
     write_jsonl(tmp_path / "test.jsonl", TextData(t.test_texts, t.test_labels))
-    args = ["train", *model_args, "--train", str(tmp_path / "train.jsonl"), "--embedding", "random",
-            "--embedding-dim", "16", "--hidden", "16", "--threads", "1", "--batch-size", "32", "--epochs", "3",
-            "--lr", "0.01"]
+    args = ["train", *model_args, "--train", str(tmp_path / "train.jsonl"), "--set", "embedding.source=random",
+            "--set", "embedding.dim=16", "--set", "hidden=16", "--threads", "1", "--set", "training.batch_size=32",
+            "--epochs", "3", "--set", "training.lr=0.01"]
     p_at_1 = {}
     for ranks in (1, 2):
         model = tmp_path / f"model{ranks}"

@@ -21,7 +21,7 @@ from hypothesis import strategies as st  # noqa: E402
 
 from xmc.data import DataFormatError, parse_xc_bytes, read_fasttext, read_jsonl  # noqa: E402
 from xmc.data._reference import reference_parse_xc  # noqa: E402
-from xmc.data.text import parse_fasttext_line  # noqa: E402
+from xmc.data.corpus import parse_fasttext_line  # noqa: E402
 
 # Arbitrary bytes often hold blank lines: their counted-skip warnings are tested elsewhere.
 pytestmark = pytest.mark.filterwarnings("ignore::xmc.data.errors.DataWarning")

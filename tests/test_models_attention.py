@@ -10,10 +10,12 @@ torch = pytest.importorskip("torch")
 from xmc.data import TextData  # noqa: E402
 from xmc.datasets.synthetic import SyntheticParams, make_text_corpus  # noqa: E402
 from xmc.metrics import evaluate  # noqa: E402
-from xmc.models import AttentionXML, DeepParams, LightAttention, load_model  # noqa: E402
-from xmc.models.batching import expand_children, parents_with_positives, row_targets  # noqa: E402
+from xmc.models.attentionxml import AttentionXML, AttentionXMLParams  # noqa: E402
+from xmc.models.light_attention import LightAttention, LightAttentionParams  # noqa: E402
+from xmc.registry import load_model  # noqa: E402
+from xmc.training.batching import expand_children, parents_with_positives, row_targets  # noqa: E402
 from xmc.models.light_attention import cluster_candidates  # noqa: E402
-from xmc.nn.embeddings import EmbeddingParams  # noqa: E402
+from xmc.text.embeddings import EmbeddingParams  # noqa: E402
 from xmc.tree import TreeParams  # noqa: E402
 from xmc.utils.modeldir import ModelFormatError  # noqa: E402
 
@@ -26,12 +28,14 @@ def _two_threads():
     torch.set_num_threads(before)
 
 
-def small_params(**overrides) -> DeepParams:
+def small_params(cls=AttentionXMLParams, **overrides):
     base = dict(embedding=EmbeddingParams(source="random", dim=32), hidden=32, fc_sizes=[32], batch_size=32,
                 epochs=8, patience=8, lr=1e-2, dropout=0.1, embedding_dropout=0.1, seed=0,
-                tree=TreeParams(branching_factor=4, max_leaf_size=4), top_k=4, generator_top_k=3)
+                tree=TreeParams(branching_factor=4, max_leaf_size=4), top_k=4)
+    if cls is LightAttentionParams:
+        base["generator_top_k"] = 3
     base.update(overrides)
-    return DeepParams(**base)
+    return cls.from_flat(base)
 
 
 def corpus(n_labels: int, n_train: int = 800, n_test: int = 150, seed: int = 3):
@@ -109,7 +113,7 @@ def test_beam_search_with_a_full_beam_is_exhaustive(tree_model):
     wide = max(model.tree.level_size(level) for level in range(1, model.tree.depth + 1))
     ids, scores = model.predict_topk(docs, k=5, beam=wide)
     # Exhaustive: every level scores all its nodes; a label's score is the product along its path.
-    from xmc.models.batching import tensors
+    from xmc.training.batching import tensors
 
     x, mask = tensors(docs, np.arange(len(docs)), model.params.text.max_len, model.device)
     with torch.no_grad():
@@ -126,7 +130,7 @@ def test_beam_search_with_a_full_beam_is_exhaustive(tree_model):
 
 def test_light_attention_learns_and_round_trips(tmp_path):
     train, test = corpus(24, n_train=600)
-    model = LightAttention(small_params()).fit(train, progress=False, log=None)
+    model = LightAttention(small_params(LightAttentionParams)).fit(train, progress=False, log=None)
     assert model.tree.n_leaves > 1
     assert p3(model, test) > majority_p3(model, train, test) + 0.1
     ids, _ = model.predict_topk(test, k=5)
@@ -177,10 +181,10 @@ def test_sparse_input_is_refused_with_a_clear_message(flat_model):
 
 
 def test_ensemble_averages_members_and_round_trips(tmp_path):
-    from xmc.models import Ensemble
+    from xmc.models.ensemble import Ensemble, EnsembleParams
 
     train, test = corpus(12, n_train=400, n_test=60)
-    ens = Ensemble("attentionxml", small_params(epochs=2), n_models=2).fit(train, progress=False, log=None)
+    ens = Ensemble(EnsembleParams(model="attentionxml", n_models=2, member=small_params(epochs=2))).fit(train, progress=False, log=None)
     ids, scores = ens.predict_topk(test, k=3)
     # The top ensemble score is the mean of the members' scores of that label.
     member_scores = []
@@ -199,7 +203,7 @@ def test_bilstm_encoder_equals_a_packed_bilstm_on_real_tokens():
     """The unpacked two-LSTM encoder must give a packed BiLSTM's states at every real token."""
     from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-    from xmc.models.networks import BiLSTMEncoder
+    from xmc.layers.encoders import BiLSTMEncoder
 
     torch.manual_seed(0)
     enc = BiLSTMEncoder(np.random.default_rng(0).random((50, 8), dtype=np.float32), 6,

@@ -11,13 +11,14 @@ torch = pytest.importorskip("torch")
 from xmc.data import TextData  # noqa: E402
 from xmc.datasets.synthetic import SyntheticParams, make_text_corpus  # noqa: E402
 from xmc.metrics import f1_scores  # noqa: E402
-from xmc.models import LACO, DeepParams, load_model  # noqa: E402
+from xmc.models.laco import LACO, LACOParams  # noqa: E402
+from xmc.registry import load_model  # noqa: E402
 from xmc.models.laco import LACONetwork, sample_clcp, sample_plcp  # noqa: E402
 from model_checks import assert_same_after_loading, head_baseline_p1, p_at  # noqa: E402
 
 
-def params(**extra) -> DeepParams:
-    return DeepParams.from_dict({"epochs": 5, "transformer_dim": 64, "batch_size": 32, "lr": 0.003, "dropout": 0.1,
+def params(**extra) -> LACOParams:
+    return LACOParams.from_flat({"epochs": 5, "transformer_dim": 64, "batch_size": 32, "lr": 0.003, "dropout": 0.1,
                                  "device": "cpu", "threads": 1, "swa_start": 0, "patience": 5,
                                  "embedding": {"source": "random", "dim": 32}, "text": {"max_len": 64}, **extra})
 
@@ -124,7 +125,7 @@ def test_a_forged_huge_weight_is_refused(corpus, tmp_path):
         load_model(tmp_path)
 
 
-@pytest.mark.parametrize("field, value, pattern", [("aux_tasks", "mlm", "aux_tasks must be one of"),
+@pytest.mark.parametrize("field, value, pattern", [("aux_tasks", "mlm", "aux_tasks: expected one of"),
                                                    ("aux_weight", 1.0, "aux_weight"),
                                                    ("transformer_dim", 30, "multiple of attention_heads")])
 def test_bad_options_are_refused(field, value, pattern):

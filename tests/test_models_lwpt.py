@@ -11,15 +11,16 @@ torch = pytest.importorskip("torch")
 from xmc.data import TextData  # noqa: E402
 from xmc.datasets.synthetic import SyntheticParams, make_text_corpus  # noqa: E402
 from xmc.metrics import f1_scores  # noqa: E402
-from xmc.models import LWPT, DeepParams, load_model  # noqa: E402
+from xmc.models.lwpt import LWPT, LWPTParams  # noqa: E402
+from xmc.registry import load_model  # noqa: E402
 from xmc.models.lwpt import (HLWLSTM, LWLSTM, PretrainingSampler, sentence_batch,  # noqa: E402
                              sentence_token_pattern, split_sentences)
-from xmc.nn.text import DEFAULT_TOKEN_PATTERN, Tokenizer, TextParams  # noqa: E402
+from xmc.text.tokens import DEFAULT_TOKEN_PATTERN, Tokenizer, TextParams  # noqa: E402
 from model_checks import assert_same_after_loading, head_baseline_p1, p_at  # noqa: E402
 
 
-def params(encoder: str = "lw", **extra) -> DeepParams:
-    return DeepParams.from_dict({"epochs": 6, "hidden": 32, "batch_size": 32, "lr": 0.003, "dropout": 0.2,
+def params(encoder: str = "lw", **extra) -> LWPTParams:
+    return LWPTParams.from_flat({"epochs": 6, "hidden": 32, "batch_size": 32, "lr": 0.003, "dropout": 0.2,
                                  "device": "cpu", "threads": 1, "swa_start": 0, "patience": 6, "encoder": encoder,
                                  "pretrain_steps": 150, "sentence_len": 10,
                                  "embedding": {"source": "random", "dim": 32}, "text": {"max_len": 64}, **extra})
@@ -144,7 +145,7 @@ def reuse_pretrained_encoders(model, directory, corpus):
     for name in ("target", "context"):
         assert not all(torch.equal(a, b) for a, b in zip(getattr(pretrained.network, name).state_dict().values(),
                                                          getattr(model.network, name).state_dict().values()))
-    again = LWPT(DeepParams.from_dict({**model.params.to_dict(), "epochs": 1}), pretrained=directory / "pretrained")
+    again = LWPT(model.params.with_values({"training.epochs": 1}), pretrained=directory / "pretrained")
     again.fit(corpus[0], valid=corpus[1], progress=False, log=None)
     assert again.pretraining == {} and again.vocab.labels == pretrained.vocab.labels
     assert again.text.vocab == pretrained.text.vocab
@@ -154,7 +155,7 @@ def reuse_pretrained_encoders(model, directory, corpus):
                                                       progress=False, log=None)
 
 
-@pytest.mark.parametrize("field, value, pattern", [("encoder", "han", "encoder must be one of"),
+@pytest.mark.parametrize("field, value, pattern", [("encoder", "han", "encoder: expected one of"),
                                                    ("pretrain_candidates", 1, "pretrain_candidates"),
                                                    ("pretrain_steps", -1, "pretrain_steps")])
 def test_bad_options_are_refused(field, value, pattern):

@@ -11,14 +11,15 @@ torch = pytest.importorskip("torch")
 from xmc.data import TextData  # noqa: E402
 from xmc.datasets.synthetic import SyntheticParams, make_text_corpus  # noqa: E402
 from xmc.metrics import f1_scores  # noqa: E402
-from xmc.models import DeepParams, Seq2SeqMDC, load_model  # noqa: E402
+from xmc.models.seq2seq_mdc import Seq2SeqMDC, Seq2SeqMDCParams  # noqa: E402
+from xmc.registry import load_model  # noqa: E402
 from xmc.models.seq2seq_mdc import DilatedConvolutions, Seq2SeqNetwork  # noqa: E402
 from xmc.utils.modeldir import ModelFormatError, load_json, write_manifest  # noqa: E402
 from model_checks import assert_same_after_loading, head_baseline_p1, p_at  # noqa: E402
 
 
-def params(attention: str = "hybrid", **extra) -> DeepParams:
-    return DeepParams.from_dict({"epochs": 8, "hidden": 32, "label_embedding_dim": 32, "batch_size": 32,
+def params(attention: str = "hybrid", **extra) -> Seq2SeqMDCParams:
+    return Seq2SeqMDCParams.from_flat({"epochs": 8, "hidden": 32, "label_embedding_dim": 32, "batch_size": 32,
                                  "lr": 0.003, "dropout": 0.1, "device": "cpu", "threads": 1, "swa_start": 0,
                                  "patience": 8, "top_k": 4, "decoder_attention": attention,
                                  "embedding": {"source": "random", "dim": 32}, "text": {"max_len": 64}, **extra})
@@ -205,7 +206,7 @@ def test_a_tree_is_refused(corpus):
 
 
 def test_an_unknown_attention_is_refused():
-    with pytest.raises(ValueError, match="decoder_attention must be one of"):
+    with pytest.raises(ValueError, match="decoder_attention: expected one of"):
         params("bilinear")
 
 

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from xmc.data.errors import DataFormatError
-from xmc.nn import (EmbeddingParams, TextEncoder, TextParams, Tokenizer, WordVocab, build_embeddings,
+from xmc.text import (EmbeddingParams, TextEncoder, TextParams, Tokenizer, WordVocab, build_embeddings,
                     iter_padded, iterate_batches, load_word2vec, pad_batch)
-from xmc.nn.embeddings import detect_word2vec_binary
+from xmc.text.embeddings import detect_word2vec_binary
 from xmc.utils.modeldir import ModelFormatError
 
 torch.set_num_threads(1)

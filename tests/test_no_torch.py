@@ -1,25 +1,53 @@
-"""The linear workflow (the README's main command) must run where torch is not installed."""
+"""The linear model, the tree, the search, data and metrics never need torch or the deep models."""
 from __future__ import annotations
 
 import subprocess
 import sys
 import textwrap
 
+BLOCK = """
+import sys
+class BlockTorch:
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch" or name.startswith("torch.") or name == "gensim":
+            raise ModuleNotFoundError(f"No module named {name!r} (blocked by this test)", name=name)
+        return None
+sys.meta_path.insert(0, BlockTorch())
+"""
 
-def test_linear_cli_runs_without_torch(tmp_path):
-    script = textwrap.dedent(f"""
-        import sys
-        class BlockTorch:
-            def find_spec(self, name, path=None, target=None):
-                if name == "torch" or name.startswith("torch.") or name == "gensim":
-                    raise ImportError(f"{{name}} is blocked by this test")
-                return None
-        sys.meta_path.insert(0, BlockTorch())
+# The torch-free layers: importing them must not pull in torch or any deep model.
+LEAN_MODULES = ["xmc.params", "xmc.registry", "xmc.inference", "xmc.linear", "xmc.linear.pipeline", "xmc.linear.plt",
+                "xmc.tree", "xmc.search", "xmc.data", "xmc.data.predictions", "xmc.metrics", "xmc.datasets",
+                "xmc.training.checkpoint", "xmc.training.distributed", "xmc.text.tokens", "xmc.cli.main"]
+
+
+def run_blocked(body: str) -> None:
+    script = BLOCK + textwrap.dedent(body)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert out.returncode == 0 and "OK" in out.stdout, out.stdout[-2000:] + out.stderr[-3000:]
+
+
+def test_lean_modules_import_neither_torch_nor_the_deep_models():
+    run_blocked(f"""
+        import importlib
+        for name in {LEAN_MODULES!r}:
+            importlib.import_module(name)
+        assert "torch" not in sys.modules
+        deep = [m for m in sys.modules if m.startswith(("xmc.models.", "xmc.layers", "xmc.training.loop"))]
+        assert not deep, deep
+        print("OK")
+    """)
+
+
+def test_linear_cli_trains_resumes_predicts_evaluates_without_torch(tmp_path):
+    run_blocked(f"""
         from xmc.cli.main import cli
         d = {str(tmp_path)!r}
         for args in (["generate", "--out", d, "--labels", "50", "--train-docs", "300", "--test-docs", "50",
                       "--features", "500"],
                      ["train", "--train", d + "/train.txt", "--model-dir", d + "/m", "--threads", "1"],
+                     ["train", "--train", d + "/train.txt", "--model-dir", d + "/m", "--threads", "1", "--resume"],
+                     ["train", "--train", d + "/train.txt", "--model-dir", d + "/r", "--threads", "1", "--resume"],
                      ["predict", "--model-dir", d + "/m", "--input", d + "/test.txt", "--out", d + "/p.txt"],
                      ["evaluate", "--predictions", d + "/p.txt", "--truth", d + "/test.txt"]):
             try:
@@ -29,5 +57,36 @@ def test_linear_cli_runs_without_torch(tmp_path):
         assert "torch" not in sys.modules
         print("OK")
     """)
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
-    assert out.returncode == 0 and "OK" in out.stdout, out.stdout[-2000:] + out.stderr[-3000:]
+
+
+def test_linear_resume_from_a_checkpoint_without_torch(tmp_path):
+    # A checkpoint left by an interrupted linear training is read back with torch blocked.
+    run_blocked(f"""
+        from pathlib import Path
+        import numpy as np
+        from xmc.datasets.synthetic import SyntheticParams, make_corpus
+        from xmc.linear import PLTLinear, PLTParams
+        from xmc.tree import TreeParams
+        c = make_corpus(SyntheticParams(n_labels=40, n_train=300, n_test=30, n_features=300))
+        params = PLTParams(threads=1, tree=TreeParams(branching_factor=2, max_leaf_size=2, threads=1))
+        ck = Path({str(tmp_path)!r}) / "ck"
+        a = PLTLinear(params).fit(c.X_train, c.Y_train, checkpoint_dir=ck)
+        b = PLTLinear(params).fit(c.X_train, c.Y_train, checkpoint_dir=ck, resume=True)
+        ia, sa = a.predict_topk(c.X_test, k=3)
+        ib, sb = b.predict_topk(c.X_test, k=3)
+        assert (ia == ib).all() and np.allclose(sa, sb)
+        assert "torch" not in sys.modules
+        print("OK")
+    """)
+
+
+def test_a_deep_model_without_torch_is_one_line_saying_what_to_install(tmp_path):
+    run_blocked(f"""
+        from click.testing import CliRunner
+        from xmc.cli.main import cli
+        r = CliRunner().invoke(cli, ["train", "--model", "attentionxml", "--train", {str(__file__)!r},
+                                     "--model-dir", {str(tmp_path / "m")!r}])
+        assert r.exit_code == 2, r.output
+        assert "needs PyTorch" in r.output and "pip install torch" in r.output and "Traceback" not in r.output
+        print("OK")
+    """)

@@ -136,7 +136,7 @@ def _tiny_delicious(folder, words):
 
 
 def test_delicious_words_stay_one_distinct_token_each(tmp_path):
-    from xmc.nn.text import TextParams, Tokenizer
+    from xmc.text.tokens import TextParams, Tokenizer
 
     _tiny_delicious(tmp_path, ["form_id", "formid", "_qacct", "zu"])
     data = load_delicious(tmp_path, "train")

@@ -26,12 +26,12 @@ pytest.importorskip("torch")
 from conftest import REPO  # noqa: E402
 from xmc.data import TextData, write_jsonl  # noqa: E402
 from xmc.datasets.synthetic import SyntheticParams, make_text_corpus  # noqa: E402
-from xmc.models import load_model  # noqa: E402
-from xmc.utils.checkpoint import find_checkpoint, open_checkpoint  # noqa: E402
+from xmc.registry import load_model  # noqa: E402
+from xmc.training.checkpoint import find_checkpoint, open_checkpoint  # noqa: E402
 from xmc.utils.modeldir import ModelFormatError  # noqa: E402
 
-TINY = ["--embedding", "random", "--embedding-dim", "16", "--hidden", "16", "--threads", "1", "--batch-size", "32",
-        "--checkpoint-every", "2"]
+TINY = ["--set", "embedding.source=random", "--set", "embedding.dim=16", "--set", "hidden=16", "--threads", "1",
+        "--set", "training.batch_size=32", "--set", "training.checkpoint_every=2"]
 # The worktree's own CLI (under an editable install from another checkout, xmc.cli points there).
 LAUNCH = [sys.executable, "-c", "import sys; from cli.main import main; main(sys.argv[1:])"]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE", "PYTHONPATH": str(REPO)}
@@ -141,9 +141,10 @@ def kill_and_resume(args, root: Path, kills: int, rng: np.random.Generator, max_
 
 @pytest.mark.parametrize("model,extra,kills,max_delay", [
     # 40 labels, at most 8 on a flat level: a 3-level tree (4, 16, 40 nodes), so kills also land between levels.
-    ("attentionxml", ["--epochs", "2", "--branching-factor", "4", "--max-leaf-size", "4",
-                      "--flat-max-labels", "8"], 15, 3.5),
-    ("lightattention", ["--epochs", "2", "--branching-factor", "4", "--max-leaf-size", "4"], 5, 3.0),
+    ("attentionxml", ["--epochs", "2", "--set", "tree.branching_factor=4", "--set", "tree.max_leaf_size=4",
+                      "--set", "flat_max_labels=8"], 15, 3.5),
+    ("lightattention", ["--epochs", "2", "--set", "tree.branching_factor=4", "--set", "tree.max_leaf_size=4"],
+     5, 3.0),
 ])
 def test_sigkill_at_random_moments_then_resume_equals_uninterrupted(corpus, tmp_path, model, extra, kills,
                                                                      max_delay):
@@ -163,8 +164,8 @@ def test_sigkill_at_random_moments_then_resume_equals_uninterrupted(corpus, tmp_
 
 
 def test_linear_plt_sigkill_then_resume_equals_uninterrupted(corpus, tmp_path):
-    args = ["train", "--model", "linear", "--train", corpus / "train.jsonl", "--branching-factor", "2",
-            "--max-leaf-size", "2", "--threads", "1"]
+    args = ["train", "--model", "linear", "--train", corpus / "train.jsonl", "--set", "tree.branching_factor=2",
+            "--set", "tree.max_leaf_size=2", "--threads", "1"]
     run_inprocess(*args, "--model-dir", tmp_path / "ref")
     ids0, scores0, _ = predictions(tmp_path / "ref", corpus / "test.jsonl")
 
@@ -180,7 +181,7 @@ def test_linear_plt_sigkill_then_resume_equals_uninterrupted(corpus, tmp_path):
 def test_linear_resume_skips_finished_layers(corpus, tmp_path):
     from xmc.linear import PLTLinear, PLTParams
     from xmc.data import load_corpus
-    from xmc.pipeline import Pipeline
+    from xmc.linear.pipeline import Pipeline
     from xmc.tree import TreeParams
 
     params = PLTParams(threads=1, tree=TreeParams(branching_factor=2, max_leaf_size=2))
@@ -213,7 +214,7 @@ def test_linear_resume_skips_finished_layers(corpus, tmp_path):
 
 def test_sigint_checkpoints_and_exits_130_then_damaged_checkpoint_is_refused(corpus, tmp_path):
     args = ["train", "--model", "attentionxml", "--train", corpus / "train.jsonl", *TINY, "--epochs", "20",
-            "--patience", "20", "--model-dir", tmp_path / "m"]
+            "--set", "training.patience=20", "--model-dir", tmp_path / "m"]
     child = subprocess.Popen(LAUNCH + [str(a) for a in args], cwd=REPO, env=ENV, stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, text=True)
     state = tmp_path / "m" / "checkpoint" / "state.json"
@@ -248,28 +249,26 @@ def test_resume_with_changed_options_is_refused(corpus, tmp_path):
     args = ["train", "--model", "attentionxml", "--train", corpus / "train.jsonl", *TINY, "--epochs", "1",
             "--model-dir", tmp_path / "m"]
     run_inprocess(*args)
-    from xmc.models import AttentionXML, DeepParams
-    from xmc.nn.embeddings import EmbeddingParams
+    from xmc.models.attentionxml import AttentionXML, AttentionXMLParams
+    from xmc.text.embeddings import EmbeddingParams
 
     model = load_model(tmp_path / "m")
-    result = CliRunner().invoke(_cli(), [str(a) for a in args] + ["--resume", "--hidden", "32"])
+    result = CliRunner().invoke(_cli(), [str(a) for a in args] + ["--resume", "--set", "hidden=32"])
     assert result.exit_code == 0 and "nothing to resume" in result.output
-    params = DeepParams(embedding=EmbeddingParams(source="random", dim=16), hidden=16, epochs=1, threads=1,
-                        batch_size=32, checkpoint_every=2)
+    params = AttentionXMLParams.from_flat(dict(embedding=EmbeddingParams(source="random", dim=16), hidden=16,
+                                               epochs=1, threads=1, batch_size=32, checkpoint_every=2))
     from xmc.data import load_corpus
 
     data = load_corpus(corpus / "train.jsonl")
     AttentionXML(params).fit(data, log=None, progress=False, checkpoint_dir=tmp_path / "ck")
-    changed = DeepParams(embedding=EmbeddingParams(source="random", dim=16), hidden=32, epochs=1, threads=2,
-                         batch_size=32, checkpoint_every=2)
+    changed = params.with_values({"hidden": 32, "training.threads": 2})
     with pytest.raises(ModelFormatError, match=r"other options.*hidden: checkpoint 16, now 32"):
         AttentionXML(changed).fit(data, log=None, progress=False, checkpoint_dir=tmp_path / "ck", resume=True)
     other = TextData(data.texts[:-1], data.labels[:-1])
     with pytest.raises(ModelFormatError, match="other data"):
         AttentionXML(params).fit(other, log=None, progress=False, checkpoint_dir=tmp_path / "ck", resume=True)
     # The complete checkpoint resumes to the same model without training (threads may change).
-    same = DeepParams(embedding=EmbeddingParams(source="random", dim=16), hidden=16, epochs=1, threads=2,
-                      batch_size=32, checkpoint_every=2)
+    same = params.with_values({"training.threads": 2})
     resumed = AttentionXML(same).fit(data, log=None, progress=False, checkpoint_dir=tmp_path / "ck", resume=True)
     ids_a, _ = resumed.predict_topk(data, k=3, threads=1)
     assert ids_a.shape == (len(data), 3) and model.n_labels == resumed.n_labels

@@ -8,8 +8,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from xmc.models.params import DeepParams  # noqa: E402
-from xmc.models.training import train_epochs  # noqa: E402
+from xmc.training.params import TrainingParams  # noqa: E402
+from xmc.training.loop import train_epochs  # noqa: E402
 
 
 def noisy_scalar_fit(swa_start: int, epochs: int = 12, seed: int = 3):
@@ -33,7 +33,7 @@ def noisy_scalar_fit(swa_start: int, epochs: int = 12, seed: int = 3):
         epoch_end_weights.append(w)
         return {"P@1": -abs(w)}
 
-    params = DeepParams(epochs=epochs, batch_size=10, lr=0.3, patience=epochs, swa_start=swa_start, grad_clip=0.0)
+    params = TrainingParams(epochs=epochs, batch_size=10, lr=0.3, patience=epochs, swa_start=swa_start, grad_clip=0.0)
     lines: List[str] = []
     history = train_epochs(net, step, np.ones(100, dtype=np.int64), params, validate, desc="toy",
                            log=lines.append, progress=False)
@@ -62,5 +62,5 @@ def test_the_weight_average_is_kept_when_it_validates_better():
 
 
 def test_swa_start_is_checked():
-    with pytest.raises(ValueError, match="swa_start must be an integer >= 0"):
-        DeepParams(swa_start=-1)
+    with pytest.raises(ValueError, match="swa_start: expected an integer >= 0"):
+        TrainingParams(swa_start=-1)

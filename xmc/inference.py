@@ -14,9 +14,10 @@ from typing import Callable, Dict, Optional, Sequence
 
 import numpy as np
 
-from xmc import distributed
 from xmc.data.predictions import PredictionWriter
 from xmc.data.stream import DEFAULT_CHUNK_DOCS, iter_corpus
+from xmc.metrics import evaluate
+from xmc.training import distributed
 from xmc.utils.modeldir import load_arrays
 
 
@@ -36,8 +37,6 @@ def predict_file(model, input_path: str, out_path: Path, k: int = 5, format: Opt
                  **predict_options) -> PredictionRun:
     """Top-k predictions of every document of ``input_path`` written to ``out_path`` (text) and
     its .npz twin; P@k/nDCG@k (k = 1, 3, 5 up to ``k``) when the input carries labels."""
-    from xmc.metrics import evaluate
-
     out_path = Path(out_path)
     chunks = iter_corpus(input_path, format=format, labels_path=labels_path, chunk_docs=chunk_docs,
                          threads=threads, **(limits or {}), **model.reader_kwargs())

@@ -13,9 +13,8 @@ skipped is counted in one :class:`DataWarning` per kind. Line length and labels
 per document are limited (:mod:`xmc.data.limits`). README.md's "Malformed
 input" table lists every case.
 """
+from xmc.data.corpus import TextData, detect_format, load_corpus, read_fasttext, read_jsonl, read_text_pair, write_jsonl
 from xmc.data.errors import DataFormatError, DataWarning, UnknownLabelError
-from xmc.data.text import (TextData, detect_format, load_corpus, read_fasttext, read_jsonl,
-                           read_text_pair, write_jsonl)
 from xmc.data.tfidf import TfidfFeaturizer, TfidfParams
 from xmc.data.vocab import LabelVocab
 from xmc.data.xc import XCData, parse_xc_bytes, read_xc, write_xc

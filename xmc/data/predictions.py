@@ -18,6 +18,9 @@ from typing import Dict, List, Sequence, Tuple
 import numpy as np
 import scipy.sparse as sp
 
+from xmc.data.checks import warn_unknown_labels
+from xmc.data.xc import XCData
+from xmc.metrics import evaluate, inv_propensity, recall_at_k
 from xmc.utils.modeldir import load_arrays
 
 
@@ -144,8 +147,6 @@ def read_predictions(path: Path) -> Tuple[List[List[str]], List[List[float]]]:
 
 
 def _truth_label_names(corpus) -> List[List[str]]:
-    from xmc.data import XCData
-
     if isinstance(corpus, XCData):
         Y = corpus.Y.tocsr()
         return [[str(j) for j in Y.indices[Y.indptr[i]:Y.indptr[i + 1]]] for i in range(Y.shape[0])]
@@ -171,9 +172,6 @@ def evaluate_prediction_file(path: Path, truth, ks: Sequence[int] = (1, 3, 5), t
     names a ``.npz`` prediction file carries) stay in the truth, counted in a
     :class:`~xmc.data.DataWarning`: no model can predict them, so recall and
     nDCG count them as misses."""
-    from xmc.data.checks import warn_unknown_labels
-    from xmc.metrics import evaluate, inv_propensity, recall_at_k
-
     predicted, _ = read_predictions(path)
     truth_names = _truth_label_names(truth)
     if len(predicted) != len(truth_names):

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Iterator, List, Optional, Tuple, Union
 
+from xmc.data.corpus import PathLike, TextData, resolve_format, text_records
 from xmc.data.limits import resolve_limits
-from xmc.data.text import PathLike, TextData, resolve_format, text_records
 from xmc.data.xc import XCData, _check_dim, _check_path, _to_xcdata
 
 DEFAULT_CHUNK_DOCS = 50_000

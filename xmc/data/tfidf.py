@@ -16,8 +16,8 @@ from typing import Optional, Sequence, Tuple, Union
 import numpy as np
 import scipy.sparse as sp
 
-from xmc.utils.modeldir import (ModelFormatError, dataclass_from_dict, dataclass_to_dict, load_arrays,
-                                load_json, save_arrays, save_json)
+from xmc.utils.modeldir import (ModelFormatError, dataclass_from_dict, dataclass_to_dict, load_arrays, load_json,
+                                save_arrays, save_json)
 
 PARAMS_JSON = "tfidf.json"
 VOCAB_JSON = "tfidf_vocab.json"

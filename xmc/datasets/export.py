@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 from typing import List, Sequence
 
+from xmc.data import write_xc
 from xmc.datasets.synthetic import SyntheticParams, make_corpus, make_text_corpus
 from xmc.utils.modeldir import atomic_write_bytes, save_json
 
@@ -21,8 +22,6 @@ def _jsonl_lines(texts: Sequence[str], labels: Sequence[Sequence[str]]) -> bytes
 
 def write_corpus(params: SyntheticParams, out_dir: Path, format: str = "xc") -> List[Path]:
     """Generate the corpus of ``params`` and write train.txt / test.txt (and params.json) to ``out_dir``."""
-    from xmc.data import write_xc
-
     if format not in EXPORT_FORMATS:
         raise ValueError(f"unknown format {format!r}; expected one of {', '.join(EXPORT_FORMATS)}")
     out_dir = Path(out_dir)

@@ -3,7 +3,7 @@ layout: Reuters-21578 (ModApte split, 90 topics) and GoEmotions (raw text), and
 Delicious (Mulan's 500 binary word features, 983 tags).
 
 Each reader takes the dataset's folder and a split name and returns a
-:class:`~xmc.data.text.TextData` whose labels are the label names. Delicious
+:class:`~xmc.data.corpus.TextData` whose labels are the label names. Delicious
 has no text: each document becomes the words of its present features, so the
 text models read it unchanged (its words carry no order; pair it with an
 order-free encoder, ``DeepParams.token_encoder = "feedforward"``).
@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple, Union
 
+from xmc.data.corpus import TextData, iter_lines
 from xmc.data.errors import DataFormatError
-from xmc.data.text import TextData, iter_lines
-from xmc.nn.text import TextParams, Tokenizer
+from xmc.data.xc import read_xc
+from xmc.text.tokens import TextParams, Tokenizer
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -248,8 +249,6 @@ def load_delicious(root: PathLike, split: str) -> TextData:
 
 
 def _load_delicious(root: PathLike, split: str, words: List[str], tags: List[str]) -> TextData:
-    from xmc.data.xc import read_xc
-
     data = read_xc(Path(root) / f"delicious_{split}_xc.txt", n_features=len(words), n_labels=len(tags))
     X, Y = data.X, data.Y
     texts = [" ".join(words[j] for j in X.indices[X.indptr[i]:X.indptr[i + 1]]) for i in range(X.shape[0])]

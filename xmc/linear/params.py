@@ -1,22 +1,20 @@
 """Parameters of the linear PLT trainer, saved as JSON beside every model."""
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, field
-from typing import Any, Dict, Mapping, Optional
+from dataclasses import dataclass
+from typing import Optional
 
+from xmc.params import MAX_THREADS, Params, param
 from xmc.tree.params import TreeParams
-from xmc.utils.modeldir import dataclass_from_dict
 
 LOSSES = ("squared_hinge", "logistic")
 ACTIVATIONS = ("l3-hinge", "sigmoid")
 # The activation that turns each loss's margin into a node probability (PECOS pairs l3-hinge with squared hinge).
 DEFAULT_ACTIVATION = {"squared_hinge": "l3-hinge", "logistic": "sigmoid"}
-MAX_THREADS = 1024
 
 
 @dataclass
-class PLTParams:
+class PLTParams(Params):
     """How every node classifier of a linear PLT is trained.
 
     Each node is an L2-regularised binary classifier solved by dual coordinate
@@ -32,22 +30,20 @@ class PLTParams:
     (on bibtex's binary features it is worth about 10 points of P@1).
     """
 
-    loss: str = "squared_hinge"
-    C: float = 0.5
-    eps: float = 0.1
-    max_iter: int = 100
-    weight_threshold: float = 0.1
-    bias: float = 1.0
-    activation: Optional[str] = None  # None: derived from the loss
-    threads: int = 0  # 0: all cores
-    seed: int = 0
-    normalize_rows: bool = True
-    tree: TreeParams = field(default_factory=TreeParams)
+    FLAGS = {"seed": ("seed", "tree.seed"), "threads": ("threads", "tree.threads")}
 
-    def __post_init__(self) -> None:
-        if isinstance(self.tree, Mapping):
-            self.tree = dataclass_from_dict(TreeParams, self.tree)
-        self.validate()
+    loss: str = param("squared_hinge", "loss of the node classifiers: squared_hinge or logistic")
+    C: float = param(0.5, "inverse regularisation strength")
+    eps: float = param(0.1, "stopping tolerance of the dual coordinate descent")
+    max_iter: int = param(100, "most passes of the dual coordinate descent per node")
+    weight_threshold: float = param(0.1, "weights smaller than this in magnitude are pruned")
+    bias: float = param(1.0, "value of the bias feature (0: no bias)")
+    activation: Optional[str] = param(None, "l3-hinge or sigmoid; null: the loss's own (l3-hinge for squared "
+                                            "hinge, sigmoid for logistic)")
+    threads: int = param(0, "threads (0: all cores)")
+    seed: int = param(0, "seed of the solver's coordinate order")
+    normalize_rows: bool = param(True, "scale every document's feature row to unit L2 norm")
+    tree: TreeParams = param(TreeParams(), "the label tree")
 
     def validate(self) -> None:
         if self.loss not in LOSSES:
@@ -73,10 +69,3 @@ class PLTParams:
     @property
     def resolved_activation(self) -> str:
         return self.activation or DEFAULT_ACTIVATION[self.loss]
-
-    def to_dict(self) -> Dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "PLTParams":
-        return dataclass_from_dict(cls, data)

@@ -12,10 +12,14 @@ from typing import List, Optional, Tuple, Union
 import numpy as np
 import scipy.sparse as sp
 
-from xmc import _core, distributed
+from xmc import _core
 from xmc.linear.params import PLTParams
-from xmc.tree.label_tree import LabelTree
-from xmc.tree.label_tree import TREE_ARRAYS, TREE_JSON
+from xmc.search import BeamSearcher
+from xmc.training import distributed
+from xmc.training.checkpoint import (STATE_JSON, CheckpointError, find_checkpoint, fingerprint, open_checkpoint,
+                                     params_changes, write_checkpoint)
+from xmc.tree.build import build_label_tree
+from xmc.tree.label_tree import TREE_ARRAYS, TREE_JSON, LabelTree
 from xmc.utils.modeldir import (MANIFEST, ModelFormatError, begin_save, load_arrays, load_json, read_manifest,
                                 save_arrays, save_json, write_manifest)
 from xmc.utils.sparse import as_csr, csr_arrays, l2_normalize_rows
@@ -107,8 +111,6 @@ class PLTLinear:
             if restored is not None:
                 tree, weights = restored
         if tree is None:
-            from xmc.tree.build import build_label_tree  # written on the tree branch; import only when needed
-
             # Under torchrun rank 0 builds it and the others receive it: a tree built on each rank
             # could differ in the last bits of its k-means and split labels otherwise.
             tree = distributed.tree_from_main(lambda: build_label_tree(X, Y, p.tree))
@@ -170,7 +172,6 @@ class PLTLinear:
             raise RuntimeError("this PLTLinear is not trained: call fit() or PLTLinear.load() first")
         # The searcher re-lays the weights per parent once; batches of predictions reuse it.
         if self._cached_searcher is None:
-            from xmc.search import BeamSearcher
             self._cached_searcher = BeamSearcher(self.tree, self.weights, self.params.resolved_activation)
         return self._cached_searcher
 
@@ -229,7 +230,7 @@ class PLTLinear:
         if not isinstance(params, dict):
             raise ModelFormatError(f"{directory / PARAMS_JSON}: expected a JSON object of PLT parameters")
         try:
-            model = cls(PLTParams.from_dict(params))
+            model = cls(PLTParams.from_dict(params, strict=False))
         except (ValueError, TypeError) as e:
             raise ModelFormatError(f"{directory / PARAMS_JSON}: invalid PLT parameters ({e})") from e
         model.tree = LabelTree.load(directory)
@@ -294,8 +295,6 @@ class _LayerCheckpoint:
     FORMAT = 1
 
     def __init__(self, path: Path, params: PLTParams, X: sp.csr_matrix, Y: sp.csr_matrix) -> None:
-        from xmc.utils.checkpoint import fingerprint
-
         self.path, self.params = path, params
         self.data = fingerprint([X.indptr.astype(np.int64).tobytes(), X.indices.astype(np.int64).tobytes(),
                                  X.data.astype(np.float32).tobytes(), np.asarray(X.shape).tobytes(),
@@ -310,8 +309,6 @@ class _LayerCheckpoint:
 
     def write(self, tree: LabelTree, weights: List[sp.csc_matrix]) -> None:
         import os
-
-        from xmc.utils.checkpoint import STATE_JSON, find_checkpoint, write_checkpoint
 
         previous = find_checkpoint(self.path)
 
@@ -332,9 +329,6 @@ class _LayerCheckpoint:
         write_checkpoint(self.path, KIND, fill, {"layers_done": len(weights), "depth": tree.depth})
 
     def load(self) -> Optional[Tuple[LabelTree, List[sp.csc_matrix]]]:
-        from xmc.models.checkpoint import params_changes
-        from xmc.utils.checkpoint import STATE_JSON, CheckpointError, find_checkpoint, open_checkpoint
-
         found = find_checkpoint(self.path)
         if found is None:
             return None

@@ -13,7 +13,7 @@ candidate); larger ones get a shallow-and-wide tree of ``tree.height`` levels.
 """
 from __future__ import annotations
 
-import dataclasses
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -22,24 +22,39 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
+from xmc.data import TfidfFeaturizer
+from xmc.layers.encoders import BiLSTMEncoder
+from xmc.layers.heads import AttentionScorer
+from xmc.layers.losses import masked_bce
+from xmc.layers.state import load_state, state_arrays
 from xmc.metrics import evaluate
-from xmc.models.base import Docs, DeepModel, Log, load_state, state_arrays
-from xmc.models.batching import (clear_empty_slots, dense_targets, eval_batches, expand_children,
-                                 parents_with_positives,
-                                 row_targets, tensors)
-from xmc.models.networks import AttentionScorer, BiLSTMEncoder, masked_bce
-from xmc.models.params import DeepParams
-from xmc.models.training import train_epochs
-from xmc.tree import LabelTree
+from xmc.models.base import DeepModel, Docs, Log
+from xmc.models.params import TreeModelParams
+from xmc.params import check_int, param
+from xmc.training.batching import (clear_empty_slots, dense_targets, eval_batches, expand_children,
+                                   parents_with_positives, row_targets, tensors)
+from xmc.training.loop import train_epochs
+from xmc.tree import LabelTree, build_label_tree
 from xmc.utils.modeldir import ModelFormatError
 
 KIND = "attentionxml"
 
 
+@dataclass
+class AttentionXMLParams(TreeModelParams):
+    """AttentionXML: a BiLSTM, label-wise attention over the tree's nodes, trained level by level."""
+
+    flat_max_labels: int = param(4096, "label sets up to this size are trained as one flat level")
+
+    def validate(self) -> None:
+        super().validate()
+        check_int(self.flat_max_labels, "flat_max_labels")
+
+
 class LevelNetwork(nn.Module):
     """Encoder + label-wise attention scorer over the nodes of one tree level."""
 
-    def __init__(self, embeddings: np.ndarray, n_nodes: int, params: DeepParams) -> None:
+    def __init__(self, embeddings: np.ndarray, n_nodes: int, params: AttentionXMLParams) -> None:
         super().__init__()
         self.encoder = BiLSTMEncoder(embeddings, params.hidden, params.lstm_layers, params.embedding_dropout,
                                      params.dropout, params.train_embeddings)
@@ -68,8 +83,9 @@ class AttentionXML(DeepModel):
     """Level-wise label-wise attention over a label tree; see the module docstring."""
 
     KIND = KIND
+    PARAMS = AttentionXMLParams
 
-    def __init__(self, params: Optional[DeepParams] = None) -> None:
+    def __init__(self, params: Optional[AttentionXMLParams] = None) -> None:
         super().__init__(params)
         self.levels: List[LevelNetwork] = []
 
@@ -85,14 +101,14 @@ class AttentionXML(DeepModel):
         p = self.params
         lengths = np.array([d.size for d in docs])
         self.levels = []
-        rng = np.random.default_rng(p.seed)
+        rng = np.random.default_rng(p.training.seed)
         first = checkpoint.resume_level if checkpoint is not None else 1
         for level in range(1, first):  # finished before the checkpoint: their best weights are in it
             net = LevelNetwork(embeddings, self.tree.level_size(level), p)
             checkpoint.restore(f"level{level}", net)
             self.levels.append(net.to(self.device).eval())
         for level in range(first, self.tree.depth + 1):
-            torch.manual_seed(p.seed + level)
+            torch.manual_seed(p.training.seed + level)
             net = LevelNetwork(embeddings, self.tree.level_size(level), p).to(self.device)
             if level > 1:
                 net.init_from_parent_level(self.levels[-1], self.tree.node_parents(level - 1))
@@ -114,7 +130,7 @@ class AttentionXML(DeepModel):
             desc = f"{self.KIND} level {level}/{self.tree.depth}"
             loop_checkpoint = (checkpoint.for_level(level, f"level{level}", net, {"candidates": rng})
                                if checkpoint is not None else None)
-            train_epochs(net, step, lengths, p, validate, desc=desc, log=log, progress=progress,
+            train_epochs(net, step, lengths, p.training, validate, desc=desc, log=log, progress=progress,
                          checkpoint=loop_checkpoint)
 
     def _full_level_step(self, net: LevelNetwork, docs: Docs, targets: sp.csr_matrix) -> Callable:
@@ -149,7 +165,7 @@ class AttentionXML(DeepModel):
     def _search_levels(self, docs: Docs, upto: int, beam: int, k: int, batch_size: Optional[int] = None,
                        on_batch: Optional[Callable[[int], None]] = None) -> Tuple[np.ndarray, np.ndarray]:
         """Beam search through levels 1..upto; (nodes of level ``upto``, scores), each (n, k), -1 padded."""
-        batch_size = batch_size or self.params.eval_batch_size
+        batch_size = batch_size or self.params.training.eval_batch_size
         lengths = np.array([d.size for d in docs])
         out_nodes = np.full((len(docs), k), -1, dtype=np.int64)
         out_scores = np.zeros((len(docs), k), dtype=np.float32)
@@ -205,11 +221,7 @@ class AttentionXML(DeepModel):
             self.levels.append(net.to(self.device).eval())
 
 
-def build_tree_from_texts(texts: Sequence[str], Y: sp.csr_matrix, params: DeepParams) -> LabelTree:
+def build_tree_from_texts(texts: Sequence[str], Y: sp.csr_matrix, params: AttentionXMLParams) -> LabelTree:
     """PIFA label embeddings over TF-IDF features of the texts, then the balanced tree (AttentionXML does the same)."""
-    from xmc.data import TfidfFeaturizer
-    from xmc.tree import build_label_tree
-
     X = TfidfFeaturizer().fit_transform(list(texts))
-    tree_params = dataclasses.replace(params.tree, seed=params.seed, threads=params.threads)
-    return build_label_tree(X, Y, tree_params)
+    return build_label_tree(X, Y, params.tree)

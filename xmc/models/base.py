@@ -1,11 +1,11 @@
 """What every raw-text deep model shares: turning corpora into token ids and
-label matrices, the prediction API of :class:`xmc.pipeline.Pipeline`, and the
+label matrices, the prediction API of :class:`xmc.linear.pipeline.Pipeline`, and the
 self-describing model directory.
 
 Directory layout::
 
     MODEL_DIR/xmc.json        format version, kind, and size + SHA-256 of every file
-    MODEL_DIR/params.json     DeepParams
+    MODEL_DIR/params.json     the model's params (``PARAMS``)
     MODEL_DIR/labels.json     label vocabulary
     MODEL_DIR/text/           tokenizer settings and word vocabulary
     MODEL_DIR/tree/           the label tree
@@ -23,25 +23,21 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from xmc import distributed
 from xmc.data import LabelVocab, TextData
 from xmc.data.checks import check_training_labels, nonempty_rows, warn_unknown_labels
 from xmc.data.vocab import LABELS_JSON
+from xmc.layers.state import WEIGHTS, load_state, state_arrays
 from xmc.models.params import DeepParams
-from xmc.models.training import TrainingInterrupted
-from xmc.nn.embeddings import build_embeddings
-from xmc.nn.text import TextEncoder
+from xmc.text import load_text_encoder
+from xmc.text.embeddings import build_embeddings
+from xmc.text.tokens import TextEncoder
+from xmc.training import distributed
+from xmc.training.checkpoint import TEXT_DIR, TREE_DIR, DeepCheckpoint, TrainingInterrupted, data_fingerprint
 from xmc.tree import LabelTree
-from xmc.utils.modeldir import (ModelFormatError, begin_save, load_arrays, load_json, read_manifest,
-                                save_arrays, save_json, write_manifest)
+from xmc.utils.modeldir import (ModelFormatError, begin_save, load_arrays, load_json, read_manifest, save_arrays,
+                                save_json, write_manifest)
 
 PARAMS_JSON = "params.json"
-# Largest weight magnitude a model may hold. Trained weights stay far below (|w| < 100 in every model trained
-# here); float32 arithmetic on values near 1e30 overflows.
-MAX_ABS_WEIGHT = 1e4
-WEIGHTS = "weights.npz"
-TEXT_DIR = "text"
-TREE_DIR = "tree"
 
 Docs = List[np.ndarray]
 Log = Callable[[str], None]
@@ -82,16 +78,19 @@ class DeepModel:
     """Base of the raw-text models; subclasses implement ``_fit_networks``, ``_search`` and the weights."""
 
     KIND = ""
+    PARAMS: type = DeepParams  # the model's own params class
     # The network class of a model with one network, built as NETWORK(word_vectors, n_labels, params):
     # ``_weights`` and ``_load_network`` save and restore it.
     NETWORK: Optional[type] = None
 
     def __init__(self, params: Optional[DeepParams] = None) -> None:
-        self.params = params or DeepParams()
+        if params is not None and not isinstance(params, self.PARAMS):
+            raise TypeError(f"{type(self).__name__} takes {self.PARAMS.__name__}, got {type(params).__name__}")
+        self.params = params or self.PARAMS()
         self.text: Optional[TextEncoder] = None
         self.vocab: Optional[LabelVocab] = None
         self.tree: Optional[LabelTree] = None
-        self.device = resolve_device(self.params.device)
+        self.device = resolve_device(self.params.training.device)
 
     # ---- data -----------------------------------------------------------------
     def features(self, corpus: Union[TextData, Sequence[str]]) -> Docs:
@@ -121,13 +120,11 @@ class DeepModel:
         """Train on ``corpus``; ``valid`` drives early stopping (else a held-out part of ``corpus``).
 
         With ``checkpoint_dir``, a checkpoint is written there after the preparation (vocabularies, tree,
-        word vectors), every ``params.checkpoint_every`` steps, at every epoch end and when training is
-        complete; Ctrl-C writes one and raises :class:`xmc.models.training.TrainingInterrupted`. With
+        word vectors), every ``params.training.checkpoint_every`` steps, at every epoch end and when training is
+        complete; Ctrl-C writes one and raises :class:`xmc.training.checkpoint.TrainingInterrupted`. With
         ``resume``, training continues from the checkpoint there (when there is one) and ends with the same
         model as an uninterrupted run; a checkpoint of other data or other options is refused.
         """
-        from xmc.models.checkpoint import DeepCheckpoint, data_fingerprint
-
         if not distributed.is_main():  # under torchrun rank 0 reports for all
             progress, log = False, None
 
@@ -138,12 +135,12 @@ class DeepModel:
             corpus = corpus.subset(keep)
         if len(corpus) < 2:
             raise ValueError(f"{self.KIND} needs at least 2 training documents, got {len(corpus)}")
-        set_threads(self.params.threads)
-        torch.manual_seed(self.params.seed)
+        set_threads(self.params.training.threads)
+        torch.manual_seed(self.params.training.seed)
         ckpt = None
         if checkpoint_dir is not None:
             ckpt = DeepCheckpoint(self, Path(checkpoint_dir), data_fingerprint(corpus, valid),
-                                  every=self.params.checkpoint_every)
+                                  every=self.params.training.checkpoint_every)
         resumed = resume and ckpt is not None and ckpt.load()
         if resumed and log is not None:
             log(f"resuming from the checkpoint in {ckpt.found}")
@@ -155,7 +152,7 @@ class DeepModel:
             if not resumed:
                 fixed_text = self._new_vocabularies(corpus)
             if valid is None:
-                train_rows, valid_rows = split_validation(len(corpus), self.params.valid_fraction, self.params.seed)
+                train_rows, valid_rows = split_validation(len(corpus), self.params.training.valid_fraction, self.params.training.seed)
                 train, valid = corpus.subset(train_rows), corpus.subset(valid_rows)
             else:
                 train = corpus
@@ -218,7 +215,7 @@ class DeepModel:
 
     def _fit_networks(self, docs: Docs, Y: sp.csr_matrix, valid_docs: Docs, Y_valid: sp.csr_matrix,
                       embeddings: np.ndarray, progress: bool, log: Optional[Log], checkpoint=None) -> None:
-        """Train the networks; ``checkpoint`` (an :class:`xmc.models.checkpoint.DeepCheckpoint`) restores
+        """Train the networks; ``checkpoint`` (an :class:`xmc.training.checkpoint.DeepCheckpoint`) restores
         finished networks and hands each training loop its saved state."""
         raise NotImplementedError
 
@@ -228,8 +225,9 @@ class DeepModel:
                      on_batch: Optional[Callable[[int], None]] = None) -> Tuple[np.ndarray, np.ndarray]:
         """Top-k label ids (-1 = none) and scores in [0, 1], best first."""
         docs = self._prediction_docs(corpus_or_docs, threads)
-        beam = max(int(beam or self.params.top_k), 1)
-        positions, scores = self._search(docs, k=k, beam=beam, batch_size=batch_size or self.params.eval_batch_size,
+        # Models without a tree or decoder search have no top_k; their beam is never read.
+        beam = max(int(beam or getattr(self.params, "top_k", 1)), 1)
+        positions, scores = self._search(docs, k=k, beam=beam, batch_size=batch_size or self.params.training.eval_batch_size,
                                          on_batch=on_batch)
         ids = np.where(positions >= 0, self.tree.label_order[np.maximum(positions, 0)], -1).astype(np.int32)
         return ids, scores.astype(np.float32)
@@ -239,7 +237,7 @@ class DeepModel:
         (encoded documents pass through) and set the thread count."""
         self._check_fitted()
         docs = corpus_or_docs if self._is_docs(corpus_or_docs) else self.features(corpus_or_docs)
-        set_threads(self.params.threads if threads is None else threads)
+        set_threads(self.params.training.threads if threads is None else threads)
         return docs
 
     def _search(self, docs: Docs, k: int, beam: int, batch_size: int,
@@ -268,20 +266,20 @@ class DeepModel:
         directory = Path(directory)
         info = read_manifest(directory, cls.KIND, required=[PARAMS_JSON, LABELS_JSON, WEIGHTS])
         try:
-            params = DeepParams.from_dict(load_json(directory / PARAMS_JSON))
+            params = cls.PARAMS.from_saved(load_json(directory / PARAMS_JSON))
         except (TypeError, ValueError) as e:
             raise ModelFormatError(f"{directory / PARAMS_JSON}: invalid parameters: {e}") from None
-        if params.device.startswith("cuda") and not torch.cuda.is_available():
-            params.device = "cpu"  # a model trained on a GPU still predicts on a machine without one
+        if params.training.device.startswith("cuda") and not torch.cuda.is_available():
+            params.training.device = "cpu"  # a model trained on a GPU still predicts on a machine without one
         model = cls(params)
         model.vocab = LabelVocab.load(directory)
-        model.text = TextEncoder.load(directory / TEXT_DIR)
+        model.text = load_text_encoder(directory / TEXT_DIR)
         model.tree = LabelTree.load(directory / TREE_DIR)
         if model.tree.n_labels != len(model.vocab):
             raise ModelFormatError(f"{directory / LABELS_JSON}: holds {len(model.vocab)} labels but the tree in "
                                    f"{directory / TREE_DIR} has {model.tree.n_labels}")
         arrays = load_arrays(directory / WEIGHTS)
-        if params.lstm_layers > len(arrays):  # each layer saves arrays; a forged count must not loop for ever
+        if getattr(params, "lstm_layers", 0) > len(arrays):  # each layer saves arrays; a forged count must not loop for ever
             raise ModelFormatError(f"{directory / PARAMS_JSON}: lstm_layers {params.lstm_layers} is more than the "
                                    f"{len(arrays)} arrays in {directory / WEIGHTS} can hold")
         # Dry run on the meta device: networks sized by a forged params.json (hidden=2**31) are refused on
@@ -322,41 +320,3 @@ class DeepModel:
     def _check_fitted(self) -> None:
         if self.vocab is None or self.text is None:
             raise RuntimeError(f"this {type(self).__name__} is not trained yet: call fit() or load()")
-
-
-def state_arrays(prefix: str, module: torch.nn.Module) -> Dict[str, np.ndarray]:
-    return {f"{prefix}.{name}": t.detach().cpu().numpy() for name, t in module.state_dict().items()}
-
-
-def load_state(prefix: str, module: torch.nn.Module, arrays: Dict[str, np.ndarray], directory: Path) -> None:
-    """Copy ``prefix.*`` arrays into ``module``; a missing or misshapen array is a damaged model.
-
-    On a meta-device ``module`` (DeepModel.load's dry run) only names and shapes are checked: the
-    scan of the values waits for the real pass, so it runs once per load.
-    """
-    dry_run = any(p.is_meta for p in module.parameters())
-    state = {}
-    for name, current in module.state_dict().items():
-        key = f"{prefix}.{name}"
-        if key not in arrays:
-            raise ModelFormatError(f"{directory / WEIGHTS}: array {key!r} is missing")
-        value = arrays[key]
-        if tuple(value.shape) != tuple(current.shape):
-            raise ModelFormatError(f"{directory / WEIGHTS}: array {key!r} has shape {value.shape}, "
-                                   f"expected {tuple(current.shape)}")
-        if dry_run:
-            continue
-        if value.dtype.kind not in "fiub" or (value.dtype.kind == "f" and not np.all(np.isfinite(value))):
-            # load_state_dict would cast or reject these; NaN weights would give NaN scores.
-            found = f"{value.dtype}" + (" with non-finite values" if value.dtype.kind == "f" else "")
-            raise ModelFormatError(f"{directory / WEIGHTS}: array {key!r} must hold finite real numbers, "
-                                   f"found {found}")
-        if value.dtype.kind == "f" and value.size and float(np.abs(value).max()) > MAX_ABS_WEIGHT:
-            # Finite, but a trained network never holds it: -1e30 in an attention projection overflowed
-            # float32 arithmetic into NaN scores (found by the loader fuzzer).
-            raise ModelFormatError(f"{directory / WEIGHTS}: array {key!r} holds a value of magnitude "
-                                   f"{float(np.abs(value).max()):.3g}, above {MAX_ABS_WEIGHT:g}; trained weights "
-                                   f"never come near it: the file is damaged")
-        state[name] = torch.from_numpy(np.ascontiguousarray(value))
-    if not dry_run:
-        module.load_state_dict(state)

@@ -7,36 +7,67 @@ scores, a member that did not rank the label among its top ``2k`` counting 0.
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 
 import numpy as np
 
+from xmc import registry
 from xmc.data import TextData
 from xmc.models.base import Log, raw_texts
-from xmc.models.params import DeepParams
+from xmc.params import Params, check_int, param
 from xmc.tree import LabelTree
 from xmc.utils.modeldir import MANIFEST, ModelFormatError, begin_save, read_manifest, write_manifest
 
 KIND = "ensemble"
 
 
+@dataclass
+class EnsembleParams(Params):
+    """The members' kind and count, and their params."""
+
+    model: str = param("attentionxml", "kind of the members (a deep model)")
+    n_models: int = param(3, "members; member i trains with training.seed + i and tree.seed + i")
+    member: Any = param(None, "the members' params, as `xmc params MODEL` prints them (null: its defaults)")
+
+    def __post_init__(self) -> None:
+        if self.model == KIND or self.model not in registry.MODELS or not registry.MODELS[self.model].needs_torch:
+            deep = [k for k, e in registry.MODELS.items() if e.needs_torch and k != KIND]
+            raise ValueError(f"model: expected one of {', '.join(deep)}, found {self.model!r}")
+        member_class = registry.get(self.model).params_class()
+        if self.member is None:
+            self.member = member_class()
+        elif isinstance(self.member, Mapping):
+            self.member = member_class.from_dict(self.member, path="member")
+        elif not isinstance(self.member, member_class):
+            raise TypeError(f"member: expected {member_class.__name__}, found {type(self.member).__name__}")
+        super().__post_init__()
+
+    def validate(self) -> None:
+        check_int(self.n_models, "n_models")
+
+    def with_values(self, values: Mapping[str, Any]) -> "EnsembleParams":
+        # Another member kind starts from its own defaults: the old kind's params would not fit it.
+        if "model" in values and values["model"] != self.model:
+            fresh = EnsembleParams(model=values["model"], n_models=self.n_models)
+            return fresh.with_values({k: v for k, v in values.items() if k != "model"})
+        return super().with_values(values)
+
+    def flag_paths(self, flag: str):
+        return tuple(f"member.{p}" for p in self.member.flag_paths(flag))
+
+
 class Ensemble:
     """Several models of one kind on trees with different seeds, scored by their mean."""
 
     KIND = KIND
+    PARAMS = EnsembleParams
 
-    def __init__(self, model_kind: str = "attentionxml", params: Optional[DeepParams] = None,
-                 n_models: int = 3) -> None:
-        from xmc.models import MODELS
-
-        if model_kind not in MODELS:
-            raise ValueError(f"unknown model kind {model_kind!r}; expected one of {list(MODELS)}")
-        if n_models < 1:
-            raise ValueError(f"an ensemble needs at least one model, got {n_models}")
-        self.model_kind = model_kind
-        self.params = params or DeepParams()
-        self.n_models = n_models
+    def __init__(self, params: Optional[EnsembleParams] = None) -> None:
+        self.params = params or EnsembleParams()
+        self.model_kind = self.params.model
+        self.n_models = self.params.n_models
         self.members: List = []
 
     def fit(self, corpus: TextData, valid: Optional[TextData] = None, tree: Optional[LabelTree] = None,
@@ -44,20 +75,26 @@ class Ensemble:
             resume: bool = False) -> "Ensemble":
         """Train the members in turn; member i checkpoints in ``checkpoint_dir/member<i>`` (a finished
         member's last checkpoint is its final weights, so a resume reloads it instead of training it)."""
-        from xmc.models import MODELS
-
         if tree is not None and self.n_models > 1:
             raise ValueError("an ensemble builds one tree per member; do not pass a tree")
         self.members = []
         for i in range(self.n_models):
             if log is not None:
                 log(f"ensemble member {i + 1}/{self.n_models}")
-            params = dataclasses.replace(self.params, seed=self.params.seed + i)
+            params = self._member_params(i)
             member_dir = Path(checkpoint_dir) / f"member{i}" if checkpoint_dir is not None else None
-            self.members.append(MODELS[self.model_kind](params).fit(corpus, valid=valid, tree=tree,
+            self.members.append(registry.get(self.model_kind).model_class()(params).fit(corpus, valid=valid, tree=tree,
                                                                     progress=progress, log=log,
                                                                     checkpoint_dir=member_dir, resume=resume))
         return self
+
+    def _member_params(self, i: int):
+        member = self.params.member
+        params = dataclasses.replace(member, training=dataclasses.replace(member.training,
+                                                                          seed=member.training.seed + i))
+        if hasattr(member, "tree"):
+            params = dataclasses.replace(params, tree=dataclasses.replace(member.tree, seed=member.tree.seed + i))
+        return params
 
     def features(self, corpus) -> List[str]:
         """The raw texts: each member tokenizes with its own word vocabulary (fit on its own training split)."""
@@ -113,18 +150,17 @@ class Ensemble:
 
     @classmethod
     def load(cls, directory: Union[str, Path]) -> "Ensemble":
-        from xmc.models import MODELS
-
         directory = Path(directory)
         info = read_manifest(directory, KIND)
         kind, count = info.get("model"), info.get("members")
+        deep = sorted(k for k, e in registry.MODELS.items() if e.needs_torch and k != KIND)
         # A crafted manifest may hold any JSON here: check the types before using them as a key or a range.
-        if not isinstance(kind, str) or kind not in MODELS or type(count) is not int or count < 1:
-            raise ModelFormatError(f"{directory / MANIFEST}: expected a model kind of {sorted(MODELS)} and a member "
+        if not isinstance(kind, str) or kind not in deep or type(count) is not int or count < 1:
+            raise ModelFormatError(f"{directory / MANIFEST}: expected a model kind of {deep} and a member "
                                    f"count >= 1; found {count!r} members of kind {kind!r}"[:400])
-        ensemble = cls(kind, n_models=count)
-        ensemble.members = [MODELS[kind].load(directory / f"member{i}") for i in range(count)]
-        ensemble.params = ensemble.members[0].params
+        members = [registry.get(kind).model_class().load(directory / f"member{i}") for i in range(count)]
+        ensemble = cls(EnsembleParams(model=kind, n_models=count, member=members[0].params))
+        ensemble.members = members
         # Scores are summed by label id, so every member must number the labels the same way.
         for i, member in enumerate(ensemble.members):
             if member.vocab != ensemble.members[0].vocab:

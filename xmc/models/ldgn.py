@@ -8,21 +8,16 @@ graph (``xmc.data.label_graph``, D^-1/2 A D^-1/2, LeakyReLU) give H2; two 1x1
 convolutions of H2 (one linear map per side) rebuild a dynamic graph
 D^-1/2 sigmoid(Qa Kb^T / sqrt(d1)) D^-1/2 for this document, two GCN layers on it give H4
 (``xmc.ops.dynamic_graph_propagate``, the graph never stored); an output layer scores
-[H2, g H4], trained with binary cross-entropy. ``params.ldgn_output`` chooses that layer:
+[H2, g H4], trained with binary cross-entropy. ``params.output`` chooses that layer:
 "per_label" (one weight vector per label over all of [H2, H4]) or "mixed" (per label over H2, one
 vector shared by all labels over H4, as the paper's W1; a bias per label). Without the dynamic
-graph the two are the same layer. (One vector shared over all of [H2, H4] was tried: on
-Reuters-21578 it trailed "mixed" by 2 points of P@1 and on small corpora it stayed at the most
-frequent label for 20 epochs.)
+graph the two are the same layer.
 
 Two details the paper leaves open are chosen for stability. Qa Kb^T is divided by sqrt(d1) (d1 =
 ``params.graph_width``), as in scaled dot-product attention, so the sigmoid starts unsaturated. And
 g is one learned scalar that starts at 0: training begins from the variant without the dynamic graph
-and opens the dynamic branch as far as the loss gains from it. Without them, on Reuters-21578
-(skip-gram vectors) the training loss jumped 24-fold at epoch 5 and LDGN ended 2.8 points of P@1
-below the model with no graph (90.76 against 93.54); with them the loss jumped once, at epoch 14,
-after the kept weights, and LDGN ended at 93.31. On GoEmotions it went from 61.56 to 60.86 (no
-graph: 60.94).
+and opens the dynamic branch as far as the loss gains from it (the measurements behind both choices
+are in benchmarks/README.md).
 
 ``params.graph`` selects the paper's variants: "both" (LDGN), "static" (no dynamic graph:
 the output layer reads H2), "dynamic" (the dynamic graph rebuilt from the components
@@ -31,7 +26,7 @@ themselves), "none" (label attention and the output layer only).
 Two ways to choose the labels scored per document:
 
 - all of them (the paper's setting), for label sets of up to a few thousand labels;
-- over candidates (``LDGN(params, candidates=model)``, ``xmc train --model ldgn --candidates DIR``):
+- over candidates (``LDGN(params, candidates=model)``, ``xmc train --model ldgn --set candidates=DIR``):
   another xmc model (the linear PLT, AttentionXML) proposes ``params.n_candidates`` labels per
   document, and LDGN scores those only, on the co-occurrence graph restricted to them (each
   document's subgraph normalised on its own) and a dynamic graph over them. Training adds the
@@ -41,6 +36,7 @@ Two ways to choose the labels scored per document:
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, Optional, Sequence, Tuple
 
@@ -51,14 +47,18 @@ from torch import nn
 
 from xmc.data import TextData
 from xmc.data.label_graph import cooccurrence_graph, normalize_adjacency
+from xmc.layers.encoders import token_encoder
+from xmc.layers.losses import masked_bce
+from xmc.layers.state import WEIGHTS, load_state, state_arrays
 from xmc.metrics import evaluate
-from xmc.models.base import Docs, DeepModel, Log, load_state, state_arrays
-from xmc.models.batching import (clear_empty_slots, dense_targets, eval_batches, parents_with_positives,
-                                 row_targets, tensors)
-from xmc.models.networks import masked_bce, token_encoder
-from xmc.models.params import DeepParams
-from xmc.models.training import train_epochs
+from xmc.models.base import DeepModel, Docs, Log
+from xmc.models.params import BiLSTMParams
 from xmc.ops import SparseGraph, dynamic_graph_propagate, gcn_propagate, label_attention
+from xmc.params import check, check_choice, check_int, param
+from xmc.registry import load_model
+from xmc.training.batching import (clear_empty_slots, dense_targets, eval_batches, parents_with_positives, row_targets,
+                                   tensors)
+from xmc.training.loop import train_epochs
 from xmc.tree import LabelTree
 from xmc.utils.modeldir import ModelFormatError
 
@@ -67,10 +67,44 @@ GRAPH_ARRAYS = ("graph.indptr", "graph.indices", "graph.values")
 CANDIDATES_DIR = "candidates"
 
 
+GRAPHS = ("both", "static", "dynamic", "none")
+OUTPUTS = ("per_label", "mixed")
+TOKEN_ENCODERS = ("bilstm", "feedforward")
+
+
+@dataclass
+class LDGNParams(BiLSTMParams):
+    """LDGN: label-specific components, a static co-occurrence graph and a dynamic graph per document."""
+
+    graph: str = param("both", "graphs that propagate: both (the paper's model), static, dynamic or none")
+    gcn_dim: int = param(256, "width of the GCN layers")
+    graph_width: int = param(64, "width of the dynamic graph's two 1x1 convolutions")
+    graph_threshold: float = param(0.0, "co-occurrence edges below this conditional probability are dropped")
+    graph_reweight: Optional[float] = param(None, "ML-GCN re-weighting of the static graph, in [0, 1) (null: off)")
+    output: str = param("per_label", "output layer over [H2, H4]: per_label, or mixed (per label over H2, one "
+                                     "vector shared by all labels over H4)")
+    token_encoder: str = param("bilstm", "bilstm (the paper's) or feedforward (each word alone, for bags of words)")
+    candidates: Optional[str] = param(None, "a trained model directory (linear PLT, AttentionXML) whose "
+                                            "proposals LDGN scores instead of all labels; saved inside the model")
+    n_candidates: int = param(100, "labels the candidate model proposes per document")
+
+    def validate(self) -> None:
+        super().validate()
+        check_choice(self.graph, "graph", GRAPHS)
+        check_choice(self.output, "output", OUTPUTS)
+        check_choice(self.token_encoder, "token_encoder", TOKEN_ENCODERS)
+        for name in ("gcn_dim", "graph_width", "n_candidates"):
+            check_int(getattr(self, name), name)
+        check(0.0 <= self.graph_threshold <= 1.0, "graph_threshold", "a number in [0, 1]", self.graph_threshold)
+        # 1 would leave a label nothing of itself (a zero self-loop): never what a GCN wants
+        check(self.graph_reweight is None or 0.0 <= self.graph_reweight < 1.0, "graph_reweight",
+              "null or a number in [0, 1)", self.graph_reweight)
+
+
 class LDGNNetwork(nn.Module):
     """Encoder, label-wise attention, the static and dynamic GCNs of ``params.graph``, output layer."""
 
-    def __init__(self, embeddings: np.ndarray, n_labels: int, graph: Optional[SparseGraph], params: DeepParams) -> None:
+    def __init__(self, embeddings: np.ndarray, n_labels: int, graph: Optional[SparseGraph], params: LDGNParams) -> None:
         super().__init__()
         self.mode = params.graph
         self.graph = graph
@@ -96,7 +130,7 @@ class LDGNNetwork(nn.Module):
         # The first ``per_label_width`` features of [H2, H4] are scored by one weight vector per label (after
         # propagation neighbouring labels' components look alike, so there the label's identity lives in
         # the output layer), the rest by one vector shared by all labels (the paper's W1).
-        self.per_label_width = out_width if params.ldgn_output == "per_label" else first
+        self.per_label_width = out_width if params.output == "per_label" else first
         self.out_weight = nn.Parameter(torch.empty(n_labels, self.per_label_width))
         nn.init.xavier_uniform_(self.out_weight)
         shared_width = out_width - self.per_label_width
@@ -138,8 +172,9 @@ class LDGN(DeepModel):
     """LDGN over all labels; see the module docstring."""
 
     KIND = KIND
+    PARAMS = LDGNParams
 
-    def __init__(self, params: Optional[DeepParams] = None, candidates=None) -> None:
+    def __init__(self, params: Optional[LDGNParams] = None, candidates=None) -> None:
         """``candidates``: a trained xmc model whose predictions are the labels scored (None: all labels)."""
         super().__init__(params)
         self.network: Optional[LDGNNetwork] = None
@@ -148,6 +183,13 @@ class LDGN(DeepModel):
         self.graph_matrix: Optional[sp.csr_matrix] = None
         self.candidate_model = candidates
         self._candidates: dict = {}  # positions proposed for the documents of the current training or search
+
+    def fit(self, corpus: TextData, *args, **kwargs) -> "LDGN":
+        """As :meth:`DeepModel.fit`; ``params.candidates`` (a model directory) is loaded here when no candidate
+        model was given."""
+        if self.candidate_model is None and self.params.candidates:
+            self.candidate_model = load_model(self.params.candidates)
+        return super().fit(corpus, *args, **kwargs)
 
     @property
     def over_candidates(self) -> bool:
@@ -211,11 +253,11 @@ class LDGN(DeepModel):
         Y_pos, Y_valid_pos = Y[:, order].tocsr(), Y_valid[:, order].tocsr()
         raw = cooccurrence_graph(Y_pos, p.graph_threshold, p.graph_reweight)
         self.graph_matrix = raw if self.over_candidates else normalize_adjacency(raw)
-        torch.manual_seed(p.seed)
+        torch.manual_seed(p.training.seed)
         self.network = LDGNNetwork(embeddings, Y.shape[1], self._static_graph(), p).to(self.device)
         net = self.network
         lengths = np.array([d.size for d in docs])
-        rng = np.random.default_rng(p.seed)
+        rng = np.random.default_rng(p.training.seed)
 
         def step(index: np.ndarray) -> torch.Tensor:
             ids, mask = tensors(docs, index, p.text.max_len, self.device)
@@ -227,13 +269,13 @@ class LDGN(DeepModel):
             return masked_bce(logits, y, torch.from_numpy(ok).to(self.device))
 
         def validate() -> Dict[str, float]:
-            positions, _ = self._search(valid_docs, k=5, beam=0, batch_size=p.eval_batch_size, on_batch=None,
+            positions, _ = self._search(valid_docs, k=5, beam=0, batch_size=p.training.eval_batch_size, on_batch=None,
                                         which="valid")
             metrics = evaluate(Y_valid_pos, positions, ks=(1, 3, 5))
             return {name: value for name, value in metrics.items() if name.startswith("P@")}
 
         loop_checkpoint = checkpoint.for_level(1, "network", net) if checkpoint is not None else None
-        train_epochs(net, step, lengths, p, validate, desc=f"{self.KIND} ({p.graph} graph)", log=log,
+        train_epochs(net, step, lengths, p.training, validate, desc=f"{self.KIND} ({p.graph} graph)", log=log,
                      progress=progress, checkpoint=loop_checkpoint)
 
     @torch.no_grad()
@@ -286,8 +328,6 @@ class LDGN(DeepModel):
             raise ModelFormatError(f"{directory / 'xmc.json'}: 'candidates' must be true or false, "
                                    f"found {over_candidates!r}"[:300])
         if over_candidates and self.device.type != "meta":
-            from xmc.models import load_model
-
             self.candidate_model = load_model(directory / CANDIDATES_DIR)
             if self.candidate_model is self or not hasattr(self.candidate_model, "predict_topk"):
                 raise ModelFormatError(f"{directory / CANDIDATES_DIR}: not a model that proposes labels")
@@ -304,8 +344,6 @@ class LDGN(DeepModel):
 def _graph_from_arrays(arrays: Dict[str, np.ndarray], n_labels: int, reweight: Optional[float],
                        directory: Path) -> sp.csr_matrix:
     """The saved static graph, checked (the native propagation trusts its ids)."""
-    from xmc.models.base import WEIGHTS
-
     where = directory / WEIGHTS
     missing = [name for name in GRAPH_ARRAYS if name not in arrays]
     if missing:

@@ -19,6 +19,7 @@ sigmoid(attention).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, Optional, Sequence, Tuple
 
@@ -27,23 +28,39 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
+from xmc.layers.encoders import BiLSTMEncoder
+from xmc.layers.heads import AttentionScorer, ClusterGenerator
+from xmc.layers.losses import masked_bce
+from xmc.layers.state import load_state, state_arrays
 from xmc.metrics import evaluate
 from xmc.models.attentionxml import build_tree_from_texts
-from xmc.models.base import Docs, DeepModel, Log, load_state, state_arrays
-from xmc.models.batching import (clear_empty_slots, dense_targets, eval_batches, expand_children, row_targets,
-                                 tensors)
-from xmc.models.networks import AttentionScorer, BiLSTMEncoder, ClusterGenerator, masked_bce
-from xmc.models.params import DeepParams
-from xmc.models.training import train_epochs
+from xmc.models.base import DeepModel, Docs, Log
+from xmc.models.params import TreeModelParams
+from xmc.params import check_int, param
+from xmc.training.batching import clear_empty_slots, dense_targets, eval_batches, expand_children, row_targets, tensors
+from xmc.training.loop import train_epochs
 from xmc.tree import LabelTree
 
 KIND = "lightattention"
 
 
+@dataclass
+class LightAttentionParams(TreeModelParams):
+    """LightAttention: AttentionXML's scorer over the tree's leaf clusters and a generator of hard negatives."""
+
+    generator_top_k: int = param(8, "clusters from which the generator's dynamic negatives are drawn")
+    generator_hidden: int = param(256, "hidden units of the cluster generator")
+
+    def validate(self) -> None:
+        super().validate()
+        check_int(self.generator_top_k, "generator_top_k")
+        check_int(self.generator_hidden, "generator_hidden")
+
+
 class LightAttentionNetwork(nn.Module):
     """Shared encoder, cluster generator and label-wise attention discriminator."""
 
-    def __init__(self, embeddings: np.ndarray, n_clusters: int, n_labels: int, params: DeepParams) -> None:
+    def __init__(self, embeddings: np.ndarray, n_clusters: int, n_labels: int, params: LightAttentionParams) -> None:
         super().__init__()
         self.encoder = BiLSTMEncoder(embeddings, params.hidden, params.lstm_layers, params.embedding_dropout,
                                      params.dropout, params.train_embeddings)
@@ -79,8 +96,9 @@ class LightAttention(DeepModel):
     """AttentionXML's label-wise attention trained with a cluster generator's hard negatives."""
 
     KIND = KIND
+    PARAMS = LightAttentionParams
 
-    def __init__(self, params: Optional[DeepParams] = None) -> None:
+    def __init__(self, params: Optional[LightAttentionParams] = None) -> None:
         super().__init__(params)
         self.network: Optional[LightAttentionNetwork] = None
 
@@ -95,7 +113,7 @@ class LightAttention(DeepModel):
     def _fit_networks(self, docs: Docs, Y: sp.csr_matrix, valid_docs: Docs, Y_valid: sp.csr_matrix,
                       embeddings: np.ndarray, progress: bool, log: Optional[Log], checkpoint=None) -> None:
         p = self.params
-        torch.manual_seed(p.seed)
+        torch.manual_seed(p.training.seed)
         n_clusters = self.tree.n_leaves
         self.network = LightAttentionNetwork(embeddings, n_clusters, self.tree.n_labels, p).to(self.device)
         net = self.network
@@ -125,13 +143,13 @@ class LightAttention(DeepModel):
             return g_loss + masked_bce(d_logits, y, torch.from_numpy(lvalid).to(self.device))
 
         def validate() -> Dict[str, float]:
-            positions, _ = self._search(valid_docs, k=5, beam=p.top_k, batch_size=p.eval_batch_size, on_batch=None)
+            positions, _ = self._search(valid_docs, k=5, beam=p.top_k, batch_size=p.training.eval_batch_size, on_batch=None)
             metrics = evaluate(valid_targets, positions, ks=(1, 3, 5))
             return {name: value for name, value in metrics.items() if name.startswith("P@")}
 
         lengths = np.array([d.size for d in docs])
         loop_checkpoint = checkpoint.for_level(1, "network", net) if checkpoint is not None else None
-        train_epochs(net, step, lengths, p, validate, desc=self.KIND, log=log, progress=progress,
+        train_epochs(net, step, lengths, p.training, validate, desc=self.KIND, log=log, progress=progress,
                      checkpoint=loop_checkpoint)
 
     @torch.no_grad()

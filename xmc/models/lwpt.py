@@ -19,7 +19,7 @@ concatenated, one linear layer to the L logits, binary cross-entropy; both encod
 
 The pre-trained encoders are saved with the model, in ``MODEL_DIR/pretrained/`` (an LW-PT model directory
 whose encoders are those pre-training left and whose head is untrained), and are reusable:
-``LWPT(params, pretrained=MODEL_DIR/pretrained)`` (``xmc train --model lwpt --pretrained DIR``) fine-tunes
+``LWPT(params, pretrained=MODEL_DIR/pretrained)`` (``xmc train --model lwpt --set pretrained=DIR``) fine-tunes
 from them, on their word and label vocabularies, without pre-training again.
 
 Layer normalisation on the encoders' outputs and dropout follow the paper's details. Predicted label sets
@@ -31,6 +31,7 @@ import copy
 import math
 import re
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
@@ -39,21 +40,47 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
+from xmc.layers.encoders import BiLSTMEncoder, bidirectional
+from xmc.layers.losses import masked_bce
 from xmc.metrics import evaluate
 from xmc.models.base import Docs, Log
-from xmc.models.batching import dense_targets, tensors
 from xmc.models.flat import FlatLabelModel
-from xmc.models.networks import BiLSTMEncoder, bidirectional, masked_bce
-from xmc.models.params import DeepParams
-from xmc.models.training import distributed_steps, train_epochs
-from xmc.nn.text import DEFAULT_TOKEN_PATTERN
+from xmc.models.params import BiLSTMParams
 from xmc.ops import label_attention
+from xmc.params import check_choice, check_int, param
+from xmc.text.tokens import DEFAULT_TOKEN_PATTERN
+from xmc.training.batching import dense_targets, tensors
+from xmc.training.loop import distributed_steps, train_epochs
 
 KIND = "lwpt"
 PRETRAINED_DIR = "pretrained"
 SENTENCE_END = r"[.!?]+"
 # The head maps all labels' representations to all labels: L * 4d * L weights. Past this, LW-PT is the wrong tool.
 MAX_HEAD_WEIGHTS = 200_000_000
+
+
+ENCODERS = ("lw", "hlw")
+
+
+@dataclass
+class LWPTParams(BiLSTMParams):
+    """LW-PT: label-wise pre-training of two label-wise encoders on label pairs, then fine-tuning."""
+
+    encoder: str = param("lw", "lw (LW-LSTM) or hlw (HLW-LSTM: words, then sentences, for long documents)")
+    pretrain_steps: int = param(1000, "steps of the pre-training task (0: none, the paper's baseline)")
+    pretrain_candidates: int = param(3, "candidate documents per pre-training example: one positive, the rest not")
+    max_sentences: int = param(30, "HLW-LSTM: sentences kept per document")
+    sentence_len: int = param(50, "HLW-LSTM: words kept per sentence")
+    pretrained: Optional[str] = param(None, "fine-tune from these pre-trained encoders (a model's "
+                                            "MODEL_DIR/pretrained) instead of pre-training")
+
+    def validate(self) -> None:
+        super().validate()
+        check_choice(self.encoder, "encoder", ENCODERS)
+        check_int(self.pretrain_steps, "pretrain_steps", low=0, high=10**9)
+        check_int(self.pretrain_candidates, "pretrain_candidates", low=2, high=1024)
+        check_int(self.max_sentences, "max_sentences")
+        check_int(self.sentence_len, "sentence_len")
 
 Batch = Tuple[torch.Tensor, ...]
 
@@ -92,7 +119,7 @@ def sentence_batch(docs: Sequence[np.ndarray], is_end: np.ndarray, max_words: in
 class LWLSTM(nn.Module):
     """LW-LSTM: BiLSTM, one attention vector per label; (B, L or C, 2 * hidden)."""
 
-    def __init__(self, embeddings: np.ndarray, n_labels: int, params: DeepParams) -> None:
+    def __init__(self, embeddings: np.ndarray, n_labels: int, params: LWPTParams) -> None:
         super().__init__()
         self.words = BiLSTMEncoder(embeddings, params.hidden, params.lstm_layers, params.embedding_dropout,
                                    params.dropout, params.train_embeddings)
@@ -110,7 +137,7 @@ class HLWLSTM(nn.Module):
     """HLW-LSTM: word-level BiLSTM and label attention per sentence, then per label a sentence-level
     BiLSTM and label attention; (B, L or C, 2 * hidden)."""
 
-    def __init__(self, embeddings: np.ndarray, n_labels: int, params: DeepParams) -> None:
+    def __init__(self, embeddings: np.ndarray, n_labels: int, params: LWPTParams) -> None:
         super().__init__()
         self.words = BiLSTMEncoder(embeddings, params.hidden, params.lstm_layers, params.embedding_dropout,
                                    params.dropout, params.train_embeddings)
@@ -145,7 +172,7 @@ class HLWLSTM(nn.Module):
 class LWPTNetwork(nn.Module):
     """T-Encoder and C-Encoder (same architecture, own weights) and the fine-tuning head."""
 
-    def __init__(self, embeddings: np.ndarray, n_labels: int, params: DeepParams) -> None:
+    def __init__(self, embeddings: np.ndarray, n_labels: int, params: LWPTParams) -> None:
         super().__init__()
         encoder = LWLSTM if params.encoder == "lw" else HLWLSTM
         self.target = encoder(embeddings, n_labels, params)
@@ -228,28 +255,39 @@ class LWPT(FlatLabelModel):
     """See the module docstring."""
 
     KIND = KIND
+    PARAMS = LWPTParams
     NETWORK = LWPTNetwork
 
-    def __init__(self, params: Optional[DeepParams] = None, pretrained: Union[str, Path, "LWPT", None] = None) -> None:
+    def __init__(self, params: Optional[LWPTParams] = None, pretrained: Union[str, Path, "LWPT", None] = None) -> None:
         """``pretrained``: an LW-PT model (or its directory, e.g. an earlier model's ``pretrained/``) whose
         encoders, word and label vocabularies fine-tuning starts from, instead of pre-training."""
         super().__init__(params)
         if self.params.encoder == "hlw" and self.params.text.token_pattern == DEFAULT_TOKEN_PATTERN:
             self.params.text.token_pattern = sentence_token_pattern(DEFAULT_TOKEN_PATTERN)
-        if pretrained is not None and not isinstance(pretrained, LWPT):
-            pretrained = LWPT.load(pretrained)
-        if pretrained is not None and (pretrained.params.encoder, pretrained.params.hidden,
-                                       pretrained.params.lstm_layers, pretrained.params.embedding.dim) != \
-                (self.params.encoder, self.params.hidden, self.params.lstm_layers, self.params.embedding.dim):
-            raise ValueError("the pre-trained encoders were built with another encoder, hidden size, layer count "
-                             "or word vector size than these params ask for")
-        self.pretrained = pretrained
+        self.pretrained = self._matching(pretrained) if pretrained is not None else None
         self._pretrained_encoders: Optional[Dict[str, Dict[str, torch.Tensor]]] = None  # left by _pretrain
         self.network: Optional[LWPTNetwork] = None
         self._is_end: Optional[np.ndarray] = None  # which word ids end a sentence (HLW-LSTM), from the vocabulary
         # What pre-training did (its last fifth's loss and accuracy, the first fifth's loss), for logs and tests.
         self.pretraining: Dict[str, float] = {}
 
+
+    def _matching(self, pretrained: Union[str, Path, "LWPT"]) -> "LWPT":
+        if not isinstance(pretrained, LWPT):
+            pretrained = LWPT.load(pretrained)
+        if (pretrained.params.encoder, pretrained.params.hidden, pretrained.params.lstm_layers,
+                pretrained.params.embedding.dim) != (self.params.encoder, self.params.hidden,
+                                                     self.params.lstm_layers, self.params.embedding.dim):
+            raise ValueError("the pre-trained encoders were built with another encoder, hidden size, layer count "
+                             "or word vector size than these params ask for")
+        return pretrained
+
+    def fit(self, corpus: TextData, *args, **kwargs) -> "LWPT":
+        """As :meth:`DeepModel.fit`; ``params.pretrained`` (a directory) is read here, not when a saved model
+        is loaded."""
+        if self.pretrained is None and self.params.pretrained:
+            self.pretrained = self._matching(self.params.pretrained)
+        return super().fit(corpus, *args, **kwargs)
     def _new_vocabularies(self, corpus) -> bool:
         if self.pretrained is None:
             return super()._new_vocabularies(corpus)
@@ -294,17 +332,17 @@ class LWPT(FlatLabelModel):
 
         p, net = self.params, self.network
         sampler = PretrainingSampler(Y, p.pretrain_candidates)
-        rng = np.random.default_rng(p.seed + 1)
+        rng = np.random.default_rng(p.training.seed + 1)
         encoders = list(net.target.parameters()) + list(net.context.parameters())
-        optimizer = torch.optim.Adam([w for w in encoders if w.requires_grad], lr=p.lr)
+        optimizer = torch.optim.Adam([w for w in encoders if w.requires_grad], lr=p.training.lr)
         batch: Dict[str, np.ndarray] = {}  # this step's examples; the step loss reads rows of them
 
         def step_loss(rows: np.ndarray) -> torch.Tensor:
             targets, labels, candidates = batch["targets"][rows], batch["labels"][rows], batch["candidates"][rows]
             labels_t = torch.from_numpy(labels).to(self.device)
-            q_target = self._label_vectors(net.target, docs, targets, labels_t, p.batch_size)
+            q_target = self._label_vectors(net.target, docs, targets, labels_t, p.training.batch_size)
             q_candidates = self._label_vectors(net.context, docs, candidates.ravel(),
-                                               labels_t.repeat_interleave(candidates.shape[1]), p.batch_size)
+                                               labels_t.repeat_interleave(candidates.shape[1]), p.training.batch_size)
             scores = net.pretraining_scores(q_target, q_candidates.reshape(*candidates.shape, -1))
             batch["right"], batch["seen"] = int((scores.detach().argmax(dim=1) == 0).sum()), len(rows)
             # the positive is candidate 0
@@ -317,12 +355,12 @@ class LWPT(FlatLabelModel):
         net.train()
         for step in tqdm(range(p.pretrain_steps), desc=f"{KIND} pre-training", unit="step",
                          disable=not progress or None, leave=False):
-            batch["targets"], batch["labels"], batch["candidates"] = sampler.sample(p.batch_size, rng)
+            batch["targets"], batch["labels"], batch["candidates"] = sampler.sample(p.training.batch_size, rng)
             loss = run_step(np.arange(len(batch["labels"])))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            if p.grad_clip > 0:
-                nn.utils.clip_grad_norm_(encoders, p.grad_clip)
+            if p.training.grad_clip > 0:
+                nn.utils.clip_grad_norm_(encoders, p.training.grad_clip)
             optimizer.step()
             # The figures logged are this rank's share's (all of it in one process).
             total_loss += float(loss.detach()) * batch["seen"]
@@ -340,7 +378,7 @@ class LWPT(FlatLabelModel):
     def _fit_networks(self, docs: Docs, Y: sp.csr_matrix, valid_docs: Docs, Y_valid: sp.csr_matrix,
                       embeddings: np.ndarray, progress: bool, log: Optional[Log], checkpoint=None) -> None:
         p = self.params
-        torch.manual_seed(p.seed)
+        torch.manual_seed(p.training.seed)
         self.network = LWPTNetwork(embeddings, Y.shape[1], p).to(self.device)
         net = self.network
         resuming_fine_tuning = (checkpoint is not None and checkpoint.state is not None
@@ -358,13 +396,13 @@ class LWPT(FlatLabelModel):
             return masked_bce(net(self._batch(docs, index)), torch.from_numpy(dense_targets(Y, index)).to(self.device))
 
         def validate() -> Dict[str, float]:
-            positions, _ = self._search(valid_docs, k=5, beam=0, batch_size=p.eval_batch_size, on_batch=None)
+            positions, _ = self._search(valid_docs, k=5, beam=0, batch_size=p.training.eval_batch_size, on_batch=None)
             metrics = evaluate(Y_valid, positions, ks=(1, 3, 5))
             return {name: value for name, value in metrics.items() if name.startswith("P@")}
 
         loop_checkpoint = checkpoint.for_level(1, "network", net) if checkpoint is not None else None
         name = "HLW-LSTM" if p.encoder == "hlw" else "LW-LSTM"
-        train_epochs(net, step, lengths, p, validate, desc=f"{KIND} ({name}) fine-tuning", log=log,
+        train_epochs(net, step, lengths, p.training, validate, desc=f"{KIND} ({name}) fine-tuning", log=log,
                      progress=progress, checkpoint=loop_checkpoint)
 
     # ---- prediction -------------------------------------------------------------

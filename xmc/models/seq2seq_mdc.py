@@ -26,6 +26,7 @@ training frequency, so a decoder output index is a label's frequency rank.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, Optional, Sequence, Tuple
 
@@ -35,12 +36,14 @@ import torch
 from torch import nn
 
 from xmc.data import TextData
+from xmc.layers.encoders import BiLSTMEncoder
+from xmc.layers.heads import masked_softmax
 from xmc.metrics import f1_scores
-from xmc.models.base import Docs, DeepModel, Log
-from xmc.models.batching import eval_batches, tensors, top_k
-from xmc.models.networks import BiLSTMEncoder, masked_softmax
-from xmc.models.params import DeepParams
-from xmc.models.training import train_epochs
+from xmc.models.base import DeepModel, Docs, Log
+from xmc.models.params import BiLSTMParams
+from xmc.params import check_choice, check_int, param
+from xmc.training.batching import eval_batches, tensors, top_k
+from xmc.training.loop import train_epochs
 from xmc.tree import LabelTree
 from xmc.utils.modeldir import ModelFormatError
 
@@ -48,6 +51,25 @@ KIND = "seq2seq-mdc"
 DILATION_RATES = (1, 2, 3)
 KERNEL = 3
 MAX_STEPS_KEY = "max_steps"
+
+
+DECODER_ATTENTIONS = ("hybrid", "additive", "units", "words", "none")
+
+
+@dataclass
+class Seq2SeqMDCParams(BiLSTMParams):
+    """Seq2Seq-MDC: labels decoded as a sequence, multi-level dilated convolutions, hybrid attention."""
+
+    decoder_attention: str = param("hybrid", "hybrid (semantic units, then words: the paper's), additive, units, "
+                                             "words (conventional attention) or none")
+    label_embedding_dim: int = param(256, "width of the decoder's label embeddings")
+    top_k: int = param(16, "the decoder's beam width")
+
+    def validate(self) -> None:
+        super().validate()
+        check_choice(self.decoder_attention, "decoder_attention", DECODER_ATTENTIONS)
+        check_int(self.label_embedding_dim, "label_embedding_dim")
+        check_int(self.top_k, "top_k")
 
 
 class DilatedConvolutions(nn.Module):
@@ -103,7 +125,7 @@ class BilinearAttention(nn.Module):
 class Seq2SeqNetwork(nn.Module):
     """Encoder, MDC, LSTM decoder with the attention of ``params.decoder_attention``, output over labels + EOS."""
 
-    def __init__(self, embeddings: np.ndarray, n_labels: int, params: DeepParams) -> None:
+    def __init__(self, embeddings: np.ndarray, n_labels: int, params: Seq2SeqMDCParams) -> None:
         super().__init__()
         self.mode = params.decoder_attention
         self.n_labels = n_labels
@@ -228,9 +250,10 @@ class Seq2SeqMDC(DeepModel):
     """See the module docstring."""
 
     KIND = KIND
+    PARAMS = Seq2SeqMDCParams
     NETWORK = Seq2SeqNetwork
 
-    def __init__(self, params: Optional[DeepParams] = None) -> None:
+    def __init__(self, params: Optional[Seq2SeqMDCParams] = None) -> None:
         super().__init__(params)
         self.network: Optional[Seq2SeqNetwork] = None
         self.max_steps = 0  # decoding steps: the longest training label set + EOS
@@ -265,7 +288,7 @@ class Seq2SeqMDC(DeepModel):
         Y_pos, Y_valid_pos = Y[:, order].tocsr(), Y_valid[:, order].tocsr()
         Y_pos.sort_indices()
         self.max_steps = int(np.diff(Y_pos.indptr).max()) + 1
-        torch.manual_seed(p.seed)
+        torch.manual_seed(p.training.seed)
         self.network = Seq2SeqNetwork(embeddings, Y.shape[1], p).to(self.device)
         net = self.network
         lengths = np.array([d.size for d in docs])
@@ -276,12 +299,12 @@ class Seq2SeqMDC(DeepModel):
             return net.teacher_forced_loss(ids, mask, targets)
 
         def validate() -> Dict[str, float]:
-            predicted, scores = self._decode_all(valid_docs, p.top_k, p.eval_batch_size, None)
+            predicted, scores = self._decode_all(valid_docs, p.top_k, p.training.eval_batch_size, None)
             micro, macro = f1_scores(Y_valid_pos, predicted)
             return {"micro-F1": micro, "macro-F1": macro}
 
         loop_checkpoint = checkpoint.for_level(1, "network", net) if checkpoint is not None else None
-        train_epochs(net, step, lengths, p, validate, desc=f"{KIND} ({p.decoder_attention} attention)", log=log,
+        train_epochs(net, step, lengths, p.training, validate, desc=f"{KIND} ({p.decoder_attention} attention)", log=log,
                      progress=progress, monitor="micro-F1", checkpoint=loop_checkpoint)
 
     # ---- prediction -------------------------------------------------------------
@@ -310,7 +333,7 @@ class Seq2SeqMDC(DeepModel):
         """The decoded label sets, (n, n_labels) binary CSR in the model's label ids."""
         docs = self._prediction_docs(corpus_or_docs, threads)
         sets, _ = self._decode_all(docs, max(int(beam or self.params.top_k), 1),
-                                   batch_size or self.params.eval_batch_size, None)
+                                   batch_size or self.params.training.eval_batch_size, None)
         # Positions are frequency ranks; the tree's label_order maps them back to label ids.
         return sets[:, np.argsort(self.tree.label_order)].tocsr()
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
+from xmc.params import Params, param
+
 
 @dataclass
-class TreeParams:
+class TreeParams(Params):
     """How labels are clustered into a tree.
 
     Labels are embedded (PIFA by default), split recursively by balanced
@@ -25,12 +27,12 @@ class TreeParams:
     labels are unchanged.
     """
 
-    branching_factor: int = 16
-    max_leaf_size: int = 100
-    max_iter: int = 20
-    tol: float = 0.0
-    split_sample: int = 16384
-    height: Optional[int] = None
-    embedding: str = "pifa"
-    seed: int = 0
-    threads: int = 0
+    branching_factor: int = param(16, "children per node (a power of two)")
+    max_leaf_size: int = param(100, "most labels in a leaf")
+    max_iter: int = param(20, "most 2-means iterations per split")
+    tol: float = param(0.0, "a split stops once at most this share of its labels change halves in an iteration")
+    split_sample: int = param(16384, "a larger cluster runs its 2-means on this many of its labels (0: all)")
+    height: Optional[int] = param(None, "AttentionXML's shallow-and-wide tree: exactly this many layers (null: off)")
+    embedding: str = param("pifa", "label embedding clustered: pifa (the mean feature row of its documents)")
+    seed: int = param(0, "seed of the clustering")
+    threads: int = param(0, "threads (0: all cores)")

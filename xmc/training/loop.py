@@ -12,7 +12,7 @@ epoch needs no tuning.
 The loop can stop at any step and continue bit for bit: :class:`LoopState`
 holds its position (epoch, step, the batch-order generator's state at the start
 of the epoch, the running loss, the best score so far) and a
-:class:`LoopCheckpoint` (see :mod:`xmc.models.checkpoint`) saves it with the
+:class:`LoopCheckpoint` (see :mod:`xmc.training.checkpoint`) saves it with the
 weights, the optimiser and the RNGs, and hands it back on resume.
 """
 from __future__ import annotations
@@ -28,9 +28,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from xmc.models.batching import epoch_batches
-from xmc.models.params import DeepParams
-from xmc.utils.checkpoint import TrainingInterrupted  # noqa: F401  (raised by the models, caught by the CLI)
+from xmc.training import distributed
+from xmc.training.batching import epoch_batches
+# TrainingInterrupted: raised by the models, caught by the CLI
+from xmc.training.checkpoint import LoopState, TrainingInterrupted  # noqa: F401
+from xmc.training.params import TrainingParams
 
 StepLoss = Callable[[np.ndarray], torch.Tensor]
 Validate = Callable[[], Dict[str, float]]
@@ -48,35 +50,9 @@ class TrainHistory:
     seconds: float = 0.0
 
 
-@dataclass
-class LoopState:
-    """Where the epoch loop stands; JSON-able (the batch generator's state is a dict of ints)."""
-
-    epoch: int = 1  # the epoch in progress (or next), 1-based
-    step: int = 0  # batches of ``epoch`` already trained
-    global_step: int = 0
-    epoch_loss: float = 0.0  # sum of this epoch's batch losses so far
-    batch_rng: Optional[Dict[str, Any]] = None  # batch-order generator's state at the start of ``epoch``
-    best_score: Optional[float] = None  # None: no epoch finished yet (JSON has no -inf)
-    best_epoch: int = -1
-    best_is_average: bool = False  # the kept weights are the running average, not one epoch's
-    averaged: int = 0  # epoch-end weights in the running average
-    stale: int = 0
-    finished: bool = False  # the last epoch ran (or early stopping fired): only the best weights remain to load
-    seconds: float = 0.0
-    history: List[Dict[str, float]] = field(default_factory=list)
-
-    def to_dict(self) -> Dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Dict[str, Any]) -> "LoopState":
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
-
 
 class LoopCheckpoint(Protocol):
-    """What ``train_epochs`` needs from a checkpointer (implemented in xmc.models.checkpoint)."""
+    """What ``train_epochs`` needs from a checkpointer (implemented in xmc.training.checkpoint)."""
 
     every: int
 
@@ -136,8 +112,6 @@ def _validated_on_main(validate: Validate) -> Validate:
     the ranks keep the same best epoch and stop together without each scoring the whole validation set."""
     import json
 
-    from xmc import distributed
-
     def on_main() -> Dict[str, float]:
         sent = None
         if distributed.is_main():
@@ -164,8 +138,6 @@ def distributed_steps(net: nn.Module, step_loss: StepLoss) -> StepLoss:
     In one process ``step_loss`` itself."""
     from torch.nn.parallel import DistributedDataParallel
 
-    from xmc import distributed
-
     if not distributed.is_distributed():
         return step_loss
     distributed.init()
@@ -179,7 +151,7 @@ def distributed_steps(net: nn.Module, step_loss: StepLoss) -> StepLoss:
     return step
 
 
-def train_epochs(net: nn.Module, step_loss: StepLoss, lengths: np.ndarray, params: DeepParams,
+def train_epochs(net: nn.Module, step_loss: StepLoss, lengths: np.ndarray, params: TrainingParams,
                  validate: Validate, desc: str, log: Optional[Log] = print, progress: bool = True,
                  monitor: Optional[str] = None, checkpoint: Optional[LoopCheckpoint] = None) -> TrainHistory:
     """Train ``net`` on minibatches; keep the weights of the epoch with the best ``monitor`` on validation
@@ -190,8 +162,6 @@ def train_epochs(net: nn.Module, step_loss: StepLoss, lengths: np.ndarray, param
     and raises :class:`TrainingInterrupted`.
     """
     from tqdm import tqdm
-
-    from xmc import distributed
 
     if distributed.is_distributed():
         step_loss = distributed_steps(net, step_loss)

@@ -12,8 +12,8 @@ from typing import Dict, Optional, Sequence, Tuple
 import numpy as np
 
 from xmc.data.errors import DataFormatError
-from xmc.nn.text import PAD_ID, UNK, WordVocab
-from xmc.utils.modeldir import dataclass_from_dict, dataclass_to_dict
+from xmc.params import Params, param
+from xmc.text.tokens import PAD_ID, UNK, WordVocab
 
 log = logging.getLogger(__name__)
 SOURCES = ("random", "skipgram")
@@ -22,7 +22,7 @@ _READ_BLOCK = 1 << 22
 
 
 @dataclass
-class EmbeddingParams:
+class EmbeddingParams(Params):
     """``source``: ``"random"``, ``"skipgram"`` or the path of a word2vec file
     (``binary``: None detects text or binary). ``init_scale``: random rows are
     uniform in [-init_scale, init_scale] (0.25, as Kim 2014 for unseen words).
@@ -30,33 +30,28 @@ class EmbeddingParams:
     (its min count is the vocabulary's: every vocabulary word is trained).
     ``seed``: random rows and skip-gram; skip-gram is reproducible with ``threads=1``."""
 
-    source: str = "random"
-    dim: int = 300
-    binary: Optional[bool] = None
-    init_scale: float = 0.25
-    window: int = 5
-    epochs: int = 5
-    negative: int = 5
-    seed: int = 0
-    threads: int = 1
+    source: str = param("random", "random, skipgram (trained on the training texts) or a word2vec file's path")
+    dim: int = param(300, "word vector size")
+    binary: Optional[bool] = param(None, "word2vec file: binary (true), text (false) or detected (null)")
+    init_scale: float = param(0.25, "random vectors are uniform in [-init_scale, init_scale]")
+    window: int = param(5, "skip-gram context window")
+    epochs: int = param(5, "skip-gram passes over the texts")
+    negative: int = param(5, "skip-gram negative samples (0: hierarchical softmax)")
+    seed: int = param(0, "seed of the random vectors and of skip-gram")
+    threads: int = param(0, "skip-gram worker threads (0: all cores; 1 makes skip-gram reproducible)")
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
         if self.dim < 1:
             raise ValueError(f"dim must be >= 1, got {self.dim}")
         if self.init_scale <= 0:
             raise ValueError(f"init_scale must be > 0, got {self.init_scale}")
-        for name in ("window", "epochs", "threads"):
+        for name in ("window", "epochs"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.threads < 0:
+            raise ValueError(f"threads must be >= 0 (0: all cores), got {self.threads}")
         if self.negative < 0:
             raise ValueError(f"negative must be >= 0, got {self.negative}")
-
-    def to_dict(self) -> Dict[str, object]:
-        return dataclass_to_dict(self)
-
-    @classmethod
-    def from_dict(cls, data: Dict[str, object]) -> "EmbeddingParams":
-        return dataclass_from_dict(cls, data)
 
 
 def build_embeddings(vocab: WordVocab, params: Optional[EmbeddingParams] = None,
@@ -115,7 +110,7 @@ def _skipgram(vocab: WordVocab, p: EmbeddingParams, token_lists: Sequence[Sequen
     # Words outside the vocabulary become <unk>, so its row learns the contexts of rare words.
     sentences = [[w if w in vocab else UNK for w in tokens] for tokens in token_lists]
     model = Word2Vec(sentences, vector_size=p.dim, window=p.window, min_count=1, sg=1, negative=p.negative,
-                     hs=0 if p.negative > 0 else 1, epochs=p.epochs, seed=p.seed, workers=p.threads,
+                     hs=0 if p.negative > 0 else 1, epochs=p.epochs, seed=p.seed, workers=p.threads or os.cpu_count() or 1,
                      hashfxn=_stable_hash)
     out = np.zeros((len(vocab), p.dim), dtype=np.float32)
     found = np.zeros(len(vocab), dtype=bool)

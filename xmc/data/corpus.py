@@ -8,8 +8,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Iterator, List, Optional, Tuple, Union
 
+from xmc.data.cache import read_xc_cached
 from xmc.data.errors import DataFormatError, warn_skipped
 from xmc.data.limits import line_too_long, resolve_limits, too_many_labels
+from xmc.utils.modeldir import atomic_write_bytes
 
 PathLike = Union[str, "os.PathLike[str]"]
 FORMATS = ("xc", "fasttext", "jsonl", "text")
@@ -253,8 +255,6 @@ def write_jsonl(path: PathLike, data: TextData, text_key: str = "text", labels_k
     TextData: one ``{"text": ..., "labels": [...]}`` per line, UTF-8, written atomically."""
     from pathlib import Path
 
-    from xmc.utils.modeldir import atomic_write_bytes
-
     if data.labels and len(data.labels) != len(data.texts):
         raise ValueError(f"{len(data.texts)} texts but {len(data.labels)} label lists")
     labels = data.labels or [[] for _ in data.texts]
@@ -323,8 +323,6 @@ def load_corpus(path: PathLike, format: Optional[str] = None, labels_path: Optio
     ``max_line_bytes`` / ``max_labels_per_doc`` bound what one line may hold
     (:mod:`xmc.data.limits`: environment variable, then default, when None).
     """
-    from xmc.data.cache import read_xc_cached
-
     format = resolve_format(path, format, labels_path, max_line_bytes, max_labels_per_doc)
     if format == "xc":
         return read_xc_cached(path, cache, n_features=n_features, n_labels=n_labels, threads=threads,

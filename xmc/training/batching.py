@@ -11,7 +11,8 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from xmc.nn.text import pad_batch
+from xmc.metrics import topk_from_scores
+from xmc.text.tokens import pad_batch
 
 # Batches are formed from length-sorted pools of this many batches: padding shrinks, order stays random.
 _POOL_BATCHES = 50
@@ -110,8 +111,6 @@ def parents_with_positives(predicted: np.ndarray, positives: sp.csr_matrix, rows
 def top_k(scores: np.ndarray, k: int) -> Tuple[np.ndarray, np.ndarray]:
     """(positions, scores), each (n, k), of the k best columns of a dense (n, L) score matrix (ties to the
     smaller position; id -1 and score 0 where a row has fewer than k scored columns)."""
-    from xmc.metrics import topk_from_scores
-
     positions = topk_from_scores(scores, k)
     best = np.where(positions >= 0, np.take_along_axis(scores, np.maximum(positions, 0), axis=1), 0.0)
     return clear_empty_slots(positions, best.astype(np.float32))

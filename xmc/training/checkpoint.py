@@ -1,7 +1,24 @@
-"""Checkpoints of the deep models' training: write, verify, resume, and Ctrl-C.
+"""Training checkpoints: crash-safe directories shared by the linear PLT and the deep models, and what
+the deep models keep in them to resume bit for bit.
 
-Layout of a checkpoint directory (written whole and swapped into place by
-:func:`xmc.utils.checkpoint.write_checkpoint`)::
+A checkpoint is an ordinary self-describing directory (``xmc.json`` manifest
+with the size and SHA-256 of every file, kind ``"checkpoint"``). It is written
+into a hidden temporary sibling and swapped into place::
+
+    DIR           the current checkpoint
+    .DIR.tmp-*    a checkpoint being written (ignored and cleaned up)
+    .DIR.old      the previous checkpoint during the swap (used if DIR is missing)
+    .DIR.done     the final checkpoint while the finished model is being saved
+
+The swap renames ``DIR`` to ``.DIR.old``, the temporary folder to ``DIR``,
+then removes ``.DIR.old``: a SIGKILL at any moment leaves a complete
+checkpoint in ``DIR``, ``.DIR.old`` or ``.DIR.done``, which :func:`find_checkpoint`
+picks in that order. Hidden names are outside any model manifest, so the
+default place (``MODEL_DIR/checkpoint``) can be set aside as ``.checkpoint.done``
+while the model is saved around it.
+
+The deep models' checkpoint (:class:`DeepCheckpoint`)::
+
 
     xmc.json        manifest (kind "checkpoint", model kind, SHA-256 of every file)
     state.json      params, data fingerprint, position (level, epoch loop state or "complete"),
@@ -12,33 +29,246 @@ Layout of a checkpoint directory (written whole and swapped into place by
                     "rng.torch" / "rng.cuda" generator states (uint8)
     embeddings.npz  the word vectors, only before the first network exists (later they live in the weights)
     labels.json, text/, tree/   label vocabulary, text encoder and label tree (never refit on resume)
+
+Torch is imported by the functions that use it: the linear PLT checkpoints without it.
 """
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import hashlib
+import os
+import shutil
 import signal
+import tempfile
 import threading
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple
 
 import numpy as np
-import torch
 
 from xmc.data import LabelVocab, TextData
-from xmc.models.base import TEXT_DIR, TREE_DIR, load_state
-from xmc.models.training import LoopState, State
-from xmc.nn.text import TextEncoder
+from xmc.text import load_text_encoder
+from xmc.text.tokens import TextEncoder
 from xmc.tree import LabelTree
-from xmc.utils.checkpoint import (STATE_JSON, CheckpointError, find_checkpoint, fingerprint, open_checkpoint,
-                                  write_checkpoint)
-from xmc.utils.modeldir import load_arrays, load_json, save_arrays, save_json
+from xmc.utils.modeldir import (MANIFEST, ModelFormatError, load_arrays, load_json, read_manifest, save_arrays,
+                                save_json, write_manifest)
+
+if TYPE_CHECKING:
+    import torch
+
+    State = Dict[str, torch.Tensor]
+
+KIND = "checkpoint"
+STATE_JSON = "state.json"
+# Where a deep model directory (and its checkpoint) keeps the text encoder and the label tree.
+TEXT_DIR = "text"
+TREE_DIR = "tree"
+
+
+class TrainingInterrupted(Exception):
+    """Training stopped on request (Ctrl-C) after writing a checkpoint to ``path``."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(f"training interrupted; checkpoint written to {path}")
+        self.path = Path(path)
+
+
+class CheckpointError(ModelFormatError):
+    """A checkpoint cannot be resumed: damaged, of another model, or from other data or options."""
+
+
+def _old(path: Path) -> Path:
+    return path.parent / f".{path.name}.old"
+
+
+def _done(path: Path) -> Path:
+    return path.parent / f".{path.name}.done"
+
+
+def _remove_tree(path: Path) -> None:
+    # The manifest goes first, so a removal cut short leaves a folder no one mistakes for a checkpoint.
+    try:
+        (path / MANIFEST).unlink()
+    except FileNotFoundError:
+        pass
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _fsync_dir(path: Path) -> None:
+    # Renames are durable only once the parent directory is synced (ext4 without it may reorder them).
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _has_manifest(path: Path) -> bool:
+    return (path / MANIFEST).is_file()
+
+
+def _repair(path: Path) -> None:
+    """Finish a swap a crash interrupted, and drop leftovers of interrupted writes."""
+    old = _old(path)
+    if not path.exists() and _has_manifest(old):
+        os.replace(old, path)  # killed between the two renames: the previous checkpoint is the current one
+    elif old.exists():
+        _remove_tree(old)  # killed while removing the previous checkpoint
+    for leftover in path.parent.glob(f".{path.name}.tmp-*"):
+        _remove_tree(leftover)
+
+
+def write_checkpoint(path: Path, kind: str, fill: Callable[[Path], None], extra: Optional[Dict[str, Any]] = None) -> None:
+    """Write a checkpoint of a ``kind`` model to ``path``: ``fill(folder)`` writes the files, then the swap."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _repair(path)
+    done = _done(path)
+    if done.exists():
+        _remove_tree(done)  # a finished run's set-aside checkpoint; this run replaces it
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp-"))
+    try:
+        fill(tmp)
+        write_manifest(tmp, KIND, {"model": kind, **(extra or {})})
+        _fsync_dir(tmp)
+        if path.exists():
+            os.replace(path, _old(path))
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    except BaseException:
+        _remove_tree(tmp)
+        raise
+    _remove_tree(_old(path))
+
+
+def find_checkpoint(path: Path) -> Optional[Path]:
+    """The complete checkpoint at ``path`` (or its swap / set-aside sibling), None when there is none.
+
+    A ``path`` that exists without a manifest is not a checkpoint xmc left (the
+    swap never exposes a partial one): it is refused rather than ignored.
+    """
+    path = Path(path)
+    if path.exists():
+        if not _has_manifest(path):
+            raise CheckpointError(f"{path}: exists but holds no checkpoint manifest ({MANIFEST}); it is damaged "
+                                  f"or not an xmc checkpoint. Move it away to start over")
+        return path
+    for sibling in (_old(path), _done(path)):
+        if _has_manifest(sibling):
+            return sibling
+    return None
+
+
+def open_checkpoint(path: Path, kind: str, required: Iterable[str] = (STATE_JSON,)) -> Dict[str, Any]:
+    """Verify every file of the checkpoint at ``path`` against its manifest; returns the manifest."""
+    path = Path(path)
+    try:
+        info = read_manifest(path, KIND, required=list(required))
+    except ModelFormatError as e:
+        raise CheckpointError(f"cannot resume from the checkpoint {path}: {e}. Delete it to start over") from e
+    if info.get("model") != kind:
+        raise CheckpointError(f"{path}: a checkpoint of a {info.get('model')!r} model, not {kind!r}; "
+                              f"resume with --model {info.get('model')} or use another checkpoint directory")
+    return info
+
+
+def set_aside(path: Path) -> Optional[Path]:
+    """Rename the finished run's checkpoint to ``.NAME.done`` (outside the model manifest) before the model is saved."""
+    path = Path(path)
+    if (path / MANIFEST).is_file() or _old(path).exists():
+        _repair(path)  # a folder of checkpoints (an ensemble's) has no swap of its own to finish
+    if not path.exists():
+        return None
+    done = _done(path)
+    if done.exists():
+        _remove_tree(done)
+    os.replace(path, done)
+    _fsync_dir(path.parent)
+    return done
+
+
+def reclaim(path: Path) -> None:
+    """Before resuming: a checkpoint set aside by a save that was then cut short goes back into place."""
+    path = Path(path)
+    done = _done(path)
+    if not path.exists() and not _old(path).exists() and done.exists():
+        os.replace(done, path)
+
+
+def exists(path: Path) -> bool:
+    """Whether anything of a checkpoint (or of a folder of them, as an ensemble's) is at ``path``."""
+    path = Path(path)
+    return any(p.exists() for p in (path, _old(path), _done(path)))
+
+
+def remove_checkpoint(path: Path) -> None:
+    """Delete the checkpoint at ``path`` and its siblings (after the finished model is saved).
+
+    Each is first renamed to a temporary name, so a removal cut short leaves only litter
+    the next write cleans up, never a half-deleted folder under a checkpoint's name.
+    """
+    path = Path(path)
+    for p in (path, _old(path), _done(path)):
+        if p.exists():
+            doomed = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp-"))
+            os.replace(p, doomed / "x")
+            shutil.rmtree(doomed, ignore_errors=True)
+    for leftover in path.parent.glob(f".{path.name}.tmp-*"):
+        _remove_tree(leftover)
+
+
+def fingerprint(parts: Iterable[bytes]) -> str:
+    """SHA-256 of the training data, so a resume on other data is refused."""
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(len(part).to_bytes(8, "little"))
+        h.update(part)
+    return h.hexdigest()
+
+
+# ---- the deep models' checkpoint ------------------------------------------------
+@dataclass
+class LoopState:
+    """Where the epoch loop stands; JSON-able (the batch generator's state is a dict of ints)."""
+
+    epoch: int = 1  # the epoch in progress (or next), 1-based
+    step: int = 0  # batches of ``epoch`` already trained
+    global_step: int = 0
+    epoch_loss: float = 0.0  # sum of this epoch's batch losses so far
+    batch_rng: Optional[Dict[str, Any]] = None  # batch-order generator's state at the start of ``epoch``
+    best_score: Optional[float] = None  # None: no epoch finished yet (JSON has no -inf)
+    best_epoch: int = -1
+    best_is_average: bool = False  # the kept weights are the running average, not one epoch's
+    averaged: int = 0  # epoch-end weights in the running average
+    stale: int = 0
+    finished: bool = False  # the last epoch ran (or early stopping fired): only the best weights remain to load
+    seconds: float = 0.0
+    history: List[Dict[str, float]] = field(default_factory=list)
+
+    def to_dict(self) -> Dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Dict[str, Any]) -> "LoopState":
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
 
 ARRAYS = "arrays.npz"
 EMBEDDINGS = "embeddings.npz"
 FORMAT = 1
 WEIGHT_SETS = ("best", "average")  # weight sets the epoch loop keeps beside the network's own
-# Options that change how fast training runs, not what it computes: a resume may change them.
-FREE_PARAMS = {"threads", "device", "eval_batch_size", "checkpoint_every", "embedding.threads"}
+# Fields that change how fast training runs, not what it computes, wherever they sit in the params:
+# a resume may change them.
+FREE_PARAMS = {"threads", "device", "eval_batch_size", "checkpoint_every"}
 
 
 def data_fingerprint(corpus: TextData, valid: Optional[TextData]) -> str:
@@ -68,10 +298,12 @@ def params_changes(saved: Dict[str, Any], now: Dict[str, Any]) -> List[str]:
     """Differences between the checkpoint's params and this run's that would change the result."""
     a, b = _flat(saved), _flat(now)
     return [f"{k}: checkpoint {a.get(k)!r}, now {b.get(k)!r}" for k in sorted(set(a) | set(b))
-            if k not in FREE_PARAMS and a.get(k) != b.get(k)]
+            if k.rsplit(".", 1)[-1] not in FREE_PARAMS and a.get(k) != b.get(k)]
 
 
 def _optimizer_arrays(optimizer: torch.optim.Optimizer) -> Tuple[Dict[str, np.ndarray], List[Dict[str, Any]]]:
+    import torch
+
     sd = optimizer.state_dict()
     arrays = {f"adam.{index}.{key}": value.detach().cpu().numpy() if torch.is_tensor(value) else np.asarray(value)
               for index, entry in sd["state"].items() for key, value in entry.items()}
@@ -81,6 +313,8 @@ def _optimizer_arrays(optimizer: torch.optim.Optimizer) -> Tuple[Dict[str, np.nd
 
 def _load_optimizer(optimizer: torch.optim.Optimizer, arrays: Dict[str, np.ndarray], groups: List[Dict[str, Any]],
                     path: Path) -> None:
+    import torch
+
     state: Dict[int, Dict[str, torch.Tensor]] = {}
     for name, value in arrays.items():
         if name.startswith("adam."):
@@ -94,7 +328,7 @@ def _load_optimizer(optimizer: torch.optim.Optimizer, arrays: Dict[str, np.ndarr
 
 
 class LevelCheckpoint:
-    """The :class:`xmc.models.training.LoopCheckpoint` of one network (an AttentionXML level, or LightAttention)."""
+    """The :class:`xmc.training.loop.LoopCheckpoint` of one network (an AttentionXML level, or LightAttention)."""
 
     def __init__(self, owner: "DeepCheckpoint", level: int, prefix: str, net: torch.nn.Module,
                  rngs: Dict[str, np.random.Generator]) -> None:
@@ -109,6 +343,10 @@ class LevelCheckpoint:
         return self.owner.interrupted()
 
     def resume_point(self, optimizer: torch.optim.Optimizer) -> Optional[Tuple[LoopState, Dict[str, State]]]:
+        import torch
+
+        from xmc.layers.state import load_state
+
         saved = self.owner.take_loop(self.level)
         if saved is None:
             return None
@@ -165,7 +403,7 @@ class DeepCheckpoint:
             raise CheckpointError(f"{found}: was written with other options; resume with the same command "
                                   f"(or start over without --resume). Differences: " + "; ".join(changes))
         self.model.vocab = LabelVocab.load(found)
-        self.model.text = TextEncoder.load(found / TEXT_DIR)
+        self.model.text = load_text_encoder(found / TEXT_DIR)
         self.model.tree = LabelTree.load(found / TREE_DIR)
         self.arrays = load_arrays(found / ARRAYS)
         self.embeddings = load_arrays(found / EMBEDDINGS)["embeddings"] if (found / EMBEDDINGS).is_file() else None
@@ -185,6 +423,8 @@ class DeepCheckpoint:
 
     def restore(self, prefix: str, module: torch.nn.Module) -> None:
         """Weights of a network the checkpoint holds (a finished level, or the final model)."""
+        from xmc.layers.state import load_state
+
         load_state(prefix, module, self.arrays, self.found)
 
     def take_loop(self, level: int) -> Optional[Tuple[Dict[str, Any], Dict[str, np.ndarray]]]:
@@ -198,7 +438,9 @@ class DeepCheckpoint:
     # ---- write -------------------------------------------------------------------
     def write(self, position: Dict[str, Any], arrays: Dict[str, np.ndarray], optimizer_groups: List[Dict[str, Any]],
               rngs: Dict[str, np.random.Generator], embeddings: Optional[np.ndarray] = None) -> None:
-        from xmc import distributed
+        import torch
+
+        from xmc.training import distributed
 
         if not distributed.is_main():  # under torchrun the ranks hold the same weights: rank 0 writes them
             return

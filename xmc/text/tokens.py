@@ -17,14 +17,16 @@ from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Un
 
 import numpy as np
 
-from xmc.utils.modeldir import ModelFormatError, dataclass_from_dict, dataclass_to_dict, load_json, save_json
+from xmc.params import Params, param
+from xmc.utils.modeldir import ModelFormatError, load_json, save_json
 
 PathLike = Union[str, "os.PathLike[str]"]
 PAD, UNK = "<pad>", "<unk>"
 PAD_ID, UNK_ID = 0, 1
 WORDS_JSON = "words.json"
 TEXT_PARAMS_JSON = "text_params.json"
-TEXT_FORMAT_VERSION = 1  # of every text encoder's files, the word-piece one (xmc.nn.minilm) included
+WORDS_KIND = "words"  # the text_params.json kind of a word-vocabulary encoder
+TEXT_FORMAT_VERSION = 1  # of every text encoder's files, the word-piece one (xmc.text.minilm) included
 
 # Runs of letters or digits of any script (``[^\W_]`` is \w without the
 # underscore), with simple inner apostrophes kept so "don't" and "reuters's"
@@ -38,7 +40,7 @@ MAX_COUNT = 2**31 - 1  # bound of token and vocabulary counts (int64 arrays hold
 
 
 @dataclass
-class TextParams:
+class TextParams(Params):
     """How raw text becomes word ids.
 
     ``token_pattern`` is a Python regex whose matches are the tokens (found with
@@ -48,13 +50,13 @@ class TextParams:
     ``max_len``: documents are cut to their first ``max_len`` tokens.
     """
 
-    lowercase: bool = True
-    token_pattern: str = DEFAULT_TOKEN_PATTERN
-    min_count: int = 1
-    max_vocab: int = 200_000
-    max_len: int = 500
+    lowercase: bool = param(True, "lower-case the text before finding tokens")
+    token_pattern: str = param(DEFAULT_TOKEN_PATTERN, "regex whose matches are the tokens (no capturing groups)")
+    min_count: int = param(1, "least occurrences in the training texts for a word to get an id")
+    max_vocab: int = param(200_000, "most word ids, <pad> and <unk> included")
+    max_len: int = param(500, "documents are cut to their first max_len tokens")
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
         if self.min_count < 1:
             raise ValueError(f"min_count must be >= 1, got {self.min_count}")
         if not 2 <= self.max_vocab <= MAX_COUNT:
@@ -70,13 +72,6 @@ class TextParams:
             # findall would return the groups instead of the whole matches.
             raise ValueError(f"token_pattern {self.token_pattern!r} has {groups} capturing group(s); "
                              f"use non-capturing groups (?:...)")
-
-    def to_dict(self) -> Dict[str, object]:
-        return dataclass_to_dict(self)
-
-    @classmethod
-    def from_dict(cls, data: Dict[str, object]) -> "TextParams":
-        return dataclass_from_dict(cls, data)
 
 
 class Tokenizer:
@@ -226,27 +221,31 @@ class TextEncoder:
 
     @classmethod
     def load(cls, directory: PathLike) -> "TextEncoder":
-        path = Path(directory) / TEXT_PARAMS_JSON
-        obj = load_json(path)
-        if not isinstance(obj, dict) or not isinstance(obj.get("params"), dict):
-            raise ModelFormatError(f"{path}: expected an object with a 'params' object")
-        version = obj.get("format_version")
-        if not isinstance(version, int) or isinstance(version, bool) or version > TEXT_FORMAT_VERSION:
-            raise ModelFormatError(f"{path}: format version {version!r} is not one this xmc reads "
-                                   f"({TEXT_FORMAT_VERSION})")
-        try:
-            params = TextParams.from_dict(obj["params"])
-        except (TypeError, ValueError) as e:
-            raise ModelFormatError(f"{path}: invalid text parameters: {e}") from None
-        from xmc.nn.minilm import WORDPIECE_KIND, WordPieceEncoder  # imports neither torch nor tokenizers
-
-        kind = obj.get("kind", "words")
-        if kind == WORDPIECE_KIND:  # a pre-trained encoder's own tokenizer (LACO --pretrained-encoder minilm)
-            return WordPieceEncoder.load(directory, params)
-        if kind != "words":
-            raise ModelFormatError(f"{path}: text encoder kind {kind!r} is not one this xmc reads "
-                                   f"('words', {WORDPIECE_KIND!r})")
+        kind, params = read_text_params(directory)
+        if kind != WORDS_KIND:
+            raise ModelFormatError(f"{Path(directory) / TEXT_PARAMS_JSON}: a {kind!r} text encoder, not a word "
+                                   f"vocabulary; load it with xmc.text.load_text_encoder")
         return cls(params, WordVocab.load(directory))
+
+
+def read_text_params(directory: PathLike) -> Tuple[str, TextParams]:
+    """The kind (``"words"``, or a pre-trained model's own tokenizer) and params of a saved text encoder."""
+    path = Path(directory) / TEXT_PARAMS_JSON
+    obj = load_json(path)
+    if not isinstance(obj, dict) or not isinstance(obj.get("params"), dict):
+        raise ModelFormatError(f"{path}: expected an object with a 'params' object")
+    version = obj.get("format_version")
+    if not isinstance(version, int) or isinstance(version, bool) or version > TEXT_FORMAT_VERSION:
+        raise ModelFormatError(f"{path}: format version {version!r} is not one this xmc reads "
+                               f"({TEXT_FORMAT_VERSION})")
+    try:
+        params = TextParams.from_dict(obj["params"], strict=False)
+    except (TypeError, ValueError) as e:
+        raise ModelFormatError(f"{path}: invalid text parameters: {e}") from None
+    kind = obj.get("kind", WORDS_KIND)
+    if not isinstance(kind, str):
+        raise ModelFormatError(f"{path}: text encoder kind {kind!r} is not a string")
+    return kind, params
 
 
 def pad_batch(seqs: Sequence[np.ndarray], max_len: Optional[int] = None):

@@ -22,13 +22,16 @@ import scipy.sparse as sp
 
 from xmc.data import LabelVocab, TextData, TfidfFeaturizer, TfidfParams, XCData
 from xmc.data.checks import check_training_labels, nonempty_rows, warn_unknown_labels
-from xmc.linear import PLTLinear, PLTParams
-from xmc.tree import LabelTree
-from xmc.data.tfidf import IDF_NPZ as TFIDF_IDF, PARAMS_JSON as TFIDF_PARAMS, VOCAB_JSON as TFIDF_VOCAB
+from xmc.data.tfidf import IDF_NPZ as TFIDF_IDF
+from xmc.data.tfidf import PARAMS_JSON as TFIDF_PARAMS
+from xmc.data.tfidf import VOCAB_JSON as TFIDF_VOCAB
 from xmc.data.vocab import LABELS_JSON
-from xmc.linear.plt import KIND as PLT_KIND, REQUIRED_FILES as PLT_REQUIRED
-from xmc.utils.modeldir import (MANIFEST, ModelFormatError, begin_save, read_manifest, verify_model_dir,
-                                write_manifest)
+from xmc.linear.params import PLTParams
+from xmc.linear.plt import KIND as PLT_KIND
+from xmc.linear.plt import REQUIRED_FILES as PLT_REQUIRED
+from xmc.linear.plt import PLTLinear
+from xmc.tree import LabelTree
+from xmc.utils.modeldir import MANIFEST, ModelFormatError, begin_save, read_manifest, verify_model_dir, write_manifest
 
 Corpus = Union[XCData, TextData]
 
@@ -40,6 +43,9 @@ FEATURIZER_DIR = "featurizer"
 
 class Pipeline:
     """Label vocabulary + featurizer + linear PLT, trained and saved as one."""
+
+    KIND = KIND
+    PARAMS = PLTParams
 
     def __init__(self, params: Optional[PLTParams] = None,
                  tfidf: Optional[TfidfParams] = None) -> None:
@@ -75,10 +81,14 @@ class Pipeline:
         self.featurizer = TfidfFeaturizer(self.tfidf_params)
         return self.featurizer.fit_transform(corpus.texts), Y
 
-    def fit(self, corpus: Corpus, tree: Optional[LabelTree] = None, progress: bool = False,
+    def fit(self, corpus: Corpus, valid: Optional[Corpus] = None, tree: Optional[LabelTree] = None,
+            progress: bool = False, log: Optional[Callable[[str], None]] = None,
             checkpoint_dir: Optional[Union[str, Path]] = None, resume: bool = False) -> "Pipeline":
         """Fit the vocabulary and featurizer (deterministic, so redone on resume) and the PLT, whose tree and
-        finished layers are checkpointed in ``checkpoint_dir`` (see :meth:`PLTLinear.fit`)."""
+        finished layers are checkpointed in ``checkpoint_dir`` (see :meth:`PLTLinear.fit`).
+
+        ``valid`` and ``log`` are there so every model trains through one call (:mod:`xmc.registry`); the
+        linear PLT has no early stopping and reports through ``progress``, so it reads neither."""
         X, Y = self.prepare(corpus)
         if tree is not None and tree.n_labels != Y.shape[1]:
             raise ValueError(f"the given tree has {tree.n_labels} labels but the training data has {Y.shape[1]}")

@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import atexit
 import os
-from typing import TYPE_CHECKING, Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from xmc.tree.label_tree import LabelTree
+from xmc.tree.label_tree import LabelTree
 
 
 def world_size() -> int:
@@ -122,8 +121,6 @@ def array_from_main(build: Callable[[], np.ndarray]) -> np.ndarray:
 
 def tree_from_main(build: Callable[[], "LabelTree"]) -> "LabelTree":
     """``build()`` run on rank 0 only, its label tree on every rank."""
-    from xmc.tree.label_tree import LabelTree
-
     if not is_distributed():
         return build()
     tree = build() if is_main() else None
