@@ -54,7 +54,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 THRESHOLDS = np.round(np.arange(0.05, 0.96, 0.05), 2)
 DEEP = ("attentionxml", "lightattention")
-# The papers' ablations: DeepParams changes on top of a model's defaults.
+# The papers' ablations: params changes on top of a model's defaults.
 VARIANTS = {
     "seq2seq-mdc": {"hybrid": {}, "additive": {"decoder_attention": "additive"},
                     "units": {"decoder_attention": "units"}, "words": {"decoder_attention": "words"},
@@ -63,22 +63,35 @@ VARIANTS = {
              "hlw-no-pretraining": {"encoder": "hlw", "pretrain_steps": 0}},
     "laco": {"none": {}, "plcp": {"aux_tasks": "plcp"}, "clcp": {"aux_tasks": "clcp"},
              "both": {"aux_tasks": "both"}},
-    # LightAttention's clusters are the label tree's leaves (at most DeepParams.tree.max_leaf_size labels);
+    # LightAttention's clusters are the label tree's leaves (at most tree.max_leaf_size labels);
     # smaller leaves give its generator more clusters to tell apart on small label sets
     "lightattention": {f"leaves-{size}": {"tree": {"max_leaf_size": size}} for size in (2, 4, 8)},
     "ldgn": {"both": {}, "static": {"graph": "static"}, "dynamic": {"graph": "dynamic"}, "none": {"graph": "none"},
              "candidates": {},
-             # the output layer (DeepParams.ldgn_output): "mixed" scores H4 with one map shared by all labels
+             # the output layer (LDGNParams.output): "mixed" scores H4 with one map shared by all labels
              # (with no dynamic graph there is no H4 and the layer is the per-label one)
-             **{f"{graph}-mixed": {"graph": graph, "ldgn_output": "mixed"} for graph in ("both", "dynamic")}},
+             **{f"{graph}-mixed": {"graph": graph, "output": "mixed"} for graph in ("both", "dynamic")}},
 }
 # Variants that score only the labels the linear PLT proposes per document (xmc's LDGN over candidates):
 # the linear model is trained first, in the same process, and its time counts in the variant's.
 OVER_LINEAR_CANDIDATES = ("ldgn:candidates",)
-# DeepParams a dataset sets: Delicious' words are a bag with no order to read (LDGN reads token_encoder;
+# Params a dataset sets: Delicious' words are a bag with no order to read (LDGN reads token_encoder;
 # the other models keep their own encoders).
 DATASET_OPTIONS = {"delicious": {"token_encoder": "feedforward"}}
 DECODERS = ("seq2seq-mdc",)  # models whose label sets are decoded, not thresholded
+
+
+def deep_default(name: str):
+    """A default of the deep models' params, from the class that holds it (torch is imported only for LW-PT's)."""
+    from xmc.models.params import DeepParams
+    from xmc.training.params import TrainingParams
+
+    for params in (DeepParams(), TrainingParams()):
+        if hasattr(params, name):
+            return getattr(params, name)
+    from xmc.models.lwpt import LWPTParams
+
+    return getattr(LWPTParams(), name)
 
 
 def model_spec(name: str) -> Tuple[str, Dict]:
@@ -149,8 +162,10 @@ def run_one(model_name: str, dataset: str, data_root: Path, epochs: int, threads
 
         kind, variant = model_spec(model_name)
         entry = get(kind)
-        options = {**DATASET_OPTIONS.get(dataset, {}), **deep_options, **variant}
         defaults = entry.params_class()()
+        # A dataset's options reach the models that have the field (LDGN's token_encoder); the rest keep theirs.
+        dataset_options = {k: v for k, v in DATASET_OPTIONS.get(dataset, {}).items() if k in defaults.to_dict()}
+        options = {**dataset_options, **deep_options, **variant}
         # The model's own word vectors from the source `--embedding` names, with the run's seed and worker count.
         options["embedding"] = dataclasses.replace(defaults.embedding, source=options.pop("embedding"),
                                                    seed=seed, threads=threads)
@@ -246,8 +261,8 @@ def main() -> None:
     ap.add_argument("--pretrain-steps", type=int, default=deep_default("pretrain_steps"),
                     help="LW-PT pre-training steps (each encodes batch-size x (1 + candidates) documents)")
     ap.add_argument("--embedding", default=deep_default("embedding").source,
-                    help="initial word vectors of the deep models, as `xmc train --embedding` (its default: skip-gram "
-                         "on the training texts), or random")
+                    help="initial word vectors of the deep models, as `xmc train --set embedding.source=...` (its "
+                         "default: skip-gram on the training texts), or random")
     ap.add_argument("--update", action="store_true",
                     help="keep the other models' rows of the dataset's results file and replace only these models'")
     ap.add_argument("--note", default="", help="appended to the run's description in the table (say what else ran)")
