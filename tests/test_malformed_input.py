@@ -1,4 +1,4 @@
-"""The malformed-input cases of the README's table that test_data_xc.py and
+"""The malformed-input cases of the table in docs/data-formats.md that test_data_xc.py and
 test_data_text.py do not already cover: input limits, BOM / CRLF / blank lines,
 counted skips (DataWarning), empty documents, unseen labels, feature dimensions."""
 from __future__ import annotations

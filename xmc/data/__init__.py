@@ -10,7 +10,7 @@
 Malformed files raise :class:`DataFormatError` (a ValueError) naming the file,
 the line, what was expected and what was found; input that is read but partly
 skipped is counted in one :class:`DataWarning` per kind. Line length and labels
-per document are limited (:mod:`xmc.data.limits`). README.md's "Malformed
+per document are limited (:mod:`xmc.data.limits`). docs/data-formats.md's "Malformed
 input" table lists every case.
 """
 from xmc.data.corpus import TextData, detect_format, load_corpus, read_fasttext, read_jsonl, read_text_pair, write_jsonl
