@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Iterator, List, Optional, Tuple, Union
 
 from xmc.data.cache import read_xc_cached
+from xmc.data.compressed import DAMAGED_GZIP, damaged, open_binary
 from xmc.data.errors import DataFormatError, warn_skipped
 from xmc.data.limits import line_too_long, resolve_limits, too_many_labels
 from xmc.utils.modeldir import atomic_write_bytes
@@ -33,15 +34,6 @@ class TextData:
         return TextData([self.texts[i] for i in rows], [self.labels[i] for i in rows])
 
 
-def _open_binary(path: PathLike):
-    p = os.fspath(path)
-    if not os.path.exists(p):
-        raise FileNotFoundError(f"{p}: no such file")
-    if os.path.isdir(p):
-        raise IsADirectoryError(f"{p}: is a directory, expected a text file")
-    return open(p, "rb")
-
-
 def _decode(raw: bytes, path: str, lineno: int) -> str:
     try:
         return raw.decode("utf-8")
@@ -54,16 +46,19 @@ def _decode(raw: bytes, path: str, lineno: int) -> str:
 
 def iter_lines(path: PathLike, limit: Optional[int] = None,
                max_line_bytes: Optional[int] = None) -> Iterator[Tuple[int, str]]:
-    """(1-based line number, line without its line ending) of a UTF-8 file.
+    """(1-based line number, line without its line ending) of a UTF-8 file, plain or gzip-compressed.
 
     A line longer than ``max_line_bytes`` (see :mod:`xmc.data.limits`) is an
     error raised before more than that many bytes of it are read."""
     p = os.fspath(path)
     max_line, _ = resolve_limits(max_line_bytes, None)
-    with _open_binary(p) as f:
+    with open_binary(p) as f:
         lineno = 0
         while True:
-            raw = f.readline(max_line + 2)  # + "\r\n": a line of exactly max_line bytes still fits
+            try:
+                raw = f.readline(max_line + 2)  # + "\r\n": a line of exactly max_line bytes still fits
+            except DAMAGED_GZIP as e:
+                raise DataFormatError.at(p, lineno + 1, damaged(e)) from None
             if not raw:
                 return
             lineno += 1

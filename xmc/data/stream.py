@@ -13,7 +13,8 @@ from typing import Iterator, List, Optional, Tuple, Union
 
 from xmc.data.corpus import PathLike, TextData, resolve_format, text_records
 from xmc.data.limits import resolve_limits
-from xmc.data.xc import XCData, _check_dim, _check_path, _to_xcdata
+from xmc.data.compressed import is_gzip
+from xmc.data.xc import XCData, _check_dim, _check_path, _to_xcdata, read_xc
 
 DEFAULT_CHUNK_DOCS = 50_000
 
@@ -50,12 +51,22 @@ def _text_chunks(records: Iterator[Tuple[str, List[str]]], chunk_docs: int) -> I
         yield chunk
 
 
+def _row_chunks(data: XCData, chunk_docs: int) -> Iterator[XCData]:
+    for start in range(0, data.n_docs, chunk_docs):
+        rows = slice(start, start + chunk_docs)
+        yield XCData(data.X[rows], data.Y[rows], data.n_features, data.n_labels)
+
+
 def _xc_chunks(path: PathLike, chunk_docs: int, n_features: Optional[int], n_labels: Optional[int],
                threads: int, max_line_bytes: Optional[int],
                max_labels_per_doc: Optional[int]) -> Iterator[XCData]:
     from xmc import _core
 
     p = _check_path(path)
+    if is_gzip(p):  # no seeking in a gzip stream: it is decompressed and parsed whole, then cut in chunks
+        yield from _row_chunks(read_xc(p, n_features, n_labels, threads, max_line_bytes, max_labels_per_doc),
+                               chunk_docs)
+        return
     max_line, max_labels = resolve_limits(max_line_bytes, max_labels_per_doc)
     D, L = _check_dim("n_features", n_features), _check_dim("n_labels", n_labels)
     # The native reader applies read_xc's rules chunk by chunk (header, limits, error lines),

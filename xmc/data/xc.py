@@ -11,6 +11,7 @@ from typing import Optional, Union
 import numpy as np
 import scipy.sparse as sp
 
+from xmc.data.compressed import is_gzip, read_all
 from xmc.data.limits import resolve_limits
 from xmc.utils.sparse import as_csr, csr_from_arrays
 
@@ -60,7 +61,7 @@ def _to_xcdata(result) -> XCData:
 def read_xc(path: PathLike, n_features: Optional[int] = None, n_labels: Optional[int] = None,
             threads: int = 0, max_line_bytes: Optional[int] = None,
             max_labels_per_doc: Optional[int] = None) -> XCData:
-    """Read an XC file in parallel.
+    """Read an XC file in parallel (a gzip-compressed one is decompressed in memory first).
 
     Without a header the dimensions come from the body (largest id + 1).
     ``n_features``/``n_labels`` fix them instead (e.g. a test file read with the
@@ -74,6 +75,9 @@ def read_xc(path: PathLike, n_features: Optional[int] = None, n_labels: Optional
     from xmc import _core
 
     p = _check_path(path)
+    if is_gzip(p):  # decompressed in memory, then parsed as the file itself: errors name it and its lines
+        return parse_xc_bytes(read_all(p), p, n_features, n_labels, threads, max_line_bytes=max_line_bytes,
+                              max_labels_per_doc=max_labels_per_doc)
     max_line, max_labels = resolve_limits(max_line_bytes, max_labels_per_doc)
     return _to_xcdata(_core.read_xc(p, _check_dim("n_features", n_features),
                                     _check_dim("n_labels", n_labels), int(threads), max_line, max_labels))
