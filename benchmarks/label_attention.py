@@ -6,7 +6,7 @@ Every (case, backend) runs in a fresh process that builds the inputs (and the ou
 gradient), runs the backend once on tiny inputs, records its memory baseline, then runs one warm-up and --repeats timed
 forward+backward passes. Peak memory is the resident-set high-water mark (VmHWM) minus
 the baseline on the CPU, torch.cuda.max_memory_allocated minus the baseline on a GPU.
-Writes benchmarks/results/label_attention.{md,json} (with --quick: label_attention_quick.*).
+Writes benchmarks/results/label_attention.{md,json} (with --quick: label_attention_quick.*; --results: elsewhere).
 
   python benchmarks/label_attention.py --threads 2 --repeats 3
   python benchmarks/label_attention.py --quick          # smoke run, small sizes
@@ -109,6 +109,7 @@ def main() -> None:
     ap.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     ap.add_argument("--backends", default=None, help="comma list (default: reference,chunked,cpu or reference,chunked,cuda)")
     ap.add_argument("--cases", default="candidates,all")
+    ap.add_argument("--results", type=Path, default=RESULTS, help="folder for the .md and .json")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--case", help=argparse.SUPPRESS)
     ap.add_argument("--backend", help=argparse.SUPPRESS)
@@ -149,8 +150,8 @@ def main() -> None:
     stem = "label_attention_quick" if args.quick else "label_attention"
     if args.device == "cuda":
         stem += "_cuda"
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{stem}.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
+    args.results.mkdir(parents=True, exist_ok=True)
+    (args.results / f"{stem}.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
     lines = [
         f"# Label-wise attention, forward+backward ({args.device}, {args.threads} threads)",
         "",
@@ -167,8 +168,8 @@ def main() -> None:
         for backend, r in per.items():
             lines.append(f"| {case} | {backend} | {r['median_s']:.3f} | {r.get('time_vs_reference', float('nan')):.2f} | "
                          f"{fmt_mib(r['peak_bytes'])} | {r.get('memory_vs_reference', float('nan')):.2f} |")
-    (RESULTS / f"{stem}.md").write_text("\n".join(lines) + "\n")
-    print(f"wrote {RESULTS / stem}.{{md,json}}")
+    (args.results / f"{stem}.md").write_text("\n".join(lines) + "\n")
+    print(f"wrote {args.results / stem}.{{md,json}}")
 
 
 if __name__ == "__main__":

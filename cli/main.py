@@ -474,7 +474,9 @@ def predict(model_dir: str, input_path: str, fmt: str, labels_file: Optional[str
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the metrics as JSON.")
 def evaluate(pred_path: str, truth_path: str, fmt: str, labels_file: Optional[str], train_path: Optional[str],
              ks: str, prop_a: float, prop_b: float, json_path: Optional[str]) -> None:
-    """Score predictions against the true labels: P@k, nDCG@k, PSP@k, PSnDCG@k, recall@k.
+    """Score predictions against the true labels: P@k, nDCG@k, PSP@k, PSnDCG@k, recall@k, RP@k.
+
+    RP@k is P@k normalised by min(k, number of true labels) (the EURLEX57K paper's metric).
 
     \b
     Example:

@@ -121,5 +121,5 @@ def test_cli_trains_and_predicts_on_gzip_files_with_no_conversion(tmp_path):
                             str(tmp_path / "p.txt")])
     assert r.exit_code == 0 and "P@1=" in r.output, r.output
     r = runner.invoke(cli, ["evaluate", "--predictions", str(tmp_path / "p.txt"), "--truth", str(test)])
-    assert r.exit_code == 0 and "P@1" in r.output, r.output
+    assert r.exit_code == 0 and "P@1" in r.output and "RP@5" in r.output, r.output
     assert np.isfinite(float(r.output.split("P@1")[1].split()[0]))

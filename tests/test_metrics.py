@@ -19,6 +19,7 @@ from xmc.metrics import (
     precision_at_k,
     psndcg_at_k,
     psprecision_at_k,
+    r_precision_at_k,
     recall_at_k,
     subset_accuracy,
     topk_from_scores,
@@ -66,6 +67,18 @@ def test_ndcg_and_recall_hand_case():
     assert recall_at_k(Y_HAND, IDS_HAND, 1) == pytest.approx(1 / 6)
     assert recall_at_k(Y_HAND, IDS_HAND, 2) == pytest.approx(0.5)
     assert recall_at_k(Y_HAND, IDS_HAND, 3) == pytest.approx(2 / 3)
+
+
+def test_r_precision_hand_case():
+    # RP@k divides the hits by min(k, #true): doc 0 has 2 true labels, doc 1 one, doc 2 none (0).
+    # RP@1 = (1/1 + 0 + 0) / 3; RP@2 = (1/2 + 1/1 + 0) / 3; RP@3 = (2/2 + 1/1 + 0) / 3
+    assert r_precision_at_k(Y_HAND, IDS_HAND, 1) == pytest.approx(1 / 3)
+    assert r_precision_at_k(Y_HAND, IDS_HAND, 2) == pytest.approx(0.5)
+    assert r_precision_at_k(Y_HAND, IDS_HAND, 3) == pytest.approx(2 / 3)
+    # with at least k true labels everywhere it is P@k
+    Y = _csr([{0, 1, 2}, {1, 2, 3}], 4)
+    ids = np.array([[0, 3, 2], [1, 2, 0]])
+    assert r_precision_at_k(Y, ids, 3) == pytest.approx(precision_at_k(Y, ids, 3))
 
 
 def test_propensity_scored_hand_case():

@@ -46,6 +46,9 @@ def test_without_averaging_the_best_epoch_is_kept():
     assert final == pytest.approx(min(seen, key=abs))
     assert history.best_score == pytest.approx(-abs(final))
     assert not any("average" in line for line in lines)
+    # Each epoch says where its time went: the batches (and their documents per second), then validation.
+    assert all(r["train_s"] > 0 and r["valid_s"] >= 0 and r["docs_per_s"] > 0 for r in history.epochs)
+    assert all(" docs/s, validation " in line for line in lines if " epoch " in line)
 
 
 def test_the_weight_average_is_kept_when_it_validates_better():

@@ -20,7 +20,7 @@ import scipy.sparse as sp
 
 from xmc.data.checks import warn_unknown_labels
 from xmc.data.xc import XCData
-from xmc.metrics import evaluate, inv_propensity, recall_at_k
+from xmc.metrics import evaluate, inv_propensity, r_precision_at_k, recall_at_k
 from xmc.utils.modeldir import load_arrays
 
 
@@ -205,4 +205,6 @@ def evaluate_prediction_file(path: Path, truth, ks: Sequence[int] = (1, 3, 5), t
     metrics = evaluate(Y_true, ids, ks=ks, inv_prop=inv_prop)
     for kk in ks:
         metrics[f"R@{kk}"] = recall_at_k(Y_true, ids, kk)
+    for kk in ks:
+        metrics[f"RP@{kk}"] = r_precision_at_k(Y_true, ids, kk)
     return metrics

@@ -109,6 +109,12 @@ class _Ranked:
         found = self.hit[:, :k].sum(axis=1)
         return float(np.mean(found / np.maximum(self.n_true, 1)))
 
+    def r_precision(self, k: int) -> float:
+        if not self.hit.shape[0]:
+            return 0.0
+        found = self.hit[:, :k].sum(axis=1)
+        return float(np.mean(found / np.maximum(np.minimum(self.n_true, k), 1)))
+
     def ndcg(self, k: int) -> float:
         if not self.hit.shape[0]:
             return 0.0
@@ -143,6 +149,12 @@ def precision_at_k(Y_true: MatrixLike, predictions: Predictions, k: int = 5) -> 
 def recall_at_k(Y_true: MatrixLike, predictions: Predictions, k: int = 5) -> float:
     """R@k: mean over documents of (# true labels among the top k) / # true labels (0 if none)."""
     return _Ranked(Y_true, predictions, k).recall(k)
+
+
+def r_precision_at_k(Y_true: MatrixLike, predictions: Predictions, k: int = 5) -> float:
+    """RP@k (Chalkidis et al., ACL 2019, the EURLEX57K paper's metric): mean over documents of (# true labels
+    among the top k) / min(k, # true labels); 0 for a document without true labels, as P@k."""
+    return _Ranked(Y_true, predictions, k).r_precision(k)
 
 
 def ndcg_at_k(Y_true: MatrixLike, predictions: Predictions, k: int = 5) -> float:

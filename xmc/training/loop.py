@@ -189,6 +189,7 @@ def train_epochs(net: nn.Module, step_loss: StepLoss, lengths: np.ndarray, param
         rng.bit_generator.state = copy.deepcopy(loop.batch_rng)
         batches = list(epoch_batches(lengths, params.batch_size, rng))
         net.train()
+        epoch_start, first_step = time.perf_counter(), loop.step
         with tqdm(total=n_batches, initial=loop.step, desc=f"{desc} epoch {epoch}", unit="batch",
                   disable=not progress or None, leave=False) as bar:
             for index in batches[loop.step:]:
@@ -210,10 +211,14 @@ def train_epochs(net: nn.Module, step_loss: StepLoss, lengths: np.ndarray, param
                     if every > 0 and loop.global_step % every == 0 and loop.step < len(batches):
                         save()  # the epoch end saves the last step anyway
         net.eval()
+        # (an epoch resumed mid-way counts its batches since the resume)
+        train_s, valid_start = time.perf_counter() - epoch_start, time.perf_counter()
         with torch.no_grad():
             metrics = validate()
         score = _score(metrics, monitor)
-        record = {"epoch": epoch, "loss": loop.epoch_loss / max(loop.step, 1), **metrics}
+        docs_per_s = sum(len(index) for index in batches[first_step:]) / max(train_s, 1e-9)
+        record = {"epoch": epoch, "loss": loop.epoch_loss / max(loop.step, 1), **metrics,
+                  "train_s": train_s, "valid_s": time.perf_counter() - valid_start, "docs_per_s": docs_per_s}
         average_metrics, average_count, average_score = None, 0, float("-inf")
         if params.swa_start > 0 and epoch >= params.swa_start:
             weights["average"] = _add_to_average(weights.get("average"), net, loop.averaged)
@@ -241,7 +246,8 @@ def train_epochs(net: nn.Module, step_loss: StepLoss, lengths: np.ndarray, param
             if average_metrics is not None:
                 averaged = f"  average of {average_count} epochs {_fmt_metrics(average_metrics)}"
             log(f"{desc} epoch {epoch}: loss {record['loss']:.4f}  valid {_fmt_metrics(metrics)}{averaged}  "
-                f"({time.perf_counter() - start:.0f} s){mark}")
+                f"(epoch {train_s:.1f} s at {docs_per_s:.0f} docs/s, validation {record['valid_s']:.1f} s; "
+                f"{time.perf_counter() - start:.0f} s in all){mark}")
         early = loop.stale > params.patience
         if early and log is not None:
             log(f"{desc}: early stop, best epoch {loop.best_epoch}{' (average)' if loop.best_is_average else ''} "
