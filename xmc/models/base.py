@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import time
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -157,6 +158,7 @@ class DeepModel:
             else:
                 train = corpus
             self._before_training(train, valid)
+            start = time.perf_counter()
             tokens = self.text.tokenizer.tokenize_many(train.texts)
             if not resumed and not fixed_text:
                 self.text.fit_tokens(tokens)
@@ -164,20 +166,29 @@ class DeepModel:
             Y = self.vocab.encode(train.labels)
             valid_docs = self.text.encode(valid.texts)
             Y_valid = self.vocab.encode(valid.labels, unknown="skip")
+            if log is not None:
+                log(self._describe_text(tokens, train, valid, time.perf_counter() - start))
             if resumed:
                 # Past the preparation checkpoint the networks hold the word vectors: zeros only fix the shape.
                 embeddings = ckpt.embeddings if ckpt.embeddings is not None else np.zeros(
                     (len(self.text.vocab), self.params.embedding.dim), dtype=np.float32)
             else:
                 # Rank 0's vectors on every rank of a torchrun (word2vec threads are not reproducible).
+                start = time.perf_counter()
                 embeddings = distributed.array_from_main(functools.partial(self._word_vectors, tokens))
+                if log is not None:
+                    log(f"word vectors ({self.params.embedding.source}, {embeddings.shape[1]} dimensions) in "
+                        f"{time.perf_counter() - start:.1f} s")
             del tokens
             if not resumed:
                 if tree is not None and tree.n_labels != Y.shape[1]:
                     raise ValueError(f"the given tree has {tree.n_labels} labels but the training data has "
                                      f"{Y.shape[1]}")
+                start = time.perf_counter()
                 self.tree = tree if tree is not None else distributed.tree_from_main(
                     lambda: self._build_tree(train.texts, Y))
+                if log is not None and tree is None:
+                    log(f"{self.tree} in {time.perf_counter() - start:.1f} s")
                 if ckpt is not None:
                     ckpt.write_prepared(embeddings)
             if ckpt is not None and ckpt.interrupted():
@@ -187,6 +198,15 @@ class DeepModel:
             if ckpt is not None:
                 ckpt.write_complete()
         return self
+
+    def _describe_text(self, tokens: List[List[str]], train: TextData, valid: TextData, seconds: float) -> str:
+        """One line on the training texts: what truncation and the vocabulary keep of them."""
+        lengths = np.fromiter((len(t) for t in tokens), dtype=np.int64, count=len(tokens))
+        max_len = self.params.text.max_len
+        cut = float(np.mean(lengths > max_len)) if lengths.size else 0.0
+        return (f"text: {len(train):,} training and {len(valid):,} validation documents in {seconds:.1f} s; "
+                f"{len(self.text.vocab):,} words; tokens per document median {int(np.median(lengths))}, "
+                f"90th percentile {int(np.percentile(lengths, 90))}; {cut:.0%} cut at max_len {max_len}")
 
     def _new_vocabularies(self, corpus: TextData) -> bool:
         """Set the label vocabulary and the text encoder for a new training run; True when the text encoder
