@@ -121,3 +121,11 @@ def test_train_flags_hold_no_defaults_of_their_own():
     for name in ("epochs", "seed", "threads", "device"):
         option = next(o for o in train.params if o.name == name)
         assert option.default is None, name
+
+
+def test_a_run_learning_only_the_label_prior_says_so(text_files, tmp_path):
+    d = text_files
+    out = run("train", "--model", "attentionxml", "--train", d / "train.jsonl", "--valid", d / "test.jsonl",
+              "--model-dir", tmp_path / "m", *tiny("attentionxml"), "--epochs", 1, "--set", "training.lr=1e-9")
+    assert "the label prior (the 5 most frequent training labels for every document): valid P@1" in out
+    assert "has learned only the label prior so far" in out and "Try a larger training.lr" in out

@@ -67,3 +67,16 @@ def test_the_weight_average_is_kept_when_it_validates_better():
 def test_swa_start_is_checked():
     with pytest.raises(ValueError, match="swa_start: expected an integer >= 0"):
         TrainingParams(swa_start=-1)
+
+
+def test_a_first_epoch_no_better_than_the_label_prior_is_flagged():
+    from xmc.training.loop import prior_warning
+
+    params = TrainingParams(lr=1e-5)
+    prior = {"P@1": 0.30, "P@5": 0.20}
+    warning = prior_warning("toy", 1, {"P@1": 0.302, "P@5": 0.2}, prior, params)
+    assert "no better than always predicting the most frequent training labels (30.00)" in warning
+    assert "training.lr (now 1e-05)" in warning
+    assert prior_warning("toy", 1, {"P@1": 0.40}, prior, params) is None  # learned something
+    assert prior_warning("toy", 2, {"P@1": 0.30}, prior, params) is None  # said once, after epoch 1
+    assert prior_warning("toy", 1, {"micro-F1": 0.1}, prior, params) is None  # no P@1 to compare

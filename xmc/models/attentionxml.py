@@ -130,8 +130,9 @@ class AttentionXML(DeepModel):
             desc = f"{self.KIND} level {level}/{self.tree.depth}"
             loop_checkpoint = (checkpoint.for_level(level, f"level{level}", net, {"candidates": rng})
                                if checkpoint is not None else None)
+            # The label prior is a baseline for labels, not for the upper levels' nodes.
             train_epochs(net, step, lengths, p.training, validate, desc=desc, log=log, progress=progress,
-                         checkpoint=loop_checkpoint)
+                         checkpoint=loop_checkpoint, prior=self.label_prior if level == self.tree.depth else None)
 
     def _full_level_step(self, net: LevelNetwork, docs: Docs, targets: sp.csr_matrix) -> Callable:
         def step(index: np.ndarray) -> torch.Tensor:

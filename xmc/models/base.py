@@ -28,6 +28,7 @@ from xmc.data import LabelVocab, TextData
 from xmc.data.checks import check_training_labels, nonempty_rows, warn_unknown_labels
 from xmc.data.vocab import LABELS_JSON
 from xmc.layers.state import WEIGHTS, load_state, state_arrays
+from xmc.metrics import evaluate
 from xmc.models.params import DeepParams
 from xmc.text import load_text_encoder
 from xmc.text.embeddings import build_embeddings
@@ -67,6 +68,18 @@ def raw_texts(corpus: Union[TextData, Sequence[str]], model_kind: str) -> List[s
     return list(texts)
 
 
+PRIOR_K = 5  # labels of the label-prior baseline
+
+
+def label_prior_metrics(Y: sp.csr_matrix, Y_valid: sp.csr_matrix) -> Dict[str, float]:
+    """P@1 and P@5 on validation of ranking every document's labels by their training frequency: what a
+    network that learns nothing of the text scores."""
+    counts = np.asarray(Y.sum(axis=0)).ravel()
+    top = np.argsort(-counts, kind="stable")[:PRIOR_K]
+    ids = np.tile(top.astype(np.int64), (Y_valid.shape[0], 1))
+    return {k: v for k, v in evaluate(Y_valid, ids, ks=(1, PRIOR_K)).items() if k.startswith("P@")}
+
+
 def split_validation(n: int, fraction: float, seed: int) -> Tuple[np.ndarray, np.ndarray]:
     """Train / validation row indices; at least one row on each side."""
     rng = np.random.default_rng(seed)
@@ -92,6 +105,7 @@ class DeepModel:
         self.vocab: Optional[LabelVocab] = None
         self.tree: Optional[LabelTree] = None
         self.device = resolve_device(self.params.training.device)
+        self.label_prior: Dict[str, float] = {}  # validation P@k of the label prior, set by fit
 
     # ---- data -----------------------------------------------------------------
     def features(self, corpus: Union[TextData, Sequence[str]]) -> Docs:
@@ -166,8 +180,11 @@ class DeepModel:
             Y = self.vocab.encode(train.labels)
             valid_docs = self.text.encode(valid.texts)
             Y_valid = self.vocab.encode(valid.labels, unknown="skip")
+            self.label_prior = label_prior_metrics(Y, Y_valid)
             if log is not None:
                 log(self._describe_text(tokens, train, valid, time.perf_counter() - start))
+                log(f"the label prior (the {PRIOR_K} most frequent training labels for every document): valid "
+                    + " ".join(f"{k} {v * 100:.2f}" for k, v in self.label_prior.items()))
             if resumed:
                 # Past the preparation checkpoint the networks hold the word vectors: zeros only fix the shape.
                 embeddings = ckpt.embeddings if ckpt.embeddings is not None else np.zeros(

@@ -327,7 +327,8 @@ class LACO(FlatLabelModel):
 
         loop_checkpoint = checkpoint.for_level(1, "network", net, rngs={"aux": rng}) if checkpoint is not None else None
         train_epochs(net, step, lengths, p.training, validate, desc=f"{KIND} (auxiliary: {p.aux_tasks})", log=log,
-                     progress=progress, monitor="micro-F1", checkpoint=loop_checkpoint)
+                     progress=progress, monitor="micro-F1", checkpoint=loop_checkpoint,
+                     prior=self.label_prior)
 
     def _logits(self, docs: Docs, index: np.ndarray) -> torch.Tensor:
         return self.network(*tensors(docs, index, self.params.text.max_len, self.device))

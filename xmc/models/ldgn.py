@@ -276,7 +276,8 @@ class LDGN(DeepModel):
 
         loop_checkpoint = checkpoint.for_level(1, "network", net) if checkpoint is not None else None
         train_epochs(net, step, lengths, p.training, validate, desc=f"{self.KIND} ({p.graph} graph)", log=log,
-                     progress=progress, checkpoint=loop_checkpoint)
+                     progress=progress, checkpoint=loop_checkpoint,
+                     prior=self.label_prior)
 
     @torch.no_grad()
     def _search(self, docs: Docs, k: int, beam: int, batch_size: int,

@@ -150,7 +150,8 @@ class LightAttention(DeepModel):
         lengths = np.array([d.size for d in docs])
         loop_checkpoint = checkpoint.for_level(1, "network", net) if checkpoint is not None else None
         train_epochs(net, step, lengths, p.training, validate, desc=self.KIND, log=log, progress=progress,
-                     checkpoint=loop_checkpoint)
+                     checkpoint=loop_checkpoint,
+                     prior=self.label_prior)
 
     @torch.no_grad()
     def _search(self, docs: Docs, k: int, beam: int, batch_size: int,

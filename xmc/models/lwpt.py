@@ -403,7 +403,8 @@ class LWPT(FlatLabelModel):
         loop_checkpoint = checkpoint.for_level(1, "network", net) if checkpoint is not None else None
         name = "HLW-LSTM" if p.encoder == "hlw" else "LW-LSTM"
         train_epochs(net, step, lengths, p.training, validate, desc=f"{KIND} ({name}) fine-tuning", log=log,
-                     progress=progress, checkpoint=loop_checkpoint)
+                     progress=progress, checkpoint=loop_checkpoint,
+                     prior=self.label_prior)
 
     # ---- prediction -------------------------------------------------------------
     def _logits(self, docs: Docs, index: np.ndarray) -> torch.Tensor:

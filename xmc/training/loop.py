@@ -151,11 +151,32 @@ def distributed_steps(net: nn.Module, step_loss: StepLoss) -> StepLoss:
     return step
 
 
+# A first epoch whose validation P@1 is within this of the label prior's has learned nothing of the text.
+PRIOR_MARGIN = 0.005
+
+
+def prior_warning(desc: str, epoch: int, metrics: Dict[str, float], prior: Optional[Dict[str, float]],
+                  params: TrainingParams) -> Optional[str]:
+    """A warning when the first epoch's validation P@1 is no better than the label prior's, else None."""
+    if epoch != 1 or not prior or "P@1" not in metrics or "P@1" not in prior:
+        return None
+    if metrics["P@1"] > prior["P@1"] + PRIOR_MARGIN:
+        return None
+    return (f"warning: {desc}: validation P@1 {metrics['P@1'] * 100:.2f} after epoch 1 is no better than always "
+            f"predicting the most frequent training labels ({prior['P@1'] * 100:.2f}): the network has learned "
+            f"only the label prior so far. Try a larger training.lr (now {params.lr:g}), more epochs, a shorter "
+            f"text.max_len, or --model linear.")
+
+
 def train_epochs(net: nn.Module, step_loss: StepLoss, lengths: np.ndarray, params: TrainingParams,
                  validate: Validate, desc: str, log: Optional[Log] = print, progress: bool = True,
-                 monitor: Optional[str] = None, checkpoint: Optional[LoopCheckpoint] = None) -> TrainHistory:
+                 monitor: Optional[str] = None, checkpoint: Optional[LoopCheckpoint] = None,
+                 prior: Optional[Dict[str, float]] = None) -> TrainHistory:
     """Train ``net`` on minibatches; keep the weights of the epoch with the best ``monitor`` on validation
     (default: the mean of the validation metrics, so P@3 and P@5 break P@1's ties).
+
+    ``prior``: the validation metrics of always predicting the most frequent training labels. A first
+    epoch that does no better is logged as a warning with what to try (see :func:`prior_warning`).
 
     With ``checkpoint``, the loop is saved every ``checkpoint.every`` steps (0: never mid-epoch) and at every
     epoch end, continues from the saved step when there is one, and on ``checkpoint.interrupted()`` saves
@@ -248,6 +269,9 @@ def train_epochs(net: nn.Module, step_loss: StepLoss, lengths: np.ndarray, param
             log(f"{desc} epoch {epoch}: loss {record['loss']:.4f}  valid {_fmt_metrics(metrics)}{averaged}  "
                 f"(epoch {train_s:.1f} s at {docs_per_s:.0f} docs/s, validation {record['valid_s']:.1f} s; "
                 f"{time.perf_counter() - start:.0f} s in all){mark}")
+        warning = prior_warning(desc, epoch, metrics, prior, params)
+        if warning and log is not None:
+            log(warning)
         early = loop.stale > params.patience
         if early and log is not None:
             log(f"{desc}: early stop, best epoch {loop.best_epoch}{' (average)' if loop.best_is_average else ''} "
