@@ -22,13 +22,19 @@ def is_gzip(path: PathLike) -> bool:
         return f.read(2) == GZIP_MAGIC
 
 
-def open_binary(path: PathLike) -> BinaryIO:
-    """The file's bytes, decompressed when it is gzip; missing files and folders are clear errors."""
+def check_file(path: PathLike, expected: str = "a text file") -> str:
+    """``path`` as a string once it names a file: a missing one or a folder is a clear error."""
     p = os.fspath(path)
     if not os.path.exists(p):
         raise FileNotFoundError(f"{p}: no such file")
     if os.path.isdir(p):
-        raise IsADirectoryError(f"{p}: is a directory, expected a text file")
+        raise IsADirectoryError(f"{p}: is a directory, expected {expected}")
+    return p
+
+
+def open_binary(path: PathLike) -> BinaryIO:
+    """The file's bytes, decompressed when it is gzip; missing files and folders are clear errors."""
+    p = check_file(path)
     return gzip.open(p, "rb") if is_gzip(p) else open(p, "rb")
 
 

@@ -11,7 +11,7 @@ from typing import Optional, Union
 import numpy as np
 import scipy.sparse as sp
 
-from xmc.data.compressed import is_gzip, read_all
+from xmc.data.compressed import check_file, is_gzip, read_all
 from xmc.data.limits import resolve_limits
 from xmc.utils.sparse import as_csr, csr_from_arrays
 
@@ -34,12 +34,7 @@ class XCData:
 
 
 def _check_path(path: PathLike) -> str:
-    p = os.fspath(path)
-    if not os.path.exists(p):
-        raise FileNotFoundError(f"{p}: no such file")
-    if os.path.isdir(p):
-        raise IsADirectoryError(f"{p}: is a directory, expected an XC data file")
-    return p
+    return check_file(path, "an XC data file")
 
 
 def _check_dim(name: str, value: Optional[int]) -> int:
