@@ -1,7 +1,6 @@
 """The ``xmc`` command line: it parses arguments and calls the library, nothing more."""
 from __future__ import annotations
 
-import os
 import sys
 import time
 from contextlib import contextmanager

@@ -5,8 +5,6 @@ shape of states from each word alone, for bags of words (no order to read).
 """
 from __future__ import annotations
 
-from typing import Optional
-
 import numpy as np
 import torch
 from torch import nn

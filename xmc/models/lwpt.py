@@ -40,6 +40,7 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
+from xmc.data import TextData
 from xmc.layers.encoders import BiLSTMEncoder, bidirectional
 from xmc.layers.losses import masked_bce
 from xmc.metrics import evaluate

@@ -50,7 +50,7 @@ import numpy as np
 
 from xmc.data import LabelVocab, TextData
 from xmc.text import load_text_encoder
-from xmc.text.tokens import TextEncoder
+from xmc.training import distributed
 from xmc.tree import LabelTree
 from xmc.utils.modeldir import (MANIFEST, ModelFormatError, load_arrays, load_json, read_manifest, save_arrays,
                                 save_json, write_manifest)
@@ -439,8 +439,6 @@ class DeepCheckpoint:
     def write(self, position: Dict[str, Any], arrays: Dict[str, np.ndarray], optimizer_groups: List[Dict[str, Any]],
               rngs: Dict[str, np.random.Generator], embeddings: Optional[np.ndarray] = None) -> None:
         import torch
-
-        from xmc.training import distributed
 
         if not distributed.is_main():  # under torchrun the ranks hold the same weights: rank 0 writes them
             return
