@@ -337,9 +337,14 @@ def train(train_path: str, labels_file: Optional[str], fmt: str, valid_path: Opt
 
 
 def _train_params(entry, params_file: Optional[str], settings: Sequence[str], flags: dict):
-    """The model's params: defaults, or --params FILE, then the common flags, then --set."""
+    """The model's params: defaults, or --params FILE, then --set, then the common flags (last, so they reach
+    the fields of what --set chose: an ensemble's member kind)."""
     params_class = entry.params_class()
     params = params_class.load(params_file) if params_file else params_class()
+    try:
+        params = params.with_settings(settings)
+    except (ValueError, TypeError) as e:
+        raise click.BadParameter(str(e), param_hint="--set") from None
     values = {}
     for flag in COMMON_FLAGS:
         if flags.get(flag) is None:
@@ -349,9 +354,9 @@ def _train_params(entry, params_file: Optional[str], settings: Sequence[str], fl
             raise click.BadParameter(f"--model {entry.kind} does not use it", param_hint=f"--{flag}")
         values.update({path: flags[flag] for path in paths})
     try:
-        return params.with_values(values).with_settings(settings)
+        return params.with_values(values)
     except (ValueError, TypeError) as e:
-        raise click.BadParameter(str(e), param_hint="--set" if settings else f"--model {entry.kind}") from None
+        raise click.BadParameter(str(e), param_hint=f"--model {entry.kind}") from None
 
 
 def _go_ahead(decision: Optional[bool]) -> bool:

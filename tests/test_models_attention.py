@@ -13,7 +13,8 @@ from xmc.metrics import evaluate  # noqa: E402
 from xmc.models.attentionxml import AttentionXML, AttentionXMLParams  # noqa: E402
 from xmc.models.light_attention import LightAttention, LightAttentionParams  # noqa: E402
 from xmc.registry import load_model  # noqa: E402
-from xmc.training.batching import expand_children, parents_with_positives, row_targets  # noqa: E402
+from xmc.training.batching import parents_with_positives, row_targets  # noqa: E402
+from xmc.tree.label_tree import expand_children  # noqa: E402
 from xmc.models.light_attention import cluster_candidates  # noqa: E402
 from xmc.text.embeddings import EmbeddingParams  # noqa: E402
 from xmc.tree import TreeParams  # noqa: E402
@@ -126,6 +127,22 @@ def test_beam_search_with_a_full_beam_is_exhaustive(tree_model):
     expected = np.sort(by_label, axis=1)[:, ::-1][:, :5]
     np.testing.assert_allclose(scores, expected, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(np.take_along_axis(by_label, ids.astype(np.int64), axis=1), scores, rtol=1e-5)
+
+
+def test_level_beams_keep_every_positive_with_a_full_beam_and_end_with_the_top_labels(tree_model):
+    from xmc.search.recall import beam_recall
+
+    model, _, test = tree_model
+    test = TextData(test.texts[:30], test.labels[:30])
+    Y = model.labels(test)
+    wide = max(model.tree.level_size(level) for level in range(1, model.tree.depth + 1))
+    assert beam_recall(model.tree, Y, model.level_beams(test, beam=wide)) == pytest.approx([1.0] * model.tree.depth)
+    levels = model.level_beams(test, beam=2)
+    assert all(nodes.shape[1] == 2 for nodes in levels[:-1])
+    ids, _ = model.predict_topk(test, k=3, beam=2)
+    np.testing.assert_array_equal(model.tree.label_order[levels[-1][:, :3]], ids)
+    narrow = beam_recall(model.tree, Y, levels)
+    assert all(a >= b for a, b in zip(narrow, narrow[1:])) and narrow[-1] < 1.0
 
 
 def test_light_attention_learns_and_round_trips(tmp_path):

@@ -205,3 +205,14 @@ def test_deep_params_skeleton_edited_and_passed_back_trains(text_files, tmp_path
     assert "several fields have this name" in run(
         "train", "--model", "attentionxml", "--train", text_files / "train.jsonl", "--model-dir", tmp_path / "x",
         "--set", "seed=1", code=2)
+
+
+def test_flags_reach_the_member_kind_an_ensemble_is_set_to():
+    pytest.importorskip("torch")
+    from xmc.cli.main import _train_params
+
+    params = _train_params(registry.get("ensemble"), None, ["model=ldgn", "member.gcn_dim=8"],
+                           {"epochs": 1, "seed": 4, "threads": None, "device": None})
+    assert type(params.member).__name__ == "LDGNParams" and params.member.gcn_dim == 8
+    assert params.member.training.epochs == 1 and params.member.training.seed == 4
+    assert params.member.embedding.seed == 4

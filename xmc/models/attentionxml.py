@@ -22,7 +22,7 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
-from xmc.data import TfidfFeaturizer
+from xmc.data import TextData, TfidfFeaturizer
 from xmc.layers.encoders import BiLSTMEncoder
 from xmc.layers.heads import AttentionScorer
 from xmc.layers.losses import masked_bce
@@ -31,10 +31,11 @@ from xmc.metrics import evaluate
 from xmc.models.base import DeepModel, Docs, Log
 from xmc.models.params import TreeModelParams
 from xmc.params import check_int, param
-from xmc.training.batching import (clear_empty_slots, dense_targets, eval_batches, expand_children,
-                                   parents_with_positives, row_targets, tensors)
+from xmc.training.batching import (clear_empty_slots, dense_targets, eval_batches, parents_with_positives, row_targets,
+                                   tensors)
 from xmc.training.loop import train_epochs
 from xmc.tree import LabelTree, build_label_tree
+from xmc.tree.label_tree import expand_children
 from xmc.utils.modeldir import ModelFormatError
 
 KIND = "attentionxml"
@@ -163,6 +164,15 @@ class AttentionXML(DeepModel):
                                    on_batch=on_batch)
 
     @torch.no_grad()
+    def level_beams(self, corpus: TextData, beam: Optional[int] = None) -> List[np.ndarray]:
+        """The nodes the beam search keeps at each level (``beam`` of them; at the last level every label it
+        scores, as positions of the tree), for :func:`xmc.search.recall.beam_recall`."""
+        beam = beam or self.params.top_k
+        docs = self.features(corpus)
+        widest = int(max(np.diff(ptr).max() for ptr in self.tree.layer_indptr))
+        return [self._search_levels(docs, level, beam=beam, k=beam if level < self.tree.depth else beam * widest)[0]
+                for level in range(1, self.tree.depth + 1)]
+
     def _search_levels(self, docs: Docs, upto: int, beam: int, k: int, batch_size: Optional[int] = None,
                        on_batch: Optional[Callable[[int], None]] = None) -> Tuple[np.ndarray, np.ndarray]:
         """Beam search through levels 1..upto; (nodes of level ``upto``, scores), each (n, k), -1 padded."""

@@ -37,9 +37,10 @@ from xmc.models.attentionxml import build_tree_from_texts
 from xmc.models.base import DeepModel, Docs, Log
 from xmc.models.params import TreeModelParams
 from xmc.params import check_int, param
-from xmc.training.batching import clear_empty_slots, dense_targets, eval_batches, expand_children, row_targets, tensors
+from xmc.training.batching import clear_empty_slots, dense_targets, eval_batches, row_targets, tensors
 from xmc.training.loop import train_epochs
 from xmc.tree import LabelTree
+from xmc.tree.label_tree import expand_children
 
 KIND = "lightattention"
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List
+from typing import List, Tuple
 
 import numpy as np
 import scipy.sparse as sp
@@ -155,3 +155,25 @@ class LabelTree:
     def __repr__(self) -> str:
         sizes = [self.level_size(l) for l in range(self.depth + 1)]
         return f"LabelTree(n_labels={self.n_labels}, level_sizes={sizes})"
+
+
+def expand_children(parents: np.ndarray, parent_valid: np.ndarray,
+                    indptr: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Children of each row's parent nodes as a padded (B, P * max_children) block.
+
+    Returns (children, valid, parent_slot): ``children[b, j]`` is a node of the
+    next level (0 where padding), ``valid`` marks real entries, ``parent_slot``
+    the column in ``parents`` each child came from.
+    """
+    counts = np.diff(indptr)
+    width = int(counts.max())
+    safe_parents = np.where(parent_valid, parents, 0)
+    start = indptr[:-1][safe_parents]  # (B, P)
+    count = np.where(parent_valid, counts[safe_parents], 0)
+    offsets = np.arange(width)
+    children = start[:, :, None] + offsets  # (B, P, width)
+    valid = offsets < count[:, :, None]
+    children = np.where(valid, children, 0)
+    B, P = parents.shape
+    slot = np.broadcast_to(np.arange(P)[None, :, None], (B, P, width))
+    return (children.reshape(B, P * width), valid.reshape(B, P * width), slot.reshape(B, P * width))
