@@ -163,7 +163,6 @@ class AttentionXML(DeepModel):
         return self._search_levels(docs, self.tree.depth, beam=beam, k=k, batch_size=batch_size,
                                    on_batch=on_batch)
 
-    @torch.no_grad()
     def level_beams(self, corpus: TextData, beam: Optional[int] = None) -> List[np.ndarray]:
         """The nodes the beam search keeps at each level (``beam`` of them; at the last level every label it
         scores, as positions of the tree), for :func:`xmc.search.recall.beam_recall`."""
@@ -173,6 +172,7 @@ class AttentionXML(DeepModel):
         return [self._search_levels(docs, level, beam=beam, k=beam if level < self.tree.depth else beam * widest)[0]
                 for level in range(1, self.tree.depth + 1)]
 
+    @torch.no_grad()
     def _search_levels(self, docs: Docs, upto: int, beam: int, k: int, batch_size: Optional[int] = None,
                        on_batch: Optional[Callable[[int], None]] = None) -> Tuple[np.ndarray, np.ndarray]:
         """Beam search through levels 1..upto; (nodes of level ``upto``, scores), each (n, k), -1 padded."""
