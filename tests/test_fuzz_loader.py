@@ -183,10 +183,11 @@ TEXT_CASES = {
     "token pattern invalid": ("featurizer/tfidf.json",
                               edit_json(lambda o: o["params"].update(token_pattern="(")), r"not a valid regex"),
     "token pattern not a string": ("featurizer/tfidf.json",
-                                   edit_json(lambda o: o["params"].update(token_pattern=5)), r"must be str"),
+                                   edit_json(lambda o: o["params"].update(token_pattern=5)), r"token_pattern: expected str"),
     "ngram range of strings": (  # was refused (int() text)
         "featurizer/tfidf.json",
-                               edit_json(lambda o: o["params"].update(ngram_range=[1, "a"])), r"ngram_range must be"),
+                               edit_json(lambda o: o["params"].update(ngram_range=[1, "a"])),
+                               r"ngram_range: expected Tuple\[int, int\]"),
     # fewer terms than the model's features: X had the wrong width and predict_topk raised ValueError
     "vocabulary shorter than the model": ("featurizer/tfidf_vocab.json", edit_json(lambda o: o[:-1]),
                                           r"holds (\d+) terms but the model .* expects (?!\1)\d+ features"),

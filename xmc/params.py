@@ -25,7 +25,7 @@ import typing
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Type, TypeVar, Union
 
-from xmc.utils.modeldir import _has_json_type, _type_name
+import numpy as np
 
 P = TypeVar("P", bound="Params")
 # Most threads any params may ask for: a loaded model's count reaches OpenMP and torch, and a forged 2**31
@@ -55,6 +55,46 @@ def check_int(value: Any, name: str, low: int = 1, high: Optional[int] = None) -
 
 def check_choice(value: Any, name: str, choices: Sequence[str]) -> None:
     check(value in choices, name, f"one of {', '.join(map(str, choices))}", value)
+
+
+def has_json_type(value: Any, hint: Any) -> bool:
+    # The annotations configs use: int, float, bool, str, Optional/Union, List[x], Tuple[x, ...], dataclasses.
+    if hint is Any:
+        return True
+    if dataclasses.is_dataclass(hint):
+        return isinstance(value, (Mapping, hint))
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is typing.Union:
+        return any(has_json_type(value, a) for a in args)
+    if origin in (list, List):
+        return isinstance(value, (list, tuple)) and all(has_json_type(v, args[0]) for v in value)
+    if origin in (tuple, Tuple):
+        if not isinstance(value, (list, tuple)):
+            return False
+        if len(args) == 2 and args[1] is Ellipsis:
+            return all(has_json_type(v, args[0]) for v in value)
+        return len(value) == len(args) and all(has_json_type(v, a) for v, a in zip(value, args))
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, (bool, np.bool_))
+    if hint is int:
+        return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+    if isinstance(hint, type):
+        return isinstance(value, hint)
+    return True
+
+
+def type_name(hint: Any) -> str:
+    if typing.get_origin(hint) is typing.Union:
+        return " or ".join(type_name(a) for a in typing.get_args(hint))
+    if hint is type(None):
+        return "null"
+    if typing.get_origin(hint) is None and isinstance(hint, type):
+        return hint.__name__
+    return str(hint).replace("typing.", "")
 
 
 @functools.lru_cache(maxsize=None)
@@ -117,8 +157,8 @@ class Params:
             sub = _params_type(hint)
             if sub is not None and isinstance(value, Mapping):
                 value = sub.from_dict(value, strict=strict, path=f"{where}{name}")
-            elif not _has_json_type(value, hint):
-                raise TypeError(f"{where}{name}: expected {_type_name(hint)}, found {value!r}"[:300])
+            elif not has_json_type(value, hint):
+                raise TypeError(f"{where}{name}: expected {type_name(hint)}, found {value!r}"[:300])
             kwargs[name] = value
         try:
             return cls(**kwargs)

@@ -16,8 +16,8 @@ from typing import Optional, Sequence, Tuple, Union
 import numpy as np
 import scipy.sparse as sp
 
-from xmc.utils.modeldir import (ModelFormatError, dataclass_from_dict, dataclass_to_dict, load_arrays, load_json,
-                                save_arrays, save_json)
+from xmc.params import Params, param
+from xmc.utils.modeldir import ModelFormatError, load_arrays, load_json, save_arrays, save_json
 
 PARAMS_JSON = "tfidf.json"
 VOCAB_JSON = "tfidf_vocab.json"
@@ -26,17 +26,22 @@ _FORMAT_VERSION = 1
 
 
 @dataclass
-class TfidfParams:
-    max_features: Optional[int] = None
-    min_df: Union[int, float] = 1
-    max_df: Union[int, float] = 1.0
-    ngram_range: Tuple[int, int] = (1, 1)
-    sublinear_tf: bool = True
-    lowercase: bool = True
-    token_pattern: str = r"(?u)\b\w\w+\b"
+class TfidfParams(Params):
+    """How raw text becomes the linear model's TF-IDF features."""
+
+    max_features: Optional[int] = param(None, "most terms kept, the most frequent (null: all)")
+    min_df: Union[int, float] = param(1, "least documents (int) or share of documents (float) a term must be in")
+    max_df: Union[int, float] = param(1.0, "most documents (int) or share of documents (float) a term may be in")
+    ngram_range: Tuple[int, int] = param((1, 1), "shortest and longest word n-grams")
+    sublinear_tf: bool = param(True, "1 + log(tf) instead of tf")
+    lowercase: bool = param(True, "lower-case the text first")
+    token_pattern: str = param(r"(?u)\b\w\w+\b", "regex whose matches are the tokens")
 
     def __post_init__(self) -> None:
         self.ngram_range = tuple(int(n) for n in self.ngram_range)  # JSON gives a list
+        super().__post_init__()
+
+    def validate(self) -> None:
         if len(self.ngram_range) != 2 or not 1 <= self.ngram_range[0] <= self.ngram_range[1]:
             raise ValueError(f"ngram_range must be (min_n, max_n) with 1 <= min_n <= max_n, got {self.ngram_range}")
         if self.max_features is not None and self.max_features <= 0:
@@ -111,7 +116,7 @@ class TfidfFeaturizer:
         d = Path(directory)
         save_arrays(d / IDF_NPZ, {"idf": self.idf})
         save_json(d / VOCAB_JSON, self.vocabulary)
-        save_json(d / PARAMS_JSON, {"format_version": _FORMAT_VERSION, "params": dataclass_to_dict(self.params)})
+        save_json(d / PARAMS_JSON, {"format_version": _FORMAT_VERSION, "params": self.params.to_dict()})
 
     @classmethod
     def load(cls, directory: Union[str, os.PathLike]) -> "TfidfFeaturizer":
@@ -123,7 +128,7 @@ class TfidfFeaturizer:
         if not isinstance(version, int) or version > _FORMAT_VERSION:
             raise ModelFormatError(f"{d / PARAMS_JSON}: format version {version!r} is newer than this xmc reads")
         try:
-            params = dataclass_from_dict(TfidfParams, info["params"])
+            params = TfidfParams.from_dict(info["params"], strict=False)
         except (TypeError, ValueError) as e:
             raise ModelFormatError(f"{d / PARAMS_JSON}: bad params ({e})") from None
         vocab = load_json(d / VOCAB_JSON)

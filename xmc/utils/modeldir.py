@@ -10,16 +10,13 @@ manifest was forged to match.
 """
 from __future__ import annotations
 
-import dataclasses
-import functools
 import hashlib
 import json
 import os
 import tempfile
-import typing
 import zipfile
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Mapping, Tuple, Type, TypeVar
+from typing import Any, Dict, Iterable, List, Mapping, Tuple, TypeVar
 
 import numpy as np
 
@@ -140,77 +137,6 @@ def _read_npy(path: Path, name: str, f, size: int) -> np.ndarray:
             raise ModelFormatError(f"{path}: array {name!r} ends after {done:,} of {available:,} bytes")
         done += got
     return arr.reshape(shape[::-1]).T if fortran else arr.reshape(shape)
-
-
-def dataclass_to_dict(obj: Any) -> Dict[str, Any]:
-    return dataclasses.asdict(obj)
-
-
-def dataclass_from_dict(cls: Type[T], data: Mapping[str, Any]) -> T:
-    """Build ``cls`` from a dict, ignoring unknown keys (newer configs).
-
-    Each value must have its field's annotated JSON type (a saved config may be
-    crafted: ``"threads": ""`` must fail here, naming the field, not deep in
-    native code); a wrong one raises ``TypeError``. Ranges are the class's own checks.
-    """
-    if not isinstance(data, Mapping):
-        raise TypeError(f"{cls.__name__}: expected an object of fields, found {type(data).__name__}")
-    hints = _field_hints(cls)
-    kwargs = {}
-    for f in dataclasses.fields(cls):
-        if f.name in data:
-            value = data[f.name]
-            if not _has_json_type(value, hints.get(f.name, Any)):
-                raise TypeError(f"{cls.__name__}.{f.name} must be {_type_name(hints.get(f.name, Any))}, "
-                                f"found {value!r}"[:300])
-            kwargs[f.name] = value
-    return cls(**kwargs)
-
-
-@functools.lru_cache(maxsize=None)
-def _field_hints(cls: type) -> Dict[str, Any]:
-    # get_type_hints re-evaluates string annotations on every call; a model load asks for the same few classes.
-    return typing.get_type_hints(cls)
-
-
-def _has_json_type(value: Any, hint: Any) -> bool:
-    # The annotations configs use: int, float, bool, str, Optional/Union, List[x], Tuple[x, ...], dataclasses.
-    if hint is Any:
-        return True
-    if dataclasses.is_dataclass(hint):
-        return isinstance(value, (Mapping, hint))
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin is typing.Union:
-        return any(_has_json_type(value, a) for a in args)
-    if origin in (list, List):
-        return isinstance(value, (list, tuple)) and all(_has_json_type(v, args[0]) for v in value)
-    if origin in (tuple, Tuple):
-        if not isinstance(value, (list, tuple)):
-            return False
-        if len(args) == 2 and args[1] is Ellipsis:
-            return all(_has_json_type(v, args[0]) for v in value)
-        return len(value) == len(args) and all(_has_json_type(v, a) for v, a in zip(value, args))
-    if hint is type(None):
-        return value is None
-    if hint is bool:
-        return isinstance(value, (bool, np.bool_))
-    if hint is int:
-        return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-    if hint is float:
-        return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
-    if isinstance(hint, type):
-        return isinstance(value, hint)
-    return True
-
-
-def _type_name(hint: Any) -> str:
-    if typing.get_origin(hint) is typing.Union:
-        return " or ".join(_type_name(a) for a in typing.get_args(hint))
-    if hint is type(None):
-        return "null"
-    if typing.get_origin(hint) is None and isinstance(hint, type):
-        return hint.__name__
-    return str(hint).replace("typing.", "")
 
 
 def file_digest(path: Path) -> Tuple[int, str]:
