@@ -6,7 +6,6 @@ scores, a member that did not rank the label among its top ``2k`` counting 0.
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
@@ -23,6 +22,11 @@ from xmc.utils.modeldir import MANIFEST, ModelFormatError, begin_save, read_mani
 KIND = "ensemble"
 
 
+def member_kinds() -> List[str]:
+    """The kinds an ensemble can hold: every deep model of the registry but the ensemble itself."""
+    return sorted(kind for kind, entry in registry.MODELS.items() if entry.needs_torch and kind != KIND)
+
+
 @dataclass
 class EnsembleParams(Params):
     """The members' kind and count, and their params."""
@@ -32,9 +36,8 @@ class EnsembleParams(Params):
     member: Any = param(None, "the members' params, as `xmc params MODEL` prints them (null: its defaults)")
 
     def __post_init__(self) -> None:
-        if self.model == KIND or self.model not in registry.MODELS or not registry.MODELS[self.model].needs_torch:
-            deep = [k for k, e in registry.MODELS.items() if e.needs_torch and k != KIND]
-            raise ValueError(f"model: expected one of {', '.join(deep)}, found {self.model!r}")
+        if self.model not in member_kinds():
+            raise ValueError(f"model: expected one of {', '.join(member_kinds())}, found {self.model!r}")
         member_class = registry.get(self.model).params_class()
         if self.member is None:
             self.member = member_class()
@@ -66,8 +69,6 @@ class Ensemble:
 
     def __init__(self, params: Optional[EnsembleParams] = None) -> None:
         self.params = params or EnsembleParams()
-        self.model_kind = self.params.model
-        self.n_models = self.params.n_models
         self.members: List = []
 
     def fit(self, corpus: TextData, valid: Optional[TextData] = None, tree: Optional[LabelTree] = None,
@@ -75,30 +76,28 @@ class Ensemble:
             resume: bool = False) -> "Ensemble":
         """Train the members in turn; member i checkpoints in ``checkpoint_dir/member<i>`` (a finished
         member's last checkpoint is its final weights, so a resume reloads it instead of training it)."""
-        if tree is not None and self.n_models > 1:
+        if tree is not None and self.params.n_models > 1:
             raise ValueError("an ensemble builds one tree per member; do not pass a tree")
         self.members = []
-        for i in range(self.n_models):
+        for i in range(self.params.n_models):
             if log is not None:
-                log(f"ensemble member {i + 1}/{self.n_models}")
-            params = self._member_params(i)
+                log(f"ensemble member {i + 1}/{self.params.n_models}")
+            member = registry.get(self.params.model).model_class()(self._member_params(i))
             member_dir = Path(checkpoint_dir) / f"member{i}" if checkpoint_dir is not None else None
-            self.members.append(registry.get(self.model_kind).model_class()(params).fit(corpus, valid=valid, tree=tree,
-                                                                    progress=progress, log=log,
-                                                                    checkpoint_dir=member_dir, resume=resume))
+            self.members.append(member.fit(corpus, valid=valid, tree=tree, progress=progress, log=log,
+                                           checkpoint_dir=member_dir, resume=resume))
         return self
 
     def _member_params(self, i: int):
         member = self.params.member
-        params = dataclasses.replace(member, training=dataclasses.replace(member.training,
-                                                                          seed=member.training.seed + i))
+        seeds = {"training.seed": member.training.seed + i}
         if hasattr(member, "tree"):
-            params = dataclasses.replace(params, tree=dataclasses.replace(member.tree, seed=member.tree.seed + i))
-        return params
+            seeds["tree.seed"] = member.tree.seed + i
+        return member.with_values(seeds)
 
     def features(self, corpus) -> List[str]:
         """The raw texts: each member tokenizes with its own word vocabulary (fit on its own training split)."""
-        return raw_texts(corpus, f"an ensemble of {self.model_kind} models")
+        return raw_texts(corpus, f"an ensemble of {self.params.model} models")
 
     # Label vocabularies agree: every member fits LabelVocab on the same full corpus.
     def labels(self, corpus):
@@ -145,7 +144,7 @@ class Ensemble:
         directory = begin_save(Path(directory))
         for i, member in enumerate(self.members):
             member.save(directory / f"member{i}")
-        write_manifest(directory, KIND, {"input_kind": "text", "model": self.model_kind,
+        write_manifest(directory, KIND, {"input_kind": "text", "model": self.params.model,
                                          "members": len(self.members)})
 
     @classmethod
@@ -153,7 +152,7 @@ class Ensemble:
         directory = Path(directory)
         info = read_manifest(directory, KIND)
         kind, count = info.get("model"), info.get("members")
-        deep = sorted(k for k, e in registry.MODELS.items() if e.needs_torch and k != KIND)
+        deep = member_kinds()
         # A crafted manifest may hold any JSON here: check the types before using them as a key or a range.
         if not isinstance(kind, str) or kind not in deep or type(count) is not int or count < 1:
             raise ModelFormatError(f"{directory / MANIFEST}: expected a model kind of {deep} and a member "
