@@ -201,7 +201,8 @@ def test_ensemble_averages_members_and_round_trips(tmp_path):
     from xmc.models.ensemble import Ensemble, EnsembleParams
 
     train, test = corpus(12, n_train=400, n_test=60)
-    ens = Ensemble(EnsembleParams(model="attentionxml", n_models=2, member=small_params(epochs=2))).fit(train, progress=False, log=None)
+    params = EnsembleParams(model="attentionxml", n_models=2, member=small_params(epochs=2))
+    ens = Ensemble(params).fit(train, progress=False, log=None)
     ids, scores = ens.predict_topk(test, k=3)
     # The top ensemble score is the mean of the members' scores of that label.
     member_scores = []

@@ -167,7 +167,8 @@ class DeepModel:
             if not resumed:
                 fixed_text = self._new_vocabularies(corpus)
             if valid is None:
-                train_rows, valid_rows = split_validation(len(corpus), self.params.training.valid_fraction, self.params.training.seed)
+                train_rows, valid_rows = split_validation(len(corpus), self.params.training.valid_fraction,
+                                                          self.params.training.seed)
                 train, valid = corpus.subset(train_rows), corpus.subset(valid_rows)
             else:
                 train = corpus
@@ -264,8 +265,8 @@ class DeepModel:
         docs = self._prediction_docs(corpus_or_docs, threads)
         # Models without a tree or decoder search have no top_k; their beam is never read.
         beam = max(int(beam or getattr(self.params, "top_k", 1)), 1)
-        positions, scores = self._search(docs, k=k, beam=beam, batch_size=batch_size or self.params.training.eval_batch_size,
-                                         on_batch=on_batch)
+        batch_size = batch_size or self.params.training.eval_batch_size
+        positions, scores = self._search(docs, k=k, beam=beam, batch_size=batch_size, on_batch=on_batch)
         ids = np.where(positions >= 0, self.tree.label_order[np.maximum(positions, 0)], -1).astype(np.int32)
         return ids, scores.astype(np.float32)
 
@@ -316,7 +317,8 @@ class DeepModel:
             raise ModelFormatError(f"{directory / LABELS_JSON}: holds {len(model.vocab)} labels but the tree in "
                                    f"{directory / TREE_DIR} has {model.tree.n_labels}")
         arrays = load_arrays(directory / WEIGHTS)
-        if getattr(params, "lstm_layers", 0) > len(arrays):  # each layer saves arrays; a forged count must not loop for ever
+        # Each layer saves arrays: a forged count must not loop for ever.
+        if getattr(params, "lstm_layers", 0) > len(arrays):
             raise ModelFormatError(f"{directory / PARAMS_JSON}: lstm_layers {params.lstm_layers} is more than the "
                                    f"{len(arrays)} arrays in {directory / WEIGHTS} can hold")
         # Dry run on the meta device: networks sized by a forged params.json (hidden=2**31) are refused on

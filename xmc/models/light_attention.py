@@ -144,7 +144,8 @@ class LightAttention(DeepModel):
             return g_loss + masked_bce(d_logits, y, torch.from_numpy(lvalid).to(self.device))
 
         def validate() -> Dict[str, float]:
-            positions, _ = self._search(valid_docs, k=5, beam=p.top_k, batch_size=p.training.eval_batch_size, on_batch=None)
+            positions, _ = self._search(valid_docs, k=5, beam=p.top_k, batch_size=p.training.eval_batch_size,
+                                        on_batch=None)
             metrics = evaluate(valid_targets, positions, ks=(1, 3, 5))
             return {name: value for name, value in metrics.items() if name.startswith("P@")}
 

@@ -304,9 +304,8 @@ class Seq2SeqMDC(DeepModel):
             return {"micro-F1": micro, "macro-F1": macro}
 
         loop_checkpoint = checkpoint.for_level(1, "network", net) if checkpoint is not None else None
-        train_epochs(net, step, lengths, p.training, validate, desc=f"{KIND} ({p.decoder_attention} attention)", log=log,
-                     progress=progress, monitor="micro-F1", checkpoint=loop_checkpoint,
-                     prior=self.label_prior)
+        train_epochs(net, step, lengths, p.training, validate, desc=f"{KIND} ({p.decoder_attention} attention)",
+                     log=log, progress=progress, monitor="micro-F1", checkpoint=loop_checkpoint, prior=self.label_prior)
 
     # ---- prediction -------------------------------------------------------------
     def _decode_all(self, docs: Docs, beam: int, batch_size: int,

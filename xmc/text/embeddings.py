@@ -110,7 +110,8 @@ def _skipgram(vocab: WordVocab, p: EmbeddingParams, token_lists: Sequence[Sequen
     # Words outside the vocabulary become <unk>, so its row learns the contexts of rare words.
     sentences = [[w if w in vocab else UNK for w in tokens] for tokens in token_lists]
     model = Word2Vec(sentences, vector_size=p.dim, window=p.window, min_count=1, sg=1, negative=p.negative,
-                     hs=0 if p.negative > 0 else 1, epochs=p.epochs, seed=p.seed, workers=p.threads or os.cpu_count() or 1,
+                     hs=0 if p.negative > 0 else 1, epochs=p.epochs, seed=p.seed,
+                     workers=p.threads or os.cpu_count() or 1,
                      hashfxn=_stable_hash)
     out = np.zeros((len(vocab), p.dim), dtype=np.float32)
     found = np.zeros(len(vocab), dtype=bool)
