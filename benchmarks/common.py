@@ -132,6 +132,8 @@ def runner_args(description: str, extra: Optional[Sequence[Tuple[str, dict]]] = 
     p.add_argument("--k", type=int, default=5, help="labels predicted per document")
     p.add_argument("--beam", type=int, default=10, help="beam width at prediction")
     p.add_argument("--out", required=True, help="directory for model/, predictions.npz, result.json")
+    p.add_argument("--dev", help="a validation file (XC format): also predicted, untimed, into dev_predictions.npz "
+                                 "(for choosing a threshold on it)")
     for name, kwargs in extra or ():
         p.add_argument(name, **kwargs)
     args = p.parse_args()
@@ -221,6 +223,23 @@ def write_outputs(
         json.dump(result, f, indent=2, sort_keys=True)
     os.replace(tmp, os.path.join(out, "result.json"))
     return result
+
+
+def write_dev_predictions(out: str, ids: np.ndarray, scores: np.ndarray) -> None:
+    """DIR/dev_predictions.npz: the top-k of the --dev file, as predictions.npz holds the test file's."""
+    np.savez(os.path.join(out, "dev_predictions.npz"), ids=np.ascontiguousarray(ids, dtype=np.int32),
+             scores=np.ascontiguousarray(scores, dtype=np.float32))
+
+
+def git_commit(repo) -> str:
+    """The short commit of ``repo`` ("unknown" outside git)."""
+    import subprocess
+
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repo, capture_output=True,
+                              text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
 
 
 class Stopwatch:

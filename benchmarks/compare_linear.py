@@ -204,11 +204,7 @@ def _load() -> str:
 
 
 def _git_commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
-                              text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+    return common.git_commit(REPO)
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -59,6 +59,10 @@ def main() -> None:
         loaded.prepare_search()  # part of loading, as the peers' runners time it (PECOS: is_predict_only)
     with common.Stopwatch() as pred:
         ids, scores = loaded.predict_topk(Xt, k=args.k, beam=args.beam, threads=args.threads)
+    if args.dev:
+        dev = read_xc(args.dev, n_features=train.n_features, n_labels=train.n_labels, threads=args.threads)
+        common.write_dev_predictions(args.out, *loaded.predict_topk(dev.X, k=args.k, beam=args.beam,
+                                                                   threads=args.threads))
     common.write_outputs(
         args.out, ids, scores, tree_build.seconds + layers.seconds, pred.seconds, model_dir,
         settings={"system": "xmc", "threads": args.threads, "k": args.k, "beam": args.beam,

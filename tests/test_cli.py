@@ -69,6 +69,23 @@ def test_train_builds_its_own_tree_and_reads_text(tmp_path):
     assert "P@1=" in r.output
 
 
+def test_tfidf_settings_of_the_linear_model_come_from_set(tmp_path):
+    """--set tfidf.*: word bigrams and min_df reach the featurizer the model directory saves."""
+    r = run("generate", "--out", tmp_path, "--labels", 20, "--train-docs", 300, "--test-docs", 50,
+            "--features", 200, "--format", "fasttext")
+    assert r.exit_code == 0, r.output
+    train_file = next(tmp_path.glob("train*"))
+    for name, extra in (("uni", []), ("bi", ["--set", "tfidf.ngram_range=[1,2]", "--set", "tfidf.min_df=2"])):
+        r = run("train", "--train", train_file, "--model-dir", tmp_path / name, "--threads", 1, *extra)
+        assert r.exit_code == 0, r.output
+    terms = {name: json.loads((tmp_path / name / "featurizer" / "tfidf_vocab.json").read_text())
+             for name in ("uni", "bi")}
+    assert not any(" " in term for term in terms["uni"])
+    assert any(" " in term for term in terms["bi"])
+    saved = json.loads((tmp_path / "bi" / "featurizer" / "tfidf.json").read_text())["params"]
+    assert saved["ngram_range"] == [1, 2] and saved["min_df"] == 2
+
+
 @pytest.mark.parametrize("command", ["generate", "build-tree", "train", "predict", "evaluate"])
 def test_help_has_an_example(command):
     r = run(command, "--help")

@@ -178,6 +178,45 @@ def test_over_linear_candidates_learns_and_round_trips(graph, corpus, tmp_path):
         again.predict_topk(again.text.encode(corpus[1].texts), k=5)
 
 
+def test_candidate_weight_blends_with_the_candidate_model_and_is_chosen_on_validation(corpus, tmp_path):
+    """candidate_weight 1 ranks as the candidate model does; null picks a weight on the validation
+    documents, logs it, saves it, and the loaded model predicts with it."""
+    from xmc.linear import PLTParams
+    from xmc.linear.pipeline import Pipeline
+
+    linear = Pipeline(PLTParams(threads=1)).fit(corpus[0])
+    p = params("none")
+    p.n_candidates, p.training.epochs, p.candidate_weight = 8, 2, None
+    lines = []
+    model = LDGN(p, candidates=linear).fit(corpus[0], valid=corpus[1], progress=False, log=lines.append)
+    chosen = [line for line in lines if line.startswith("candidate_weight ")]
+    assert len(chosen) == 1 and "LDGN alone" in chosen[0] and "the candidate model alone" in chosen[0]
+    assert 0.0 <= model.candidate_weight <= 1.0
+    assert chosen[0].startswith(f"candidate_weight {model.candidate_weight:g},")
+
+    blended = model.predict_topk(corpus[1], k=5)
+    model.save(tmp_path / "m")
+    again = load_model(tmp_path / "m")
+    assert again.candidate_weight == model.candidate_weight
+    np.testing.assert_array_equal(again.predict_topk(corpus[1], k=5)[0], blended[0])
+
+    again.candidate_weight = 1.0  # the candidate model's scores alone: its own ranking, its own scores
+    ids, scores = again.predict_topk(corpus[1], k=5)
+    theirs, their_scores = linear.predict_topk(corpus[1], k=5)
+    names, their_names = np.array(again.vocab.labels), np.array(linear.vocab.labels)
+    np.testing.assert_allclose(scores, their_scores, rtol=1e-6)
+    top = their_scores[:, 0] > their_scores[:, 1]  # rows whose best label is not tied
+    np.testing.assert_array_equal(names[ids[top, 0]], their_names[theirs[top, 0]])
+    again.candidate_weight = 0.0
+    alone = again.predict_topk(corpus[1], k=5)
+    assert not np.array_equal(alone[1], scores)
+
+
+def test_candidate_weight_is_checked():
+    with pytest.raises(ValueError, match="candidate_weight"):
+        LDGNParams(candidate_weight=1.5)
+
+
 def test_feedforward_encoder_reads_a_bag_of_words_in_any_order(corpus, tmp_path):
     # Delicious-like documents (no word order): the feed-forward encoder learns, and shuffling a document's
     # words changes no score, where the BiLSTM's would.

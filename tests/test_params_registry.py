@@ -13,7 +13,7 @@ from xmc import registry
 from xmc.cli.main import cli
 from xmc.data import LabelVocab, TextData, write_jsonl
 from xmc.datasets.synthetic import SyntheticParams, make_text_corpus
-from xmc.linear.params import PLTParams
+from xmc.linear.params import LinearParams, PLTParams
 from xmc.params import Params, check_int, param
 from xmc.utils.modeldir import begin_save, load_json, read_manifest, save_json, write_manifest
 
@@ -141,11 +141,12 @@ def test_train_help_lists_at_most_15_options():
 # ---- params -----------------------------------------------------------------------------------------
 def test_params_skeleton_round_trips_and_describes_every_field():
     skeleton = json.loads(run("params", "linear"))
-    assert PLTParams.from_dict(skeleton) == PLTParams()
+    assert LinearParams.from_dict(skeleton) == LinearParams()
     explained = run("params", "linear", "--explain")
-    for path in PLTParams().paths():
+    for path in LinearParams().paths():
         assert path in explained
-    assert all(help_text for _, _, help_text in PLTParams.describe())
+    assert "tfidf.ngram_range" in explained
+    assert all(help_text for _, _, help_text in LinearParams.describe())
 
 
 def test_errors_name_the_field():
@@ -173,7 +174,7 @@ def test_linear_params_file_edited_and_passed_back_trains(tmp_path):
     (tmp_path / "bad.json").write_text(json.dumps(skeleton))
     out = run("train", "--train", tmp_path / "train.txt", "--model-dir", tmp_path / "m2", "--params",
               tmp_path / "bad.json", code=2)
-    assert "bad.json: Cee: no such field in PLTParams" in out
+    assert "bad.json: Cee: no such field in LinearParams" in out
 
 
 def test_options_the_model_does_not_use_are_errors(tmp_path):
@@ -181,7 +182,7 @@ def test_options_the_model_does_not_use_are_errors(tmp_path):
     train = ["train", "--train", tmp_path / "train.txt", "--model-dir", tmp_path / "m"]
     assert "--model linear does not use it" in run(*train, "--epochs", 3, code=2)
     assert "--model linear does not use it" in run(*train, "--device", "cpu", code=2)
-    assert "hidden: no such field in PLTParams" in run(*train, "--set", "hidden=3", code=2)
+    assert "hidden: no such field in LinearParams" in run(*train, "--set", "hidden=3", code=2)
 
 
 def test_deep_params_skeleton_edited_and_passed_back_trains(text_files, tmp_path):

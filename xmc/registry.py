@@ -100,7 +100,7 @@ def load_model(directory: Union[str, Path]):
     return entry.model_class().load(directory)
 
 
-register(ModelEntry("linear", "xmc.linear.pipeline:Pipeline", "xmc.linear.params:PLTParams",
+register(ModelEntry("linear", "xmc.linear.pipeline:Pipeline", "xmc.linear.params:LinearParams",
                     "probabilistic label tree of linear classifiers on sparse or TF-IDF features",
                     saved_kind="pipeline", needs_torch=False))
 register(ModelEntry("attentionxml", "xmc.models.attentionxml:AttentionXML",

@@ -47,6 +47,9 @@ def main() -> None:
     with common.Stopwatch() as pred:
         rows = loaded.predict_proba(Xt, top_k=args.k)
     ids, scores = common.topk_from_rows(rows, args.k)
+    if args.dev:
+        Xd, _ = common.read_xc(args.dev)
+        common.write_dev_predictions(args.out, *common.topk_from_rows(loaded.predict_proba(Xd, top_k=args.k), args.k))
     common.write_outputs(
         args.out, ids, scores, train.seconds, pred.seconds, model_dir,
         settings={

@@ -59,25 +59,13 @@ def main() -> None:
     model.init_prediction_thread_pool(1)
     if args.densify > 0:
         model.densify_weights(args.densify, n_threads=args.threads)
-    docs = [
-        list(zip(Xt.indices[Xt.indptr[i] : Xt.indptr[i + 1]].tolist(), Xt.data[Xt.indptr[i] : Xt.indptr[i + 1]].tolist()))
-        for i in range(Xt.shape[0])
-    ]
-
-    def predict_range(bounds):
-        lo, hi = bounds
-        return [model.predict(docs[i], beam_size=args.beam, top_k=args.k) for i in range(lo, hi)]
-
-    n = len(docs)
-    step = (n + args.threads - 1) // max(args.threads, 1)
-    chunks = [(lo, min(lo + step, n)) for lo in range(0, n, max(step, 1))]
+    docs = as_pairs(Xt)
     with common.Stopwatch() as pred:
-        if args.threads <= 1:
-            rows = predict_range((0, n))
-        else:
-            with ThreadPoolExecutor(max_workers=args.threads) as ex:
-                rows = [r for part in ex.map(predict_range, chunks) for r in part]
+        rows = predict_all(model, docs, args)
     ids, scores = common.topk_from_rows(rows, args.k)
+    if args.dev:
+        Xd, _ = common.read_xc(args.dev)
+        common.write_dev_predictions(args.out, *common.topk_from_rows(predict_all(model, as_pairs(Xd), args), args.k))
     common.write_outputs(
         args.out, ids, scores, train.seconds, pred.seconds, model_dir,
         settings={
@@ -87,6 +75,26 @@ def main() -> None:
             "densify_weights": args.densify, "predict": "per-document predict over T Python threads",
         },
     )
+
+
+def as_pairs(X):
+    return [list(zip(X.indices[X.indptr[i]:X.indptr[i + 1]].tolist(), X.data[X.indptr[i]:X.indptr[i + 1]].tolist()))
+            for i in range(X.shape[0])]
+
+
+def predict_all(model, docs, args):
+    """Every document's (label, score) list, the documents split over args.threads Python threads."""
+    def predict_range(bounds):
+        lo, hi = bounds
+        return [model.predict(docs[i], beam_size=args.beam, top_k=args.k) for i in range(lo, hi)]
+
+    n = len(docs)
+    step = (n + args.threads - 1) // max(args.threads, 1)
+    chunks = [(lo, min(lo + step, n)) for lo in range(0, n, max(step, 1))]
+    if args.threads <= 1:
+        return predict_range((0, n))
+    with ThreadPoolExecutor(max_workers=args.threads) as ex:
+        return [r for part in ex.map(predict_range, chunks) for r in part]
 
 
 if __name__ == "__main__":

@@ -47,6 +47,11 @@ def main() -> None:
     with common.Stopwatch() as pred:
         P = loaded.predict(Xt, beam_size=args.beam, only_topk=args.k, threads=args.threads)
     ids, scores = common.topk_from_csr(P, args.k)
+    if args.dev:
+        Xd, _ = common.read_xc(args.dev)
+        Xd = Xd if args.no_normalize else common.l2_normalize_rows(Xd)
+        common.write_dev_predictions(args.out, *common.topk_from_csr(
+            loaded.predict(Xd, beam_size=args.beam, only_topk=args.k, threads=args.threads), args.k))
     common.write_outputs(
         args.out, ids, scores, train.seconds, pred.seconds, model_dir,
         settings={

@@ -22,7 +22,7 @@ fi
 "$VENV/bin/python" -m pip install -r "$HERE/requirements.txt"
 "$VENV/bin/python" - <<'PY'
 from importlib.metadata import version
-import numpy, pecos, napkinxc, omikuji, torch  # noqa: F401  (each must import)
+import numpy, pecos, napkinxc, omikuji, fasttext, torch  # noqa: F401  (each must import)
 print("peers venv ready:", ", ".join(f"{p} {version(p)}" for p in
-      ("numpy", "scipy", "torch", "libpecos", "napkinxc", "omikuji")))
+      ("numpy", "scipy", "torch", "libpecos", "napkinxc", "omikuji", "fasttext-wheel")))
 PY

@@ -23,9 +23,12 @@ def reverse_within_lengths(lengths: torch.Tensor, T: int) -> torch.Tensor:
 def word_embedding(embeddings: np.ndarray, train: bool) -> nn.Embedding:
     """An embedding layer over a copy of ``embeddings`` (row 0: padding). A copy: sharing the caller's array
     would let every network built from it (each AttentionXML level) train one embedding matrix in place, so
-    training level d would change level d-1."""
+    training level d would change level d-1.
+
+    A trained embedding has sparse gradients (the rows a batch uses), which ``xmc.training.optim.LazyAdam``
+    updates without touching the other rows."""
     weights = torch.tensor(np.asarray(embeddings, dtype=np.float32))
-    return nn.Embedding.from_pretrained(weights, freeze=not train, padding_idx=0)
+    return nn.Embedding.from_pretrained(weights, freeze=not train, padding_idx=0, sparse=train)
 
 
 class BiLSTMEncoder(nn.Module):

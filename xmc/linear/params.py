@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
+from xmc.data.tfidf import TfidfParams
 from xmc.params import MAX_THREADS, Params, param
 from xmc.tree.params import TreeParams
 
@@ -69,3 +70,15 @@ class PLTParams(Params):
     @property
     def resolved_activation(self) -> str:
         return self.activation or DEFAULT_ACTIVATION[self.loss]
+
+
+@dataclass
+class LinearParams(PLTParams):
+    """The linear model as ``xmc train --model linear`` trains it: the PLT, and for raw text the TF-IDF
+    featurizer in front of it (``--set tfidf.ngram_range=[1,2]``)."""
+
+    tfidf: TfidfParams = param(TfidfParams(), "how raw text becomes TF-IDF features (text input only)")
+
+    def plt(self) -> PLTParams:
+        """The PLT's own params (what ``PLTLinear`` trains with and saves)."""
+        return PLTParams.from_dict({k: v for k, v in self.to_dict().items() if k != "tfidf"})

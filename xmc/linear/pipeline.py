@@ -26,7 +26,7 @@ from xmc.data.tfidf import IDF_NPZ as TFIDF_IDF
 from xmc.data.tfidf import PARAMS_JSON as TFIDF_PARAMS
 from xmc.data.tfidf import VOCAB_JSON as TFIDF_VOCAB
 from xmc.data.vocab import LABELS_JSON
-from xmc.linear.params import PLTParams
+from xmc.linear.params import LinearParams, PLTParams
 from xmc.linear.plt import KIND as PLT_KIND
 from xmc.linear.plt import REQUIRED_FILES as PLT_REQUIRED
 from xmc.linear.plt import PLTLinear
@@ -45,12 +45,14 @@ class Pipeline:
     """Label vocabulary + featurizer + linear PLT, trained and saved as one."""
 
     KIND = KIND
-    PARAMS = PLTParams
+    PARAMS = LinearParams
 
     def __init__(self, params: Optional[PLTParams] = None,
                  tfidf: Optional[TfidfParams] = None) -> None:
-        self.params = params or PLTParams()
-        self.tfidf_params = tfidf or TfidfParams()
+        """``params``: a ``LinearParams`` (PLT and TF-IDF) or a ``PLTParams``; ``tfidf`` overrides the TF-IDF
+        settings either carries."""
+        self.params = params or LinearParams()
+        self.tfidf_params = tfidf or getattr(self.params, "tfidf", None) or TfidfParams()
         self.model: Optional[PLTLinear] = None
         self.vocab: Optional[LabelVocab] = None
         self.featurizer: Optional[TfidfFeaturizer] = None
@@ -92,7 +94,8 @@ class Pipeline:
         X, Y = self.prepare(corpus)
         if tree is not None and tree.n_labels != Y.shape[1]:
             raise ValueError(f"the given tree has {tree.n_labels} labels but the training data has {Y.shape[1]}")
-        self.model = PLTLinear(self.params).fit(X, Y, tree=tree, progress=progress, checkpoint_dir=checkpoint_dir,
+        plt_params = self.params.plt() if isinstance(self.params, LinearParams) else self.params
+        self.model = PLTLinear(plt_params).fit(X, Y, tree=tree, progress=progress, checkpoint_dir=checkpoint_dir,
                                                 resume=resume)
         return self
 
@@ -188,6 +191,7 @@ class Pipeline:
                                    f"{directory / LINEAR_DIR} predicts {pipe.model.tree.n_labels}")
         if input_kind == "text":
             pipe.featurizer = TfidfFeaturizer.load(directory / FEATURIZER_DIR)
+            pipe.tfidf_params = pipe.featurizer.params
             if pipe.featurizer.n_features != pipe.model.n_features:
                 raise ModelFormatError(f"{directory / FEATURIZER_DIR / TFIDF_VOCAB}: holds "
                                        f"{pipe.featurizer.n_features} terms but the model in "

@@ -175,6 +175,11 @@ class DeepModel:
             self._before_training(train, valid)
             start = time.perf_counter()
             tokens = self.text.tokenizer.tokenize_many(train.texts)
+            lengths = np.fromiter((len(t) for t in tokens), dtype=np.int64, count=len(tokens))
+            # The networks read the first max_len tokens only: the vocabulary and the word vectors are
+            # fitted to those (skip-gram over the rest would cost time for vectors nothing reads).
+            max_len = self.params.text.max_len
+            tokens = [t[:max_len] for t in tokens]
             if not resumed and not fixed_text:
                 self.text.fit_tokens(tokens)
             docs = self.text.encode_tokens(tokens)
@@ -183,7 +188,7 @@ class DeepModel:
             Y_valid = self.vocab.encode(valid.labels, unknown="skip")
             self.label_prior = label_prior_metrics(Y, Y_valid)
             if log is not None:
-                log(self._describe_text(tokens, train, valid, time.perf_counter() - start))
+                log(self._describe_text(lengths, train, valid, time.perf_counter() - start))
                 log(f"the label prior (the {PRIOR_K} most frequent training labels for every document): valid "
                     + " ".join(f"{k} {v * 100:.2f}" for k, v in self.label_prior.items()))
             if resumed:
@@ -217,9 +222,9 @@ class DeepModel:
                 ckpt.write_complete()
         return self
 
-    def _describe_text(self, tokens: List[List[str]], train: TextData, valid: TextData, seconds: float) -> str:
-        """One line on the training texts: what truncation and the vocabulary keep of them."""
-        lengths = np.fromiter((len(t) for t in tokens), dtype=np.int64, count=len(tokens))
+    def _describe_text(self, lengths: np.ndarray, train: TextData, valid: TextData, seconds: float) -> str:
+        """One line on the training texts (``lengths``: tokens per document before the cut): what truncation
+        and the vocabulary keep of them."""
         max_len = self.params.text.max_len
         cut = float(np.mean(lengths > max_len)) if lengths.size else 0.0
         return (f"text: {len(train):,} training and {len(valid):,} validation documents in {seconds:.1f} s; "

@@ -32,6 +32,11 @@ Two ways to choose the labels scored per document:
   document's subgraph normalised on its own) and a dynamic graph over them. Training adds the
   document's positives to the proposals, as AttentionXML does on its tree. The candidate model
   is saved inside the LDGN model directory (``candidates/``).
+
+Over candidates, ``params.candidate_weight`` w ranks by (1 - w) * LDGN's probability + w * the candidate
+model's score: the two read the text differently (word order and label attention, n-gram TF-IDF), and their
+errors differ. 0 is LDGN alone; null chooses w on the validation documents once training ends (the grid
+0, 0.05, ..., 1, by the mean of P@1, P@3 and P@5) and logs both alone beside the blend.
 """
 from __future__ import annotations
 
@@ -87,6 +92,9 @@ class LDGNParams(BiLSTMParams):
     candidates: Optional[str] = param(None, "a trained model directory (linear PLT, AttentionXML) whose "
                                             "proposals LDGN scores instead of all labels; saved inside the model")
     n_candidates: int = param(100, "labels the candidate model proposes per document")
+    candidate_weight: Optional[float] = param(0.0, "over candidates: w of the final score (1 - w) * LDGN's + w * "
+                                                   "the candidate model's (0: LDGN alone; null: chosen on the "
+                                                   "validation documents after training)")
 
     def validate(self) -> None:
         super().validate()
@@ -95,6 +103,8 @@ class LDGNParams(BiLSTMParams):
         check_choice(self.token_encoder, "token_encoder", TOKEN_ENCODERS)
         for name in ("gcn_dim", "graph_width", "n_candidates"):
             check_int(getattr(self, name), name)
+        check(self.candidate_weight is None or 0.0 <= self.candidate_weight <= 1.0, "candidate_weight",
+              "null or a number in [0, 1]", self.candidate_weight)
         check(0.0 <= self.graph_threshold <= 1.0, "graph_threshold", "a number in [0, 1]", self.graph_threshold)
         # 1 would leave a label nothing of itself (a zero self-loop): never what a GCN wants
         check(self.graph_reweight is None or 0.0 <= self.graph_reweight < 1.0, "graph_reweight",
@@ -182,7 +192,10 @@ class LDGN(DeepModel):
         # subgraph normalised when it is cut out.
         self.graph_matrix: Optional[sp.csr_matrix] = None
         self.candidate_model = candidates
-        self._candidates: dict = {}  # positions proposed for the documents of the current training or search
+        # (positions, scores) proposed for the documents of the current training or search
+        self._candidates: Dict[str, Tuple[np.ndarray, np.ndarray]] = {}
+        # params.candidate_weight, or the weight chosen on validation when that is null
+        self.candidate_weight = self.params.candidate_weight or 0.0
 
     def fit(self, corpus: TextData, *args, **kwargs) -> "LDGN":
         """As :meth:`DeepModel.fit`; ``params.candidates`` (a model directory) is loaded here when no candidate
@@ -195,13 +208,15 @@ class LDGN(DeepModel):
     def over_candidates(self) -> bool:
         return self.candidate_model is not None
 
-    def _proposals(self, texts: TextData) -> np.ndarray:
-        """(n, n_candidates) label positions the candidate model proposes (-1: none), in this model's ids."""
-        ids, _ = self.candidate_model.predict_topk(texts, k=self.params.n_candidates)
+    def _proposals(self, texts: TextData) -> Tuple[np.ndarray, np.ndarray]:
+        """(n, n_candidates) label positions the candidate model proposes (-1: none), in this model's ids, and
+        its scores."""
+        ids, scores = self.candidate_model.predict_topk(texts, k=self.params.n_candidates)
         # The candidate model numbers labels its own way: map them by name; labels it alone knows drop out.
         names = self.candidate_model.vocab.labels
         mapping = np.array([self.vocab.id_of(n) if n in self.vocab else -1 for n in names] + [-1], dtype=np.int64)
-        return mapping[np.where(ids >= 0, ids, len(names))]
+        positions = mapping[np.where(ids >= 0, ids, len(names))]
+        return positions, np.where(positions >= 0, scores, 0.0).astype(np.float32)
 
     def _before_training(self, train: TextData, valid: TextData) -> None:
         if self.over_candidates:
@@ -263,7 +278,8 @@ class LDGN(DeepModel):
             ids, mask = tensors(docs, index, p.text.max_len, self.device)
             if not self.over_candidates:
                 return masked_bce(net(ids, mask), torch.from_numpy(dense_targets(Y_pos, index)).to(self.device))
-            cand, ok = parents_with_positives(self._candidates["train"][index], Y_pos, index, p.n_candidates, rng)
+            cand, ok = parents_with_positives(self._candidates["train"][0][index], Y_pos, index, p.n_candidates,
+                                              rng)
             logits = net(ids, mask, torch.from_numpy(cand).to(self.device), self._batch_graph(cand, ok))
             y = torch.from_numpy(row_targets(Y_pos, index, cand)).to(self.device)
             return masked_bce(logits, y, torch.from_numpy(ok).to(self.device))
@@ -278,10 +294,35 @@ class LDGN(DeepModel):
         train_epochs(net, step, lengths, p.training, validate, desc=f"{self.KIND} ({p.graph} graph)", log=log,
                      progress=progress, checkpoint=loop_checkpoint,
                      prior=self.label_prior)
+        if self.over_candidates and p.candidate_weight is None:
+            self.candidate_weight = self._choose_candidate_weight(valid_docs, Y_valid_pos, log)
+
+    def _choose_candidate_weight(self, docs: Docs, Y: sp.csr_matrix, log: Optional[Log]) -> float:
+        """The blend weight of the grid with the best mean validation P@1, P@3, P@5 (the smaller on ties)."""
+        cand, probs = self._candidate_probabilities(docs, "valid", self.params.training.eval_batch_size, None)
+        theirs = self._candidates["valid"][1]
+        scores = {}
+        for w in np.round(np.linspace(0.0, 1.0, 21), 2):
+            positions, _ = _best(cand, (1.0 - w) * probs + w * theirs, 5)
+            metrics = evaluate(Y, positions, ks=(1, 3, 5))
+            scores[float(w)] = {k: v for k, v in metrics.items() if k.startswith("P@")}
+        best = max(scores, key=lambda w: (np.mean(list(scores[w].values())), -w))
+        if log is not None:
+            def fmt(w: float) -> str:
+                return " ".join(f"{k} {v * 100:.2f}" for k, v in scores[w].items())
+            log(f"candidate_weight {best:g}, chosen on validation: valid {fmt(best)}; LDGN alone {fmt(0.0)}; "
+                f"the candidate model alone {fmt(1.0)}")
+        return best
 
     @torch.no_grad()
     def _search(self, docs: Docs, k: int, beam: int, batch_size: int,
                 on_batch: Optional[Callable[[int], None]], which: str = "search") -> Tuple[np.ndarray, np.ndarray]:
+        if self.over_candidates:
+            cand, probs = self._candidate_probabilities(docs, which, batch_size, on_batch)
+            w = self.candidate_weight
+            if w > 0:
+                probs = (1.0 - w) * probs + w * self._candidates[which][1]
+            return _best(cand, probs, k)
         net = self.network
         net.eval()
         lengths = np.array([d.size for d in docs])
@@ -289,24 +330,35 @@ class LDGN(DeepModel):
         out_scores = np.zeros((len(docs), k), dtype=np.float32)
         for index in eval_batches(lengths, batch_size):
             ids, mask = tensors(docs, index, self.params.text.max_len, self.device)
-            if self.over_candidates:
-                proposed = self._candidates[which][index]
-                ok = proposed >= 0
-                cand = np.where(ok, proposed, 0)
-                probs = torch.sigmoid(net(ids, mask, torch.from_numpy(cand).to(self.device),
-                                          self._batch_graph(cand, ok)))
-                probs = torch.where(torch.from_numpy(ok).to(self.device), probs, torch.full_like(probs, -1.0))
-                labels = torch.from_numpy(cand).to(self.device)
-            else:
-                probs = torch.sigmoid(net(ids, mask))
-                labels = torch.arange(probs.shape[1], device=probs.device).expand_as(probs)
+            probs = torch.sigmoid(net(ids, mask))
             top = min(k, probs.shape[1])
             best, where = probs.topk(top, dim=1)
-            out_pos[index, :top] = labels.gather(1, where).cpu().numpy()
+            out_pos[index, :top] = where.cpu().numpy()
             out_scores[index, :top] = best.cpu().numpy()
             if on_batch is not None:
                 on_batch(index.size)
         return clear_empty_slots(out_pos, out_scores)
+
+    @torch.no_grad()
+    def _candidate_probabilities(self, docs: Docs, which: str, batch_size: int,
+                                 on_batch: Optional[Callable[[int], None]]) -> Tuple[np.ndarray, np.ndarray]:
+        """The proposed positions (n, C) of ``self._candidates[which]`` and LDGN's probabilities of them
+        (-1 where nothing was proposed)."""
+        net = self.network
+        net.eval()
+        proposed = self._candidates[which][0]
+        ok_all = proposed >= 0
+        cand_all = np.where(ok_all, proposed, 0)
+        probs_all = np.full(proposed.shape, -1.0, dtype=np.float32)
+        lengths = np.array([d.size for d in docs])
+        for index in eval_batches(lengths, batch_size):
+            ids, mask = tensors(docs, index, self.params.text.max_len, self.device)
+            cand, ok = cand_all[index], ok_all[index]
+            probs = torch.sigmoid(net(ids, mask, torch.from_numpy(cand).to(self.device), self._batch_graph(cand, ok)))
+            probs_all[index] = np.where(ok, probs.cpu().numpy(), -1.0)
+            if on_batch is not None:
+                on_batch(index.size)
+        return cand_all, probs_all
 
     # ---- persistence ------------------------------------------------------------
     def _weights(self) -> Dict[str, np.ndarray]:
@@ -317,7 +369,7 @@ class LDGN(DeepModel):
                 "graph.indices": g.indices.astype(np.int64), "graph.values": g.data.astype(np.float32)}
 
     def _manifest_extra(self) -> Dict:
-        return {"candidates": self.over_candidates}
+        return {"candidates": self.over_candidates, "candidate_weight": self.candidate_weight}
 
     def _save_extra(self, directory: Path) -> None:
         if self.over_candidates:
@@ -328,6 +380,11 @@ class LDGN(DeepModel):
         if not isinstance(over_candidates, bool):
             raise ModelFormatError(f"{directory / 'xmc.json'}: 'candidates' must be true or false, "
                                    f"found {over_candidates!r}"[:300])
+        weight = info.get("candidate_weight", 0.0)
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0.0 <= weight <= 1.0:
+            raise ModelFormatError(f"{directory / 'xmc.json'}: 'candidate_weight' must be a number in [0, 1], "
+                                   f"found {weight!r}"[:300])
+        self.candidate_weight = float(weight)
         if over_candidates and self.device.type != "meta":
             self.candidate_model = load_model(directory / CANDIDATES_DIR)
             if self.candidate_model is self or not hasattr(self.candidate_model, "predict_topk"):
@@ -366,3 +423,15 @@ def _graph_from_arrays(arrays: Dict[str, np.ndarray], n_labels: int, reweight: O
                                f"its normalised adjacency never does")
     return sp.csr_matrix((values.astype(np.float32), indices.astype(np.int64), indptr.astype(np.int64)),
                          shape=(n_labels, n_labels))
+
+
+def _best(candidates: np.ndarray, scores: np.ndarray, k: int) -> Tuple[np.ndarray, np.ndarray]:
+    """The k best-scored candidates of each row (positions, scores), best first; slots scored below 0
+    (nothing proposed) come back empty."""
+    top = min(k, scores.shape[1])
+    where = np.argsort(-scores, axis=1, kind="stable")[:, :top]
+    positions = np.full((scores.shape[0], k), -1, dtype=np.int64)
+    best = np.zeros((scores.shape[0], k), dtype=np.float32)
+    positions[:, :top] = np.take_along_axis(candidates, where, axis=1)
+    best[:, :top] = np.take_along_axis(scores, where, axis=1)
+    return clear_empty_slots(positions, best)

@@ -52,6 +52,7 @@ from xmc.params import check_choice, check_int, param
 from xmc.text.tokens import DEFAULT_TOKEN_PATTERN
 from xmc.training.batching import dense_targets, tensors
 from xmc.training.loop import distributed_steps, train_epochs
+from xmc.training.optim import LazyAdam, clip_grad_norm
 
 KIND = "lwpt"
 PRETRAINED_DIR = "pretrained"
@@ -335,7 +336,7 @@ class LWPT(FlatLabelModel):
         sampler = PretrainingSampler(Y, p.pretrain_candidates)
         rng = np.random.default_rng(p.training.seed + 1)
         encoders = list(net.target.parameters()) + list(net.context.parameters())
-        optimizer = torch.optim.Adam([w for w in encoders if w.requires_grad], lr=p.training.lr)
+        optimizer = LazyAdam([w for w in encoders if w.requires_grad], lr=p.training.lr)
         batch: Dict[str, np.ndarray] = {}  # this step's examples; the step loss reads rows of them
 
         def step_loss(rows: np.ndarray) -> torch.Tensor:
@@ -361,7 +362,7 @@ class LWPT(FlatLabelModel):
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if p.training.grad_clip > 0:
-                nn.utils.clip_grad_norm_(encoders, p.training.grad_clip)
+                clip_grad_norm(encoders, p.training.grad_clip)
             optimizer.step()
             # The figures logged are this rank's share's (all of it in one process).
             total_loss += float(loss.detach()) * batch["seen"]

@@ -1,4 +1,5 @@
-"""The epoch loop every deep model uses: shuffled length-bucketed batches, Adam,
+"""The epoch loop every deep model uses: shuffled length-bucketed batches, Adam (lazy on the word embedding's
+sparse gradients, :mod:`xmc.training.optim`),
 gradient clipping, a validation P@k line per epoch, early stopping, best weights kept.
 
 Stochastic weight averaging (Izmailov et al., 2018; AttentionXML's own training
@@ -31,6 +32,7 @@ from xmc.training import distributed
 from xmc.training.batching import epoch_batches
 # TrainingInterrupted: raised by the models, caught by the CLI
 from xmc.training.checkpoint import LoopState, TrainingInterrupted  # noqa: F401
+from xmc.training.optim import LazyAdam, clip_grad_norm
 from xmc.training.params import TrainingParams
 
 StepLoss = Callable[[np.ndarray], torch.Tensor]
@@ -141,6 +143,9 @@ def distributed_steps(net: nn.Module, step_loss: StepLoss) -> StepLoss:
         return step_loss
     distributed.init()
     ranks, me = distributed.world_size(), distributed.rank()
+    for module in net.modules():
+        if isinstance(module, nn.Embedding):
+            module.sparse = False  # NCCL all-reduces dense gradients only
     # find_unused_parameters: a step may leave some parameters out (levels, the generator's head).
     ddp = DistributedDataParallel(_Steps(net, step_loss), find_unused_parameters=True)
 
@@ -187,8 +192,8 @@ def train_epochs(net: nn.Module, step_loss: StepLoss, lengths: np.ndarray, param
         step_loss = distributed_steps(net, step_loss)
         validate = _validated_on_main(validate)
     rng = np.random.default_rng(params.seed)
-    optimizer = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=params.lr,
-                                 weight_decay=params.weight_decay)
+    optimizer = LazyAdam([p for p in net.parameters() if p.requires_grad], lr=params.lr,
+                         weight_decay=params.weight_decay)
     loop, weights = LoopState(), {}
     resumed = checkpoint.resume_point(optimizer) if checkpoint is not None else None
     if resumed is not None:
@@ -217,7 +222,7 @@ def train_epochs(net: nn.Module, step_loss: StepLoss, lengths: np.ndarray, param
                 loss = step_loss(index)
                 loss.backward()
                 if params.grad_clip > 0:
-                    nn.utils.clip_grad_norm_(net.parameters(), params.grad_clip)
+                    clip_grad_norm(net.parameters(), params.grad_clip)
                 optimizer.step()
                 loop.epoch_loss += float(loss.detach())
                 loop.step += 1
