@@ -22,6 +22,8 @@ runner's docstring). Writes benchmarks/results/eurlex57k.{md,json,png}.
     bash benchmarks/peers/setup_venv.sh                      # once: PECOS, napkinXC, omikuji, fastText
     python benchmarks/eurlex57k.py --threads 2               # everything (about 80 minutes on 2 cores)
     python benchmarks/eurlex57k.py --systems pecos,xmc-linear --repeats 3
+    python benchmarks/eurlex57k.py --systems xmc-linear,xmc-ldgn --graphs both,static,dynamic,none \
+        --seeds 0,1 --name eurlex57k_ablation                 # LDGN's ablation, 2 seeds each
 """
 from __future__ import annotations
 
@@ -150,11 +152,13 @@ def micro_f1(Y: sp.csr_matrix, ids: np.ndarray, scores: np.ndarray, t: float) ->
 
 # ----- running ------------------------------------------------------------------------
 
-def command(system: str, prep: Dict[str, object], args: argparse.Namespace, out: Path) -> List[str]:
+def command(system: str, prep: Dict[str, object], args: argparse.Namespace, out: Path,
+            variant: Tuple[str, int]) -> List[str]:
     files = prep["files"]
     if system == "xmc-ldgn":
+        graph, seed = variant
         return [args.xmc_python, str(HERE / "run_xmc_deep.py"), "--data", str(args.data), "--out", str(out),
-                "--threads", str(args.threads), "--k", str(K), "--seed", str(args.seed)] + \
+                "--threads", str(args.threads), "--k", str(K), "--seed", str(seed), "--set", f'graph="{graph}"'] + \
             [x for s in args.deep_set for x in ("--set", s)]
     col = 1 if system == "fasttext" else 0
     script = {"xmc-linear": HERE / "run_xmc.py", "pecos": HERE / "peers" / "run_pecos.py",
@@ -167,8 +171,9 @@ def command(system: str, prep: Dict[str, object], args: argparse.Namespace, out:
             str(args.beam), "--out", str(out)] + extra
 
 
-def run_system(system: str, prep, args, out: Path) -> Dict[str, dict]:
-    """{row name: runner result with its dev and test predictions}; empty when the run failed."""
+def run_system(system: str, prep, args, out: Path, variant: Tuple[str, int], suffix: str) -> Dict[str, dict]:
+    """{row name: runner result with its dev and test predictions}; empty when the run failed. ``variant``:
+    LDGN's (graph, seed) for xmc-ldgn, named in its rows by ``suffix``."""
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
@@ -180,12 +185,12 @@ def run_system(system: str, prep, args, out: Path) -> Dict[str, dict]:
     else:
         env.pop("PYTHONPATH", None)
     with open(out / "log.txt", "w") as log:
-        code, stopped = common.run_bounded(command(system, prep, args, out), log, env, args.timeout)
+        code, stopped = common.run_bounded(command(system, prep, args, out, variant), log, env, args.timeout)
     if stopped or code != 0:
         tail = (out / "log.txt").read_text(errors="replace").splitlines()[-5:]
         print(f"[eurlex57k]   {system}: {stopped or f'failed (exit {code})'}: " + " | ".join(tail), flush=True)
         return {}
-    folders = {DEEP_SYSTEMS[k]: out / k for k in DEEP_SYSTEMS} if system == "xmc-ldgn" else {
+    folders = {DEEP_SYSTEMS[k] + suffix: out / k for k in DEEP_SYSTEMS} if system == "xmc-ldgn" else {
         {"xmc-linear": "xmc linear PLT"}.get(system, system): out}
     rows = {}
     for name, folder in folders.items():
@@ -278,7 +283,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--repeats", type=int, default=1, help="runs per system except xmc-ldgn (always one)")
     p.add_argument("--beam", type=int, default=10)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="the peers' and xmc linear's seed")
+    p.add_argument("--graphs", default="both", help="LDGN variants for xmc-ldgn: any of both,static,dynamic,none")
+    p.add_argument("--seeds", default="0", help="seeds of xmc-ldgn, e.g. 0,1 (one run per graph and seed)")
+    p.add_argument("--name", default="eurlex57k", help="results file name (e.g. eurlex57k_ablation)")
     p.add_argument("--deep-set", action="append", default=[], metavar="FIELD=JSON",
                    help="an LDGN params field for xmc-ldgn (repeatable)")
     p.add_argument("--peers-python", default=common.default_peers_python())
@@ -288,6 +296,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--timeout", type=int, default=4 * 3600, help="seconds per system run")
     args = p.parse_args(argv)
     args.systems = [s for s in args.systems.split(",") if s]
+    args.graphs = [g for g in args.graphs.split(",") if g]
+    args.seeds = [int(s) for s in args.seeds.split(",") if s]
+    for g in args.graphs:
+        if g not in ("both", "static", "dynamic", "none"):
+            p.error(f"unknown LDGN graph {g!r}; expected both, static, dynamic or none")
     for s in args.systems:
         if s not in ALL_SYSTEMS:
             p.error(f"unknown system {s!r}; expected {', '.join(ALL_SYSTEMS)}")
@@ -307,12 +320,17 @@ def main(argv=None) -> List[dict]:
     n_test = prep["truth"]["test"].shape[0]
     inv_prop = np.r_[inv_prop, np.full(prep["truth"]["test"].shape[1] - inv_prop.size, inv_prop.max())]
     runs: Dict[str, List[dict]] = {}
+    variants = [(g, s) for g in args.graphs for s in args.seeds]
     for rep in range(args.repeats):
-        for system in args.systems:
+        for system, variant in [(s, v) for s in args.systems for v in (variants if s == "xmc-ldgn" else [None])]:
             if system == "xmc-ldgn" and rep > 0:
                 continue
-            print(f"[eurlex57k] {system} run {rep + 1}", flush=True)
-            for name, result in run_system(system, prep, args, args.cache / "runs" / system / str(rep)).items():
+            folder, suffix = system, ""
+            if system == "xmc-ldgn" and len(variants) > 1:
+                folder, suffix = f"{system}-{variant[0]}-s{variant[1]}", f" ({variant[0]} graph, seed {variant[1]})"
+            print(f"[eurlex57k] {folder} run {rep + 1}", flush=True)
+            out = args.cache / "runs" / folder / str(rep)
+            for name, result in run_system(system, prep, args, out, variant, suffix).items():
                 result.update(score_row(result, prep, inv_prop))
                 del result["_pred"]
                 runs.setdefault(name, []).append(result)
@@ -331,14 +349,15 @@ def main(argv=None) -> List[dict]:
             "machine": f"{platform.machine()} {os.cpu_count()} cores", "threads": args.threads,
             "repeats": args.repeats, "n_test": n_test, "xmc_commit": common.git_commit(REPO)}
     args.results.mkdir(parents=True, exist_ok=True)
-    (args.results / "eurlex57k.json").write_text(json.dumps(
+    name = args.name
+    (args.results / f"{name}.json").write_text(json.dumps(
         [{k: v for k, v in r.items() if k != "settings"} for r in rows], indent=2) + "\n")
-    (args.results / "eurlex57k_settings.json").write_text(json.dumps(
+    (args.results / f"{name}_settings.json").write_text(json.dumps(
         {"meta": meta, "tfidf": TFIDF, "systems": {r["system"]: r["settings"] for r in rows}}, indent=2) + "\n")
     md = markdown(rows, meta)
-    if plot(rows, args.results / "eurlex57k.png"):
-        md += "\n![test P@5 against training time](eurlex57k.png)\n"
-    (args.results / "eurlex57k.md").write_text(md)
+    if plot(rows, args.results / f"{name}.png"):
+        md += f"\n![test P@5 against training time]({name}.png)\n"
+    (args.results / f"{name}.md").write_text(md)
     print(md)
     return rows
 
