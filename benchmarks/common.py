@@ -225,6 +225,19 @@ def write_outputs(
     return result
 
 
+def runner_env(threads: int, xmc: bool, repo) -> Dict[str, str]:
+    """The environment of one runner process: every thread pool at ``threads``; xmc's runners see ``repo``
+    on PYTHONPATH, the peers' interpreter none of it (it must not import xmc or numpy 2)."""
+    env = dict(os.environ)
+    for var in THREAD_ENV_VARS:
+        env[var] = str(threads)
+    if xmc:
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(repo), env.get("PYTHONPATH", "")) if p)
+    else:
+        env.pop("PYTHONPATH", None)
+    return env
+
+
 def write_dev_predictions(out: str, ids: np.ndarray, scores: np.ndarray) -> None:
     """DIR/dev_predictions.npz: the top-k of the --dev file, as predictions.npz holds the test file's."""
     np.savez(os.path.join(out, "dev_predictions.npz"), ids=np.ascontiguousarray(ids, dtype=np.int32),

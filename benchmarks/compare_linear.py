@@ -16,7 +16,6 @@ import json
 import os
 import platform
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 from statistics import median
@@ -102,13 +101,7 @@ def run_one(system: str, train: Path, test: Path, out: Path, args: argparse.Name
     out.mkdir(parents=True)
     cmd = [interpreter, *script, "--train", str(train), "--test", str(test), "--threads", str(args.threads),
            "--k", str(args.k), "--beam", str(args.beam), "--out", str(out)]
-    env = dict(os.environ)
-    for var in common.THREAD_ENV_VARS:
-        env[var] = str(args.threads)
-    if system == "xmc":
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
-    else:
-        env.pop("PYTHONPATH", None)  # the peers' interpreter must not see xmc or numpy 2
+    env = common.runner_env(args.threads, system == "xmc", REPO)
     max_rss = int(args.max_rss_gib * 2**30) if getattr(args, "max_rss_gib", None) else None
     with open(out / "log.txt", "w") as log:
         code, stopped = common.run_bounded(cmd, log, env, args.timeout, max_rss)

@@ -177,13 +177,7 @@ def run_system(system: str, prep, args, out: Path, variant: Tuple[str, int], suf
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
-    env = dict(os.environ)
-    for var in common.THREAD_ENV_VARS:
-        env[var] = str(args.threads)
-    if system.startswith("xmc"):
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
-    else:
-        env.pop("PYTHONPATH", None)
+    env = common.runner_env(args.threads, system.startswith("xmc"), REPO)
     with open(out / "log.txt", "w") as log:
         code, stopped = common.run_bounded(command(system, prep, args, out, variant), log, env, args.timeout)
     if stopped or code != 0:

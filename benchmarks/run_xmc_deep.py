@@ -16,7 +16,6 @@ as the other runners write them. Both share the training time.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -46,12 +45,9 @@ def main() -> None:
     from xmc.models.ldgn import LDGN, LDGNParams
 
     train, dev, test = (load_corpus(args.data / f"{split}.jsonl.gz") for split in ("train", "dev", "test"))
-    settings = {"candidate_weight": None, "training.threads": args.threads, "training.seed": args.seed,
-                "embedding.seed": args.seed, "embedding.threads": args.threads}
-    for item in args.set:
-        field, _, value = item.partition("=")
-        settings[field] = json.loads(value)
-    params = LDGNParams().with_values(settings)
+    params = LDGNParams().with_values({"candidate_weight": None, "training.threads": args.threads,
+                                       "training.seed": args.seed, "embedding.seed": args.seed,
+                                       "embedding.threads": args.threads}).with_settings(args.set)
     log_lines = []
 
     def log(line: str) -> None:
@@ -68,6 +64,8 @@ def main() -> None:
     model_dir = args.out / "model"
     model.save(model_dir)
     chosen = model.candidate_weight
+    # Label names, so the benchmark maps the ids into its own label ids.
+    label_names = np.array(model.vocab.labels, dtype=str)
     for name, weight in (("alone", 0.0), ("blend", chosen)):
         out = args.out / name
         out.mkdir(parents=True, exist_ok=True)
@@ -76,9 +74,7 @@ def main() -> None:
         ids, scores = model.predict_topk(test, k=args.k)
         predict_seconds = time.perf_counter() - start
         common.write_dev_predictions(str(out), *model.predict_topk(dev, k=args.k))
-        labels = np.array(model.vocab.labels, dtype=object)
-        # Label names, so the benchmark maps them into its own label ids.
-        np.save(out / "label_names.npy", labels.astype(str))
+        np.save(out / "label_names.npy", label_names)
         common.write_outputs(str(out), ids, scores, train_seconds, predict_seconds, str(model_dir), settings={
             "system": f"xmc LDGN{' + linear' if name == 'blend' else ''}", "threads": args.threads,
             "candidate_weight": weight, "params": params.to_dict(), "linear_train_seconds": linear_clock.seconds,
