@@ -55,7 +55,7 @@ PROP_A, PROP_B = 0.55, 1.5
 K = 10  # labels predicted per document: P@k reads the first 5, the label sets up to 10
 SPLITS = ("train", "dev", "test")
 TFIDF = {"ngram_range": (1, 2), "min_df": 2, "sublinear_tf": True}
-DEEP_SYSTEMS = {"alone": "xmc LDGN", "blend": "xmc LDGN + linear"}
+DEEP_FOLDERS = ("blend", "alone")  # what run_xmc_deep.py writes: the model as trained, and LDGN alone
 
 
 # ----- data ---------------------------------------------------------------------------
@@ -184,11 +184,13 @@ def run_system(system: str, prep, args, out: Path, variant: Tuple[str, int], suf
         tail = (out / "log.txt").read_text(errors="replace").splitlines()[-5:]
         print(f"[eurlex57k]   {system}: {stopped or f'failed (exit {code})'}: " + " | ".join(tail), flush=True)
         return {}
-    folders = {DEEP_SYSTEMS[k] + suffix: out / k for k in DEEP_SYSTEMS} if system == "xmc-ldgn" else {
+    folders = {k: out / k for k in DEEP_FOLDERS} if system == "xmc-ldgn" else {
         {"xmc-linear": "xmc linear PLT"}.get(system, system): out}
     rows = {}
     for name, folder in folders.items():
         result = json.loads((folder / "result.json").read_text())
+        if system == "xmc-ldgn":  # the deep runner names its rows (blend or stacked)
+            name = result["settings"]["system"] + suffix
         result["_pred"] = {s: load_predictions(folder / f, prep["vocab"], folder)
                            for s, f in (("test", "predictions.npz"), ("dev", "dev_predictions.npz"))}
         rows[name] = result

@@ -7,9 +7,11 @@ does; LDGN then trains on its top ``n_candidates`` labels per document (``LDGN(p
 candidates=linear)``, as ``xmc train --model ldgn --set candidates=DIR`` does), with ``candidate_weight``
 null: the blend weight of the two models' scores is chosen on the dev documents once training ends.
 
-Writes two systems under --out: ``alone/`` (LDGN's own ranking of the candidates, weight 0) and
-``blend/`` (the weight chosen on dev), each with predictions.npz, dev_predictions.npz and result.json
-as the other runners write them. Both share the training time.
+Writes two systems under --out: ``blend/`` (the model as trained: the weight chosen on dev, or with
+``--set candidate_input=true`` LDGN stacked on the PLT's out-of-fold scores) and ``alone/`` (LDGN's own
+ranking of the candidates: weight 0 and, stacked, without the PLT's log-odds), each with predictions.npz,
+dev_predictions.npz and result.json (its ``settings.system`` names the row) as the other runners write
+them. Both share the training time.
 
     python benchmarks/run_xmc_deep.py --data ../shared/data/eurlex57k --out runs/ldgn --threads 2
 """
@@ -63,23 +65,44 @@ def main() -> None:
     train_seconds = linear_clock.seconds + deep_clock.seconds
     model_dir = args.out / "model"
     model.save(model_dir)
-    chosen = model.candidate_weight
     # Label names, so the benchmark maps the ids into its own label ids.
     label_names = np.array(model.vocab.labels, dtype=str)
-    for name, weight in (("alone", 0.0), ("blend", chosen)):
+    for name, system, configure in systems(model):
         out = args.out / name
         out.mkdir(parents=True, exist_ok=True)
-        model.candidate_weight = weight
+        configure()
         start = time.perf_counter()
         ids, scores = model.predict_topk(test, k=args.k)
         predict_seconds = time.perf_counter() - start
         common.write_dev_predictions(str(out), *model.predict_topk(dev, k=args.k))
         np.save(out / "label_names.npy", label_names)
         common.write_outputs(str(out), ids, scores, train_seconds, predict_seconds, str(model_dir), settings={
-            "system": f"xmc LDGN{' + linear' if name == 'blend' else ''}", "threads": args.threads,
-            "candidate_weight": weight, "params": params.to_dict(), "linear_train_seconds": linear_clock.seconds,
+            "system": system, "threads": args.threads, "candidate_weight": model.candidate_weight,
+            "params": params.to_dict(), "linear_train_seconds": linear_clock.seconds,
             "deep_train_seconds": deep_clock.seconds, "log": log_lines})
 
+
+def systems(model):
+    """(folder, row name, how to set the model up) of the two rows a run reports: the model as trained
+    (``blend``) and LDGN's own ranking of the candidates (``alone``)."""
+    import torch
+
+    chosen = model.candidate_weight
+    scale = model.network.candidate_scale
+
+    def as_trained() -> None:
+        model.candidate_weight = chosen
+
+    def ldgn_alone() -> None:
+        model.candidate_weight = 0.0
+        if scale is not None:  # the stacked model's own part, without the candidate model's log-odds
+            with torch.no_grad():
+                scale.zero_()
+
+    if scale is not None:
+        return [("blend", "xmc LDGN stacked on linear", as_trained),
+                ("alone", "xmc LDGN part of the stacked model alone", ldgn_alone)]
+    return [("blend", "xmc LDGN + linear", as_trained), ("alone", "xmc LDGN", ldgn_alone)]
 
 if __name__ == "__main__":
     main()

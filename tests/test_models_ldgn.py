@@ -212,6 +212,45 @@ def test_candidate_weight_blends_with_the_candidate_model_and_is_chosen_on_valid
     assert not np.array_equal(alone[1], scores)
 
 
+def test_candidate_input_stacks_on_out_of_fold_scores(corpus, tmp_path):
+    """candidate_input: training reads proposals from refits that never saw the document (less confident on
+    its positives than the model trained on everything); with LDGN's own part zeroed the model returns the
+    candidate model's scores; the learned scale is saved."""
+    from xmc.linear import PLTParams
+    from xmc.linear.pipeline import Pipeline
+
+    linear = Pipeline(PLTParams(threads=1)).fit(corpus[0])
+    p = params("static")
+    p.n_candidates, p.training.epochs, p.candidate_input = 8, 2, True
+    model = LDGN(p, candidates=linear)
+    model.vocab = linear.vocab  # _proposals maps by name into the LDGN's label ids
+    truth = model.vocab.encode(corpus[0].labels)
+    positions, scores = model._out_of_fold_proposals(corpus[0])
+    in_sample = model._proposals(corpus[0])
+
+    def positive_score(proposed):
+        pos, sc = proposed
+        hit = [sc[i][np.isin(pos[i], truth[i].indices)] for i in range(len(pos))]
+        return np.concatenate(hit).mean()
+    assert positive_score((positions, scores)) < positive_score(in_sample) - 0.01
+
+    model = LDGN(p, candidates=linear).fit(corpus[0], valid=corpus[1], progress=False, log=None)
+    assert model.network.candidate_scale.item() != 1.0  # learned
+    ids, sc = model.predict_topk(corpus[1], k=5)
+    model.save(tmp_path / "m")
+    again = load_model(tmp_path / "m")
+    np.testing.assert_allclose(again.predict_topk(corpus[1], k=5)[1], sc, rtol=1e-5)
+
+    net = again.network
+    with torch.no_grad():
+        net.out_weight.zero_(), net.out_bias.zero_(), net.candidate_scale.fill_(1.0)
+    ids, sc = again.predict_topk(corpus[1], k=5)
+    theirs, their_scores = linear.predict_topk(corpus[1], k=5)
+    np.testing.assert_allclose(sc, their_scores, rtol=1e-4)
+    with pytest.raises(ValueError, match="candidate_input"):
+        LDGN(p).fit(corpus[0], valid=corpus[1], progress=False, log=None)
+
+
 def test_candidate_weight_is_checked():
     with pytest.raises(ValueError, match="candidate_weight"):
         LDGNParams(candidate_weight=1.5)

@@ -58,6 +58,10 @@ class Pipeline:
         self.featurizer: Optional[TfidfFeaturizer] = None
         self.input_kind: Optional[str] = None  # "sparse" or "text"
 
+    def unfitted_copy(self) -> "Pipeline":
+        """A new, untrained pipeline with these settings (PLT and TF-IDF)."""
+        return Pipeline(self.params, self.tfidf_params)
+
     # ---- training ---------------------------------------------------------
     def prepare(self, corpus: Corpus) -> Tuple[sp.csr_matrix, sp.csr_matrix]:
         """Fit the label vocabulary (and TF-IDF for text) and return the training (X, Y).

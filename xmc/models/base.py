@@ -107,6 +107,10 @@ class DeepModel:
         self.device = resolve_device(self.params.training.device)
         self.label_prior: Dict[str, float] = {}  # validation P@k of the label prior, set by fit
 
+    def unfitted_copy(self) -> "DeepModel":
+        """A new, untrained model with these settings."""
+        return type(self)(self.params)
+
     # ---- data -----------------------------------------------------------------
     def features(self, corpus: Union[TextData, Sequence[str]]) -> Docs:
         """Token-id sequences of a corpus (or a list of texts), cut at the model's max_len."""

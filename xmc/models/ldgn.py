@@ -37,6 +37,13 @@ Over candidates, ``params.candidate_weight`` w ranks by (1 - w) * LDGN's probabi
 model's score: the two read the text differently (word order and label attention, n-gram TF-IDF), and their
 errors differ. 0 is LDGN alone; null chooses w on the validation documents once training ends (the grid
 0, 0.05, ..., 1, by the mean of P@1, P@3 and P@5) and logs both alone beside the blend.
+
+``params.candidate_input`` stacks the two instead: the candidate model's log-odds, times a learned scale,
+are added to LDGN's logits, so the network starts from the candidate model's ranking and learns what to
+change in it (XR-Transformer's ranker reads sparse and neural features together in the same spirit). The
+candidate model scores its own training documents too confidently, so during training the proposals and
+scores come from ``params.candidate_folds`` refits of its settings, each proposing for the fold it did not
+see (stacking), and only the proposals are scored, as at prediction.
 """
 from __future__ import annotations
 
@@ -70,6 +77,8 @@ from xmc.utils.modeldir import ModelFormatError
 KIND = "ldgn"
 GRAPH_ARRAYS = ("graph.indptr", "graph.indices", "graph.values")
 CANDIDATES_DIR = "candidates"
+# candidate scores are clipped to [eps, 1 - eps] before their log-odds (an empty slot scores 0)
+CANDIDATE_EPS = 1e-6
 
 
 GRAPHS = ("both", "static", "dynamic", "none")
@@ -95,6 +104,11 @@ class LDGNParams(BiLSTMParams):
     candidate_weight: Optional[float] = param(0.0, "over candidates: w of the final score (1 - w) * LDGN's + w * "
                                                    "the candidate model's (0: LDGN alone; null: chosen on the "
                                                    "validation documents after training)")
+    candidate_input: bool = param(False, "over candidates: the candidate model's log-odds (times a learned scale) "
+                                         "are added to LDGN's logits, so LDGN learns a correction of that model; "
+                                         "training reads out-of-fold scores (candidate_folds refits)")
+    candidate_folds: int = param(3, "with candidate_input: folds of the training documents; each fold's "
+                                    "proposals come from the candidate model's settings refitted on the others")
 
     def validate(self) -> None:
         super().validate()
@@ -105,6 +119,7 @@ class LDGNParams(BiLSTMParams):
             check_int(getattr(self, name), name)
         check(self.candidate_weight is None or 0.0 <= self.candidate_weight <= 1.0, "candidate_weight",
               "null or a number in [0, 1]", self.candidate_weight)
+        check_int(self.candidate_folds, "candidate_folds", low=2)
         check(0.0 <= self.graph_threshold <= 1.0, "graph_threshold", "a number in [0, 1]", self.graph_threshold)
         # 1 would leave a label nothing of itself (a zero self-loop): never what a GCN wants
         check(self.graph_reweight is None or 0.0 <= self.graph_reweight < 1.0, "graph_reweight",
@@ -146,11 +161,20 @@ class LDGNNetwork(nn.Module):
         shared_width = out_width - self.per_label_width
         self.shared_out = nn.Linear(shared_width, 1, bias=False) if shared_width else None
         self.out_bias = nn.Parameter(torch.zeros(n_labels))
+        # params.candidate_input: the scale of the candidate model's log-odds in the logits, learned from 1
+        self.candidate_scale = nn.Parameter(torch.ones(())) if params.candidate_input else None
+        if params.candidate_input:
+            # The network's own part starts at 0, so training starts from the candidate model's ranking rather
+            # than from that ranking plus the noise of random output weights.
+            nn.init.zeros_(self.out_weight)
+            if self.shared_out is not None:
+                nn.init.zeros_(self.shared_out.weight)
 
     def forward(self, ids: torch.Tensor, mask: torch.Tensor, candidates: Optional[torch.Tensor] = None,
-                graph: Optional[SparseGraph] = None) -> torch.Tensor:
+                graph: Optional[SparseGraph] = None, candidate_logits: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Logits (B, L), or (B, C) for ``candidates`` (B, C) with ``graph`` the block-diagonal static graph
-        over the B x C candidate slots."""
+        over the B x C candidate slots and ``candidate_logits`` (B, C) the candidate model's log-odds of them
+        (read when ``params.candidate_input``)."""
         H = self.encoder(ids, mask)
         x = label_attention(H, mask, self.queries, candidates)  # B, L or C, width: each label's component u_i
         if self.static is not None:  # H^{l+1} = LeakyReLU(A_s H^l W^l)
@@ -175,6 +199,11 @@ class LDGNNetwork(nn.Module):
         logits = (own * weight).sum(dim=2) + bias
         if self.shared_out is not None:
             logits = logits + self.shared_out(shared).squeeze(2)
+        if self.candidate_scale is not None:
+            if candidate_logits is None:
+                raise ValueError("this LDGN reads the candidate model's scores (candidate_input): pass "
+                                 "candidate_logits")
+            logits = logits + self.candidate_scale * candidate_logits
         return logits
 
 
@@ -197,30 +226,60 @@ class LDGN(DeepModel):
         # params.candidate_weight, or the weight chosen on validation when that is null
         self.candidate_weight = self.params.candidate_weight or 0.0
 
+    def unfitted_copy(self) -> "LDGN":
+        return LDGN(self.params, candidates=self.candidate_model)
+
     def fit(self, corpus: TextData, *args, **kwargs) -> "LDGN":
         """As :meth:`DeepModel.fit`; ``params.candidates`` (a model directory) is loaded here when no candidate
         model was given."""
         if self.candidate_model is None and self.params.candidates:
             self.candidate_model = load_model(self.params.candidates)
+        if self.params.candidate_input and not self.over_candidates:
+            raise ValueError("candidate_input reads a candidate model's scores: give candidates (a trained model "
+                             "directory) too")
         return super().fit(corpus, *args, **kwargs)
 
     @property
     def over_candidates(self) -> bool:
         return self.candidate_model is not None
 
-    def _proposals(self, texts: TextData) -> Tuple[np.ndarray, np.ndarray]:
-        """(n, n_candidates) label positions the candidate model proposes (-1: none), in this model's ids, and
-        its scores."""
-        ids, scores = self.candidate_model.predict_topk(texts, k=self.params.n_candidates)
+    def _proposals(self, texts: TextData, model=None) -> Tuple[np.ndarray, np.ndarray]:
+        """(n, n_candidates) label positions the candidate model (or ``model``) proposes (-1: none), in this
+        model's ids, and its scores."""
+        model = model if model is not None else self.candidate_model
+        ids, scores = model.predict_topk(texts, k=self.params.n_candidates)
         # The candidate model numbers labels its own way: map them by name; labels it alone knows drop out.
-        names = self.candidate_model.vocab.labels
+        names = model.vocab.labels
         mapping = np.array([self.vocab.id_of(n) if n in self.vocab else -1 for n in names] + [-1], dtype=np.int64)
         positions = mapping[np.where(ids >= 0, ids, len(names))]
         return positions, np.where(positions >= 0, scores, 0.0).astype(np.float32)
 
     def _before_training(self, train: TextData, valid: TextData) -> None:
         if self.over_candidates:
-            self._candidates = {"train": self._proposals(train), "valid": self._proposals(valid)}
+            proposed = self._out_of_fold_proposals(train) if self.params.candidate_input else self._proposals(train)
+            self._candidates = {"train": proposed, "valid": self._proposals(valid)}
+
+    def _out_of_fold_proposals(self, train: TextData) -> Tuple[np.ndarray, np.ndarray]:
+        """Proposals for the training documents from models that never saw them: the candidate model's settings
+        refitted on all folds but one, proposing for that one. The model trained on everything scores its own
+        training documents far more confidently than new ones; LDGN, reading those scores, would learn to
+        trust them more than prediction can."""
+        n, folds = len(train), self.params.candidate_folds
+        fold_of = np.random.default_rng(self.params.training.seed).permutation(n) % folds
+        positions = np.full((n, self.params.n_candidates), -1, dtype=np.int64)
+        scores = np.zeros((n, self.params.n_candidates), dtype=np.float32)
+        for fold in range(folds):
+            held, rest = np.flatnonzero(fold_of == fold), np.flatnonzero(fold_of != fold)
+            refit = self.candidate_model.unfitted_copy().fit(train.subset(rest), progress=False, log=None)
+            positions[held], scores[held] = self._proposals(train.subset(held), model=refit)
+        return positions, scores
+
+    def _candidate_logits(self, which: str, index: np.ndarray) -> Optional[torch.Tensor]:
+        """The candidate model's log-odds of the proposals of ``index`` (None unless params.candidate_input)."""
+        if not self.params.candidate_input:
+            return None
+        p = np.clip(self._candidates[which][1][index], CANDIDATE_EPS, 1.0 - CANDIDATE_EPS)
+        return torch.from_numpy(np.log(p) - np.log1p(-p)).to(self.device)
 
     def _batch_graph(self, candidates: np.ndarray, valid: np.ndarray) -> Optional[SparseGraph]:
         """Block-diagonal graph over the B x C slots: each document's candidates' subgraph, normalised
@@ -278,9 +337,15 @@ class LDGN(DeepModel):
             ids, mask = tensors(docs, index, p.text.max_len, self.device)
             if not self.over_candidates:
                 return masked_bce(net(ids, mask), torch.from_numpy(dense_targets(Y_pos, index)).to(self.device))
-            cand, ok = parents_with_positives(self._candidates["train"][0][index], Y_pos, index, p.n_candidates,
-                                              rng)
-            logits = net(ids, mask, torch.from_numpy(cand).to(self.device), self._batch_graph(cand, ok))
+            if p.candidate_input:  # the proposals as prediction sees them: a positive outside them has no score
+                proposed = self._candidates["train"][0][index]
+                ok = proposed >= 0
+                cand = np.where(ok, proposed, 0)
+            else:
+                cand, ok = parents_with_positives(self._candidates["train"][0][index], Y_pos, index,
+                                                  p.n_candidates, rng)
+            logits = net(ids, mask, torch.from_numpy(cand).to(self.device), self._batch_graph(cand, ok),
+                         self._candidate_logits("train", index))
             y = torch.from_numpy(row_targets(Y_pos, index, cand)).to(self.device)
             return masked_bce(logits, y, torch.from_numpy(ok).to(self.device))
 
@@ -354,7 +419,8 @@ class LDGN(DeepModel):
         for index in eval_batches(lengths, batch_size):
             ids, mask = tensors(docs, index, self.params.text.max_len, self.device)
             cand, ok = cand_all[index], ok_all[index]
-            probs = torch.sigmoid(net(ids, mask, torch.from_numpy(cand).to(self.device), self._batch_graph(cand, ok)))
+            probs = torch.sigmoid(net(ids, mask, torch.from_numpy(cand).to(self.device), self._batch_graph(cand, ok),
+                                      self._candidate_logits(which, index)))
             probs_all[index] = np.where(ok, probs.cpu().numpy(), -1.0)
             if on_batch is not None:
                 on_batch(index.size)
