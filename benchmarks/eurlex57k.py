@@ -55,7 +55,8 @@ PROP_A, PROP_B = 0.55, 1.5
 K = 10  # labels predicted per document: P@k reads the first 5, the label sets up to 10
 SPLITS = ("train", "dev", "test")
 TFIDF = {"ngram_range": (1, 2), "min_df": 2, "sublinear_tf": True}
-DEEP_FOLDERS = ("blend", "alone")  # what run_xmc_deep.py writes: the model as trained, and LDGN alone
+# what run_xmc_deep.py writes: the model as trained, LDGN alone, its candidate model alone
+DEEP_FOLDERS = ("blend", "alone", "candidates")
 
 
 # ----- data ---------------------------------------------------------------------------
@@ -159,7 +160,7 @@ def command(system: str, prep: Dict[str, object], args: argparse.Namespace, out:
         graph, seed = variant
         return [args.xmc_python, str(HERE / "run_xmc_deep.py"), "--data", str(args.data), "--out", str(out),
                 "--threads", str(args.threads), "--k", str(K), "--seed", str(seed), "--set", f'graph="{graph}"'] + \
-            [x for s in args.deep_set for x in ("--set", s)]
+            [x for s in args.deep_set for x in ("--set", s)] + [x for s in args.linear_set for x in ("--linear-set", s)]
     col = 1 if system == "fasttext" else 0
     script = {"xmc-linear": HERE / "run_xmc.py", "pecos": HERE / "peers" / "run_pecos.py",
               "napkinxc": HERE / "peers" / "run_napkinxc.py", "omikuji": HERE / "peers" / "run_omikuji.py",
@@ -285,6 +286,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--name", default="eurlex57k", help="results file name (e.g. eurlex57k_ablation)")
     p.add_argument("--deep-set", action="append", default=[], metavar="FIELD=JSON",
                    help="an LDGN params field for xmc-ldgn (repeatable)")
+    p.add_argument("--linear-set", action="append", default=[], metavar="FIELD=JSON",
+                   help="a linear params field of xmc-ldgn's candidate model, e.g. neighbours.k=10 (repeatable)")
     p.add_argument("--peers-python", default=common.default_peers_python())
     p.add_argument("--xmc-python", default=sys.executable)
     p.add_argument("--cache", type=Path, default=HERE / ".cache" / "eurlex57k")

@@ -7,11 +7,12 @@ does; LDGN then trains on its top ``n_candidates`` labels per document (``LDGN(p
 candidates=linear)``, as ``xmc train --model ldgn --set candidates=DIR`` does), with ``candidate_weight``
 null: the blend weight of the two models' scores is chosen on the dev documents once training ends.
 
-Writes two systems under --out: ``blend/`` (the model as trained: the weight chosen on dev, or with
-``--set candidate_input=true`` LDGN stacked on the PLT's out-of-fold scores) and ``alone/`` (LDGN's own
-ranking of the candidates: weight 0 and, stacked, without the PLT's log-odds), each with predictions.npz,
+Writes three systems under --out: ``blend/`` (the model as trained: the weight chosen on dev, or with
+``--set candidate_input=true`` LDGN stacked on the PLT's out-of-fold scores), ``alone/`` (LDGN's own
+ranking of the candidates: weight 0 and, stacked, without the PLT's log-odds) and ``candidates/`` (the
+candidate model alone, e.g. with ``--linear-set neighbours.k=10``), each with predictions.npz,
 dev_predictions.npz and result.json (its ``settings.system`` names the row) as the other runners write
-them. Both share the training time.
+them. The first two share the training time; the third's is the candidate model's.
 
     python benchmarks/run_xmc_deep.py --data ../shared/data/eurlex57k --out runs/ldgn --threads 2
 """
@@ -37,10 +38,10 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--set", action="append", default=[], metavar="FIELD=JSON",
                     help="an LDGN params field, as xmc train --set (repeatable)")
+    ap.add_argument("--linear-set", action="append", default=[], metavar="FIELD=JSON",
+                    help="a linear params field of the candidate model, e.g. neighbours.k=10 (repeatable)")
     args = ap.parse_args()
     common.set_thread_env(args.threads)
-    import numpy as np
-
     from xmc.data import TfidfParams, load_corpus
     from xmc.linear import LinearParams
     from xmc.linear.pipeline import Pipeline
@@ -57,30 +58,40 @@ def main() -> None:
         print(line, flush=True)
 
     with common.Stopwatch() as linear_clock:
-        linear = Pipeline(LinearParams(threads=args.threads, seed=args.seed,
-                                       tfidf=TfidfParams(ngram_range=(1, 2), min_df=2))).fit(train)
+        linear_params = LinearParams(threads=args.threads, seed=args.seed,
+                                     tfidf=TfidfParams(ngram_range=(1, 2), min_df=2)).with_settings(args.linear_set)
+        linear = Pipeline(linear_params).fit(train)
     log(f"linear PLT (candidates) trained in {linear_clock.seconds:.1f} s")
     with common.Stopwatch() as deep_clock:
         model = LDGN(params, candidates=linear).fit(train, valid=dev, progress=False, log=log)
     train_seconds = linear_clock.seconds + deep_clock.seconds
     model_dir = args.out / "model"
     model.save(model_dir)
-    # Label names, so the benchmark maps the ids into its own label ids.
-    label_names = np.array(model.vocab.labels, dtype=str)
     for name, system, configure in systems(model):
-        out = args.out / name
-        out.mkdir(parents=True, exist_ok=True)
         configure()
-        start = time.perf_counter()
-        ids, scores = model.predict_topk(test, k=args.k)
-        predict_seconds = time.perf_counter() - start
-        common.write_dev_predictions(str(out), *model.predict_topk(dev, k=args.k))
-        np.save(out / "label_names.npy", label_names)
-        common.write_outputs(str(out), ids, scores, train_seconds, predict_seconds, str(model_dir), settings={
-            "system": system, "threads": args.threads, "candidate_weight": model.candidate_weight,
-            "params": params.to_dict(), "linear_train_seconds": linear_clock.seconds,
+        write_row(args, args.out / name, system, model, model_dir, dev, test, train_seconds, {
+            "candidate_weight": model.candidate_weight, "params": params.to_dict(),
+            "linear_params": linear_params.to_dict(), "linear_train_seconds": linear_clock.seconds,
             "deep_train_seconds": deep_clock.seconds, "log": log_lines})
+    neighbours = f" + {linear.neighbour_params.k} neighbours" if linear.neighbours is not None else ""
+    write_row(args, args.out / "candidates", f"xmc linear PLT{neighbours} (LDGN's candidate model)", linear,
+              model_dir / "candidates", dev, test, linear_clock.seconds, {"linear_params": linear_params.to_dict()})
 
+
+def write_row(args, out: Path, system: str, model, model_dir: Path, dev, test, train_seconds: float,
+              settings: dict) -> None:
+    """One system's predictions on test (timed) and dev, with its label names so the benchmark maps the ids
+    into its own label ids."""
+    import numpy as np
+
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    ids, scores = model.predict_topk(test, k=args.k)
+    predict_seconds = time.perf_counter() - start
+    common.write_dev_predictions(str(out), *model.predict_topk(dev, k=args.k))
+    np.save(out / "label_names.npy", np.array(model.vocab.labels, dtype=str))
+    common.write_outputs(str(out), ids, scores, train_seconds, predict_seconds, str(model_dir),
+                         settings={"system": system, "threads": args.threads, **settings})
 
 def systems(model):
     """(folder, row name, how to set the model up) of the two rows a run reports: the model as trained

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from xmc.data.tfidf import TfidfParams
+from xmc.linear.neighbours import NeighbourParams
 from xmc.params import MAX_THREADS, Params, param
 from xmc.tree.params import TreeParams
 
@@ -78,7 +79,9 @@ class LinearParams(PLTParams):
     featurizer in front of it (``--set tfidf.ngram_range=[1,2]``)."""
 
     tfidf: TfidfParams = param(TfidfParams(), "how raw text becomes TF-IDF features (text input only)")
+    neighbours: NeighbourParams = param(NeighbourParams(), "re-ranking with the labels of the nearest training "
+                                                           "documents (neighbours.k=10 turns it on)")
 
     def plt(self) -> PLTParams:
         """The PLT's own params (what ``PLTLinear`` trains with and saves)."""
-        return PLTParams.from_dict({k: v for k, v in self.to_dict().items() if k != "tfidf"})
+        return PLTParams.from_dict({k: v for k, v in self.to_dict().items() if k not in ("tfidf", "neighbours")})

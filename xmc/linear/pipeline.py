@@ -11,6 +11,7 @@ Directory layout::
     MODEL_DIR/labels.json      label vocabulary (strings <-> ids)
     MODEL_DIR/featurizer/      TF-IDF vocabulary and idf (text input only)
     MODEL_DIR/linear/          the PLT: params.json, weights.npz, tree
+    MODEL_DIR/neighbours/      the training rows and labels (only with neighbours.k > 0)
 """
 from __future__ import annotations
 
@@ -26,6 +27,8 @@ from xmc.data.tfidf import IDF_NPZ as TFIDF_IDF
 from xmc.data.tfidf import PARAMS_JSON as TFIDF_PARAMS
 from xmc.data.tfidf import VOCAB_JSON as TFIDF_VOCAB
 from xmc.data.vocab import LABELS_JSON
+from xmc.linear.neighbours import REQUIRED_FILES as NEIGHBOUR_FILES
+from xmc.linear.neighbours import NeighbourParams, NeighbourScorer
 from xmc.linear.params import LinearParams, PLTParams
 from xmc.linear.plt import KIND as PLT_KIND
 from xmc.linear.plt import REQUIRED_FILES as PLT_REQUIRED
@@ -39,6 +42,7 @@ KIND = "pipeline"
 _UNSEEN_DROPPED = "they cannot be predicted and are left out of the P@k computed here"
 LINEAR_DIR = "linear"
 FEATURIZER_DIR = "featurizer"
+NEIGHBOURS_DIR = "neighbours"
 
 
 class Pipeline:
@@ -53,14 +57,18 @@ class Pipeline:
         settings either carries."""
         self.params = params or LinearParams()
         self.tfidf_params = tfidf or getattr(self.params, "tfidf", None) or TfidfParams()
+        self.neighbour_params = getattr(self.params, "neighbours", None) or NeighbourParams()
         self.model: Optional[PLTLinear] = None
+        self.neighbours: Optional[NeighbourScorer] = None  # with neighbour_params.k > 0
         self.vocab: Optional[LabelVocab] = None
         self.featurizer: Optional[TfidfFeaturizer] = None
         self.input_kind: Optional[str] = None  # "sparse" or "text"
 
     def unfitted_copy(self) -> "Pipeline":
         """A new, untrained pipeline with these settings (PLT and TF-IDF)."""
-        return Pipeline(self.params, self.tfidf_params)
+        copy = Pipeline(self.params, self.tfidf_params)
+        copy.neighbour_params = self.neighbour_params
+        return copy
 
     # ---- training ---------------------------------------------------------
     def prepare(self, corpus: Corpus) -> Tuple[sp.csr_matrix, sp.csr_matrix]:
@@ -101,6 +109,7 @@ class Pipeline:
         plt_params = self.params.plt() if isinstance(self.params, LinearParams) else self.params
         self.model = PLTLinear(plt_params).fit(X, Y, tree=tree, progress=progress, checkpoint_dir=checkpoint_dir,
                                                 resume=resume)
+        self.neighbours = NeighbourScorer(self.neighbour_params, X, Y) if self.neighbour_params.k > 0 else None
         return self
 
     # ---- inputs -------------------------------------------------------------
@@ -145,15 +154,19 @@ class Pipeline:
     def predict_topk(self, corpus_or_X: Union[Corpus, sp.csr_matrix], k: int = 5, beam: int = 10,
                      threads: Optional[int] = None, batch_size: int = 65536,
                      on_batch: Optional[Callable[[int], None]] = None) -> Tuple[np.ndarray, np.ndarray]:
-        """Top-k label ids (model id space, -1 = none) and scores, in batches to bound memory."""
+        """Top-k label ids (model id space, -1 = none) and scores, in batches to bound memory. With neighbours,
+        the PLT's best ``neighbours.pool`` labels are re-ranked by the blend with the neighbours' votes."""
         self._check_fitted()
         X = corpus_or_X if sp.issparse(corpus_or_X) else self.features(corpus_or_X)
         ids = np.full((X.shape[0], k), -1, dtype=np.int32)
         scores = np.zeros((X.shape[0], k), dtype=np.float32)
+        proposals = max(k, self.neighbour_params.pool) if self.neighbours is not None else k
         for start in range(0, X.shape[0], batch_size):
             stop = min(start + batch_size, X.shape[0])
-            ids[start:stop], scores[start:stop] = self.model.predict_topk(
-                X[start:stop], k=k, beam=beam, threads=threads)
+            batch_ids, batch_scores = self.model.predict_topk(X[start:stop], k=proposals, beam=beam, threads=threads)
+            if self.neighbours is not None:
+                batch_ids, batch_scores = self.neighbours.rerank(X[start:stop], batch_ids, batch_scores, k)
+            ids[start:stop], scores[start:stop] = batch_ids, batch_scores
             if on_batch is not None:
                 on_batch(stop - start)
         return ids, scores
@@ -168,7 +181,10 @@ class Pipeline:
         self.vocab.save(directory)
         if self.featurizer is not None:
             self.featurizer.save(directory / FEATURIZER_DIR)
-        write_manifest(directory, KIND, {"input_kind": self.input_kind, "model": PLT_KIND})
+        if self.neighbours is not None:
+            self.neighbours.save(directory / NEIGHBOURS_DIR)
+        write_manifest(directory, KIND, {"input_kind": self.input_kind, "model": PLT_KIND,
+                                         "neighbours": self.neighbours is not None})
 
     @classmethod
     def load(cls, directory: Union[str, Path]) -> "Pipeline":
@@ -180,9 +196,15 @@ class Pipeline:
         if input_kind not in ("sparse", "text"):
             raise ModelFormatError(f"{directory / MANIFEST}: unknown input kind {input_kind!r}; "
                                    f"expected 'sparse' or 'text'")
+        has_neighbours = info.get("neighbours", False)
+        if not isinstance(has_neighbours, bool):
+            raise ModelFormatError(f"{directory / MANIFEST}: 'neighbours' must be true or false, "
+                                   f"found {has_neighbours!r}"[:300])
         required = [f"{LINEAR_DIR}/{name}" for name in (MANIFEST,) + PLT_REQUIRED] + [LABELS_JSON]
         if input_kind == "text":
             required += [f"{FEATURIZER_DIR}/{name}" for name in (TFIDF_PARAMS, TFIDF_VOCAB, TFIDF_IDF)]
+        if has_neighbours:
+            required += [f"{NEIGHBOURS_DIR}/{name}" for name in NEIGHBOUR_FILES]
         verify_model_dir(directory, required)
         pipe = cls()
         pipe.input_kind = input_kind
@@ -200,6 +222,10 @@ class Pipeline:
                 raise ModelFormatError(f"{directory / FEATURIZER_DIR / TFIDF_VOCAB}: holds "
                                        f"{pipe.featurizer.n_features} terms but the model in "
                                        f"{directory / LINEAR_DIR} expects {pipe.model.n_features} features")
+        if has_neighbours:
+            pipe.neighbours = NeighbourScorer.load(directory / NEIGHBOURS_DIR, n_labels=len(pipe.vocab),
+                                                   n_features=pipe.model.n_features)
+            pipe.neighbour_params = pipe.neighbours.params
         return pipe
 
     @property
