@@ -305,3 +305,46 @@ def test_model_without_checksums_says_why_it_cannot_load(saved_plt, tmp_path):
     (d / MANIFEST).write_text(json.dumps(info))
     with pytest.raises(ModelFormatError, match="lists no file checksums.*re-train"):
         PLTLinear.load(d)
+
+
+def test_a_directory_with_only_a_checkpoint_points_at_resume(tmp_path):
+    d = tmp_path / "m"
+    (d / "checkpoint").mkdir(parents=True)
+    with pytest.raises(ModelFormatError, match="only a training checkpoint.*--resume"):
+        verify_model_dir(d)
+
+
+def test_prediction_files_that_are_not_predictions_name_the_file(tmp_path):
+    from xmc.data.predictions import read_predictions
+    from xmc.utils.modeldir import save_arrays
+
+    binary = tmp_path / "random.bin"
+    binary.write_bytes(b"a:1\n\xe5\x00\xff")
+    with pytest.raises(ValueError, match=r"random.bin:2: expected UTF-8 text .*0xe5 at column 1"):
+        read_predictions(binary)
+    npz = tmp_path / "other.npz"
+    save_arrays(npz, {"ids": np.zeros((1, 1), dtype=np.int32)})
+    with pytest.raises(ValueError, match="other.npz: array 'scores' is missing"):
+        read_predictions(npz)
+
+
+def test_saved_files_honour_the_umask(tmp_path):
+    import os
+    import stat
+
+    from xmc.data.predictions import PredictionWriter
+    from xmc.utils.tempfiles import temp_dir_beside
+
+    t = make_text_corpus(SyntheticParams(n_labels=10, n_train=100, n_test=5, n_features=100))
+    pipe = Pipeline(PLTParams(threads=1)).fit(TextData(t.train_texts, t.train_labels))
+    old = os.umask(0o027)
+    try:
+        pipe.save(tmp_path / "m")
+        with PredictionWriter(tmp_path / "pred.txt", pipe.vocab) as writer:
+            writer.write(np.zeros((1, 2), dtype=np.int32), np.ones((1, 2), dtype=np.float32))
+        folder = temp_dir_beside(tmp_path / "c")
+    finally:
+        os.umask(old)
+    files = [p for p in (tmp_path / "m").rglob("*") if p.is_file()] + [tmp_path / "pred.txt", tmp_path / "pred.npz"]
+    assert {stat.S_IMODE(p.stat().st_mode) for p in files} == {0o640}
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o750

@@ -17,7 +17,6 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any, Dict, Optional
@@ -26,6 +25,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from xmc.data.xc import PathLike, XCData, read_xc
+from xmc.utils.tempfiles import temp_dir_beside
 
 CACHE_ENV = "XMC_CACHE_DIR"
 MIN_BYTES_ENV = "XMC_CACHE_MIN_BYTES"
@@ -79,7 +79,7 @@ def _source_facts(path: str, options: Dict[str, Any]) -> Dict[str, Any]:
 
 def _store(folder: Path, source: Dict[str, Any], data: XCData) -> None:
     folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
+    tmp = temp_dir_beside(folder)
     try:
         arrays = {"X_indptr": data.X.indptr, "X_indices": data.X.indices, "X_data": data.X.data,
                   "Y_indptr": data.Y.indptr, "Y_indices": data.Y.indices, "Y_data": data.Y.data}

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
@@ -22,6 +21,7 @@ from xmc.data.checks import warn_unknown_labels
 from xmc.data.xc import XCData
 from xmc.metrics import evaluate, inv_propensity, r_precision_at_k, recall_at_k
 from xmc.utils.modeldir import load_arrays
+from xmc.utils.tempfiles import temp_file_beside
 
 
 def write_predictions(path: Path, ids: np.ndarray, scores: np.ndarray, vocab) -> Tuple[Path, Path]:
@@ -52,7 +52,7 @@ class PredictionWriter:
         self._scores = self._temp_file(self.npz, "wb", tag="scores")
 
     def _temp_file(self, beside: Path, mode: str, tag: str = "", **kwargs):
-        fd, tmp = tempfile.mkstemp(dir=beside.parent, prefix=f".{beside.name}.{tag}", suffix=".tmp")
+        fd, tmp = temp_file_beside(beside, tag)
         self._temps.append(Path(tmp))
         return os.fdopen(fd, mode, **kwargs)
 
@@ -99,7 +99,7 @@ class PredictionWriter:
         for f in (self._text, self._ids, self._scores):
             f.flush()
             os.fsync(f.fileno())
-        fd, npz_tmp = tempfile.mkstemp(dir=self.npz.parent, prefix=f".{self.npz.name}.", suffix=".tmp")
+        fd, npz_tmp = temp_file_beside(self.npz)
         os.close(fd)
         self._temps.append(Path(npz_tmp))
         # Stored (not deflated) members with .npy headers, as save_arrays writes and load_arrays reads.
@@ -124,13 +124,22 @@ def read_predictions(path: Path) -> Tuple[List[List[str]], List[List[float]]]:
     path = Path(path)
     if path.suffix == ".npz":
         arrays = load_arrays(path)
+        missing = [name for name in ("ids", "scores", "label_names") if name not in arrays]
+        if missing:
+            raise ValueError(f"{path}: array {missing[0]!r} is missing; expected the .npz that xmc predict writes")
         names = arrays["label_names"]
         labels = [[str(names[i]) for i in row if i >= 0] for row in arrays["ids"]]
         scores = [[float(s) for i, s in zip(r, sc) if i >= 0] for r, sc in zip(arrays["ids"], arrays["scores"])]
         return labels, scores
     labels, scores = [], []
-    with open(path, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, 1):
+    with open(path, "rb") as f:
+        for line_no, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise ValueError(f"{path}:{line_no}: expected UTF-8 text of label:score pairs, found byte "
+                                 f"0x{raw[e.start]:02x} at column {e.start + 1}; give the .txt or .npz file "
+                                 f"that xmc predict writes") from None
             row_labels, row_scores = [], []
             for token in line.split():
                 name, sep, value = token.rpartition(":")

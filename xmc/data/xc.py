@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Union
@@ -14,6 +13,7 @@ import scipy.sparse as sp
 from xmc.data.compressed import check_file, is_gzip, read_all
 from xmc.data.limits import resolve_limits
 from xmc.utils.sparse import as_csr, csr_from_arrays
+from xmc.utils.tempfiles import temp_file_beside
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -124,12 +124,9 @@ def write_xc(path: PathLike, X, Y, header: bool = True, threads: int = 0) -> Non
 
     target = Path(os.fspath(path))
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    fd, tmp = temp_file_beside(target)
     os.close(fd)
     try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would surprise people sharing data
         _core.write_xc(tmp, X.indptr.astype(np.int64, copy=False), X.indices.astype(np.int32, copy=False),
                        X.data.astype(np.float32, copy=False), int(X.shape[1]),
                        Y.indptr.astype(np.int64, copy=False), Y.indices.astype(np.int32, copy=False),

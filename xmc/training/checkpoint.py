@@ -40,7 +40,6 @@ import hashlib
 import os
 import shutil
 import signal
-import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,6 +53,7 @@ from xmc.training import distributed
 from xmc.tree import LabelTree
 from xmc.utils.modeldir import (MANIFEST, ModelFormatError, load_arrays, load_json, read_manifest, save_arrays,
                                 save_json, write_manifest)
+from xmc.utils.tempfiles import temp_dir_beside
 
 if TYPE_CHECKING:
     import torch
@@ -133,7 +133,7 @@ def write_checkpoint(path: Path, kind: str, fill: Callable[[Path], None], extra:
     done = _done(path)
     if done.exists():
         _remove_tree(done)  # a finished run's set-aside checkpoint; this run replaces it
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp-"))
+    tmp = temp_dir_beside(path, ".tmp-")
     try:
         fill(tmp)
         write_manifest(tmp, KIND, {"model": kind, **(extra or {})})
@@ -217,7 +217,7 @@ def remove_checkpoint(path: Path) -> None:
     path = Path(path)
     for p in (path, _old(path), _done(path)):
         if p.exists():
-            doomed = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp-"))
+            doomed = temp_dir_beside(path, ".tmp-")
             os.replace(p, doomed / "x")
             shutil.rmtree(doomed, ignore_errors=True)
     for leftover in path.parent.glob(f".{path.name}.tmp-*"):

@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Mapping, Tuple, TypeVar
@@ -21,6 +20,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Tuple, TypeVar
 import numpy as np
 
 from xmc import __version__
+from xmc.utils.tempfiles import temp_file_beside
 
 # 2: each model kind saves its own params (version 1 saved one flat object of every deep model's fields;
 # xmc.models.params.DeepParams.from_saved reads both).
@@ -38,7 +38,7 @@ class ModelFormatError(ValueError):
 def atomic_write_bytes(path: Path, payload: bytes) -> None:
     # Write beside the target then rename, so a crash leaves the old file or the new one.
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = temp_file_beside(path)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(payload)
@@ -200,8 +200,11 @@ def _read_manifest_json(model_dir: Path) -> Dict[str, Any]:
         raise ModelFormatError(f"{model_dir}: not a directory; expected a model saved by xmc")
     path = model_dir / MANIFEST
     if not path.is_file():
-        raise ModelFormatError(f"{path}: missing; {model_dir} is not a finished xmc model "
-                               f"(the manifest is written last, so the save may have been interrupted)")
+        hint = "the manifest is written last, so the save may have been interrupted"
+        if any((model_dir / name).is_dir() for name in ("checkpoint", ".checkpoint.old", ".checkpoint.done")):
+            hint = ("it holds only a training checkpoint: finish the training with the same command and "
+                    "--resume, then predict")
+        raise ModelFormatError(f"{path}: missing; {model_dir} is not a finished xmc model ({hint})")
     try:
         info = json.loads(path.read_bytes().decode("utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
