@@ -20,6 +20,7 @@ import scipy.sparse as sp
 
 from xmc.params import Params, check, check_int, param
 from xmc.utils.modeldir import ModelFormatError, load_arrays, load_json, save_arrays, save_json
+from xmc.utils.sparse import l2_normalize_rows
 
 PARAMS_JSON = "neighbours.json"
 ARRAYS_NPZ = "neighbours.npz"
@@ -50,7 +51,7 @@ class NeighbourScorer:
 
     def __init__(self, params: NeighbourParams, X: sp.csr_matrix, Y: sp.csr_matrix) -> None:
         self.params = params
-        self.X = _unit_rows(X)
+        self.X = l2_normalize_rows(X)
         self.XT = self.X.T.tocsr()  # the similarity product reads the training rows as columns
         self.Y = sp.csr_matrix(Y, dtype=np.float32)
         self.Y.data[:] = 1.0
@@ -58,7 +59,7 @@ class NeighbourScorer:
     def scores(self, X: sp.csr_matrix, labels: np.ndarray) -> np.ndarray:
         """(n, C) neighbour scores of ``labels`` (n, C) label ids (-1: none, scored 0) for the rows of ``X``."""
         out = np.zeros(labels.shape, dtype=np.float32)
-        X = _unit_rows(X)
+        X = l2_normalize_rows(X)
         for start in range(0, X.shape[0], _CHUNK):
             stop = min(start + _CHUNK, X.shape[0])
             votes = (self._neighbour_weights(X[start:stop]) @ self.Y).tocsr()
@@ -133,13 +134,6 @@ class NeighbourScorer:
         if X.shape[0] != Y.shape[0]:
             raise ModelFormatError(f"{directory / ARRAYS_NPZ}: {X.shape[0]} feature rows but {Y.shape[0]} label rows")
         return cls(params, X, Y)
-
-
-def _unit_rows(X: sp.csr_matrix) -> sp.csr_matrix:
-    X = sp.csr_matrix(X, dtype=np.float32, copy=True)
-    norms = np.sqrt(np.asarray(X.multiply(X).sum(axis=1)).ravel())
-    norms[norms == 0] = 1.0
-    return sp.csr_matrix(sp.diags(1.0 / norms) @ X)
 
 
 def _checked_csr(arrays, prefix: str, n_cols: int, where: Path, data) -> sp.csr_matrix:

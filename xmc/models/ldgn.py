@@ -338,9 +338,7 @@ class LDGN(DeepModel):
             if not self.over_candidates:
                 return masked_bce(net(ids, mask), torch.from_numpy(dense_targets(Y_pos, index)).to(self.device))
             if p.candidate_input:  # the proposals as prediction sees them: a positive outside them has no score
-                proposed = self._candidates["train"][0][index]
-                ok = proposed >= 0
-                cand = np.where(ok, proposed, 0)
+                cand, ok = _proposed_slots(self._candidates["train"][0][index])
             else:
                 cand, ok = parents_with_positives(self._candidates["train"][0][index], Y_pos, index,
                                                   p.n_candidates, rng)
@@ -411,10 +409,8 @@ class LDGN(DeepModel):
         (-1 where nothing was proposed)."""
         net = self.network
         net.eval()
-        proposed = self._candidates[which][0]
-        ok_all = proposed >= 0
-        cand_all = np.where(ok_all, proposed, 0)
-        probs_all = np.full(proposed.shape, -1.0, dtype=np.float32)
+        cand_all, ok_all = _proposed_slots(self._candidates[which][0])
+        probs_all = np.full(cand_all.shape, -1.0, dtype=np.float32)
         lengths = np.array([d.size for d in docs])
         for index in eval_batches(lengths, batch_size):
             ids, mask = tensors(docs, index, self.params.text.max_len, self.device)
@@ -489,6 +485,12 @@ def _graph_from_arrays(arrays: Dict[str, np.ndarray], n_labels: int, reweight: O
                                f"its normalised adjacency never does")
     return sp.csr_matrix((values.astype(np.float32), indices.astype(np.int64), indptr.astype(np.int64)),
                          shape=(n_labels, n_labels))
+
+
+def _proposed_slots(proposed: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """(positions with empty slots at 0, which slots hold a proposal) of proposed positions (-1: none)."""
+    ok = proposed >= 0
+    return np.where(ok, proposed, 0), ok
 
 
 def _best(candidates: np.ndarray, scores: np.ndarray, k: int) -> Tuple[np.ndarray, np.ndarray]:
