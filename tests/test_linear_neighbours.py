@@ -80,7 +80,7 @@ def test_pipeline_reranks_its_proposals_and_round_trips(corpus, tmp_path):
     data = (tmp_path / "m" / "neighbours" / ARRAYS_NPZ).read_bytes()
     manifest["files"]["neighbours/" + ARRAYS_NPZ] = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
     save_json(tmp_path / "m" / MANIFEST, manifest)
-    with pytest.raises(ModelFormatError, match="neighbours.npz: the Y arrays"):
+    with pytest.raises(ModelFormatError, match="neighbours.npz: Y.indices holds"):
         load_model(tmp_path / "m")
 
 

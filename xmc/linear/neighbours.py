@@ -20,7 +20,7 @@ import scipy.sparse as sp
 
 from xmc.params import Params, check, check_int, param
 from xmc.utils.modeldir import ModelFormatError, load_arrays, load_json, save_arrays, save_json
-from xmc.utils.sparse import l2_normalize_rows
+from xmc.utils.sparse import compressed_problem, l2_normalize_rows
 
 PARAMS_JSON = "neighbours.json"
 ARRAYS_NPZ = "neighbours.npz"
@@ -138,14 +138,12 @@ class NeighbourScorer:
 
 def _checked_csr(arrays, prefix: str, n_cols: int, where: Path, data) -> sp.csr_matrix:
     indptr, indices = arrays[f"{prefix}.indptr"], arrays[f"{prefix}.indices"]
-    if data is None:
+    if data is None:  # the label rows: a pattern without values
         data = np.ones(indices.shape, dtype=np.float32)
-    ok = (indptr.ndim == 1 and indices.ndim == 1 and data.shape == indices.shape and indptr.size >= 1
-          and indptr.dtype.kind in "iu" and indices.dtype.kind in "iu" and data.dtype.kind == "f"
-          and indptr[0] == 0 and indptr[-1] == indices.size and not np.any(np.diff(indptr) < 0)
-          and (indices.size == 0 or (indices.min() >= 0 and indices.max() < n_cols))
-          and bool(np.all(np.isfinite(data))))
-    if not ok:
-        raise ModelFormatError(f"{where}: the {prefix} arrays do not form a CSR matrix with {n_cols} columns")
+    n_rows = max(indptr.size - 1, 0) if indptr.ndim == 1 else 0
+    problem = compressed_problem(tuple(f"{prefix}.{part}" for part in ("indptr", "indices", "data")),
+                                 indptr, indices, data, n_outer=n_rows, n_inner=n_cols)
+    if problem is not None:
+        raise ModelFormatError(f"{where}: {problem}")
     return sp.csr_matrix((data.astype(np.float32), indices.astype(np.int64), indptr.astype(np.int64)),
-                         shape=(indptr.size - 1, n_cols))
+                         shape=(n_rows, n_cols))

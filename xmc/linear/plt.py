@@ -22,7 +22,7 @@ from xmc.tree.build import build_label_tree
 from xmc.tree.label_tree import TREE_ARRAYS, TREE_JSON, LabelTree
 from xmc.utils.modeldir import (MANIFEST, ModelFormatError, begin_save, load_arrays, load_json, read_manifest,
                                 save_arrays, save_json, write_manifest)
-from xmc.utils.sparse import as_csr, csr_arrays, l2_normalize_rows
+from xmc.utils.sparse import as_csr, compressed_problem, csr_arrays, l2_normalize_rows
 
 KIND = "plt-linear"
 PARAMS_JSON = "params.json"
@@ -262,21 +262,11 @@ def _layer_from_arrays(arrays: dict, t: int, expected: Tuple[int, int]) -> sp.cs
     shape, indptr, indices, data = (arrays[f"layer_{t}_{part}"] for part in ("shape", "indptr", "indices", "data"))
     if shape.dtype.kind not in "iu" or shape.shape != (2,) or tuple(int(s) for s in shape) != expected:
         raise ValueError(f"layer_{t}_shape must be the integers {list(expected)}, found {shape!r}"[:200])
-    for name, a, kinds in (("indptr", indptr, "iu"), ("indices", indices, "iu"), ("data", data, "f")):
-        if a.ndim != 1 or a.dtype.kind not in kinds:
-            what = "integers" if kinds == "iu" else "floats"
-            raise ValueError(f"layer_{t}_{name} must be 1-d {what}, found {a.dtype} of shape {a.shape}")
-    if indptr.size != expected[1] + 1 or indices.size != data.size:
-        raise ValueError(f"layer {t} needs {expected[1] + 1} indptr entries and as many indices as values; "
-                         f"found {indptr.size}, {indices.size} and {data.size}")
-    if indptr[0] != 0 or indptr[-1] != indices.size or np.any(np.diff(indptr.astype(np.int64)) < 0):
-        raise ValueError(f"layer_{t}_indptr must rise from 0 to {indices.size} without decreasing")
-    if indices.size and (int(indices.min()) < 0 or int(indices.max()) >= expected[0]):
-        raise ValueError(f"layer_{t}_indices holds {int(indices.min())}..{int(indices.max())}, "
-                         f"expected feature rows in [0, {expected[0]})")
+    problem = compressed_problem(tuple(f"layer_{t}_{part}" for part in ("indptr", "indices", "data")),
+                                 indptr, indices, data, n_outer=expected[1], n_inner=expected[0])
+    if problem is not None:
+        raise ValueError(problem)
     data = data.astype(np.float32)
-    if not np.all(np.isfinite(data)):
-        raise ValueError(f"layer_{t}_data holds {int(np.sum(~np.isfinite(data)))} non-finite weight(s) (as float32)")
     return sp.csc_matrix((data, indices.astype(np.int32), indptr.astype(np.int64)), shape=expected)
 
 

@@ -73,6 +73,7 @@ from xmc.training.batching import (clear_empty_slots, dense_targets, eval_batche
 from xmc.training.loop import train_epochs
 from xmc.tree import LabelTree
 from xmc.utils.modeldir import ModelFormatError
+from xmc.utils.sparse import compressed_problem
 
 KIND = "ldgn"
 GRAPH_ARRAYS = ("graph.indptr", "graph.indices", "graph.values")
@@ -469,13 +470,9 @@ def _graph_from_arrays(arrays: Dict[str, np.ndarray], n_labels: int, reweight: O
     if missing:
         raise ModelFormatError(f"{where}: array {missing[0]!r} is missing")
     indptr, indices, values = (arrays[name] for name in GRAPH_ARRAYS)
-    if (indptr.ndim != 1 or indices.ndim != 1 or values.ndim != 1 or indptr.dtype.kind not in "iu"
-            or indices.dtype.kind not in "iu" or values.dtype.kind != "f" or indptr.shape[0] != n_labels + 1
-            or indices.shape != values.shape or indptr[0] != 0 or indptr[-1] != indices.shape[0]
-            or np.any(np.diff(indptr) < 0)):
-        raise ModelFormatError(f"{where}: the label graph's arrays do not form a {n_labels} x {n_labels} CSR matrix")
-    if indices.size and (indices.min() < 0 or indices.max() >= n_labels):
-        raise ModelFormatError(f"{where}: the label graph names labels outside [0, {n_labels})")
+    problem = compressed_problem(GRAPH_ARRAYS, indptr, indices, values, n_outer=n_labels, n_inner=n_labels)
+    if problem is not None:
+        raise ModelFormatError(f"{where}: the label graph: {problem}")
     # D^-1/2 A D^-1/2 of a co-occurrence graph with self-loops lies in [0, 1] (every degree is at least the
     # self-loop's 1), or in [0, p / (1 - p)] re-weighted with p (self-loops of 1 - p, neighbours p at most).
     # A forged -1e30 is finite, but it overflowed propagation into NaN scores.

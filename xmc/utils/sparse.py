@@ -6,7 +6,7 @@ input to that layout, copying only when the dtype or order differs.
 """
 from __future__ import annotations
 
-from typing import Tuple
+from typing import Optional, Tuple
 
 import numpy as np
 import scipy.sparse as sp
@@ -53,3 +53,27 @@ def l2_normalize_rows(matrix: sp.csr_matrix) -> sp.csr_matrix:
 
     m = as_csr(matrix)
     return normalize(m, norm="l2", copy=m is matrix)  # as_csr's own copy, when it made one, is ours to scale
+
+
+def compressed_problem(names: Tuple[str, str, str], indptr: np.ndarray, indices: np.ndarray, data: np.ndarray,
+                       n_outer: int, n_inner: int) -> Optional[str]:
+    """Why saved arrays do not form a CSR (or CSC) matrix of ``n_outer`` rows (columns) over ``n_inner``
+    columns (rows), or None. ``names`` are the three arrays' names in the file, for the message.
+
+    A loader checks every saved sparse matrix before use: the native products and searches trust the ids,
+    so a bad index reads out of bounds, and a non-finite value turns every score it touches into NaN."""
+    for name, a, kinds in zip(names, (indptr, indices, data), ("iu", "iu", "f")):
+        if a.ndim != 1 or a.dtype.kind not in kinds:
+            what = "integers" if kinds == "iu" else "floats"
+            return f"{name} must be 1-d {what}, found {a.dtype} of shape {a.shape}"
+    if indptr.size != n_outer + 1 or indices.size != data.size:
+        return (f"{names[0]} needs {n_outer + 1} entries and {names[1]} as many as {names[2]}; found {indptr.size}, "
+                f"{indices.size} and {data.size}")
+    if indptr[0] != 0 or indptr[-1] != indices.size or np.any(np.diff(indptr.astype(np.int64)) < 0):
+        return f"{names[0]} must rise from 0 to {indices.size} without decreasing"
+    if indices.size and (int(indices.min()) < 0 or int(indices.max()) >= n_inner):
+        return f"{names[1]} holds {int(indices.min())}..{int(indices.max())}, expected ids in [0, {n_inner})"
+    finite = np.isfinite(data.astype(np.float32))
+    if not np.all(finite):
+        return f"{names[2]} holds {int(np.sum(~finite))} non-finite value(s) (as float32)"
+    return None
