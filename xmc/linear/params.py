@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import List, Optional
 
 from xmc.data.tfidf import TfidfParams
 from xmc.linear.neighbours import NeighbourParams
-from xmc.params import MAX_THREADS, Params, param
+from xmc.params import MAX_THREADS, Params, check, check_choice, param
 from xmc.tree.params import TreeParams
 
 LOSSES = ("squared_hinge", "logistic")
@@ -73,6 +73,25 @@ class PLTParams(Params):
         return self.activation or DEFAULT_ACTIVATION[self.loss]
 
 
+# Fields of LinearParams that are not the PLT's (the PLT saves its own params without them).
+LINEAR_ONLY = ("tfidf", "neighbours", "tune")
+TUNE_METRICS = ("P@1", "P@3", "P@5", "nDCG@3", "nDCG@5")
+
+
+@dataclass
+class TuneParams(Params):
+    """Choosing C on a held-out part of the training documents (:mod:`xmc.linear.tuning`)."""
+
+    C: List[float] = param([], "values of C to try (empty: keep the C given); e.g. [0.5, 1, 2, 4]")
+    holdout: float = param(0.1, "share of the training documents held out to compare them")
+    metric: str = param("nDCG@5", "held-out ranking metric that picks C: " + ", ".join(TUNE_METRICS))
+
+    def validate(self) -> None:
+        check(all(c > 0 for c in self.C), "C", "positive values", self.C)
+        check(0.0 < self.holdout < 1.0, "holdout", "a share in (0, 1)", self.holdout)
+        check_choice(self.metric, "metric", TUNE_METRICS)
+
+
 @dataclass
 class LinearParams(PLTParams):
     """The linear model as ``xmc train --model linear`` trains it: the PLT, and for raw text the TF-IDF
@@ -81,7 +100,9 @@ class LinearParams(PLTParams):
     tfidf: TfidfParams = param(TfidfParams(), "how raw text becomes TF-IDF features (text input only)")
     neighbours: NeighbourParams = param(NeighbourParams(), "re-ranking with the labels of the nearest training "
                                                            "documents (neighbours.k=10 turns it on)")
+    tune: TuneParams = param(TuneParams(), "choose C on held-out training documents (tune.C=[0.5,1,2,4] turns "
+                                           "it on)")
 
     def plt(self) -> PLTParams:
         """The PLT's own params (what ``PLTLinear`` trains with and saves)."""
-        return PLTParams.from_dict({k: v for k, v in self.to_dict().items() if k not in ("tfidf", "neighbours")})
+        return PLTParams.from_dict({k: v for k, v in self.to_dict().items() if k not in LINEAR_ONLY})

@@ -33,6 +33,7 @@ from xmc.linear.params import LinearParams, PLTParams
 from xmc.linear.plt import KIND as PLT_KIND
 from xmc.linear.plt import REQUIRED_FILES as PLT_REQUIRED
 from xmc.linear.plt import PLTLinear
+from xmc.linear.tuning import tune_C
 from xmc.tree import LabelTree
 from xmc.utils.modeldir import MANIFEST, ModelFormatError, begin_save, read_manifest, verify_model_dir, write_manifest
 
@@ -107,10 +108,23 @@ class Pipeline:
         if tree is not None and tree.n_labels != Y.shape[1]:
             raise ValueError(f"the given tree has {tree.n_labels} labels but the training data has {Y.shape[1]}")
         plt_params = self.params.plt() if isinstance(self.params, LinearParams) else self.params
+        if isinstance(self.params, LinearParams) and self.params.tune.C:
+            plt_params = self._tuned(X, Y, plt_params, log)
         self.model = PLTLinear(plt_params).fit(X, Y, tree=tree, progress=progress, checkpoint_dir=checkpoint_dir,
                                                 resume=resume)
         self.neighbours = NeighbourScorer(self.neighbour_params, X, Y) if self.neighbour_params.k > 0 else None
         return self
+
+    def _tuned(self, X: sp.csr_matrix, Y: sp.csr_matrix, plt_params: PLTParams,
+               log: Optional[Callable[[str], None]]) -> PLTParams:
+        """``plt_params`` with the C that ranks held-out training documents best; the pipeline keeps it too."""
+        tune = self.params.tune
+        best, _ = tune_C(X, Y, plt_params, tune.C, holdout=tune.holdout, metric=tune.metric, log=log)
+        if log is not None:
+            log(f"chose C={best:g} on {tune.holdout:.0%} of the training documents ({tune.metric})")
+        # What the pipeline trained with: a copy of it (unfitted_copy) trains with this C without choosing again.
+        self.params = self.params.with_values({"C": best, "tune.C": []})
+        return plt_params.with_values({"C": best})
 
     # ---- inputs -------------------------------------------------------------
     def features(self, corpus: Corpus) -> sp.csr_matrix:
