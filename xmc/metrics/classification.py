@@ -8,7 +8,7 @@ on multilabel indicator matrices.
 """
 from __future__ import annotations
 
-from typing import Tuple
+from typing import Dict, Tuple
 
 import numpy as np
 import scipy.sparse as sp
@@ -109,3 +109,11 @@ def subset_accuracy(Y_true: MatrixLike, Y_pred: MatrixLike) -> float:
     tp = np.diff(_tp_matrix(T, P).indptr)
     exact = (tp == np.diff(T.indptr)) & (tp == np.diff(P.indptr))
     return float(exact.mean())
+
+
+def set_metrics(Y_true: MatrixLike, Y_pred: MatrixLike) -> Dict[str, float]:
+    """The set metrics of predicted label sets, as fractions: "micro-F1", "macro-F1", "HL" (Hamming loss) and
+    "subset-acc" (subset accuracy). Macro-F1 and HL count every column of the matrices as a label."""
+    micro, macro = f1_scores(Y_true, Y_pred)
+    return {"micro-F1": micro, "macro-F1": macro, "HL": hamming_loss(Y_true, Y_pred),
+            "subset-acc": subset_accuracy(Y_true, Y_pred)}

@@ -186,8 +186,8 @@ def evaluate(
 ) -> Dict[str, float]:
     """P@k and nDCG@k for every k in ``ks`` (plus PSP@k, PSnDCG@k given ``inv_prop``).
 
-    Keys look like "P@1", "nDCG@3", "PSP@5", "PSnDCG@5". The hit matrix is
-    computed once for the largest k.
+    Keys look like "P@1", "nDCG@3", "PSP@5", "PSnDCG@5"; values are fractions in [0, 1] (the CLI prints
+    them as percentages). The hit matrix is computed once for the largest k.
     """
     ks = [_check_k(k) for k in ks]
     if not ks:
