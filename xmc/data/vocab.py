@@ -15,14 +15,24 @@ LABELS_JSON = "labels.json"
 _FORMAT_VERSION = 1
 
 
-class LabelVocab:
-    """An ordered list of distinct label strings; id i is ``labels[i]``."""
+def _is_int(label: object) -> bool:
+    return isinstance(label, (int, np.integer)) and not isinstance(label, (bool, np.bool_))
 
-    def __init__(self, labels: Sequence[str] = ()) -> None:
+
+class LabelVocab:
+    """An ordered list of distinct label strings; id i is ``labels[i]``.
+
+    ``integer``: the labels are integers (an XC file's label ids, or ints given to a scikit-learn-style
+    ``fit``), kept as their decimal strings; :meth:`classes` gives them back as ints."""
+
+    def __init__(self, labels: Sequence[str] = (), integer: bool = False) -> None:
         self._labels: List[str] = []
         self._index: Dict[str, int] = {}
+        self.integer = bool(integer)
         for lab in labels:
             self._add_new(str(lab))
+        if self.integer and not all(lab.lstrip("-").isdigit() for lab in self._labels):
+            raise ValueError("an integer vocabulary holds integers only")
 
     def _add_new(self, lab: str) -> None:
         if lab in self._index:
@@ -35,17 +45,19 @@ class LabelVocab:
         """Labels "0" .. "n-1": the vocabulary of an XC file's numeric label ids."""
         if n < 0:
             raise ValueError(f"n must be >= 0, got {n}")
-        return cls([str(i) for i in range(int(n))])
+        return cls([str(i) for i in range(int(n))], integer=True)
 
     def fit(self, label_lists: Iterable[Iterable[str]]) -> "LabelVocab":
         """Replace the vocabulary by every label seen, in sorted order (so the ids
-        do not depend on the order of the documents)."""
+        do not depend on the order of the documents). When every label is an int
+        (not a string of digits), the vocabulary is ``integer`` and sorted by value."""
         seen = set()
         for labels in label_lists:
-            seen.update(str(x) for x in labels)
+            seen.update(labels)
+        self.integer = bool(seen) and all(_is_int(x) for x in seen)
         self._labels, self._index = [], {}
-        for lab in sorted(seen):
-            self._add_new(lab)
+        for lab in sorted(int(x) for x in seen) if self.integer else sorted({str(x) for x in seen}):
+            self._add_new(str(lab))
         return self
 
     @property
@@ -55,11 +67,20 @@ class LabelVocab:
     def __len__(self) -> int:
         return len(self._labels)
 
+    def classes(self) -> np.ndarray:
+        """The labels by id as a numpy array: int64 for an ``integer`` vocabulary, else str objects."""
+        if self.integer:
+            return np.asarray([int(lab) for lab in self._labels], dtype=np.int64)
+        out = np.empty(len(self._labels), dtype=object)
+        out[:] = self._labels
+        return out
+
     def __contains__(self, label: object) -> bool:
-        return label in self._index
+        return str(label) in self._index
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, LabelVocab) and self._labels == other._labels
+        return (isinstance(other, LabelVocab) and self._labels == other._labels
+                and self.integer == other.integer)
 
     def id_of(self, label: str) -> int:
         try:
@@ -116,7 +137,9 @@ class LabelVocab:
 
     def save(self, directory: Union[str, os.PathLike]) -> None:
         """Write ``labels.json`` into ``directory`` (atomically)."""
-        save_json(Path(directory) / LABELS_JSON, {"format_version": _FORMAT_VERSION, "labels": self._labels})
+        extra = {"integer": True} if self.integer else {}
+        save_json(Path(directory) / LABELS_JSON, {"format_version": _FORMAT_VERSION, "labels": self._labels,
+                                                  **extra})
 
     @classmethod
     def load(cls, directory: Union[str, os.PathLike]) -> "LabelVocab":
@@ -131,7 +154,10 @@ class LabelVocab:
         labels = obj["labels"]
         if not all(isinstance(x, str) for x in labels):
             raise ModelFormatError(f"{path}: every label must be a string")
+        integer = obj.get("integer", False)
+        if not isinstance(integer, bool):
+            raise ModelFormatError(f"{path}: 'integer' must be true or false, found {integer!r}"[:200])
         try:
-            return cls(labels)
+            return cls(labels, integer=integer)
         except ValueError as e:
             raise ModelFormatError(f"{path}: {e}") from None
