@@ -290,3 +290,31 @@ def read_manifest(model_dir: Path, expected_kind: str, required: Iterable[str] =
             raise ModelFormatError(f"{model_dir / missing[0]}: missing: not listed in the manifest "
                                    f"{model_dir / MANIFEST}")
     return info
+
+
+def verify_files(model_dir: Path, manifest: Dict[str, Any], rels: Iterable[str]) -> None:
+    """Check that each of ``rels`` is listed in ``manifest`` (read from ``model_dir``) and matches its size and
+    SHA-256: what a loader runs on the optional files it reads."""
+    model_dir = Path(model_dir)
+    files = manifest.get("files", {})
+    for rel in rels:
+        if rel not in files:
+            raise ModelFormatError(f"{model_dir / rel}: missing: not listed in the manifest {model_dir / MANIFEST}")
+        _check_entry(model_dir, rel, files[rel])
+
+
+def add_to_manifest(model_dir: Path, rels: Iterable[str]) -> None:
+    """List (or list again) the files ``rels``, written into a finished model directory, in its manifest.
+
+    Every file the manifest lists already is checked first, so the new manifest vouches for nothing
+    that was not verified; the manifest is replaced atomically."""
+    model_dir = Path(model_dir)
+    info = _read_manifest_json(model_dir)
+    rels = list(rels)
+    for rel, entry in info["files"].items():
+        if rel not in rels:
+            _check_entry(model_dir, rel, entry)
+    for rel in rels:
+        size, digest = file_digest(model_dir / rel)
+        info["files"][rel] = {"bytes": size, "sha256": digest}
+    save_json(model_dir / MANIFEST, info)
