@@ -242,7 +242,7 @@ def test_save_load_round_trip(tmp_path, split):
     for a, b in zip(model.weights, loaded.weights):
         assert a.shape == b.shape and (a != b).nnz == 0
     np.testing.assert_array_equal(exact_scores(loaded, Xte), exact_scores(model, Xte))
-    a, b = model.predict(Xte, k=5), loaded.predict(Xte, k=5)
+    a, b = model.decision_function(Xte, k=5), loaded.decision_function(Xte, k=5)
     assert a.nnz == 5 * Xte.shape[0] and (a != b).nnz == 0
     # Preparing the search at load time (benchmarks time it apart) changes no prediction.
     prepared = PLTLinear.load(tmp_path / "m").prepare_search()
@@ -261,7 +261,7 @@ def test_predict_is_the_top_k_of_the_path_products(split, loss):
     ids, scores = model.predict_topk(Xte, k=3, beam=64, threads=2)
     np.testing.assert_allclose(scores, np.take_along_axis(exact, ids.astype(np.int64), 1), rtol=1e-4)
     np.testing.assert_allclose(scores, -np.sort(-exact, axis=1)[:, :3], rtol=1e-4)
-    P = model.predict(Xte, k=3, beam=64)
+    P = model.decision_function(Xte, k=3, beam=64)
     np.testing.assert_allclose(P.toarray().max(axis=1), scores[:, 0], rtol=1e-6)
 
 

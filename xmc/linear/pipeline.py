@@ -27,6 +27,7 @@ from xmc.data.tfidf import IDF_NPZ as TFIDF_IDF
 from xmc.data.tfidf import PARAMS_JSON as TFIDF_PARAMS
 from xmc.data.tfidf import VOCAB_JSON as TFIDF_VOCAB
 from xmc.data.vocab import LABELS_JSON
+from xmc.estimator import Estimator, training_corpus
 from xmc.linear.neighbours import REQUIRED_FILES as NEIGHBOUR_FILES
 from xmc.linear.neighbours import NeighbourParams, NeighbourScorer
 from xmc.linear.params import LinearParams, PLTParams
@@ -46,17 +47,19 @@ FEATURIZER_DIR = "featurizer"
 NEIGHBOURS_DIR = "neighbours"
 
 
-class Pipeline:
+class Pipeline(Estimator):
     """Label vocabulary + featurizer + linear PLT, trained and saved as one."""
 
     KIND = KIND
-    PARAMS = LinearParams
+    PARAMS = PLTParams  # LinearParams, or the PLT's own params
+    CALIBRATE_SCORES = True
 
     def __init__(self, params: Optional[PLTParams] = None,
-                 tfidf: Optional[TfidfParams] = None) -> None:
+                 tfidf: Optional[TfidfParams] = None, **settings) -> None:
         """``params``: a ``LinearParams`` (PLT and TF-IDF) or a ``PLTParams``; ``tfidf`` overrides the TF-IDF
-        settings either carries."""
-        self.params = params or LinearParams()
+        settings either carries; keyword ``settings`` set fields (``Pipeline(C=1.0, tfidf__ngram_range=[1, 2])``,
+        see :mod:`xmc.estimator`)."""
+        self.params = self._params_from(params or LinearParams(), settings)
         self.tfidf_params = tfidf or getattr(self.params, "tfidf", None) or TfidfParams()
         self.neighbour_params = getattr(self.params, "neighbours", None) or NeighbourParams()
         self.model: Optional[PLTLinear] = None
@@ -96,15 +99,21 @@ class Pipeline:
         self.featurizer = TfidfFeaturizer(self.tfidf_params)
         return self.featurizer.fit_transform(corpus.texts), Y
 
-    def fit(self, corpus: Corpus, valid: Optional[Corpus] = None, tree: Optional[LabelTree] = None,
+    def fit(self, corpus: Corpus, y=None, valid: Optional[Corpus] = None, tree: Optional[LabelTree] = None,
             progress: bool = False, log: Optional[Callable[[str], None]] = None,
             checkpoint_dir: Optional[Union[str, Path]] = None, resume: bool = False) -> "Pipeline":
         """Fit the vocabulary and featurizer (deterministic, so redone on resume) and the PLT, whose tree and
         finished layers are checkpointed in ``checkpoint_dir`` (see :meth:`PLTLinear.fit`).
 
-        ``valid`` and ``log`` are there so every model trains through one call (:mod:`xmc.registry`); the
-        linear PLT has no early stopping and reports through ``progress``, so it reads neither."""
+        ``corpus``: an :class:`XCData` or :class:`TextData`, or with ``y`` a feature matrix or a list of texts
+        (scikit-learn style, :mod:`xmc.estimator`). ``valid`` and ``log`` are there so every model trains
+        through one call (:mod:`xmc.registry`); the linear PLT has no early stopping and reports through
+        ``progress``, so it reads neither."""
+        corpus, label_names = training_corpus(corpus, y)
         X, Y = self.prepare(corpus)
+        if label_names is not None:
+            self.vocab = label_names  # the columns of Y are these labels, not label ids
+        self.thresholds = None
         if tree is not None and tree.n_labels != Y.shape[1]:
             raise ValueError(f"the given tree has {tree.n_labels} labels but the training data has {Y.shape[1]}")
         plt_params = self.params.plt() if isinstance(self.params, LinearParams) else self.params
@@ -197,6 +206,7 @@ class Pipeline:
             self.featurizer.save(directory / FEATURIZER_DIR)
         if self.neighbours is not None:
             self.neighbours.save(directory / NEIGHBOURS_DIR)
+        self._save_thresholds(directory)
         write_manifest(directory, KIND, {"input_kind": self.input_kind, "model": PLT_KIND,
                                          "neighbours": self.neighbours is not None})
 
@@ -240,6 +250,7 @@ class Pipeline:
             pipe.neighbours = NeighbourScorer.load(directory / NEIGHBOURS_DIR, n_labels=len(pipe.vocab),
                                                    n_features=pipe.model.n_features)
             pipe.neighbour_params = pipe.neighbours.params
+        pipe._load_thresholds(directory, info)
         return pipe
 
     @property

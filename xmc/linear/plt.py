@@ -13,6 +13,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from xmc import _core
+from xmc.data.vocab import LABELS_JSON, LabelVocab
+from xmc.estimator import Estimator, label_matrix
 from xmc.linear.params import PLTParams
 from xmc.search import BeamSearcher
 from xmc.training import distributed
@@ -77,16 +79,23 @@ def _merge_ranks(W: sp.csc_matrix) -> sp.csc_matrix:
     return sp.csc_matrix((data, indices, indptr), shape=W.shape)
 
 
-class PLTLinear:
+class PLTLinear(Estimator):
     """A label tree with a sparse linear classifier per node.
 
     ``weights[t]`` is a CSC float32 matrix of shape (n_features + 1, nodes of
     level t+1) whose last row is the bias weight; in the last layer column j
-    scores label ``tree.label_order[j]``.
+    scores label ``tree.label_order[j]``. A label's score is the product of the
+    node scores on its path: not a probability until calibrated
+    (:meth:`~xmc.estimator.Estimator.tune_thresholds`).
     """
 
-    def __init__(self, params: Optional[PLTParams] = None) -> None:
-        self.params = params if params is not None else PLTParams()
+    PARAMS = PLTParams
+    CALIBRATE_SCORES = True
+
+    def __init__(self, params: Optional[PLTParams] = None, **settings) -> None:
+        """``PLTLinear(PLTParams(C=1.0))``, ``PLTLinear(C=1.0, threads=2)`` or both (see :mod:`xmc.estimator`)."""
+        self.params = self._params_from(params, settings)
+        self.vocab: Optional[LabelVocab] = None  # the labels of Y's columns when fit was given lists of labels
         self.tree: Optional[LabelTree] = None
         self.weights: List[sp.csc_matrix] = []
         self.n_features: Optional[int] = None
@@ -95,12 +104,15 @@ class PLTLinear:
     # ---- training -------------------------------------------------------------
     def fit(self, X, Y, tree: Optional[LabelTree] = None, progress: bool = False,
             checkpoint_dir: Optional[Union[str, Path]] = None, resume: bool = False) -> "PLTLinear":
-        """Train every layer of the tree. With ``checkpoint_dir``, the tree and each finished layer are
-        checkpointed there; with ``resume``, the layers already there are kept and training goes on from
-        the next one (the per-node solver is deterministic, so the model equals an uninterrupted run's)."""
+        """Train every layer of the tree. ``Y``: a 0/1 (n_docs, n_labels) matrix, or one list of labels per
+        document (strings or ints; ``classes_`` then names the columns). With ``checkpoint_dir``, the tree and
+        each finished layer are checkpointed there; with ``resume``, the layers already there are kept and
+        training goes on from the next one (the per-node solver is deterministic, so the model equals an
+        uninterrupted run's)."""
         p = self.params
         p.validate()
         X = self._prepare_features(X)
+        Y, vocab = label_matrix(Y)
         Y = _check_binary(Y)
         if X.shape[0] != Y.shape[0]:
             raise ValueError(f"X has {X.shape[0]} rows but Y has {Y.shape[0]}; they must describe the same documents")
@@ -149,9 +161,16 @@ class PLTLinear:
             weights.append(W)
             if ckpt is not None and distributed.is_main():
                 ckpt.write(tree, weights)
-        self.tree, self.weights, self.n_features = tree, weights, n_features
+        self.tree, self.weights, self.n_features, self.vocab = tree, weights, n_features, vocab
         self._cached_searcher = None
+        self.thresholds = None  # tuned for the weights they were tuned with
         return self
+
+    @property
+    def n_labels(self) -> int:
+        if self.tree is None:
+            raise RuntimeError("this PLTLinear is not trained: call fit() or PLTLinear.load() first")
+        return self.tree.n_labels
 
     # ---- prediction -------------------------------------------------------------
     def _prepare_features(self, X) -> sp.csr_matrix:
@@ -191,8 +210,8 @@ class PLTLinear:
         threads = self.params.threads if threads is None else threads
         return searcher.search(X, k=k, beam=beam, threads=threads)
 
-    def predict(self, X, k: int = 5, beam: int = 10, threads: Optional[int] = None) -> sp.csr_matrix:
-        """Scores of each document's top k labels as a CSR (n_docs, n_labels)."""
+    def decision_function(self, X, k: int = 5, beam: int = 10, threads: Optional[int] = None) -> sp.csr_matrix:
+        """Raw scores (path products) of each document's top k labels as a CSR (n_docs, n_labels)."""
         X = self._check_features(X)
         threads = self.params.threads if threads is None else threads
         return self._searcher().search_csr(X, k=k, beam=beam, threads=threads)
@@ -212,6 +231,9 @@ class PLTLinear:
             arrays[f"layer_{t}_shape"] = np.asarray(W.shape, dtype=np.int64)
         save_arrays(directory / WEIGHTS_NPZ, arrays)
         save_json(directory / PARAMS_JSON, self.params.to_dict())
+        if self.vocab is not None:
+            self.vocab.save(directory)
+        self._save_thresholds(directory)
         write_manifest(directory, KIND, {"n_features": int(self.n_features), "n_labels": self.tree.n_labels,
                                          "depth": self.tree.depth})
 
@@ -250,6 +272,12 @@ class PLTLinear:
         except ValueError as e:
             raise ModelFormatError(f"{directory / WEIGHTS_NPZ}: damaged PLT weights: {e}") from e
         model.weights, model.n_features = weights, n_features
+        if LABELS_JSON in info["files"]:
+            model.vocab = LabelVocab.load(directory)
+            if len(model.vocab) != model.tree.n_labels:
+                raise ModelFormatError(f"{directory / LABELS_JSON}: holds {len(model.vocab)} labels but the tree "
+                                       f"has {model.tree.n_labels}")
+        model._load_thresholds(directory, info)
         return model
 
     def __repr__(self) -> str:

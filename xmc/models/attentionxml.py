@@ -86,8 +86,8 @@ class AttentionXML(DeepModel):
     KIND = KIND
     PARAMS = AttentionXMLParams
 
-    def __init__(self, params: Optional[AttentionXMLParams] = None) -> None:
-        super().__init__(params)
+    def __init__(self, params: Optional[AttentionXMLParams] = None, **settings) -> None:
+        super().__init__(params, **settings)
         self.levels: List[LevelNetwork] = []
 
     # ---- tree -------------------------------------------------------------------

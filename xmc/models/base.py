@@ -27,6 +27,7 @@ import torch
 from xmc.data import LabelVocab, TextData
 from xmc.data.checks import check_training_labels, nonempty_rows, warn_unknown_labels
 from xmc.data.vocab import LABELS_JSON
+from xmc.estimator import Estimator, text_corpus
 from xmc.layers.state import WEIGHTS, load_state, state_arrays
 from xmc.metrics import evaluate
 from xmc.models.params import DeepParams
@@ -88,8 +89,11 @@ def split_validation(n: int, fraction: float, seed: int) -> Tuple[np.ndarray, np
     return np.sort(order[n_valid:]), np.sort(order[:n_valid])
 
 
-class DeepModel:
-    """Base of the raw-text models; subclasses implement ``_fit_networks``, ``_search`` and the weights."""
+class DeepModel(Estimator):
+    """Base of the raw-text models; subclasses implement ``_fit_networks``, ``_search`` and the weights.
+
+    Their scores are sigmoid outputs, probabilities already; the scikit-learn-style methods are
+    :class:`xmc.estimator.Estimator`'s."""
 
     KIND = ""
     PARAMS: type = DeepParams  # the model's own params class
@@ -97,10 +101,9 @@ class DeepModel:
     # ``_weights`` and ``_load_network`` save and restore it.
     NETWORK: Optional[type] = None
 
-    def __init__(self, params: Optional[DeepParams] = None) -> None:
-        if params is not None and not isinstance(params, self.PARAMS):
-            raise TypeError(f"{type(self).__name__} takes {self.PARAMS.__name__}, got {type(params).__name__}")
-        self.params = params or self.PARAMS()
+    def __init__(self, params: Optional[DeepParams] = None, **settings) -> None:
+        """``Model(params)``, ``Model(lr=3e-3, hidden=256)`` or both (see :mod:`xmc.estimator`)."""
+        self.params = self._params_from(params, settings)
         self.text: Optional[TextEncoder] = None
         self.vocab: Optional[LabelVocab] = None
         self.tree: Optional[LabelTree] = None
@@ -133,10 +136,11 @@ class DeepModel:
         return len(self.vocab)
 
     # ---- training ---------------------------------------------------------------
-    def fit(self, corpus: TextData, valid: Optional[TextData] = None, tree: Optional[LabelTree] = None,
+    def fit(self, corpus: TextData, y=None, valid: Optional[TextData] = None, tree: Optional[LabelTree] = None,
             progress: bool = True, log: Optional[Log] = print, checkpoint_dir: Optional[Union[str, Path]] = None,
             resume: bool = False) -> "DeepModel":
-        """Train on ``corpus``; ``valid`` drives early stopping (else a held-out part of ``corpus``).
+        """Train on ``corpus`` (or on a list of texts and their labels ``y``, scikit-learn style); ``valid``
+        drives early stopping (else a held-out part of ``corpus``).
 
         With ``checkpoint_dir``, a checkpoint is written there after the preparation (vocabularies, tree,
         word vectors), every ``params.training.checkpoint_every`` steps, at every epoch end and when training is
@@ -146,7 +150,8 @@ class DeepModel:
         """
         if not distributed.is_main():  # under torchrun rank 0 reports for all
             progress, log = False, None
-
+        corpus = text_corpus(corpus, y)
+        self.thresholds = None
         if not isinstance(corpus, TextData):
             raise ValueError(f"{self.KIND} trains on raw text (TextData), got {type(corpus).__name__}")
         keep = nonempty_rows(np.array([not t.strip() for t in corpus.texts], dtype=bool), "empty texts")
@@ -306,6 +311,7 @@ class DeepModel:
         self.tree.save(directory / TREE_DIR)
         save_arrays(directory / WEIGHTS, self._weights())
         self._save_extra(directory)
+        self._save_thresholds(directory)
         write_manifest(directory, self.KIND, {"input_kind": "text", **self._manifest_extra()})
 
     @classmethod
@@ -344,6 +350,7 @@ class DeepModel:
                                    f"({str(e)[:200]})") from None
         model.device = device
         model._load_weights(arrays, info, directory)
+        model._load_thresholds(directory, info)
         return model
 
     def _weights(self) -> Dict[str, np.ndarray]:

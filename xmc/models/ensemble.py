@@ -14,6 +14,7 @@ import numpy as np
 
 from xmc import registry
 from xmc.data import TextData
+from xmc.estimator import Estimator, text_corpus
 from xmc.models.base import Log, raw_texts
 from xmc.params import Params, check_int, param
 from xmc.tree import LabelTree
@@ -61,21 +62,26 @@ class EnsembleParams(Params):
         return tuple(f"member.{p}" for p in self.member.flag_paths(flag))
 
 
-class Ensemble:
-    """Several models of one kind on trees with different seeds, scored by their mean."""
+class Ensemble(Estimator):
+    """Several models of one kind on trees with different seeds, scored by their mean (a mean of probabilities:
+    a probability)."""
 
     KIND = KIND
     PARAMS = EnsembleParams
 
-    def __init__(self, params: Optional[EnsembleParams] = None) -> None:
-        self.params = params or EnsembleParams()
+    def __init__(self, params: Optional[EnsembleParams] = None, **settings) -> None:
+        """``Ensemble(params)`` or ``Ensemble(model="ldgn", n_models=3, member__training__lr=3e-3)``."""
+        self.params = self._params_from(params, settings)
         self.members: List = []
 
-    def fit(self, corpus: TextData, valid: Optional[TextData] = None, tree: Optional[LabelTree] = None,
+    def fit(self, corpus: TextData, y=None, valid: Optional[TextData] = None, tree: Optional[LabelTree] = None,
             progress: bool = True, log: Optional[Log] = print, checkpoint_dir: Optional[Union[str, Path]] = None,
             resume: bool = False) -> "Ensemble":
-        """Train the members in turn; member i checkpoints in ``checkpoint_dir/member<i>`` (a finished
-        member's last checkpoint is its final weights, so a resume reloads it instead of training it)."""
+        """Train the members in turn (on a corpus, or a list of texts and their labels ``y``); member i
+        checkpoints in ``checkpoint_dir/member<i>`` (a finished member's last checkpoint is its final weights,
+        so a resume reloads it instead of training it)."""
+        corpus = text_corpus(corpus, y)
+        self.thresholds = None
         if tree is not None and self.params.n_models > 1:
             raise ValueError("an ensemble builds one tree per member; do not pass a tree")
         self.members = []
@@ -144,6 +150,7 @@ class Ensemble:
         directory = begin_save(Path(directory))
         for i, member in enumerate(self.members):
             member.save(directory / f"member{i}")
+        self._save_thresholds(directory)
         write_manifest(directory, KIND, {"input_kind": "text", "model": self.params.model,
                                          "members": len(self.members)})
 
@@ -165,6 +172,7 @@ class Ensemble:
             if member.vocab != ensemble.members[0].vocab:
                 raise ModelFormatError(f"{directory / f'member{i}'}: its labels differ from member0's; an "
                                        f"ensemble's members must number the labels the same way")
+        ensemble._load_thresholds(directory, info)
         return ensemble
 
     def _check_fitted(self) -> None:

@@ -252,8 +252,8 @@ class LACO(FlatLabelModel):
     PARAMS = LACOParams
     NETWORK = LACONetwork
 
-    def __init__(self, params: Optional[LACOParams] = None) -> None:
-        super().__init__(params)
+    def __init__(self, params: Optional[LACOParams] = None, **settings) -> None:
+        super().__init__(params, **settings)
         self.network: Optional[LACONetwork] = None
 
     def _new_vocabularies(self, corpus) -> bool:

@@ -214,9 +214,9 @@ class LDGN(DeepModel):
     KIND = KIND
     PARAMS = LDGNParams
 
-    def __init__(self, params: Optional[LDGNParams] = None, candidates=None) -> None:
+    def __init__(self, params: Optional[LDGNParams] = None, candidates=None, **settings) -> None:
         """``candidates``: a trained xmc model whose predictions are the labels scored (None: all labels)."""
-        super().__init__(params)
+        super().__init__(params, **settings)
         self.network: Optional[LDGNNetwork] = None
         # All labels: the normalised graph. Over candidates: the raw co-occurrence graph, each document's
         # subgraph normalised when it is cut out.

@@ -99,8 +99,8 @@ class LightAttention(DeepModel):
     KIND = KIND
     PARAMS = LightAttentionParams
 
-    def __init__(self, params: Optional[LightAttentionParams] = None) -> None:
-        super().__init__(params)
+    def __init__(self, params: Optional[LightAttentionParams] = None, **settings) -> None:
+        super().__init__(params, **settings)
         self.network: Optional[LightAttentionNetwork] = None
 
     @property

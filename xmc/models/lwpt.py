@@ -260,10 +260,11 @@ class LWPT(FlatLabelModel):
     PARAMS = LWPTParams
     NETWORK = LWPTNetwork
 
-    def __init__(self, params: Optional[LWPTParams] = None, pretrained: Union[str, Path, "LWPT", None] = None) -> None:
+    def __init__(self, params: Optional[LWPTParams] = None, pretrained: Union[str, Path, "LWPT", None] = None,
+                 **settings) -> None:
         """``pretrained``: an LW-PT model (or its directory, e.g. an earlier model's ``pretrained/``) whose
         encoders, word and label vocabularies fine-tuning starts from, instead of pre-training."""
-        super().__init__(params)
+        super().__init__(params, **settings)
         if self.params.encoder == "hlw" and self.params.text.token_pattern == DEFAULT_TOKEN_PATTERN:
             self.params.text.token_pattern = sentence_token_pattern(DEFAULT_TOKEN_PATTERN)
         self.pretrained = self._matching(pretrained) if pretrained is not None else None

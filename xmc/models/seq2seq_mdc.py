@@ -253,17 +253,17 @@ class Seq2SeqMDC(DeepModel):
     PARAMS = Seq2SeqMDCParams
     NETWORK = Seq2SeqNetwork
 
-    def __init__(self, params: Optional[Seq2SeqMDCParams] = None) -> None:
-        super().__init__(params)
+    def __init__(self, params: Optional[Seq2SeqMDCParams] = None, **settings) -> None:
+        super().__init__(params, **settings)
         self.network: Optional[Seq2SeqNetwork] = None
         self.max_steps = 0  # decoding steps: the longest training label set + EOS
 
-    def fit(self, corpus: TextData, valid: Optional[TextData] = None, tree: Optional[LabelTree] = None,
+    def fit(self, corpus: TextData, y=None, valid: Optional[TextData] = None, tree: Optional[LabelTree] = None,
             **kwargs) -> "Seq2SeqMDC":
         if tree is not None:
             raise ValueError(f"{KIND} orders its labels by training frequency and uses no label tree; "
                              f"leave out --tree")
-        return super().fit(corpus, valid=valid, tree=None, **kwargs)
+        return super().fit(corpus, y, valid=valid, tree=None, **kwargs)
 
     def _build_tree(self, texts: Sequence[str], Y: sp.csr_matrix) -> LabelTree:
         frequency = np.asarray(Y.sum(axis=0)).ravel()
