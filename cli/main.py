@@ -74,7 +74,8 @@ def _parse_ks(ks: str) -> Sequence[int]:
 
 
 def _metrics_line(metrics: dict) -> str:
-    return "  ".join(f"{name}={value * 100:.2f}" for name, value in metrics.items())
+    """The metrics as percentages (the library's are fractions), one line."""
+    return "in %: " + "  ".join(f"{name}={value * 100:.2f}" for name, value in metrics.items())
 
 
 class _DataErrors(click.Group):
@@ -389,15 +390,13 @@ def _fit(entry, params, train_path, labels_file, fmt, valid_path, tree_dir, chec
 
 
 def _evaluate_model(model, corpus, ks, threads: int) -> dict:
-    from xmc.metrics import evaluate, f1_scores, hamming_loss
+    from xmc.metrics import evaluate, set_metrics
 
     truth = model.labels(corpus)
     ids, _ = model.predict_topk(corpus, k=max(ks), threads=threads)
     metrics = evaluate(truth, ids, ks=ks)
     if hasattr(model, "predict_sets"):  # a model that decodes label sets: the set metrics of its paper
-        sets = model.predict_sets(corpus, threads=threads)
-        micro, macro = f1_scores(truth, sets)
-        metrics.update({"micro-F1": micro, "macro-F1": macro, "HL": hamming_loss(truth, sets)})
+        metrics.update(set_metrics(truth, model.predict_sets(corpus, threads=threads)))
     return metrics
 
 
@@ -417,9 +416,13 @@ def _evaluate_model(model, corpus, ks, threads: int) -> dict:
 @click.option("--chunk-docs", default=None, type=click.IntRange(min=1),
               help="Documents read, scored and written at a time (default 50000): memory stays bounded "
                    "whatever the input's size.")
+@click.option("--threshold", type=click.FloatRange(0, 1), default=None,
+              help="Label sets: the top-k labels whose calibrated probability is at least this (instead of "
+                   "the per-label thresholds of `xmc tune-thresholds`, used when the model has them).")
 def predict(model_dir: str, input_path: str, fmt: str, labels_file: Optional[str], out_path: str, k: int,
-            beam: Optional[int], batch_size: Optional[int], threads: int, chunk_docs: Optional[int]) -> None:
-    """Predict the top-k labels of every document.
+            beam: Optional[int], batch_size: Optional[int], threads: int, chunk_docs: Optional[int],
+            threshold: Optional[float]) -> None:
+    """Predict the top-k labels of every document, and label sets with thresholds.
 
     The input is read, scored and written in chunks of --chunk-docs documents, so a
     corpus larger than memory streams through (an XC file without a header is read
@@ -434,8 +437,17 @@ def predict(model_dir: str, input_path: str, fmt: str, labels_file: Optional[str
     When the input carries labels, P@1/3/5 are printed.
 
     \b
-    Example:
+    Label sets, with --threshold T or a model tuned by `xmc tune-thresholds`:
+    the scores are probabilities (a linear model's calibrated by Platt
+    scaling), and each line is the set, a '|', then the rest of the top k,
+      label:prob label:prob | label:prob ...
+    with `in_set` (bool, n x k) in the .npz. The set holds only top-k labels:
+    give a -k above the largest set you expect.
+
+    \b
+    Examples:
       xmc predict --model-dir demo/model --input demo/test.txt --out demo/pred.txt -k 5 --beam 10
+      xmc predict --model-dir m --input go/test.jsonl --out pred.txt -k 10 --threshold 0.4
     """
     from tqdm import tqdm
 
@@ -453,7 +465,7 @@ def predict(model_dir: str, input_path: str, fmt: str, labels_file: Optional[str
         run = predict_file(pipe, input_path, Path(out_path), k=k, format=None if fmt == "auto" else fmt,
                            labels_path=labels_file, chunk_docs=chunk_docs or DEFAULT_CHUNK_DOCS, threads=threads,
                            limits=click.get_current_context().meta.get("xmc_limits", {}), on_batch=bar.update,
-                           **options)
+                           threshold=threshold, **options)
     if not distributed.is_main():
         return
     txt, npz = run.paths
@@ -475,12 +487,15 @@ def predict(model_dir: str, input_path: str, fmt: str, labels_file: Optional[str
 @click.option("-k", "ks", default="1,3,5", show_default=True, help="Cut-offs.")
 @click.option("-A", "prop_a", default=0.55, show_default=True, help="Propensity model parameter A (Jain et al.).")
 @click.option("-B", "prop_b", default=1.5, show_default=True, help="Propensity model parameter B.")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the metrics as JSON.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False),
+              help="Also write the metrics as JSON (as fractions in [0, 1]).")
 def evaluate(pred_path: str, truth_path: str, fmt: str, labels_file: Optional[str], train_path: Optional[str],
              ks: str, prop_a: float, prop_b: float, json_path: Optional[str]) -> None:
-    """Score predictions against the true labels: P@k, nDCG@k, PSP@k, PSnDCG@k, recall@k, RP@k.
+    """Score predictions against the true labels: P@k, nDCG@k, PSP@k, PSnDCG@k, recall@k, RP@k, and for
+    predictions with label sets micro-F1, macro-F1, HL (Hamming loss) and subset-acc (subset accuracy).
 
     RP@k is P@k normalised by min(k, number of true labels) (the EURLEX57K paper's metric).
+    Every metric is printed as a percentage.
 
     \b
     Example:
@@ -495,6 +510,7 @@ def evaluate(pred_path: str, truth_path: str, fmt: str, labels_file: Optional[st
     metrics = evaluate_prediction_file(Path(pred_path), truth, ks=cutoffs, train=train_corpus,
                                        A=prop_a, B=prop_b)
     width = max(len(name) for name in metrics)
+    click.echo(f"{'metric':<{width}}  {'%':>6}")
     for name, value in metrics.items():
         click.echo(f"{name:<{width}}  {value * 100:6.2f}")
     if json_path:
@@ -502,6 +518,58 @@ def evaluate(pred_path: str, truth_path: str, fmt: str, labels_file: Optional[st
 
         save_json(Path(json_path), metrics)
     _echo_summary(start)
+
+
+@cli.command("tune-thresholds")
+@click.option("--model-dir", required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--valid", "valid_path", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="Held-out documents with labels (not the training file), in any input format.")
+@click.option("--format", "fmt", type=FORMATS, default="auto", show_default=True)
+@click.option("--labels-file", type=click.Path(exists=True, dir_okay=False), help="Labels file for --format text.")
+@click.option("-k", "k", default=10, show_default=True, type=click.IntRange(min=1),
+              help="Candidates per document: the top k, as `xmc predict -k` proposes them.")
+@click.option("--calibration", type=click.Choice(["auto", "platt", "none"]), default="auto", show_default=True,
+              help="platt: Platt scaling of the log of the scores; none: the scores are probabilities already; "
+                   "auto: platt for the linear model, none for the deep ones (sigmoid outputs).")
+@click.option("--threads", default=0, show_default=True, help=THREADS_HELP)
+def tune_thresholds(model_dir: str, valid_path: str, fmt: str, labels_file: Optional[str], k: int,
+                    calibration: str, threads: int) -> None:
+    """Calibrate a model's scores and tune one threshold per label, for label sets.
+
+    On the validation documents' top k: the scores become probabilities (the
+    linear model's by Platt scaling, sigmoid(a log(score) + b) fitted by maximum
+    likelihood; the deep models' sigmoid outputs are probabilities already),
+    then each label gets the threshold that maximises its F1, pulled towards
+    the global threshold that maximises micro-F1 as far as the label has few
+    validation examples. Both are saved in MODEL_DIR/thresholds and listed in
+    its manifest; `xmc predict` then writes label sets.
+
+    \b
+    Example:
+      xmc tune-thresholds --model-dir m --valid go/dev.jsonl
+      xmc predict --model-dir m --input go/test.jsonl --out pred.txt -k 10
+      xmc evaluate --predictions pred.txt --truth go/test.jsonl
+    """
+    from xmc.registry import load_model
+
+    start = time.perf_counter()
+    model = load_model(Path(model_dir))
+    if not hasattr(model, "tune_thresholds"):
+        raise click.UsageError(f"{model_dir}: this model kind has no label sets")
+    valid = _load(valid_path, fmt, labels_file, **model.reader_kwargs())
+    with _stage(f"calibration and thresholds of {model.n_labels:,} labels on {valid_path}"):
+        model.tune_thresholds(valid, k=k, calibration=calibration, threads=threads)
+    tuned = model.thresholds
+    tuned.add_to(Path(model_dir))
+    report = tuned.report
+    if tuned.calibration is not None:
+        click.echo(f"Platt scaling: probability = sigmoid({tuned.calibration.a:.4g} log(score) + "
+                   f"{tuned.calibration.b:.4g}); validation log-loss {report['log_loss_raw']:.4f} -> "
+                   f"{report['log_loss']:.4f}, ECE {report['ece_raw'] * 100:.2f} -> {report['ece'] * 100:.2f} %")
+    for name, what in (("global", f"global threshold {tuned.global_threshold:.3f}"), ("per_label", "per label")):
+        click.echo(f"{what}: validation (tuned on it) " + _metrics_line(
+            {metric: report[f"{metric}_{name}"] for metric in ("micro-F1", "macro-F1", "HL", "subset-acc")}))
+    _echo_summary(start, f"saved in {Path(model_dir) / 'thresholds'}")
 
 
 from .datasets import convert_dataset  # noqa: E402  (kept beside add_command so merges stay small)

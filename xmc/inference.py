@@ -16,6 +16,7 @@ import numpy as np
 
 from xmc.data.predictions import PredictionWriter
 from xmc.data.stream import DEFAULT_CHUNK_DOCS, iter_corpus
+from xmc.estimator import label_sets, probabilities
 from xmc.metrics import evaluate
 from xmc.training import distributed
 from xmc.utils.modeldir import load_arrays
@@ -34,10 +35,15 @@ class PredictionRun:
 def predict_file(model, input_path: str, out_path: Path, k: int = 5, format: Optional[str] = None,
                  labels_path: Optional[str] = None, chunk_docs: int = DEFAULT_CHUNK_DOCS, threads: int = 0,
                  limits: Optional[dict] = None, on_batch: Optional[Callable[[int], None]] = None,
-                 **predict_options) -> PredictionRun:
+                 threshold: Optional[float] = None, **predict_options) -> PredictionRun:
     """Top-k predictions of every document of ``input_path`` written to ``out_path`` (text) and
-    its .npz twin; P@k/nDCG@k (k = 1, 3, 5 up to ``k``) when the input carries labels."""
+    its .npz twin; P@k/nDCG@k (k = 1, 3, 5 up to ``k``) when the input carries labels.
+
+    With ``threshold`` (a global cut on probabilities) or a model with tuned thresholds, the files
+    carry label sets and the scores are probabilities (see :func:`xmc.estimator.label_sets`)."""
     out_path = Path(out_path)
+    if threshold is not None:
+        probabilities(model, np.ones(1, dtype=np.float32))  # a model without probabilities stops before reading
     chunks = iter_corpus(input_path, format=format, labels_path=labels_path, chunk_docs=chunk_docs,
                          threads=threads, **(limits or {}), **model.reader_kwargs())
     ks = [x for x in (1, 3, 5) if x <= k]
@@ -53,7 +59,7 @@ def predict_file(model, input_path: str, out_path: Path, k: int = 5, format: Opt
             t = time.perf_counter()
             ids, scores = model.predict_topk(X, k=k, threads=threads, on_batch=on_batch, **predict_options)
             seconds += time.perf_counter() - t
-            out.write(ids, scores)
+            out.write(ids, *label_sets(model, ids, scores, threshold))
             truth = model.labels(corpus)
             labelled += int(truth.nnz > 0)
             # P@k and nDCG@k are means over documents: chunk means weighted by chunk size add up exactly.
@@ -87,7 +93,8 @@ def _merge_parts(out_path: Path, ranks: int, chunk_docs: int, vocab):
             if start >= rows[r]:
                 break  # chunks are full except the last one, so the first missing chunk ends the input
             stop = min(start + chunk_docs, rows[r])
-            out.write(parts[r]["ids"][start:stop], parts[r]["scores"][start:stop])
+            in_set = parts[r]["in_set"][start:stop] if "in_set" in parts[r] else None
+            out.write(parts[r]["ids"][start:stop], parts[r]["scores"][start:stop], in_set)
             c += 1
     for r in range(ranks):
         for path in (_part_path(out_path, r), _part_path(out_path, r).with_suffix(".npz")):
