@@ -77,8 +77,9 @@ def test_a_feature_matrix_with_int_or_string_labels(sparse, tmp_path):
     model = PLTLinear(threads=1).fit(X, names)
     truth = [[f"tag{j}" for j in np.flatnonzero(row)] for row in Yt.toarray()]
     assert np.mean([row[0] in labels for row, labels in zip(model.predict(Xt, k=1), truth)]) > 0.5
-    # A 0/1 indicator matrix: the columns are the labels.
-    assert list(PLTLinear(threads=1).fit(X, Y).classes_) == list(range(30))
+    # A 0/1 indicator matrix: the columns are the labels, also when saved where named labels were.
+    PLTLinear(threads=1).fit(X, Y).save(tmp_path / "PLTLinear")
+    assert list(PLTLinear.load(tmp_path / "PLTLinear").classes_) == list(range(30))
 
 
 def test_bad_labels_are_refused_with_what_was_found(sparse):

@@ -233,6 +233,8 @@ class PLTLinear(Estimator):
         save_json(directory / PARAMS_JSON, self.params.to_dict())
         if self.vocab is not None:
             self.vocab.save(directory)
+        else:
+            (directory / LABELS_JSON).unlink(missing_ok=True)  # an earlier save's labels are not this model's
         self._save_thresholds(directory)
         write_manifest(directory, KIND, {"n_features": int(self.n_features), "n_labels": self.tree.n_labels,
                                          "depth": self.tree.depth})
