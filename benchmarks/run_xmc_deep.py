@@ -60,7 +60,7 @@ def main() -> None:
     with common.Stopwatch() as linear_clock:
         linear_params = LinearParams(threads=args.threads, seed=args.seed,
                                      tfidf=TfidfParams(ngram_range=(1, 2), min_df=2)).with_settings(args.linear_set)
-        linear = Pipeline(linear_params).fit(train)
+        linear = Pipeline(linear_params).fit(train, log=log)
     log(f"linear PLT (candidates) trained in {linear_clock.seconds:.1f} s")
     with common.Stopwatch() as deep_clock:
         model = LDGN(params, candidates=linear).fit(train, valid=dev, progress=False, log=log)

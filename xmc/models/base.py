@@ -181,7 +181,7 @@ class DeepModel(Estimator):
                 train, valid = corpus.subset(train_rows), corpus.subset(valid_rows)
             else:
                 train = corpus
-            self._before_training(train, valid)
+            self._before_training(train, valid, log)
             start = time.perf_counter()
             tokens = self.text.tokenizer.tokenize_many(train.texts)
             lengths = np.fromiter((len(t) for t in tokens), dtype=np.int64, count=len(tokens))
@@ -258,7 +258,7 @@ class DeepModel(Estimator):
         """The initial word vectors (len(vocab), dim) of ``params.embedding``; ``tokens`` are the training texts'."""
         return build_embeddings(self.text.vocab, self.params.embedding, token_lists=tokens)
 
-    def _before_training(self, train: TextData, valid: TextData) -> None:
+    def _before_training(self, train: TextData, valid: TextData, log: Optional[Log]) -> None:
         """Called once the training and validation texts are fixed (after the validation split), before
         they are encoded: a model that needs more of the raw texts than their tokens takes it here."""
 

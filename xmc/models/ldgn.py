@@ -48,6 +48,7 @@ see (stacking), and only the proposals are scored, as at prediction.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, Optional, Sequence, Tuple
@@ -255,9 +256,16 @@ class LDGN(DeepModel):
         positions = mapping[np.where(ids >= 0, ids, len(names))]
         return positions, np.where(positions >= 0, scores, 0.0).astype(np.float32)
 
-    def _before_training(self, train: TextData, valid: TextData) -> None:
+    def _before_training(self, train: TextData, valid: TextData, log: Optional[Callable[[str], None]]) -> None:
         if self.over_candidates:
-            proposed = self._out_of_fold_proposals(train) if self.params.candidate_input else self._proposals(train)
+            start = time.perf_counter()
+            if self.params.candidate_input:
+                proposed = self._out_of_fold_proposals(train)
+                if log is not None:
+                    log(f"out-of-fold candidates: {self.params.candidate_folds} refits of the candidate model in "
+                        f"{time.perf_counter() - start:.1f} s")
+            else:
+                proposed = self._proposals(train)
             self._candidates = {"train": proposed, "valid": self._proposals(valid)}
 
     def _out_of_fold_proposals(self, train: TextData) -> Tuple[np.ndarray, np.ndarray]:
