@@ -6,7 +6,7 @@ from typing import List, Optional
 
 from xmc.data.tfidf import TfidfParams
 from xmc.linear.neighbours import NeighbourParams
-from xmc.params import MAX_THREADS, Params, check, check_choice, param
+from xmc.params import MAX_THREADS, Params, check, check_choice, check_int, param
 from xmc.tree.params import TreeParams
 
 LOSSES = ("squared_hinge", "logistic")
@@ -73,8 +73,10 @@ class PLTParams(Params):
         return self.activation or DEFAULT_ACTIVATION[self.loss]
 
 
+# Most trees of one linear model: each is a full PLT, so a forged count must not reach a loop.
+MAX_TREES = 64
 # Fields of LinearParams that are not the PLT's (the PLT saves its own params without them).
-LINEAR_ONLY = ("tfidf", "neighbours", "tune")
+LINEAR_ONLY = ("tfidf", "neighbours", "tune", "trees")
 TUNE_METRICS = ("P@1", "P@3", "P@5", "nDCG@3", "nDCG@5")
 
 
@@ -100,8 +102,13 @@ class LinearParams(PLTParams):
     tfidf: TfidfParams = param(TfidfParams(), "how raw text becomes TF-IDF features (text input only)")
     neighbours: NeighbourParams = param(NeighbourParams(), "re-ranking with the labels of the nearest training "
                                                            "documents (neighbours.k=10 turns it on)")
+    trees: int = param(1, "PLTs on trees of seeds tree.seed, tree.seed + 1, ...; a label's score is their mean")
     tune: TuneParams = param(TuneParams(), "choose C on held-out training documents (tune.C=[0.5,1,2,4] turns "
                                            "it on)")
+
+    def validate(self) -> None:
+        super().validate()
+        check_int(self.trees, "trees", low=1, high=MAX_TREES)
 
     def plt(self) -> PLTParams:
         """The PLT's own params (what ``PLTLinear`` trains with and saves)."""

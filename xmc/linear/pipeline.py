@@ -11,12 +11,13 @@ Directory layout::
     MODEL_DIR/labels.json      label vocabulary (strings <-> ids)
     MODEL_DIR/featurizer/      TF-IDF vocabulary and idf (text input only)
     MODEL_DIR/linear/          the PLT: params.json, weights.npz, tree
+    MODEL_DIR/linear1/, ...    the PLTs of the other trees (only with trees > 1)
     MODEL_DIR/neighbours/      the training rows and labels (only with neighbours.k > 0)
 """
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Optional, Tuple, Union
+from typing import Callable, List, Optional, Tuple, Union
 
 import numpy as np
 import scipy.sparse as sp
@@ -30,11 +31,12 @@ from xmc.data.vocab import LABELS_JSON
 from xmc.estimator import Estimator, training_corpus
 from xmc.linear.neighbours import REQUIRED_FILES as NEIGHBOUR_FILES
 from xmc.linear.neighbours import NeighbourParams, NeighbourScorer
-from xmc.linear.params import LinearParams, PLTParams
+from xmc.linear.params import MAX_TREES, LinearParams, PLTParams
 from xmc.linear.plt import KIND as PLT_KIND
 from xmc.linear.plt import REQUIRED_FILES as PLT_REQUIRED
 from xmc.linear.plt import PLTLinear
 from xmc.linear.tuning import tune_C
+from xmc.search.merge import mean_topk
 from xmc.tree import LabelTree
 from xmc.utils.modeldir import MANIFEST, ModelFormatError, begin_save, read_manifest, verify_model_dir, write_manifest
 
@@ -45,6 +47,11 @@ _UNSEEN_DROPPED = "they cannot be predicted and are left out of the P@k computed
 LINEAR_DIR = "linear"
 FEATURIZER_DIR = "featurizer"
 NEIGHBOURS_DIR = "neighbours"
+
+
+def tree_dir(i: int) -> str:
+    """The folder of the i-th tree's PLT: ``linear`` for the first, as in a one-tree model."""
+    return LINEAR_DIR if i == 0 else f"{LINEAR_DIR}{i}"
 
 
 class Pipeline(Estimator):
@@ -62,7 +69,8 @@ class Pipeline(Estimator):
         self.params = self._params_from(params or LinearParams(), settings)
         self.tfidf_params = tfidf or getattr(self.params, "tfidf", None) or TfidfParams()
         self.neighbour_params = getattr(self.params, "neighbours", None) or NeighbourParams()
-        self.model: Optional[PLTLinear] = None
+        self.n_trees = getattr(self.params, "trees", 1)
+        self.trees: List[PLTLinear] = []  # one PLT per tree; their mean score ranks the labels
         self.neighbours: Optional[NeighbourScorer] = None  # with neighbour_params.k > 0
         self.vocab: Optional[LabelVocab] = None
         self.featurizer: Optional[TfidfFeaturizer] = None
@@ -72,7 +80,13 @@ class Pipeline(Estimator):
         """A new, untrained pipeline with these settings (PLT and TF-IDF)."""
         copy = Pipeline(self.params, self.tfidf_params)
         copy.neighbour_params = self.neighbour_params
+        copy.n_trees = self.n_trees
         return copy
+
+    @property
+    def model(self) -> Optional[PLTLinear]:
+        """The first tree's PLT (the only one unless trees > 1); None before training."""
+        return self.trees[0] if self.trees else None
 
     # ---- training ---------------------------------------------------------
     def prepare(self, corpus: Corpus) -> Tuple[sp.csr_matrix, sp.csr_matrix]:
@@ -119,8 +133,13 @@ class Pipeline(Estimator):
         plt_params = self.params.plt() if isinstance(self.params, LinearParams) else self.params
         if isinstance(self.params, LinearParams) and self.params.tune.C:
             plt_params = self._tuned(X, Y, plt_params, log)
-        self.model = PLTLinear(plt_params).fit(X, Y, tree=tree, progress=progress, checkpoint_dir=checkpoint_dir,
-                                                resume=resume)
+        # Only the first tree is checkpointed: the others are retrained on resume, which gives the same
+        # model (each is deterministic given its seeds).
+        self.trees = [PLTLinear(plt_params).fit(X, Y, tree=tree, progress=progress, checkpoint_dir=checkpoint_dir,
+                                                resume=resume)]
+        for i in range(1, self.n_trees):
+            seeded = plt_params.with_values({"seed": plt_params.seed + i, "tree.seed": plt_params.tree.seed + i})
+            self.trees.append(PLTLinear(seeded).fit(X, Y, progress=progress))
         self.neighbours = NeighbourScorer(self.neighbour_params, X, Y) if self.neighbour_params.k > 0 else None
         return self
 
@@ -177,8 +196,9 @@ class Pipeline(Estimator):
     def predict_topk(self, corpus_or_X: Union[Corpus, sp.csr_matrix], k: int = 5, beam: int = 10,
                      threads: Optional[int] = None, batch_size: int = 65536,
                      on_batch: Optional[Callable[[int], None]] = None) -> Tuple[np.ndarray, np.ndarray]:
-        """Top-k label ids (model id space, -1 = none) and scores, in batches to bound memory. With neighbours,
-        the PLT's best ``neighbours.pool`` labels are re-ranked by the blend with the neighbours' votes."""
+        """Top-k label ids (model id space, -1 = none) and scores, in batches to bound memory. With several
+        trees, a label's score is the mean of the trees' (0 from a tree whose beam did not propose it). With
+        neighbours, the best ``neighbours.pool`` labels are re-ranked by the blend with the neighbours' votes."""
         self._check_fitted()
         X = corpus_or_X if sp.issparse(corpus_or_X) else self.features(corpus_or_X)
         ids = np.full((X.shape[0], k), -1, dtype=np.int32)
@@ -186,7 +206,8 @@ class Pipeline(Estimator):
         proposals = max(k, self.neighbour_params.pool) if self.neighbours is not None else k
         for start in range(0, X.shape[0], batch_size):
             stop = min(start + batch_size, X.shape[0])
-            batch_ids, batch_scores = self.model.predict_topk(X[start:stop], k=proposals, beam=beam, threads=threads)
+            found = [plt.predict_topk(X[start:stop], k=proposals, beam=beam, threads=threads) for plt in self.trees]
+            batch_ids, batch_scores = found[0] if len(found) == 1 else mean_topk(found, proposals)
             if self.neighbours is not None:
                 batch_ids, batch_scores = self.neighbours.rerank(X[start:stop], batch_ids, batch_scores, k)
             ids[start:stop], scores[start:stop] = batch_ids, batch_scores
@@ -200,7 +221,8 @@ class Pipeline(Estimator):
         (the inner ``linear/xmc.json`` included), is written last."""
         self._check_fitted()
         directory = begin_save(Path(directory))
-        self.model.save(directory / LINEAR_DIR)
+        for i, plt in enumerate(self.trees):
+            plt.save(directory / tree_dir(i))
         self.vocab.save(directory)
         if self.featurizer is not None:
             self.featurizer.save(directory / FEATURIZER_DIR)
@@ -208,7 +230,7 @@ class Pipeline(Estimator):
             self.neighbours.save(directory / NEIGHBOURS_DIR)
         self._save_thresholds(directory)
         write_manifest(directory, KIND, {"input_kind": self.input_kind, "model": PLT_KIND,
-                                         "neighbours": self.neighbours is not None})
+                                         "neighbours": self.neighbours is not None, "trees": len(self.trees)})
 
     @classmethod
     def load(cls, directory: Union[str, Path]) -> "Pipeline":
@@ -224,7 +246,12 @@ class Pipeline(Estimator):
         if not isinstance(has_neighbours, bool):
             raise ModelFormatError(f"{directory / MANIFEST}: 'neighbours' must be true or false, "
                                    f"found {has_neighbours!r}"[:300])
-        required = [f"{LINEAR_DIR}/{name}" for name in (MANIFEST,) + PLT_REQUIRED] + [LABELS_JSON]
+        n_trees = info.get("trees", 1)
+        if type(n_trees) is not int or not 1 <= n_trees <= MAX_TREES:
+            raise ModelFormatError(f"{directory / MANIFEST}: 'trees' must be an integer in [1, {MAX_TREES}], "
+                                   f"found {n_trees!r}"[:300])
+        required = [f"{tree_dir(i)}/{name}" for i in range(n_trees) for name in (MANIFEST,) + PLT_REQUIRED]
+        required += [LABELS_JSON]
         if input_kind == "text":
             required += [f"{FEATURIZER_DIR}/{name}" for name in (TFIDF_PARAMS, TFIDF_VOCAB, TFIDF_IDF)]
         if has_neighbours:
@@ -233,8 +260,14 @@ class Pipeline(Estimator):
         pipe = cls()
         pipe.input_kind = input_kind
         # The outer manifest already vouched for every byte below: skip hashing linear/ twice.
-        pipe.model = PLTLinear.load(directory / LINEAR_DIR, verify=False)
+        pipe.trees = [PLTLinear.load(directory / tree_dir(i), verify=False) for i in range(n_trees)]
+        pipe.n_trees = n_trees
         pipe.params = pipe.model.params
+        for i, plt in enumerate(pipe.trees[1:], start=1):
+            if plt.n_features != pipe.model.n_features or plt.tree.n_labels != pipe.model.tree.n_labels:
+                raise ModelFormatError(f"{directory / tree_dir(i)}: {plt.n_features} features and "
+                                       f"{plt.tree.n_labels} labels, but {directory / LINEAR_DIR} has "
+                                       f"{pipe.model.n_features} and {pipe.model.tree.n_labels}")
         pipe.vocab = LabelVocab.load(directory)
         if len(pipe.vocab) != pipe.model.tree.n_labels:
             raise ModelFormatError(f"{directory / LABELS_JSON}: holds {len(pipe.vocab)} labels but the model in "

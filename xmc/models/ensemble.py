@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
+from typing import Any, Callable, List, Mapping, Optional, Tuple, Union
 
 import numpy as np
 
@@ -17,6 +17,7 @@ from xmc.data import TextData
 from xmc.estimator import Estimator, text_corpus
 from xmc.models.base import Log, raw_texts
 from xmc.params import Params, check_int, param
+from xmc.search.merge import mean_topk
 from xmc.tree import LabelTree
 from xmc.utils.modeldir import MANIFEST, ModelFormatError, begin_save, read_manifest, write_manifest
 
@@ -125,25 +126,12 @@ class Ensemble(Estimator):
                      on_batch: Optional[Callable[[int], None]] = None) -> Tuple[np.ndarray, np.ndarray]:
         self._check_fitted()
         texts = self.features(corpus_or_docs)
-        n = len(texts)
-        sums: List[Dict[int, float]] = [dict() for _ in range(n)]
+        parts = []
         for i, member in enumerate(self.members):
             last = i == len(self.members) - 1
-            ids, scores = member.predict_topk(texts, k=2 * k, beam=beam, threads=threads, batch_size=batch_size,
-                                              on_batch=on_batch if last else None)
-            for row in range(n):
-                acc = sums[row]
-                for label, score in zip(ids[row], scores[row]):
-                    if label >= 0:
-                        acc[int(label)] = acc.get(int(label), 0.0) + float(score)
-        out_ids = np.full((n, k), -1, dtype=np.int32)
-        out_scores = np.zeros((n, k), dtype=np.float32)
-        for row, acc in enumerate(sums):
-            best = sorted(acc.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
-            for j, (label, total) in enumerate(best):
-                out_ids[row, j] = label
-                out_scores[row, j] = total / len(self.members)
-        return out_ids, out_scores
+            parts.append(member.predict_topk(texts, k=2 * k, beam=beam, threads=threads, batch_size=batch_size,
+                                             on_batch=on_batch if last else None))
+        return mean_topk(parts, k)
 
     def save(self, directory: Union[str, Path]) -> None:
         self._check_fitted()
