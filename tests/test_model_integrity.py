@@ -169,8 +169,6 @@ PIPELINE_CASES = {
     "extra array": (add_extra_array("linear/weights.npz"), "linear/weights.npz", "(grew|corrupted)"),
     "extra array, manifests forged": (then_forge(add_extra_array("linear/weights.npz")), "linear/weights.npz",
                                       r"unexpected arrays \['backdoor'\]"),
-    "unlisted file added": (lambda d: (d / "linear" / "notes.txt").write_text("hi"), "linear/notes.txt",
-                            "not listed in the manifest"),
     "label map of another model, manifests forged": (
         then_forge(lambda d: (d / "labels.json").write_text(json.dumps({"format_version": 1, "labels": ["a", "b"]}))),
         "labels.json", "holds 2 labels but the model"),
@@ -348,3 +346,51 @@ def test_saved_files_honour_the_umask(tmp_path):
     files = [p for p in (tmp_path / "m").rglob("*") if p.is_file()] + [tmp_path / "pred.txt", tmp_path / "pred.npz"]
     assert {stat.S_IMODE(p.stat().st_mode) for p in files} == {0o640}
     assert stat.S_IMODE(folder.stat().st_mode) == 0o750
+
+
+def test_files_a_user_adds_to_a_model_directory_leave_it_loadable(saved_pipeline, corpus, tmp_path):
+    from xmc.registry import load_model
+
+    d = tmp_path / "model"
+    shutil.copytree(saved_pipeline[0], d)
+    X_test = corpus[1]
+    (d / "pred.txt").write_text("0:0.5\n")
+    (d / "pred.npz").write_bytes(b"not an npz")
+    (d / "notes").mkdir()
+    (d / "notes" / "run.md").write_text("trained on Monday")
+    (d / "linear" / "weights.npz.bak").write_bytes(b"\x80pickle")
+    for load in (Pipeline.load, load_model):
+        ids, scores = load(d).predict_topk(X_test, k=5)
+        np.testing.assert_array_equal(ids, saved_pipeline[1][0])
+        np.testing.assert_array_equal(scores, saved_pipeline[1][1])
+
+
+def test_a_loader_refuses_a_file_its_manifest_does_not_list(tmp_path):
+    """Unlisted files are ignored, never read: inside ``reading`` a loader cannot open one."""
+    from xmc.utils.modeldir import load_arrays, load_json, reading, save_arrays, save_json, write_manifest
+
+    d = tmp_path / "m"
+    save_json(d / "listed.json", {"a": 1})
+    write_manifest(d, "toy")
+    save_json(d / "added.json", {"a": 2})
+    save_arrays(d / "sub" / "added.npz", {"x": np.zeros(2)})
+    info = verify_model_dir(d, required=["listed.json"])
+    with reading(d, info):
+        assert load_json(d / "listed.json") == {"a": 1}
+        with pytest.raises(ModelFormatError, match=r"added.json: not listed in the manifest .*m/xmc.json"):
+            load_json(d / "added.json")
+        with pytest.raises(ModelFormatError, match=r"sub/added.npz: not listed in the manifest"):
+            load_arrays(d / "sub" / "added.npz")
+    assert load_json(d / "added.json") == {"a": 2}  # outside a load nothing is checked
+
+
+def test_a_deep_model_whose_manifest_drops_a_file_it_reads_is_refused(tmp_path):
+    """text/ and tree/ are not in the deep loader's required list: the check while reading still covers them."""
+    pytest.importorskip("torch")
+    from xmc.registry import load_model
+
+    d = tmp_path / "ax"
+    shutil.copytree(Path(__file__).parent / "fixtures" / "models_0442351" / "attentionxml", d)
+    edit_files(lambda files: {k: v for k, v in files.items() if k != "tree/tree.json"})(d)
+    with pytest.raises(ModelFormatError, match=r"tree/tree.json: not listed in the manifest"):
+        load_model(d)

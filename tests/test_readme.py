@@ -85,3 +85,15 @@ def test_relative_links_point_to_files_that_exist():
             assert resolved.exists(), f"{path.relative_to(ROOT)}: link to {target} ({resolved}) points nowhere"
             checked += 1
     assert checked >= 10, "the documentation's links were not found"
+
+
+def test_no_example_writes_its_output_into_the_model_directory():
+    """A prediction written into a model directory is a file the model does not own: examples keep them apart."""
+    offenders = []
+    for path in documentation_files():
+        for line in re.split(r"\n|&&", path.read_text()):
+            model_dir = re.search(r"--model-dir\s+(\S+?)/?(?:\s|$)", line)
+            out = re.search(r"--(?:out|json)\s+(\S+)", line)
+            if model_dir and out and out.group(1).startswith(model_dir.group(1) + "/"):
+                offenders.append(f"{path.name}: {line.strip()}")
+    assert not offenders, offenders

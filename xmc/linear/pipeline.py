@@ -38,7 +38,8 @@ from xmc.linear.plt import PLTLinear
 from xmc.linear.tuning import tune_C
 from xmc.search.merge import mean_topk
 from xmc.tree import LabelTree
-from xmc.utils.modeldir import MANIFEST, ModelFormatError, begin_save, read_manifest, verify_model_dir, write_manifest
+from xmc.utils.modeldir import (MANIFEST, ModelFormatError, begin_save, read_manifest, reading, verify_model_dir,
+                                write_manifest)
 
 Corpus = Union[XCData, TextData]
 
@@ -256,7 +257,13 @@ class Pipeline(Estimator):
             required += [f"{FEATURIZER_DIR}/{name}" for name in (TFIDF_PARAMS, TFIDF_VOCAB, TFIDF_IDF)]
         if has_neighbours:
             required += [f"{NEIGHBOURS_DIR}/{name}" for name in NEIGHBOUR_FILES]
-        verify_model_dir(directory, required)
+        info = verify_model_dir(directory, required)
+        with reading(directory, info):
+            return cls._load_listed(directory, info, input_kind, has_neighbours, n_trees)
+
+    @classmethod
+    def _load_listed(cls, directory: Path, info: dict, input_kind: str, has_neighbours: bool,
+                     n_trees: int) -> "Pipeline":
         pipe = cls()
         pipe.input_kind = input_kind
         # The outer manifest already vouched for every byte below: skip hashing linear/ twice.

@@ -22,7 +22,7 @@ from xmc.training.checkpoint import (STATE_JSON, CheckpointError, find_checkpoin
                                      params_changes, write_checkpoint)
 from xmc.tree.build import build_label_tree
 from xmc.tree.label_tree import TREE_ARRAYS, TREE_JSON, LabelTree
-from xmc.utils.modeldir import (MANIFEST, ModelFormatError, begin_save, load_arrays, load_json, read_manifest,
+from xmc.utils.modeldir import (MANIFEST, ModelFormatError, begin_save, load_arrays, load_json, read_manifest, reading,
                                 save_arrays, save_json, write_manifest)
 from xmc.utils.sparse import as_csr, compressed_problem, csr_arrays, l2_normalize_rows
 
@@ -245,6 +245,11 @@ class PLTLinear(Estimator):
         ``verify=False`` is for callers that already checked an enclosing manifest."""
         directory = Path(directory)
         info = read_manifest(directory, KIND, required=REQUIRED_FILES, verify=verify)
+        with reading(directory, info):
+            return cls._load_listed(directory, info)
+
+    @classmethod
+    def _load_listed(cls, directory: Path, info: dict) -> "PLTLinear":
         n_features = info.get("n_features")
         if not isinstance(n_features, int) or isinstance(n_features, bool) or not 0 <= n_features < 2**31 - 1:
             # Feature ids are int32 in the native search, and the bias row is one past the last.
@@ -352,7 +357,11 @@ class _LayerCheckpoint:
         found = find_checkpoint(self.path)
         if found is None:
             return None
-        open_checkpoint(found, KIND, required=[STATE_JSON, TREE_JSON, TREE_ARRAYS])
+        info = open_checkpoint(found, KIND, required=[STATE_JSON, TREE_JSON, TREE_ARRAYS])
+        with reading(found, info):
+            return self._read(found)
+
+    def _read(self, found: Path) -> Tuple[LabelTree, List[sp.csc_matrix]]:
         state = load_json(found / STATE_JSON)
         if not isinstance(state, dict) or state.get("format") != self.FORMAT:
             raise CheckpointError(f"{found / STATE_JSON}: not a PLT checkpoint format this xmc reads ({self.FORMAT})")

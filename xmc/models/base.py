@@ -37,8 +37,8 @@ from xmc.text.tokens import TextEncoder
 from xmc.training import distributed
 from xmc.training.checkpoint import TEXT_DIR, TREE_DIR, DeepCheckpoint, TrainingInterrupted, data_fingerprint
 from xmc.tree import LabelTree
-from xmc.utils.modeldir import (ModelFormatError, begin_save, load_arrays, load_json, read_manifest, save_arrays,
-                                save_json, write_manifest)
+from xmc.utils.modeldir import (ModelFormatError, begin_save, load_arrays, load_json, read_manifest, reading,
+                                save_arrays, save_json, write_manifest)
 
 PARAMS_JSON = "params.json"
 
@@ -318,6 +318,11 @@ class DeepModel(Estimator):
     def load(cls, directory: Union[str, Path]) -> "DeepModel":
         directory = Path(directory)
         info = read_manifest(directory, cls.KIND, required=[PARAMS_JSON, LABELS_JSON, WEIGHTS])
+        with reading(directory, info):
+            return cls._load_listed(directory, info)
+
+    @classmethod
+    def _load_listed(cls, directory: Path, info: Dict) -> "DeepModel":
         try:
             params = cls.PARAMS.from_saved(load_json(directory / PARAMS_JSON))
         except (TypeError, ValueError) as e:

@@ -19,7 +19,7 @@ from xmc.models.base import Log, raw_texts
 from xmc.params import Params, check_int, param
 from xmc.search.merge import mean_topk
 from xmc.tree import LabelTree
-from xmc.utils.modeldir import MANIFEST, ModelFormatError, begin_save, read_manifest, write_manifest
+from xmc.utils.modeldir import MANIFEST, ModelFormatError, begin_save, read_manifest, reading, write_manifest
 
 KIND = "ensemble"
 
@@ -152,7 +152,8 @@ class Ensemble(Estimator):
         if not isinstance(kind, str) or kind not in deep or type(count) is not int or count < 1:
             raise ModelFormatError(f"{directory / MANIFEST}: expected a model kind of {deep} and a member "
                                    f"count >= 1; found {count!r} members of kind {kind!r}"[:400])
-        members = [registry.get(kind).model_class().load(directory / f"member{i}") for i in range(count)]
+        with reading(directory, info):
+            members = [registry.get(kind).model_class().load(directory / f"member{i}") for i in range(count)]
         ensemble = cls(EnsembleParams(model=kind, n_models=count, member=members[0].params))
         ensemble.members = members
         # Scores are summed by label id, so every member must number the labels the same way.

