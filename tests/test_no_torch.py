@@ -1,9 +1,13 @@
 """The linear model, the tree, the search, data and metrics never need torch or the deep models."""
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
 
 BLOCK = """
 import sys
@@ -80,13 +84,41 @@ def test_linear_resume_from_a_checkpoint_without_torch(tmp_path):
     """)
 
 
-def test_a_deep_model_without_torch_is_one_line_saying_what_to_install(tmp_path):
+DEEP_MODEL = Path(__file__).parent / "fixtures" / "models_0442351" / "attentionxml"
+TEST_TEXTS = DEEP_MODEL.parent / "test.jsonl"
+
+
+def test_deep_model_commands_without_torch_are_one_line_saying_what_to_install(tmp_path):
+    """Training, predicting with and printing the params of a deep model: one error line, no traceback."""
     run_blocked(f"""
         from click.testing import CliRunner
         from xmc.cli.main import cli
-        r = CliRunner().invoke(cli, ["train", "--model", "attentionxml", "--train", {str(__file__)!r},
-                                     "--model-dir", {str(tmp_path / "m")!r}])
-        assert r.exit_code == 2, r.output
-        assert "needs PyTorch" in r.output and "pip install torch" in r.output and "Traceback" not in r.output
+        for args in (["train", "--model", "attentionxml", "--train", {str(TEST_TEXTS)!r},
+                      "--model-dir", {str(tmp_path / "m")!r}],
+                     ["predict", "--model-dir", {str(DEEP_MODEL)!r}, "--input", {str(TEST_TEXTS)!r},
+                      "--out", {str(tmp_path / "p.txt")!r}],
+                     ["params", "lwpt"]):
+            r = CliRunner().invoke(cli, args)
+            assert r.exit_code == 2, (args, r.output)
+            lines = r.output.strip().splitlines()
+            assert len(lines) == 1 and lines[0].startswith("error: "), (args, r.output)
+            assert "needs PyTorch" in lines[0] and "pip install 'xmc[deep]'" in lines[0], lines[0]
+            assert "pip install torch --index-url https://download.pytorch.org/whl/cpu" in lines[0], lines[0]
         print("OK")
     """)
+
+
+def test_the_deep_extra_brings_torch():
+    """`pip install 'xmc[deep]'` installs torch; the README says so, with the CPU-only wheel."""
+    tree = ast.parse((ROOT / "setup.py").read_text())
+    constants = {node.targets[0].id: node.value.value for node in tree.body
+                 if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant)}
+    setup_call = next(node.value for node in tree.body if isinstance(node, ast.Expr)
+                      and isinstance(node.value, ast.Call) and getattr(node.value.func, "id", "") == "setup")
+    extras = next(k.value for k in setup_call.keywords if k.arg == "extras_require")
+    deep = next(v for key, v in zip(extras.keys, extras.values) if key.value == "deep")
+    requirements = [constants[e.id] if isinstance(e, ast.Name) else e.value for e in deep.elts]
+    assert any(r.split(">")[0].split("=")[0].strip() == "torch" for r in requirements), requirements
+    install = (ROOT / "README.md").read_text().split("## Install", 1)[1].split("\n## ", 1)[0]
+    assert "pip install torch --index-url https://download.pytorch.org/whl/cpu" in install
+    assert "[deep]'" in install

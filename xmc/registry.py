@@ -19,6 +19,10 @@ from typing import Dict, Optional, Union
 from xmc.utils.modeldir import MANIFEST, ModelFormatError, load_json
 
 
+INSTALL_DEEP = ("pip install 'xmc[deep]' (for the CPU-only build of torch, first: pip install torch "
+                "--index-url https://download.pytorch.org/whl/cpu)")
+
+
 class MissingDependency(ImportError):
     """A model kind needs a package that is not installed (torch for the deep models)."""
 
@@ -47,8 +51,7 @@ class ModelEntry:
         except ModuleNotFoundError as e:
             if e.name and e.name.split(".")[0] == "torch":
                 raise MissingDependency(f"--model {self.kind} needs PyTorch, which is not installed: "
-                                        f"pip install torch (the CPU wheel: pip install torch --index-url "
-                                        f"https://download.pytorch.org/whl/cpu)") from None
+                                        f"{INSTALL_DEEP}") from None
             raise
 
 
