@@ -48,12 +48,12 @@ def read_xc_cached(path: PathLike, cache: Optional[bool] = None, **options: Any)
     ``cache``: True always uses it, False never, None when the file has at least
     ``$XMC_CACHE_MIN_BYTES``. The matrices of a cache hit are read-only memory maps.
     """
-    p = os.path.abspath(os.fspath(path))
+    p = os.fspath(path)  # as the user gave it, for messages; the cache is keyed by the absolute path
     if cache is None:
         cache = os.path.isfile(p) and os.path.getsize(p) >= int(os.environ.get(MIN_BYTES_ENV, DEFAULT_MIN_BYTES))
     if not cache:
         return read_xc(p, **options)
-    source = _source_facts(p, options)
+    source = _source_facts(os.path.abspath(p), options)
     folder = cache_root() / hashlib.sha256(json.dumps(source, sort_keys=True).encode()).hexdigest()[:32]
     if (folder / "meta.json").is_file():
         try:
