@@ -8,6 +8,8 @@ from typing import Optional
 
 import click
 
+from .output import quiet_option, say
+
 DATA_ENV = "XMC_DATA"
 
 
@@ -17,6 +19,7 @@ DATA_ENV = "XMC_DATA"
               help=f"Folder of the dataset's original files [default: ${DATA_ENV}/NAME].")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
               help="Folder for train.jsonl, test.jsonl (and dev.jsonl for goemotions).")
+@quiet_option
 def convert_dataset(name: str, src: Optional[str], out_dir: str) -> None:
     """Convert a public dataset to JSON lines, one file per split.
 
@@ -55,5 +58,5 @@ def convert_dataset(name: str, src: Optional[str], out_dir: str) -> None:
         path = out / f"{split}.jsonl"
         write_jsonl(path, data)
         n_labels = len({lab for labels in data.labels for lab in labels})
-        click.echo(f"wrote {path}: {len(data):,} documents, {n_labels:,} distinct labels")
+        say(f"wrote {path}: {len(data):,} documents, {n_labels:,} distinct labels")
     click.echo(f"done in {time.perf_counter() - start:.2f} s")

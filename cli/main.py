@@ -9,15 +9,10 @@ from typing import Iterator, Optional, Sequence
 
 import click
 
+from .output import echo_summary, quiet, quiet_option, say
+
 FORMATS = click.Choice(["auto", "xc", "fasttext", "jsonl", "text"])
 THREADS_HELP = "Worker threads (0 = all cores)."
-
-
-def _echo_summary(start: float, extra: str = "") -> None:
-    from xmc.utils.resources import format_bytes, peak_rss_bytes
-
-    click.echo(f"done in {time.perf_counter() - start:.2f} s, peak memory {format_bytes(peak_rss_bytes())}"
-               + (f"; {extra}" if extra else ""))
 
 
 def _store_limit(ctx: click.Context, param: click.Parameter, value: Optional[int]) -> None:
@@ -42,7 +37,7 @@ def _load(path: str, fmt: str, labels_path: Optional[str] = None, **kwargs):
     limits = ctx.meta.get("xmc_limits", {}) if ctx is not None else {}
     t = time.perf_counter()
     corpus = load_corpus(path, format=None if fmt == "auto" else fmt, labels_path=labels_path, **limits, **kwargs)
-    click.echo(f"read {path}: {_describe(corpus)} in {time.perf_counter() - t:.2f} s")
+    say(f"read {path}: {_describe(corpus)} in {time.perf_counter() - t:.2f} s")
     return corpus
 
 
@@ -56,21 +51,27 @@ def _describe(corpus) -> str:
 
 @contextmanager
 def _stage(message: str) -> Iterator[None]:
-    """One line per long step, so a run at millions of labels shows where it is."""
-    click.echo(f"{message} ...", nl=False)
+    """A long step: its progress (:mod:`xmc.utils.progress`), then one line with its time."""
+    from xmc.utils.progress import progress
+
     t = time.perf_counter()
-    yield
-    click.echo(f" {time.perf_counter() - t:.2f} s")
+    with progress(message, enabled=not quiet()):
+        yield
+    say(f"{message}: {time.perf_counter() - t:.2f} s")
 
 
 def _parse_ks(ks: str) -> Sequence[int]:
+    """-k of evaluate: one number K (1, 3, 5 up to K, and K), or the cut-offs themselves (1,3,5,10)."""
+    from xmc.metrics import report_cutoffs
+
     try:
         values = sorted({int(k) for k in ks.split(",") if k.strip()})
     except ValueError:
-        raise click.BadParameter(f"expected comma-separated integers such as 1,3,5; got {ks!r}")
+        raise click.BadParameter(f"expected a number such as 5, or comma-separated numbers such as 1,3,5; "
+                                 f"got {ks!r}")
     if not values or values[0] < 1:
-        raise click.BadParameter(f"expected positive integers such as 1,3,5; got {ks!r}")
-    return values
+        raise click.BadParameter(f"expected positive numbers such as 5 or 1,3,5; got {ks!r}")
+    return report_cutoffs(values[0]) if "," not in ks else values
 
 
 def _metrics_line(metrics: dict) -> str:
@@ -126,6 +127,7 @@ def cli() -> None:
 @click.option("--format", "fmt", type=click.Choice(["xc", "fasttext", "jsonl"]), default="xc", show_default=True,
               help="xc: sparse features; fasttext/jsonl: raw text.")
 @click.option("--seed", default=0, show_default=True)
+@quiet_option
 def generate(out_dir: str, n_labels: int, train_docs: int, test_docs: int, n_features: int,
              fmt: str, seed: int) -> None:
     """Write a synthetic corpus (power-law label frequencies, labels tied to feature clusters).
@@ -143,8 +145,8 @@ def generate(out_dir: str, n_labels: int, train_docs: int, test_docs: int, n_fea
                              n_features=n_features, seed=seed)
     paths = write_corpus(params, Path(out_dir), format=fmt)
     for p in paths:
-        click.echo(f"wrote {p}")
-    _echo_summary(start)
+        say(f"wrote {p}")
+    echo_summary(start)
 
 
 @cli.command("build-tree")
@@ -158,6 +160,7 @@ def generate(out_dir: str, n_labels: int, train_docs: int, test_docs: int, n_fea
 @click.option("--height", type=int, default=None, help="AttentionXML shallow-and-wide: exact number of layers.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--threads", default=0, show_default=True, help=THREADS_HELP)
+@quiet_option
 def build_tree(train_path: str, labels_file: Optional[str], fmt: str, out_dir: str, branching_factor: int,
                max_leaf_size: int, height: Optional[int], seed: int, threads: int) -> None:
     """Cluster the labels into a tree (PIFA embeddings, balanced k-means).
@@ -178,8 +181,8 @@ def build_tree(train_path: str, labels_file: Optional[str], fmt: str, out_dir: s
     with _stage(f"PIFA embeddings and balanced hierarchical k-means of {Y.shape[1]:,} labels"):
         tree = build_label_tree(X, Y, params)
     tree.save(Path(out_dir))
-    click.echo(f"{tree} saved to {out_dir}")
-    _echo_summary(start)
+    say(f"{tree} saved to {out_dir}")
+    echo_summary(start)
 
 
 class ModelKind(click.ParamType):
@@ -261,9 +264,13 @@ COMMON_FLAGS = ("epochs", "seed", "threads", "device")
 @click.option("--resume", is_flag=True,
               help="Continue from MODEL_DIR/checkpoint: run the same command again with --resume (other data or "
                    "params are refused). Without a checkpoint, training starts from the beginning.")
+@click.option("--overwrite", is_flag=True,
+              help="Train into a MODEL_DIR that is not empty (an earlier model, a checkpoint): the new model "
+                   "replaces the old one. Without it such a MODEL_DIR is refused.")
+@quiet_option
 def train(train_path: str, labels_file: Optional[str], fmt: str, valid_path: Optional[str], model: str,
           model_dir: str, tree_dir: Optional[str], params_file: Optional[str], settings: Sequence[str],
-          resume: bool, **flags) -> None:
+          resume: bool, overwrite: bool, **flags) -> None:
     """Train a model and save it to --model-dir.
 
     A model's settings are its params (`xmc params KIND` prints them): give a
@@ -285,19 +292,24 @@ def train(train_path: str, labels_file: Optional[str], fmt: str, valid_path: Opt
       xmc train --model attentionxml --params ax.json --train t.jsonl --valid v.jsonl --model-dir m
 
     \b
-    Stopping and resuming: Ctrl-C (which checkpoints the current step) or a
-    crash leaves MODEL_DIR/checkpoint; run the same command with --resume
-    added, and it ends with the model an uninterrupted run makes.
+    Stopping and resuming: Ctrl-C or SIGTERM (a job's time limit) checkpoints
+    the current step and, for a deep model, saves the best weights validated so
+    far as the model in MODEL_DIR (predict with it at once); a crash leaves
+    MODEL_DIR/checkpoint, which `xmc save-best --model-dir MODEL_DIR` turns into
+    that model. Run the same command with --resume added to continue: it ends
+    with the model an uninterrupted run makes.
     """
     from xmc.registry import get
     from xmc.training import checkpoint as ckpt
     from xmc.training import distributed
     from xmc.training.checkpoint import TrainingInterrupted  # torch-free: the linear model must not need torch
+    from xmc.utils.resources import StageTimes
 
     entry = get(model)
     params = _train_params(entry, params_file, settings, flags)
     if tree_dir and not hasattr(params, "tree"):
         raise click.BadParameter(f"--model {model} builds no label tree", param_hint="--tree")
+    _check_model_dir_is_free(Path(model_dir), resume, overwrite)
     start = time.perf_counter()
     checkpoint = Path(model_dir) / "checkpoint"
     distributed.init()
@@ -311,30 +323,76 @@ def train(train_path: str, labels_file: Optional[str], fmt: str, valid_path: Opt
         ckpt.reclaim(checkpoint)
         if not ckpt.exists(checkpoint):
             if (Path(model_dir) / "xmc.json").is_file():
-                click.echo(f"{model_dir} holds a finished model and {checkpoint} no checkpoint: nothing to resume")
+                say(f"{model_dir} holds a finished model and {checkpoint} no checkpoint: nothing to resume")
                 _go_ahead(False)
                 return
-            click.echo(f"no checkpoint in {checkpoint}: training from the beginning")
+            say(f"no checkpoint in {checkpoint}: training from the beginning")
     elif ckpt.exists(checkpoint):
-        click.echo(f"{checkpoint} holds a checkpoint of an earlier run; starting over (add --resume to continue it)")
+        say(f"{checkpoint} holds a checkpoint of an earlier run; starting over (add --resume to continue it)")
     _go_ahead(True)
+    stages = StageTimes()
     try:
-        trained, valid = _fit(entry, params, train_path, labels_file, fmt, valid_path, tree_dir, checkpoint, resume)
+        trained, valid = _fit(entry, params, train_path, labels_file, fmt, valid_path, tree_dir, checkpoint, resume,
+                              stages)
     except (TrainingInterrupted, KeyboardInterrupt):
-        where = checkpoint if ckpt.exists(checkpoint) else None
-        hint = (f"checkpoint in {where}; to continue, run the same command with --resume" if where else
-                "no checkpoint was written yet")
-        click.echo(f"\ninterrupted: {hint}", err=True)
+        click.echo(f"\ninterrupted: {_save_interrupted(entry, checkpoint, Path(model_dir))}", err=True)
         sys.exit(130)
-    # The checkpoint is set aside (a hidden name, outside the model's manifest) until the model is saved.
-    ckpt.set_aside(checkpoint)
-    trained.save(Path(model_dir))
-    ckpt.remove_checkpoint(checkpoint)
+    with stages.stage("saving"):
+        _save_beside_checkpoint(trained, Path(model_dir), checkpoint)
+        ckpt.remove_checkpoint(checkpoint)
     distributed.barrier()
-    click.echo(f"model saved to {model_dir} ({trained.n_labels:,} labels)")
+    say(f"model saved to {model_dir} ({trained.n_labels:,} labels)")
     threads = flags.get("threads") or 0
-    summary = _metrics_line(_evaluate_model(trained, valid, ks=(1, 3, 5), threads=threads)) if valid else ""
-    _echo_summary(start, summary)
+    summary = ""
+    if valid:
+        with stages.stage("validation"):
+            summary = _metrics_line(_evaluate_model(trained, valid, ks=(1, 3, 5), threads=threads))
+    echo_summary(start, summary, stages)
+
+
+def _check_model_dir_is_free(model_dir: Path, resume: bool, overwrite: bool) -> None:
+    """A model directory that holds anything (an earlier model, a checkpoint, other files) is trained into only
+    with --overwrite, or with --resume, which continues what it holds."""
+    if resume or overwrite or not model_dir.is_dir():
+        return
+    entries = sorted(p.name for p in model_dir.iterdir())
+    if entries:
+        what = "a model" if "xmc.json" in entries else "a checkpoint" if "checkpoint" in entries else \
+            f"{len(entries)} entries ({', '.join(entries[:3])}{', ...' if len(entries) > 3 else ''})"
+        raise click.BadParameter(f"{model_dir} is not empty: it holds {what}. Add --overwrite to train a new "
+                                 f"model into it, or --resume to continue its checkpoint", param_hint="--model-dir")
+
+
+def _save_beside_checkpoint(model, model_dir: Path, checkpoint: Path) -> None:
+    """Save ``model`` to ``model_dir``, whose ``checkpoint`` is set aside meanwhile (a hidden name, outside the
+    model's manifest)."""
+    from xmc.training import checkpoint as ckpt
+
+    ckpt.set_aside(checkpoint)
+    model.save(model_dir)
+
+
+def _save_interrupted(entry, checkpoint: Path, model_dir: Path) -> str:
+    """After Ctrl-C: save a deep model's best weights so far as the model in ``model_dir``, the checkpoint kept
+    for --resume. Returns what was done, for the message."""
+    from xmc.training import checkpoint as ckpt
+
+    if not ckpt.exists(checkpoint):
+        return "no checkpoint was written yet"
+    resume = f"checkpoint in {checkpoint}; to continue, run the same command with --resume"
+    model_class = entry.model_class()
+    if not hasattr(model_class, "from_checkpoint"):
+        return resume
+    try:
+        model, what = model_class.from_checkpoint(checkpoint)
+        _save_beside_checkpoint(model, model_dir, checkpoint)
+    except ckpt.CheckpointError as e:
+        return f"{resume}. No model saved: {e}"
+    except KeyboardInterrupt:
+        return f"{resume}. No model saved (interrupted again)"
+    finally:
+        ckpt.reclaim(checkpoint)
+    return f"{what} saved as the model in {model_dir} (xmc predict reads it); {resume}"
 
 
 def _train_params(entry, params_file: Optional[str], settings: Sequence[str], flags: dict):
@@ -345,7 +403,7 @@ def _train_params(entry, params_file: Optional[str], settings: Sequence[str], fl
     try:
         params = params.with_settings(settings)
     except (ValueError, TypeError) as e:
-        raise click.BadParameter(str(e), param_hint="--set") from None
+        raise click.BadParameter(f"--model {entry.kind}: {e}", param_hint="--set") from None
     values = {}
     for flag in COMMON_FLAGS:
         if flags.get(flag) is None:
@@ -370,33 +428,46 @@ def _go_ahead(decision: Optional[bool]) -> bool:
     return bool(distributed.broadcast_arrays(flag, ["go"])["go"][0])
 
 
-def _fit(entry, params, train_path, labels_file, fmt, valid_path, tree_dir, checkpoint, resume):
+def _fit(entry, params, train_path, labels_file, fmt, valid_path, tree_dir, checkpoint, resume, stages=None):
+    """The trained model and the validation corpus; ``stages`` gets the time of each stage (reading, then the
+    model's own: featurising, tree, training, ...)."""
     from xmc.data import TextData
     from xmc.tree import LabelTree
+    from xmc.utils.resources import StageTimes
 
+    stages = StageTimes() if stages is None else stages
     model_class = entry.model_class()  # a deep model's torch loads (or fails) before any data is read
-    corpus = _load(train_path, fmt, labels_file)
+    with stages.stage("reading"):
+        corpus = _load(train_path, fmt, labels_file)
     if entry.needs_torch and not isinstance(corpus, TextData):
         raise ValueError(f"{train_path}: --model {entry.kind} reads raw text, but this file holds sparse "
                          f"features; give it a fastText, JSON Lines or text + labels file, or use --model linear")
-    tree = LabelTree.load(Path(tree_dir)) if tree_dir else None
-    # A deep model early-stops on the validation set; the linear one reads it after training, with its features.
-    valid = _load(valid_path, fmt, None) if valid_path and entry.needs_torch else None
-    trained = model_class(params).fit(corpus, valid=valid, tree=tree, progress=True, log=click.echo,
+    with stages.stage("reading"):
+        tree = LabelTree.load(Path(tree_dir)) if tree_dir else None
+        # A deep model early-stops on the validation set; the linear one reads it after training, with its features.
+        valid = _load(valid_path, fmt, None) if valid_path and entry.needs_torch else None
+    trained = model_class(params).fit(corpus, valid=valid, tree=tree, progress=not quiet(), log=say,
                                       checkpoint_dir=checkpoint, resume=resume)
+    stages.add(trained.stage_seconds)
     if valid_path and valid is None:
-        valid = _load(valid_path, fmt, None, **trained.reader_kwargs())
+        with stages.stage("reading"):
+            valid = _load(valid_path, fmt, None, **trained.reader_kwargs())
     return trained, valid
 
 
 def _evaluate_model(model, corpus, ks, threads: int) -> dict:
+    """Metrics of ``model`` on ``corpus``; true labels unseen in training count as misses, as in xmc predict."""
+    import scipy.sparse as sp
+
     from xmc.metrics import evaluate, set_metrics
 
-    truth = model.labels(corpus)
+    truth = model.labels(corpus, unseen="keep")
     ids, _ = model.predict_topk(corpus, k=max(ks), threads=threads)
     metrics = evaluate(truth, ids, ks=ks)
     if hasattr(model, "predict_sets"):  # a model that decodes label sets: the set metrics of its paper
-        metrics.update(set_metrics(truth, model.predict_sets(corpus, threads=threads)))
+        sets = sp.csr_matrix(model.predict_sets(corpus, threads=threads))
+        sets.resize(truth.shape)  # the unseen labels' columns: never predicted
+        metrics.update(set_metrics(truth, sets))
     return metrics
 
 
@@ -407,7 +478,8 @@ def _evaluate_model(model, corpus, ks, threads: int) -> dict:
 @click.option("--labels-file", type=click.Path(exists=True, dir_okay=False), help="Labels file for --format text.")
 @click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False),
               help="Text predictions; the same as .npz beside it (ids, scores, label_names).")
-@click.option("-k", "k", default=5, show_default=True, help="Labels per document.")
+@click.option("-k", "k", default=5, show_default=True, type=click.IntRange(min=1),
+              help="Labels per document; with labelled input, metrics at 1, 3, 5 up to K, and at K.")
 @click.option("--beam", default=None, type=int,
               help="Beam width of the tree search (linear default 10; deep models: their top-k, 16).")
 @click.option("--batch-size", default=None, type=int,
@@ -419,6 +491,7 @@ def _evaluate_model(model, corpus, ks, threads: int) -> dict:
 @click.option("--threshold", type=click.FloatRange(0, 1), default=None,
               help="Label sets: the top-k labels whose calibrated probability is at least this (instead of "
                    "the per-label thresholds of `xmc tune-thresholds`, used when the model has them).")
+@quiet_option
 def predict(model_dir: str, input_path: str, fmt: str, labels_file: Optional[str], out_path: str, k: int,
             beam: Optional[int], batch_size: Optional[int], threads: int, chunk_docs: Optional[int],
             threshold: Optional[float]) -> None:
@@ -434,7 +507,10 @@ def predict(model_dir: str, input_path: str, fmt: str, labels_file: Optional[str
     and FILE with suffix .npz holding `ids` (int32, n x k, -1 = none), `scores`
     (float32) and `label_names` (the model's labels, indexed by id). Both appear
     only when every document is done (an interrupted run leaves the old files).
-    When the input carries labels, P@1/3/5 are printed.
+    When the input carries labels, P@k and nDCG@k are printed for k = 1, 3, 5
+    up to -k and for -k itself; true labels unseen in training count as misses,
+    as in `xmc evaluate`. Throughput is given end to end (reading and
+    featurising included) and for the model alone.
 
     \b
     Label sets, with --threshold T or a model tuned by `xmc tune-thresholds`:
@@ -449,19 +525,18 @@ def predict(model_dir: str, input_path: str, fmt: str, labels_file: Optional[str
       xmc predict --model-dir demo/model --input demo/test.txt --out demo/pred.txt -k 5 --beam 10
       xmc predict --model-dir m --input go/test.jsonl --out pred.txt -k 10 --threshold 0.4
     """
-    from tqdm import tqdm
-
     from xmc.data.stream import DEFAULT_CHUNK_DOCS
     from xmc.inference import predict_file
     from xmc.registry import load_model
     from xmc.training import distributed
+    from xmc.utils.progress import progress
 
     start = time.perf_counter()
     distributed.init()
     pipe = load_model(Path(model_dir))
     options = {name: value for name, value in (("beam", beam), ("batch_size", batch_size)) if value is not None}
     t = time.perf_counter()
-    with tqdm(unit="doc", desc="predict", disable=None if distributed.is_main() else True) as bar:
+    with progress("predict", unit="doc", enabled=distributed.is_main() and not quiet()) as bar:
         run = predict_file(pipe, input_path, Path(out_path), k=k, format=None if fmt == "auto" else fmt,
                            labels_path=labels_file, chunk_docs=chunk_docs or DEFAULT_CHUNK_DOCS, threads=threads,
                            limits=click.get_current_context().meta.get("xmc_limits", {}), on_batch=bar.update,
@@ -470,9 +545,10 @@ def predict(model_dir: str, input_path: str, fmt: str, labels_file: Optional[str
         return
     txt, npz = run.paths
     ranks = f" on {distributed.world_size()} ranks" if distributed.is_distributed() else ""
-    click.echo(f"wrote {txt} and {npz}: {run.n_docs:,} documents{ranks} at "
-               f"{run.n_docs / max(time.perf_counter() - t, 1e-9):,.0f} docs/s (reading and featurising included)")
-    _echo_summary(start, _metrics_line(run.metrics) if run.metrics else "")
+    say(f"wrote {txt} and {npz}: {run.n_docs:,} documents{ranks} at "
+        f"{run.n_docs / max(time.perf_counter() - t, 1e-9):,.0f} docs/s end to end (reading and featurising "
+        f"included), {run.n_docs / max(run.seconds, 1e-9):,.0f} docs/s for the model alone")
+    echo_summary(start, _metrics_line(run.metrics) if run.metrics else "")
 
 
 @cli.command()
@@ -484,11 +560,13 @@ def predict(model_dir: str, input_path: str, fmt: str, labels_file: Optional[str
 @click.option("--labels-file", type=click.Path(exists=True, dir_okay=False), help="Labels file for --format text.")
 @click.option("--train", "train_path", type=click.Path(exists=True, dir_okay=False),
               help="Training file: enables the propensity-scored metrics (PSP@k, PSnDCG@k).")
-@click.option("-k", "ks", default="1,3,5", show_default=True, help="Cut-offs.")
+@click.option("-k", "ks", default="5", show_default=True,
+              help="Report at 1, 3, 5 up to K, and at K (as xmc predict -k); or a list of cut-offs, 1,3,10.")
 @click.option("-A", "prop_a", default=0.55, show_default=True, help="Propensity model parameter A (Jain et al.).")
 @click.option("-B", "prop_b", default=1.5, show_default=True, help="Propensity model parameter B.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False),
               help="Also write the metrics as JSON (as fractions in [0, 1]).")
+@quiet_option
 def evaluate(pred_path: str, truth_path: str, fmt: str, labels_file: Optional[str], train_path: Optional[str],
              ks: str, prop_a: float, prop_b: float, json_path: Optional[str]) -> None:
     """Score predictions against the true labels: P@k, nDCG@k, PSP@k, PSnDCG@k, recall@k, RP@k, and for
@@ -496,10 +574,12 @@ def evaluate(pred_path: str, truth_path: str, fmt: str, labels_file: Optional[st
 
     RP@k is P@k normalised by min(k, number of true labels) (the EURLEX57K paper's metric).
     Every metric is printed as a percentage.
+    True labels never seen in training count as misses, as in `xmc predict`.
 
     \b
-    Example:
-      xmc evaluate --predictions demo/pred.txt --truth demo/test.txt --train demo/train.txt -k 1,3,5
+    Examples:
+      xmc evaluate --predictions demo/pred.txt --truth demo/test.txt --train demo/train.txt
+      xmc evaluate --predictions demo/pred.txt --truth demo/test.txt -k 10    # at 1, 3, 5 and 10
     """
     from xmc.data.predictions import evaluate_prediction_file
 
@@ -517,7 +597,47 @@ def evaluate(pred_path: str, truth_path: str, fmt: str, labels_file: Optional[st
         from xmc.utils.modeldir import save_json
 
         save_json(Path(json_path), metrics)
-    _echo_summary(start)
+    echo_summary(start)
+
+
+@cli.command("save-best")
+@click.option("--model-dir", required=True, type=click.Path(exists=True, file_okay=False),
+              help="The MODEL_DIR of an interrupted `xmc train`, which holds MODEL_DIR/checkpoint.")
+@quiet_option
+def save_best(model_dir: str) -> None:
+    """Save the best weights so far of an interrupted deep training as the model in MODEL_DIR.
+
+    Ctrl-C and SIGTERM do this themselves; this is for a run that was killed
+    (kill -9, out of memory, a machine lost). The checkpoint stays: the same
+    `xmc train` command with --resume continues the training.
+
+    \b
+    Example:
+      xmc save-best --model-dir m
+      xmc predict --model-dir m --input test.jsonl --out pred.txt
+    """
+    from xmc.registry import by_saved_kind
+    from xmc.training import checkpoint as ckpt
+    from xmc.utils.modeldir import MANIFEST, load_json
+
+    start = time.perf_counter()
+    checkpoint = Path(model_dir) / "checkpoint"
+    ckpt.reclaim(checkpoint)
+    found = ckpt.find_checkpoint(checkpoint)
+    if found is None:
+        raise click.BadParameter(f"{checkpoint}: no checkpoint there", param_hint="--model-dir")
+    kind = load_json(found / MANIFEST).get("model")
+    entry = by_saved_kind(kind) if isinstance(kind, str) else None
+    if entry is None or not hasattr(entry.model_class(), "from_checkpoint"):
+        raise click.BadParameter(f"{found}: a checkpoint of a {kind!r} model, which cannot be saved before its "
+                                 f"training ends; continue it with --resume", param_hint="--model-dir")
+    model, what = entry.model_class().from_checkpoint(checkpoint)
+    try:
+        _save_beside_checkpoint(model, Path(model_dir), checkpoint)
+    finally:
+        ckpt.reclaim(checkpoint)
+    say(f"{what} saved as the model in {model_dir}; the checkpoint stays in {checkpoint} for --resume")
+    echo_summary(start)
 
 
 @cli.command("tune-thresholds")
@@ -532,6 +652,7 @@ def evaluate(pred_path: str, truth_path: str, fmt: str, labels_file: Optional[st
               help="platt: Platt scaling of the log of the scores; none: the scores are probabilities already; "
                    "auto: platt for the linear model, none for the deep ones (sigmoid outputs).")
 @click.option("--threads", default=0, show_default=True, help=THREADS_HELP)
+@quiet_option
 def tune_thresholds(model_dir: str, valid_path: str, fmt: str, labels_file: Optional[str], k: int,
                     calibration: str, threads: int) -> None:
     """Calibrate a model's scores and tune one threshold per label, for label sets.
@@ -569,7 +690,7 @@ def tune_thresholds(model_dir: str, valid_path: str, fmt: str, labels_file: Opti
     for name, what in (("global", f"global threshold {tuned.global_threshold:.3f}"), ("per_label", "per label")):
         click.echo(f"{what}: validation (tuned on it) " + _metrics_line(
             {metric: report[f"{metric}_{name}"] for metric in ("micro-F1", "macro-F1", "HL", "subset-acc")}))
-    _echo_summary(start, f"saved in {Path(model_dir) / 'thresholds'}")
+    echo_summary(start, f"saved in {Path(model_dir) / 'thresholds'}")
 
 
 from .datasets import convert_dataset  # noqa: E402  (kept beside add_command so merges stay small)

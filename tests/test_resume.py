@@ -233,8 +233,12 @@ def test_sigint_checkpoints_and_exits_130_then_damaged_checkpoint_is_refused(cor
     loop = json.loads(state.read_text())["position"]["loop"]
     assert not loop["finished"] and loop["global_step"] >= 1
     open_checkpoint(tmp_path / "m" / "checkpoint", "attentionxml")
-    with pytest.raises(ModelFormatError):
-        load_model(tmp_path / "m")  # no model before training completes
+    if "saved as the model" in output:  # an epoch was validated before the signal: its weights are the model
+        load_model(tmp_path / "m")
+    else:
+        assert "no epoch has been validated yet" in output, output
+        with pytest.raises(ModelFormatError):
+            load_model(tmp_path / "m")
 
     weights = tmp_path / "m" / "checkpoint" / "arrays.npz"
     raw = bytearray(weights.read_bytes())

@@ -17,14 +17,15 @@ import numpy as np
 from xmc.data.predictions import PredictionWriter
 from xmc.data.stream import DEFAULT_CHUNK_DOCS, iter_corpus
 from xmc.estimator import label_sets, probabilities
-from xmc.metrics import evaluate
+from xmc.metrics import evaluate, report_cutoffs
 from xmc.training import distributed
 from xmc.utils.modeldir import load_arrays
 
 
 @dataclass
 class PredictionRun:
-    """What one prediction run did: documents, scoring seconds (this rank), metrics when the input had labels."""
+    """What one prediction run did: documents, the model's scoring seconds (featurising excluded; the mean of
+    the ranks' under torchrun), metrics when the input had labels."""
 
     n_docs: int
     seconds: float
@@ -37,7 +38,9 @@ def predict_file(model, input_path: str, out_path: Path, k: int = 5, format: Opt
                  limits: Optional[dict] = None, on_batch: Optional[Callable[[int], None]] = None,
                  threshold: Optional[float] = None, **predict_options) -> PredictionRun:
     """Top-k predictions of every document of ``input_path`` written to ``out_path`` (text) and
-    its .npz twin; P@k/nDCG@k (k = 1, 3, 5 up to ``k``) when the input carries labels.
+    its .npz twin; P@k/nDCG@k at :func:`~xmc.metrics.report_cutoffs` (1, 3, 5 up to ``k``, and ``k``) when
+    the input carries labels, true labels unseen in training counting as misses (as ``xmc evaluate`` does).
+    ``seconds`` of the result is the time the model scored (featurising excluded), the mean of the ranks'.
 
     With ``threshold`` (a global cut on probabilities) or a model with tuned thresholds, the files
     carry label sets and the scores are probabilities (see :func:`xmc.estimator.label_sets`)."""
@@ -46,7 +49,7 @@ def predict_file(model, input_path: str, out_path: Path, k: int = 5, format: Opt
         probabilities(model, np.ones(1, dtype=np.float32))  # a model without probabilities stops before reading
     chunks = iter_corpus(input_path, format=format, labels_path=labels_path, chunk_docs=chunk_docs,
                          threads=threads, **(limits or {}), **model.reader_kwargs())
-    ks = [x for x in (1, 3, 5) if x <= k]
+    ks = report_cutoffs(k)
     names = [f"P@{x}" for x in ks] + [f"nDCG@{x}" for x in ks]
     ranks, me = distributed.world_size(), distributed.rank()
     part = out_path if ranks == 1 else _part_path(out_path, me)
@@ -60,22 +63,22 @@ def predict_file(model, input_path: str, out_path: Path, k: int = 5, format: Opt
             ids, scores = model.predict_topk(X, k=k, threads=threads, on_batch=on_batch, **predict_options)
             seconds += time.perf_counter() - t
             out.write(ids, *label_sets(model, ids, scores, threshold))
-            truth = model.labels(corpus)
+            truth = model.labels(corpus, unseen="keep")
             labelled += int(truth.nnz > 0)
             # P@k and nDCG@k are means over documents: chunk means weighted by chunk size add up exactly.
             found = evaluate(truth, ids, ks=ks)
             sums += np.array([found[name] for name in names]) * ids.shape[0]
             n_docs += ids.shape[0]
-    totals = distributed.all_reduce_sum(np.concatenate([[n_docs, labelled], sums]))
+    totals = distributed.all_reduce_sum(np.concatenate([[n_docs, labelled, seconds], sums]))
     n_all = int(totals[0])
-    metrics = dict(zip(names, totals[2:] / max(n_all, 1))) if totals[1] > 0 else {}
+    metrics = dict(zip(names, totals[3:] / max(n_all, 1))) if totals[1] > 0 else {}
     paths = out.paths
     if ranks > 1:
         distributed.barrier()  # every part is complete before rank 0 reads them
         if distributed.is_main():
             paths = _merge_parts(out_path, ranks, chunk_docs, model.vocab)
         distributed.barrier()
-    return PredictionRun(n_docs=n_all, seconds=seconds, metrics=metrics, paths=paths)
+    return PredictionRun(n_docs=n_all, seconds=float(totals[2]) / ranks, metrics=metrics, paths=paths)
 
 
 def _part_path(out_path: Path, rank: int) -> Path:

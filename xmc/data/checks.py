@@ -41,6 +41,13 @@ def check_training_labels(Y: sp.csr_matrix) -> None:
                  f"document {int(np.argmax(unlabeled))} (0-based)", "they are kept as negatives for every label")
 
 
+# What happens to true labels never seen in training, said in the warning that counts them.
+UNSEEN_AS_MISSES = ("no model can predict them: they stay in the truth and count as misses in every metric "
+                    "(the field's convention; xmc predict and xmc evaluate agree)")
+UNSEEN_DROPPED = "they are left out of these labels (pass unseen='keep' to count them as misses)"
+UNSEEN = {"keep": UNSEEN_AS_MISSES, "drop": UNSEEN_DROPPED}
+
+
 def warn_unknown_labels(label_lists: Iterable[Sequence[str]], known: Container[str], consequence: str) -> int:
     """Warn once about true labels absent from ``known`` (the training labels);
     returns how many label occurrences were unknown."""

@@ -21,7 +21,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import scipy.sparse as sp
 
-from xmc.data.checks import warn_unknown_labels
+from xmc.data.checks import UNSEEN_AS_MISSES, warn_unknown_labels
 from xmc.data.xc import XCData
 from xmc.metrics import evaluate, inv_propensity, r_precision_at_k, recall_at_k, set_metrics
 from xmc.utils.modeldir import load_arrays
@@ -270,7 +270,7 @@ def evaluate_prediction_file(path: Path, truth, ks: Sequence[int] = (1, 3, 5), t
     elif predictions.label_names is not None:
         known = set(predictions.label_names)
     if known is not None:
-        warn_unknown_labels(truth_names, known, "they stay in the truth and count as misses in recall and nDCG")
+        warn_unknown_labels(truth_names, known, UNSEEN_AS_MISSES)
         for name in predictions.label_names or sorted(known):
             index.setdefault(name, len(index))
     Y_true = _encode(truth_names, index)

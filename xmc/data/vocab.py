@@ -91,9 +91,12 @@ class LabelVocab:
     def encode(self, label_lists: Sequence[Iterable[str]], unknown: str = "error") -> sp.csr_matrix:
         """One row per document, a 1.0 at each of its labels' ids (float32 CSR,
         sorted columns). ``unknown="error"`` raises on a label outside the
-        vocabulary naming it and its document; ``"skip"`` drops it."""
-        if unknown not in ("error", "skip"):
-            raise ValueError(f"unknown must be 'error' or 'skip', got {unknown!r}")
+        vocabulary naming it and its document; ``"skip"`` drops it; ``"extend"``
+        gives each unknown label a column past the vocabulary's (in order of first
+        appearance), so metrics count it as a label no prediction can hit."""
+        if unknown not in ("error", "skip", "extend"):
+            raise ValueError(f"unknown must be 'error', 'skip' or 'extend', got {unknown!r}")
+        extra: Dict[str, int] = {}
         indptr = [0]
         indices: List[int] = []
         for doc, labels in enumerate(label_lists):
@@ -107,13 +110,15 @@ class LabelVocab:
                         raise UnknownLabelError(
                             f"document {doc}: label {str(lab)!r} is not in the vocabulary "
                             f"({len(self)} labels); pass unknown='skip' to drop unseen labels")
-                    continue
+                    if unknown == "skip":
+                        continue
+                    i = extra.setdefault(str(lab), len(self) + len(extra))
                 row.add(i)
             indices.extend(sorted(row))
             indptr.append(len(indices))
         return sp.csr_matrix(
             (np.ones(len(indices), dtype=np.float32), np.asarray(indices, dtype=np.int32),
-             np.asarray(indptr, dtype=np.int64)), shape=(len(indptr) - 1, len(self)))
+             np.asarray(indptr, dtype=np.int64)), shape=(len(indptr) - 1, len(self) + len(extra)))
 
     def decode(self, ids) -> Union[str, List[str], List[List[str]]]:
         """Ids to label strings: an int gives a string, a 1-d sequence a list, a

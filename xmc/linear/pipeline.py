@@ -23,7 +23,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from xmc.data import LabelVocab, TextData, TfidfFeaturizer, TfidfParams, XCData
-from xmc.data.checks import check_training_labels, nonempty_rows, warn_unknown_labels
+from xmc.data.checks import UNSEEN, check_training_labels, nonempty_rows, warn_unknown_labels
 from xmc.data.tfidf import IDF_NPZ as TFIDF_IDF
 from xmc.data.tfidf import PARAMS_JSON as TFIDF_PARAMS
 from xmc.data.tfidf import VOCAB_JSON as TFIDF_VOCAB
@@ -36,15 +36,16 @@ from xmc.linear.plt import KIND as PLT_KIND
 from xmc.linear.plt import REQUIRED_FILES as PLT_REQUIRED
 from xmc.linear.plt import PLTLinear
 from xmc.linear.tuning import tune_C
+from xmc.params import check_choice
 from xmc.search.merge import mean_topk
 from xmc.tree import LabelTree
 from xmc.utils.modeldir import (MANIFEST, ModelFormatError, begin_save, read_manifest, reading, verify_model_dir,
                                 write_manifest)
+from xmc.utils.resources import StageTimes
 
 Corpus = Union[XCData, TextData]
 
 KIND = "pipeline"
-_UNSEEN_DROPPED = "they cannot be predicted and are left out of the P@k computed here"
 LINEAR_DIR = "linear"
 FEATURIZER_DIR = "featurizer"
 NEIGHBOURS_DIR = "neighbours"
@@ -76,6 +77,7 @@ class Pipeline(Estimator):
         self.vocab: Optional[LabelVocab] = None
         self.featurizer: Optional[TfidfFeaturizer] = None
         self.input_kind: Optional[str] = None  # "sparse" or "text"
+        self.stage_seconds = StageTimes()  # of the last fit: featurising, tree, training, neighbours
 
     def unfitted_copy(self) -> "Pipeline":
         """A new, untrained pipeline with these settings (PLT and TF-IDF)."""
@@ -125,7 +127,9 @@ class Pipeline(Estimator):
         through one call (:mod:`xmc.registry`); the linear PLT has no early stopping and reports through
         ``progress``, so it reads neither."""
         corpus, label_names = training_corpus(corpus, y)
-        X, Y = self.prepare(corpus)
+        stages = StageTimes()
+        with stages.stage("featurising"):
+            X, Y = self.prepare(corpus)
         if label_names is not None:
             self.vocab = label_names  # the columns of Y are these labels, not label ids
         self.thresholds = None
@@ -133,7 +137,8 @@ class Pipeline(Estimator):
             raise ValueError(f"the given tree has {tree.n_labels} labels but the training data has {Y.shape[1]}")
         plt_params = self.params.plt() if isinstance(self.params, LinearParams) else self.params
         if isinstance(self.params, LinearParams) and self.params.tune.C:
-            plt_params = self._tuned(X, Y, plt_params, log)
+            with stages.stage("tuning C"):
+                plt_params = self._tuned(X, Y, plt_params, log)
         # Only the first tree is checkpointed: the others are retrained on resume, which gives the same
         # model (each is deterministic given its seeds).
         self.trees = [PLTLinear(plt_params).fit(X, Y, tree=tree, progress=progress, checkpoint_dir=checkpoint_dir,
@@ -141,7 +146,14 @@ class Pipeline(Estimator):
         for i in range(1, self.n_trees):
             seeded = plt_params.with_values({"seed": plt_params.seed + i, "tree.seed": plt_params.tree.seed + i})
             self.trees.append(PLTLinear(seeded).fit(X, Y, progress=progress))
-        self.neighbours = NeighbourScorer(self.neighbour_params, X, Y) if self.neighbour_params.k > 0 else None
+        for plt in self.trees:
+            stages.add(plt.stage_seconds)
+        if self.neighbour_params.k > 0:
+            with stages.stage("neighbours"):
+                self.neighbours = NeighbourScorer(self.neighbour_params, X, Y)
+        else:
+            self.neighbours = None
+        self.stage_seconds = stages
         return self
 
     def _tuned(self, X: sp.csr_matrix, Y: sp.csr_matrix, plt_params: PLTParams,
@@ -166,23 +178,23 @@ class Pipeline(Estimator):
             raise ValueError("this model was trained on sparse features; give it an XC-format file, not raw text")
         return self.featurizer.transform(corpus.texts)
 
-    def labels(self, corpus: Corpus) -> sp.csr_matrix:
-        """Ground-truth labels in the model's id space. Labels never seen in training
-        cannot be predicted: they are dropped with a :class:`~xmc.data.DataWarning`."""
+    def labels(self, corpus: Corpus, unseen: str = "drop") -> sp.csr_matrix:
+        """Ground-truth labels in the model's id space. Labels never seen in training cannot be predicted;
+        they are counted in a :class:`~xmc.data.DataWarning` and dropped, or with ``unseen="keep"`` kept as
+        ids past the model's labels, so that metrics count them as misses (what ``xmc predict`` does)."""
         self._check_fitted()
+        check_choice(unseen, "unseen", tuple(UNSEEN))
+        n = len(self.vocab)
         if isinstance(corpus, XCData):
             Y = corpus.Y.tocsr()
-            n = len(self.vocab)
             if Y.shape[1] > n:  # test files may name labels never seen in training
-                unseen = Y[:, n:]
-                warn_unknown_labels(([str(n + j) for j in unseen.indices[unseen.indptr[r]:unseen.indptr[r + 1]]]
-                                     for r in range(unseen.shape[0])), (), _UNSEEN_DROPPED)
-                Y = Y[:, :n]
-            elif Y.shape[1] < n:
-                Y = sp.csr_matrix((Y.data, Y.indices, Y.indptr), shape=(Y.shape[0], n))
-            return Y
-        warn_unknown_labels(corpus.labels, self.vocab, _UNSEEN_DROPPED)
-        return self.vocab.encode(corpus.labels, unknown="skip")
+                extra = Y[:, n:]
+                warn_unknown_labels(([str(n + j) for j in extra.indices[extra.indptr[r]:extra.indptr[r + 1]]]
+                                     for r in range(extra.shape[0])), (), UNSEEN[unseen])
+                return Y if unseen == "keep" else Y[:, :n]
+            return sp.csr_matrix((Y.data, Y.indices, Y.indptr), shape=(Y.shape[0], n))
+        warn_unknown_labels(corpus.labels, self.vocab, UNSEEN[unseen])
+        return self.vocab.encode(corpus.labels, unknown="extend" if unseen == "keep" else "skip")
 
     def reader_kwargs(self) -> dict:
         """Arguments for ``load_corpus`` so test files are read in the training feature

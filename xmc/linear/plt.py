@@ -24,6 +24,8 @@ from xmc.tree.build import build_label_tree
 from xmc.tree.label_tree import TREE_ARRAYS, TREE_JSON, LabelTree
 from xmc.utils.modeldir import (MANIFEST, ModelFormatError, begin_save, load_arrays, load_json, read_manifest, reading,
                                 save_arrays, save_json, write_manifest)
+from xmc.utils.progress import progress as show_progress
+from xmc.utils.resources import StageTimes
 from xmc.utils.sparse import as_csr, compressed_problem, csr_arrays, l2_normalize_rows
 
 KIND = "plt-linear"
@@ -100,6 +102,7 @@ class PLTLinear(Estimator):
         self.weights: List[sp.csc_matrix] = []
         self.n_features: Optional[int] = None
         self._cached_searcher = None
+        self.stage_seconds = StageTimes()  # of the last fit: tree, training
 
     # ---- training -------------------------------------------------------------
     def fit(self, X, Y, tree: Optional[LabelTree] = None, progress: bool = False,
@@ -111,6 +114,7 @@ class PLTLinear(Estimator):
         uninterrupted run's)."""
         p = self.params
         p.validate()
+        self.stage_seconds = stages = StageTimes()
         X = self._prepare_features(X)
         Y, vocab = label_matrix(Y)
         Y = _check_binary(Y)
@@ -125,42 +129,24 @@ class PLTLinear(Estimator):
         if tree is None:
             # Under torchrun rank 0 builds it and the others receive it: a tree built on each rank
             # could differ in the last bits of its k-means and split labels otherwise.
-            tree = distributed.tree_from_main(lambda: build_label_tree(X, Y, p.tree))
+            with stages.stage("tree"), show_progress(f"label tree of {Y.shape[1]:,} labels",
+                                                     enabled=progress and distributed.is_main()):
+                tree = distributed.tree_from_main(lambda: build_label_tree(X, Y, p.tree))
             if ckpt is not None and distributed.is_main():
                 ckpt.write(tree, [])
         if tree.n_labels != Y.shape[1]:
             raise ValueError(f"the label tree holds {tree.n_labels} labels but Y has {Y.shape[1]} columns")
 
-        x_indptr, x_indices, x_data, n_features = csr_arrays(X)
-        layers = range(len(weights), tree.depth)
-        if progress and distributed.is_main():
-            from tqdm import tqdm
-            layers = tqdm(layers, desc="training PLT layers", unit="layer", initial=len(weights), total=tree.depth)
-        for t in layers:
-            if t == 0:
-                parent_ptr, parent_docs = None, None  # the root holds every document, labelled or not
-            else:
-                P = tree.node_targets(Y, t).tocsc()
-                P.sort_indices()
-                parent_ptr = np.ascontiguousarray(P.indptr, dtype=np.int64)
-                parent_docs = np.ascontiguousarray(P.indices, dtype=np.int32)
-            T = tree.node_targets(Y, t + 1)
-            T.sort_indices()
-            begin, end = _children_of_this_rank(tree, t, parent_ptr, X.shape[0])
-            indptr, indices, data, shape = _core.linear_train_layer(
-                x_indptr, x_indices, x_data, n_features, parent_ptr, parent_docs,
-                tree.layer_indptr[t], np.ascontiguousarray(T.indptr, dtype=np.int64),
-                np.ascontiguousarray(T.indices, dtype=np.int32), T.shape[1],
-                p.loss, float(p.C), float(p.eps), int(p.max_iter), float(p.bias),
-                float(p.weight_threshold), int(p.seed), t, int(p.threads), begin, end)
-            W = _merge_ranks(sp.csc_matrix((data, indices, indptr), shape=shape))
-            if p.bias != 1.0:
-                # Fold the bias value into its weight: scorers use an implicit feature of 1.0.
-                last = W.indices == n_features
-                W.data[last] *= np.float32(p.bias)
-            weights.append(W)
-            if ckpt is not None and distributed.is_main():
-                ckpt.write(tree, weights)
+        x_arrays = csr_arrays(X)
+        with stages.stage("training"), show_progress("training PLT layers", total=tree.depth, unit="layer",
+                                                     initial=len(weights),
+                                                     enabled=progress and distributed.is_main()) as bar:
+            for t in range(len(weights), tree.depth):
+                weights.append(self._train_layer(tree, t, x_arrays, Y))
+                if ckpt is not None and distributed.is_main():
+                    ckpt.write(tree, weights)
+                bar.update(1)
+        n_features = x_arrays[3]
         self.tree, self.weights, self.n_features, self.vocab = tree, weights, n_features, vocab
         self._cached_searcher = None
         self.thresholds = None  # tuned for the weights they were tuned with
@@ -171,6 +157,33 @@ class PLTLinear(Estimator):
         if self.tree is None:
             raise RuntimeError("this PLTLinear is not trained: call fit() or PLTLinear.load() first")
         return self.tree.n_labels
+
+    def _train_layer(self, tree: LabelTree, t: int, x_arrays: tuple, Y: sp.csr_matrix) -> sp.csc_matrix:
+        """The weights of the nodes of level ``t + 1`` (this rank's share of them, merged across ranks)."""
+        p = self.params
+        x_indptr, x_indices, x_data, n_features = x_arrays
+        if t == 0:
+            parent_ptr, parent_docs = None, None  # the root holds every document, labelled or not
+        else:
+            P = tree.node_targets(Y, t).tocsc()
+            P.sort_indices()
+            parent_ptr = np.ascontiguousarray(P.indptr, dtype=np.int64)
+            parent_docs = np.ascontiguousarray(P.indices, dtype=np.int32)
+        T = tree.node_targets(Y, t + 1)
+        T.sort_indices()
+        begin, end = _children_of_this_rank(tree, t, parent_ptr, x_indptr.size - 1)
+        indptr, indices, data, shape = _core.linear_train_layer(
+            x_indptr, x_indices, x_data, n_features, parent_ptr, parent_docs,
+            tree.layer_indptr[t], np.ascontiguousarray(T.indptr, dtype=np.int64),
+            np.ascontiguousarray(T.indices, dtype=np.int32), T.shape[1],
+            p.loss, float(p.C), float(p.eps), int(p.max_iter), float(p.bias),
+            float(p.weight_threshold), int(p.seed), t, int(p.threads), begin, end)
+        W = _merge_ranks(sp.csc_matrix((data, indices, indptr), shape=shape))
+        if p.bias != 1.0:
+            # Fold the bias value into its weight: scorers use an implicit feature of 1.0.
+            last = W.indices == n_features
+            W.data[last] *= np.float32(p.bias)
+        return W
 
     # ---- prediction -------------------------------------------------------------
     def _prepare_features(self, X) -> sp.csr_matrix:

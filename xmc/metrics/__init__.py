@@ -14,7 +14,7 @@ from xmc.metrics.calibration import expected_calibration_error, log_loss, topk_o
 from xmc.metrics.classification import (binarize_threshold, binarize_topk, f1_scores, hamming_loss, set_metrics,
                                         subset_accuracy)
 from xmc.metrics.ranking import (evaluate, inv_propensity, ndcg_at_k, one_error, precision_at_k, psndcg_at_k,
-                                 psprecision_at_k, r_precision_at_k, recall_at_k)
+                                 psprecision_at_k, r_precision_at_k, recall_at_k, report_cutoffs)
 
 __all__ = [
     "binarize_threshold",
@@ -33,6 +33,7 @@ __all__ = [
     "r_precision_at_k",
     "recall_at_k",
     "set_metrics",
+    "report_cutoffs",
     "subset_accuracy",
     "topk_from_scores",
     "topk_outcomes",

@@ -19,12 +19,21 @@ published tables:
 """
 from __future__ import annotations
 
-from typing import Dict, Iterable, Optional
+from typing import Dict, Iterable, List, Optional
 
 import numpy as np
 import scipy.sparse as sp
 
 from xmc.metrics._inputs import MatrixLike, Predictions, _check_k, as_topk, as_truth, segment_topk
+
+
+STANDARD_KS = (1, 3, 5)
+
+
+def report_cutoffs(k: int) -> List[int]:
+    """The cut-offs reported for rankings of ``k`` labels: 1, 3 and 5 up to ``k``, and ``k`` itself."""
+    k = _check_k(k)
+    return [x for x in STANDARD_KS if x < k] + [k]
 
 
 def inv_propensity(Y_train: MatrixLike, A: float = 0.55, B: float = 1.5) -> np.ndarray:

@@ -25,20 +25,24 @@ import scipy.sparse as sp
 import torch
 
 from xmc.data import LabelVocab, TextData
-from xmc.data.checks import check_training_labels, nonempty_rows, warn_unknown_labels
+from xmc.data.checks import UNSEEN, check_training_labels, nonempty_rows, warn_unknown_labels
 from xmc.data.vocab import LABELS_JSON
 from xmc.estimator import Estimator, text_corpus
 from xmc.layers.state import WEIGHTS, load_state, state_arrays
 from xmc.metrics import evaluate
 from xmc.models.params import DeepParams
+from xmc.params import check_choice
 from xmc.text import load_text_encoder
 from xmc.text.embeddings import build_embeddings
 from xmc.text.tokens import TextEncoder
 from xmc.training import distributed
-from xmc.training.checkpoint import TEXT_DIR, TREE_DIR, DeepCheckpoint, TrainingInterrupted, data_fingerprint
+from xmc.training.checkpoint import (TEXT_DIR, TREE_DIR, DeepCheckpoint, TrainingInterrupted, best_model,
+                                     data_fingerprint)
 from xmc.tree import LabelTree
 from xmc.utils.modeldir import (ModelFormatError, begin_save, load_arrays, load_json, read_manifest, reading,
                                 save_arrays, save_json, write_manifest)
+from xmc.utils.progress import progress as show_progress
+from xmc.utils.resources import StageTimes
 
 PARAMS_JSON = "params.json"
 
@@ -109,6 +113,7 @@ class DeepModel(Estimator):
         self.tree: Optional[LabelTree] = None
         self.device = resolve_device(self.params.training.device)
         self.label_prior: Dict[str, float] = {}  # validation P@k of the label prior, set by fit
+        self.stage_seconds = StageTimes()  # of the last fit: featurising, word vectors, tree, training
 
     def unfitted_copy(self) -> "DeepModel":
         """A new, untrained model with these settings."""
@@ -120,12 +125,14 @@ class DeepModel(Estimator):
         self._check_fitted()
         return self.text.encode(raw_texts(corpus, self.KIND))
 
-    def labels(self, corpus: TextData) -> sp.csr_matrix:
-        """Ground truth in the model's label ids; labels unseen in training are dropped."""
+    def labels(self, corpus: TextData, unseen: str = "drop") -> sp.csr_matrix:
+        """Ground truth in the model's label ids. Labels unseen in training are counted in a warning and
+        dropped, or with ``unseen="keep"`` kept as ids past the model's labels, so that metrics count them
+        as misses (what ``xmc predict`` does)."""
         self._check_fitted()
-        warn_unknown_labels(corpus.labels, self.vocab, "they cannot be predicted and are left out of the P@k "
-                                                       "computed here")
-        return self.vocab.encode(corpus.labels, unknown="skip")
+        check_choice(unseen, "unseen", tuple(UNSEEN))
+        warn_unknown_labels(corpus.labels, self.vocab, UNSEEN[unseen])
+        return self.vocab.encode(corpus.labels, unknown="extend" if unseen == "keep" else "skip")
 
     def reader_kwargs(self) -> dict:
         return {}
@@ -182,19 +189,21 @@ class DeepModel(Estimator):
             else:
                 train = corpus
             self._before_training(train, valid, log)
-            start = time.perf_counter()
-            tokens = self.text.tokenizer.tokenize_many(train.texts)
-            lengths = np.fromiter((len(t) for t in tokens), dtype=np.int64, count=len(tokens))
-            # The networks read the first max_len tokens only: the vocabulary and the word vectors are
-            # fitted to those (skip-gram over the rest would cost time for vectors nothing reads).
-            max_len = self.params.text.max_len
-            tokens = [t[:max_len] for t in tokens]
-            if not resumed and not fixed_text:
-                self.text.fit_tokens(tokens)
-            docs = self.text.encode_tokens(tokens)
-            Y = self.vocab.encode(train.labels)
-            valid_docs = self.text.encode(valid.texts)
-            Y_valid = self.vocab.encode(valid.labels, unknown="skip")
+            self.stage_seconds = stages = StageTimes()
+            with stages.stage("featurising"):
+                start = time.perf_counter()
+                tokens = self.text.tokenizer.tokenize_many(train.texts)
+                lengths = np.fromiter((len(t) for t in tokens), dtype=np.int64, count=len(tokens))
+                # The networks read the first max_len tokens only: the vocabulary and the word vectors are
+                # fitted to those (skip-gram over the rest would cost time for vectors nothing reads).
+                max_len = self.params.text.max_len
+                tokens = [t[:max_len] for t in tokens]
+                if not resumed and not fixed_text:
+                    self.text.fit_tokens(tokens)
+                docs = self.text.encode_tokens(tokens)
+                Y = self.vocab.encode(train.labels)
+                valid_docs = self.text.encode(valid.texts)
+                Y_valid = self.vocab.encode(valid.labels, unknown="skip")
             self.label_prior = label_prior_metrics(Y, Y_valid)
             if log is not None:
                 log(self._describe_text(lengths, train, valid, time.perf_counter() - start))
@@ -205,31 +214,47 @@ class DeepModel(Estimator):
                 embeddings = ckpt.embeddings if ckpt.embeddings is not None else np.zeros(
                     (len(self.text.vocab), self.params.embedding.dim), dtype=np.float32)
             else:
-                # Rank 0's vectors on every rank of a torchrun (word2vec threads are not reproducible).
-                start = time.perf_counter()
-                embeddings = distributed.array_from_main(functools.partial(self._word_vectors, tokens))
-                if log is not None:
-                    log(f"word vectors ({self.params.embedding.source}, {embeddings.shape[1]} dimensions) in "
-                        f"{time.perf_counter() - start:.1f} s")
+                with stages.stage("word vectors"):
+                    embeddings = self._initial_word_vectors(tokens, progress, log)
             del tokens
             if not resumed:
-                if tree is not None and tree.n_labels != Y.shape[1]:
-                    raise ValueError(f"the given tree has {tree.n_labels} labels but the training data has "
-                                     f"{Y.shape[1]}")
-                start = time.perf_counter()
-                self.tree = tree if tree is not None else distributed.tree_from_main(
-                    lambda: self._build_tree(train.texts, Y))
-                if log is not None and tree is None:
-                    log(f"{self.tree} in {time.perf_counter() - start:.1f} s")
+                with stages.stage("tree"):
+                    self.tree = self._label_tree(tree, train, Y, progress, log)
                 if ckpt is not None:
                     ckpt.write_prepared(embeddings)
             if ckpt is not None and ckpt.interrupted():
                 raise TrainingInterrupted(ckpt.path)
-            self._fit_networks(docs, Y, valid_docs, Y_valid, embeddings, progress=progress, log=log,
-                               checkpoint=ckpt)
+            with stages.stage("training"):
+                self._fit_networks(docs, Y, valid_docs, Y_valid, embeddings, progress=progress, log=log,
+                                   checkpoint=ckpt)
             if ckpt is not None:
                 ckpt.write_complete()
         return self
+
+    def _initial_word_vectors(self, tokens: List[List[str]], progress: bool, log: Optional[Log]) -> np.ndarray:
+        """Rank 0's vectors on every rank of a torchrun (word2vec threads are not reproducible)."""
+        start = time.perf_counter()
+        source = self.params.embedding.source
+        epochs = self.params.embedding.epochs if source == "skipgram" else None
+        with show_progress(f"word vectors ({source})", total=epochs, unit="epoch", enabled=progress) as bar:
+            embeddings = distributed.array_from_main(functools.partial(self._word_vectors, tokens, bar.update))
+        if log is not None:
+            log(f"word vectors ({source}, {embeddings.shape[1]} dimensions) in {time.perf_counter() - start:.1f} s")
+        return embeddings
+
+    def _label_tree(self, given: Optional[LabelTree], train: TextData, Y: sp.csr_matrix, progress: bool,
+                    log: Optional[Log]) -> LabelTree:
+        """The given tree (checked against the labels), else one built on rank 0 and sent to every rank."""
+        if given is not None:
+            if given.n_labels != Y.shape[1]:
+                raise ValueError(f"the given tree has {given.n_labels} labels but the training data has {Y.shape[1]}")
+            return given
+        start = time.perf_counter()
+        with show_progress(f"label tree of {Y.shape[1]:,} labels", enabled=progress):
+            tree = distributed.tree_from_main(lambda: self._build_tree(train.texts, Y))
+        if log is not None:
+            log(f"{tree} in {time.perf_counter() - start:.1f} s")
+        return tree
 
     def _describe_text(self, lengths: np.ndarray, train: TextData, valid: TextData, seconds: float) -> str:
         """One line on the training texts (``lengths``: tokens per document before the cut): what truncation
@@ -254,9 +279,10 @@ class DeepModel(Estimator):
     def _build_tree(self, texts: Sequence[str], Y: sp.csr_matrix) -> LabelTree:
         raise NotImplementedError
 
-    def _word_vectors(self, tokens: List[List[str]]) -> np.ndarray:
-        """The initial word vectors (len(vocab), dim) of ``params.embedding``; ``tokens`` are the training texts'."""
-        return build_embeddings(self.text.vocab, self.params.embedding, token_lists=tokens)
+    def _word_vectors(self, tokens: List[List[str]], on_epoch: Optional[Callable[[], None]] = None) -> np.ndarray:
+        """The initial word vectors (len(vocab), dim) of ``params.embedding``; ``tokens`` are the training texts';
+        ``on_epoch`` is called after each skip-gram epoch."""
+        return build_embeddings(self.text.vocab, self.params.embedding, token_lists=tokens, on_epoch=on_epoch)
 
     def _before_training(self, train: TextData, valid: TextData, log: Optional[Log]) -> None:
         """Called once the training and validation texts are fixed (after the validation split), before
@@ -313,6 +339,12 @@ class DeepModel(Estimator):
         self._save_extra(directory)
         self._save_thresholds(directory)
         write_manifest(directory, self.KIND, {"input_kind": "text", **self._manifest_extra()})
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint_dir: Union[str, Path]) -> Tuple["DeepModel", str]:
+        """The model of the best weights so far of an interrupted training (its checkpoint directory), and a
+        few words on them; save it like any model. See :func:`xmc.training.checkpoint.best_model`."""
+        return best_model(cls, Path(checkpoint_dir))
 
     @classmethod
     def load(cls, directory: Union[str, Path]) -> "DeepModel":

@@ -20,6 +20,7 @@ from xmc.params import Params, check_int, param
 from xmc.search.merge import mean_topk
 from xmc.tree import LabelTree
 from xmc.utils.modeldir import MANIFEST, ModelFormatError, begin_save, read_manifest, reading, write_manifest
+from xmc.utils.resources import StageTimes
 
 KIND = "ensemble"
 
@@ -74,6 +75,7 @@ class Ensemble(Estimator):
         """``Ensemble(params)`` or ``Ensemble(model="ldgn", n_models=3, member__training__lr=3e-3)``."""
         self.params = self._params_from(params, settings)
         self.members: List = []
+        self.stage_seconds = StageTimes()  # of the last fit, the members' summed
 
     def fit(self, corpus: TextData, y=None, valid: Optional[TextData] = None, tree: Optional[LabelTree] = None,
             progress: bool = True, log: Optional[Log] = print, checkpoint_dir: Optional[Union[str, Path]] = None,
@@ -93,6 +95,9 @@ class Ensemble(Estimator):
             member_dir = Path(checkpoint_dir) / f"member{i}" if checkpoint_dir is not None else None
             self.members.append(member.fit(corpus, valid=valid, tree=tree, progress=progress, log=log,
                                            checkpoint_dir=member_dir, resume=resume))
+        self.stage_seconds = StageTimes()
+        for member in self.members:
+            self.stage_seconds.add(member.stage_seconds)
         return self
 
     def _member_params(self, i: int):
@@ -107,8 +112,8 @@ class Ensemble(Estimator):
         return raw_texts(corpus, f"an ensemble of {self.params.model} models")
 
     # Label vocabularies agree: every member fits LabelVocab on the same full corpus.
-    def labels(self, corpus):
-        return self.members[0].labels(corpus)
+    def labels(self, corpus, unseen: str = "drop"):
+        return self.members[0].labels(corpus, unseen=unseen)
 
     def reader_kwargs(self) -> dict:
         return {}

@@ -263,10 +263,10 @@ class LACO(FlatLabelModel):
         self.text = WordPieceEncoder.from_package(self.params.text)
         return True
 
-    def _word_vectors(self, tokens) -> np.ndarray:
+    def _word_vectors(self, tokens, on_epoch=None) -> np.ndarray:
         if self.params.pretrained_encoder == "minilm":
             return np.zeros((0, self.params.embedding.dim), dtype=np.float32)  # MiniLM holds its own
-        return super()._word_vectors(tokens)
+        return super()._word_vectors(tokens, on_epoch)
 
     def _auxiliary_losses(self, H_Y: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor, Y: sp.csr_matrix,
                           index: np.ndarray, rng: np.random.Generator) -> torch.Tensor:

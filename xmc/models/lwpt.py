@@ -53,6 +53,7 @@ from xmc.text.tokens import DEFAULT_TOKEN_PATTERN
 from xmc.training.batching import dense_targets, tensors
 from xmc.training.loop import distributed_steps, train_epochs
 from xmc.training.optim import LazyAdam, clip_grad_norm
+from xmc.utils.progress import progress as show_progress
 
 KIND = "lwpt"
 PRETRAINED_DIR = "pretrained"
@@ -331,8 +332,6 @@ class LWPT(FlatLabelModel):
 
     def _pretrain(self, docs: Docs, Y: sp.csr_matrix, progress: bool, log: Optional[Log]) -> None:
         """The pre-training task on the training documents; trains the two encoders."""
-        from tqdm import tqdm
-
         p, net = self.params, self.network
         sampler = PretrainingSampler(Y, p.pretrain_candidates)
         rng = np.random.default_rng(p.training.seed + 1)
@@ -356,27 +355,28 @@ class LWPT(FlatLabelModel):
         start, total_loss, total_right, seen = time.perf_counter(), 0.0, 0, 0
         self.pretraining = {}
         net.train()
-        for step in tqdm(range(p.pretrain_steps), desc=f"{KIND} pre-training", unit="step",
-                         disable=not progress or None, leave=False):
-            batch["targets"], batch["labels"], batch["candidates"] = sampler.sample(p.training.batch_size, rng)
-            loss = run_step(np.arange(len(batch["labels"])))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if p.training.grad_clip > 0:
-                clip_grad_norm(encoders, p.training.grad_clip)
-            optimizer.step()
-            # The figures logged are this rank's share's (all of it in one process).
-            total_loss += float(loss.detach()) * batch["seen"]
-            total_right += batch["right"]
-            seen += batch["seen"]
-            if (step + 1) % max(1, p.pretrain_steps // 5) == 0 or step + 1 == p.pretrain_steps:
-                self.pretraining = {"loss": total_loss / seen, "accuracy": total_right / seen, "steps": step + 1,
-                                    "first_loss": self.pretraining.get("first_loss", total_loss / seen)}
-                if log is not None:
-                    log(f"{KIND} pre-training step {step + 1}: loss {total_loss / seen:.4f}  positive picked "
-                        f"{100 * total_right / seen:.1f}% of {p.pretrain_candidates} candidates "
-                        f"({time.perf_counter() - start:.0f} s)")
-                total_loss, total_right, seen = 0.0, 0, 0
+        with show_progress(f"{KIND} pre-training", total=p.pretrain_steps, unit="step", enabled=progress) as bar:
+            for step in range(p.pretrain_steps):
+                batch["targets"], batch["labels"], batch["candidates"] = sampler.sample(p.training.batch_size, rng)
+                loss = run_step(np.arange(len(batch["labels"])))
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if p.training.grad_clip > 0:
+                    clip_grad_norm(encoders, p.training.grad_clip)
+                optimizer.step()
+                # The figures logged are this rank's share's (all of it in one process).
+                total_loss += float(loss.detach()) * batch["seen"]
+                total_right += batch["right"]
+                seen += batch["seen"]
+                bar.update(1)
+                if (step + 1) % max(1, p.pretrain_steps // 5) == 0 or step + 1 == p.pretrain_steps:
+                    self.pretraining = {"loss": total_loss / seen, "accuracy": total_right / seen, "steps": step + 1,
+                                        "first_loss": self.pretraining.get("first_loss", total_loss / seen)}
+                    if log is not None:
+                        log(f"{KIND} pre-training step {step + 1}: loss {total_loss / seen:.4f}  positive picked "
+                            f"{100 * total_right / seen:.1f}% of {p.pretrain_candidates} candidates "
+                            f"({time.perf_counter() - start:.0f} s)")
+                    total_loss, total_right, seen = 0.0, 0, 0
 
     def _fit_networks(self, docs: Docs, Y: sp.csr_matrix, valid_docs: Docs, Y_valid: sp.csr_matrix,
                       embeddings: np.ndarray, progress: bool, log: Optional[Log], checkpoint=None) -> None:

@@ -7,7 +7,7 @@ import logging
 import os
 import zlib
 from dataclasses import dataclass
-from typing import Optional, Sequence, Tuple
+from typing import Callable, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -55,10 +55,12 @@ class EmbeddingParams(Params):
 
 
 def build_embeddings(vocab: WordVocab, params: Optional[EmbeddingParams] = None,
-                     token_lists: Optional[Sequence[Sequence[str]]] = None) -> np.ndarray:
+                     token_lists: Optional[Sequence[Sequence[str]]] = None,
+                     on_epoch: Optional[Callable[[], None]] = None) -> np.ndarray:
     """A float32 matrix (len(vocab), dim) whose row i is the vector of word id i; row 0 (``<pad>``) is zero.
 
-    ``token_lists`` (the tokenized training texts) is needed for ``"skipgram"``.
+    ``token_lists`` (the tokenized training texts) is needed for ``"skipgram"``, which calls ``on_epoch``
+    after each of its epochs.
     Words without a trained or loaded vector get random rows of the same
     spread as the vectors found, so they neither dominate nor vanish.
     """
@@ -70,7 +72,7 @@ def build_embeddings(vocab: WordVocab, params: Optional[EmbeddingParams] = None,
         if token_lists is None:
             raise ValueError("source='skipgram' trains on the training texts: pass token_lists "
                              "(TextEncoder.tokenizer.tokenize_many(texts))")
-        out, found = _skipgram(vocab, p, token_lists)
+        out, found = _skipgram(vocab, p, token_lists, on_epoch)
         _fill_missing(out, found, rng, p.init_scale)
         log.info("skip-gram: trained vectors for %d of %d vocabulary words", int(found[2:].sum()), len(vocab) - 2)
     else:
@@ -103,16 +105,22 @@ def _stable_hash(text: str) -> int:
     return zlib.crc32(text.encode("utf-8"))
 
 
-def _skipgram(vocab: WordVocab, p: EmbeddingParams, token_lists: Sequence[Sequence[str]]
-              ) -> Tuple[np.ndarray, np.ndarray]:
+def _skipgram(vocab: WordVocab, p: EmbeddingParams, token_lists: Sequence[Sequence[str]],
+              on_epoch: Optional[Callable[[], None]] = None) -> Tuple[np.ndarray, np.ndarray]:
     from gensim.models import Word2Vec
+    from gensim.models.callbacks import CallbackAny2Vec
+
+    class EpochEnd(CallbackAny2Vec):
+        def on_epoch_end(self, model) -> None:
+            if on_epoch is not None:
+                on_epoch()
 
     # Words outside the vocabulary become <unk>, so its row learns the contexts of rare words.
     sentences = [[w if w in vocab else UNK for w in tokens] for tokens in token_lists]
     model = Word2Vec(sentences, vector_size=p.dim, window=p.window, min_count=1, sg=1, negative=p.negative,
                      hs=0 if p.negative > 0 else 1, epochs=p.epochs, seed=p.seed,
                      workers=p.threads or os.cpu_count() or 1,
-                     hashfxn=_stable_hash)
+                     hashfxn=_stable_hash, callbacks=[EpochEnd()])
     out = np.zeros((len(vocab), p.dim), dtype=np.float32)
     found = np.zeros(len(vocab), dtype=bool)
     for i, w in enumerate(vocab.words):

@@ -373,7 +373,8 @@ class LevelCheckpoint:
         arrays, groups = _optimizer_arrays(optimizer)
         for kind, state in weights.items():
             arrays.update({f"{kind}.{k}": v.detach().cpu().numpy() for k, v in state.items()})
-        self.owner.write({"level": self.level, "loop": loop.to_dict()}, arrays, groups, self.rngs)
+        self.owner.write({"level": self.level, "prefix": self.prefix, "loop": loop.to_dict()}, arrays, groups,
+                         self.rngs)
 
 
 class DeepCheckpoint:
@@ -476,13 +477,14 @@ class DeepCheckpoint:
                   rngs: Optional[Dict[str, np.random.Generator]] = None) -> LevelCheckpoint:
         return LevelCheckpoint(self, level, prefix, net, rngs or {})
 
-    # ---- Ctrl-C --------------------------------------------------------------------
+    # ---- Ctrl-C, SIGTERM -------------------------------------------------------------
     def interrupted(self) -> bool:
         return self._stop
 
     @contextlib.contextmanager
     def stop_on_sigint(self) -> Iterator[None]:
-        """First Ctrl-C: finish the step, checkpoint, stop (TrainingInterrupted). A second one stops at once."""
+        """First Ctrl-C (or SIGTERM, which job schedulers send at a time limit): finish the step, checkpoint,
+        stop (TrainingInterrupted). A second one stops at once."""
         if threading.current_thread() is not threading.main_thread():
             yield
             return
@@ -492,8 +494,63 @@ class DeepCheckpoint:
                 raise KeyboardInterrupt
             self._stop = True
 
-        previous = signal.signal(signal.SIGINT, handler)
+        previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
         try:
             yield
         finally:
-            signal.signal(signal.SIGINT, previous)
+            for sig, old in previous.items():
+                signal.signal(sig, old)
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def best_model(model_class: type, path: Path) -> Tuple[Any, str]:
+    """The model of the best weights an interrupted training's checkpoint at ``path`` holds, and a few words
+    on them: the finished networks, and the one in training at its best validated epoch so far. Raises
+    :class:`CheckpointError` when that is no model yet (no epoch validated, or networks still untrained)."""
+    found = find_checkpoint(Path(path))
+    if found is None:
+        raise CheckpointError(f"{path}: no checkpoint there")
+    info = open_checkpoint(found, model_class.KIND, required=[STATE_JSON, ARRAYS])
+    with reading(found, info):
+        state = load_json(found / STATE_JSON)
+        if not isinstance(state, dict) or state.get("format") != FORMAT:
+            raise CheckpointError(f"{found / STATE_JSON}: not a checkpoint format this xmc reads ({FORMAT})")
+        try:
+            model = model_class(model_class.PARAMS.from_dict(state["params"]))
+        except (KeyError, TypeError, ValueError) as e:
+            raise CheckpointError(f"{found / STATE_JSON}: invalid parameters ({e})") from None
+        model.vocab = LabelVocab.load(found)
+        model.text = load_text_encoder(found / TEXT_DIR)
+        model.tree = LabelTree.load(found / TREE_DIR)
+        arrays = load_arrays(found / ARRAYS)
+    arrays, what = _best_weights(found, state["position"], arrays)
+    try:
+        model._load_weights(arrays, state["manifest"], found)
+    except ModelFormatError as e:
+        raise CheckpointError(f"{found}: the networks trained so far are not a whole model yet ({e}); resume the "
+                              f"training to finish it") from None
+    return model, what
+
+
+def _best_weights(found: Path, position: Dict[str, Any], arrays: Dict[str, np.ndarray]
+                  ) -> Tuple[Dict[str, np.ndarray], str]:
+    """The network weights of a checkpoint with the network in training at its best epoch, and their story."""
+    if position.get("complete"):
+        return arrays, "the finished training's weights"
+    loop, prefix = position.get("loop"), position.get("prefix")
+    best = {name[len("best."):]: value for name, value in arrays.items() if name.startswith("best.")}
+    if loop is None or not best:
+        raise CheckpointError(f"{found}: no epoch has been validated yet, so there are no best weights to save")
+    if not isinstance(prefix, str):
+        raise CheckpointError(f"{found}: written by an xmc that did not record which network was training")
+    kept = {name: value for name, value in arrays.items()
+            if not name.startswith((f"{prefix}.", "best.", "average.", "adam.", "rng."))}
+    kept.update({f"{prefix}.{name}": value for name, value in best.items()})
+    state = LoopState.from_dict(loop)
+    average = " (the running average of the weights)" if state.best_is_average else ""
+    level = f" of level {position.get('level')}" if position.get("level", 1) != 1 else ""
+    what = (f"the best weights so far (epoch {state.best_epoch}{average}{level}, validation score "
+            f"{state.best_score * 100:.2f})")
+    return kept, what

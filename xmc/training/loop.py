@@ -34,6 +34,7 @@ from xmc.training.batching import epoch_batches
 from xmc.training.checkpoint import LoopState, TrainingInterrupted  # noqa: F401
 from xmc.training.optim import LazyAdam, clip_grad_norm
 from xmc.training.params import TrainingParams
+from xmc.utils.progress import progress as show_progress
 
 StepLoss = Callable[[np.ndarray], torch.Tensor]
 Validate = Callable[[], Dict[str, float]]
@@ -186,8 +187,6 @@ def train_epochs(net: nn.Module, step_loss: StepLoss, lengths: np.ndarray, param
     epoch end, continues from the saved step when there is one, and on ``checkpoint.interrupted()`` saves
     and raises :class:`TrainingInterrupted`.
     """
-    from tqdm import tqdm
-
     if distributed.is_distributed():
         step_loss = distributed_steps(net, step_loss)
         validate = _validated_on_main(validate)
@@ -215,8 +214,8 @@ def train_epochs(net: nn.Module, step_loss: StepLoss, lengths: np.ndarray, param
         batches = list(epoch_batches(lengths, params.batch_size, rng))
         net.train()
         epoch_start, first_step = time.perf_counter(), loop.step
-        with tqdm(total=n_batches, initial=loop.step, desc=f"{desc} epoch {epoch}", unit="batch",
-                  disable=not progress or None, leave=False) as bar:
+        with show_progress(f"{desc} epoch {epoch}", total=n_batches, unit="batch", initial=loop.step,
+                           enabled=progress) as bar:
             for index in batches[loop.step:]:
                 optimizer.zero_grad(set_to_none=True)
                 loss = step_loss(index)
@@ -227,8 +226,8 @@ def train_epochs(net: nn.Module, step_loss: StepLoss, lengths: np.ndarray, param
                 loop.epoch_loss += float(loss.detach())
                 loop.step += 1
                 loop.global_step += 1
+                bar.set_postfix(f"loss {loop.epoch_loss / loop.step:.4f}")
                 bar.update(1)
-                bar.set_postfix(loss=f"{loop.epoch_loss / loop.step:.4f}", refresh=False)
                 if checkpoint is not None:
                     if checkpoint.interrupted():
                         save()
@@ -238,7 +237,7 @@ def train_epochs(net: nn.Module, step_loss: StepLoss, lengths: np.ndarray, param
         net.eval()
         # (an epoch resumed mid-way counts its batches since the resume)
         train_s, valid_start = time.perf_counter() - epoch_start, time.perf_counter()
-        with torch.no_grad():
+        with torch.no_grad(), show_progress(f"{desc} epoch {epoch} validation", enabled=progress):
             metrics = validate()
         score = _score(metrics, monitor)
         docs_per_s = sum(len(index) for index in batches[first_step:]) / max(train_s, 1e-9)

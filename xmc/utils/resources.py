@@ -46,3 +46,23 @@ def timed() -> Iterator[Timer]:
         yield t
     finally:
         t.seconds = time.perf_counter() - start
+
+
+class StageTimes(dict):
+    """Seconds per named stage of a run (featurising, tree, training, ...), in the order the stages first ran."""
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self[name] = self.get(name, 0.0) + time.perf_counter() - start
+
+    def add(self, other: "StageTimes") -> "StageTimes":
+        for name, seconds in other.items():
+            self[name] = self.get(name, 0.0) + seconds
+        return self
+
+    def __str__(self) -> str:
+        return ", ".join(f"{name} {seconds:.2f} s" for name, seconds in self.items())
