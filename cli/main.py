@@ -446,9 +446,12 @@ def _fit(entry, params, train_path, labels_file, fmt, valid_path, tree_dir, chec
         tree = LabelTree.load(Path(tree_dir)) if tree_dir else None
         # A deep model early-stops on the validation set; the linear one reads it after training, with its features.
         valid = _load(valid_path, fmt, None) if valid_path and entry.needs_torch else None
-    trained = model_class(params).fit(corpus, valid=valid, tree=tree, progress=not quiet(), log=say,
-                                      checkpoint_dir=checkpoint, resume=resume)
-    stages.add(trained.stage_seconds)
+    fit_time = StageTimes()
+    with fit_time.stage("training"):
+        trained = model_class(params).fit(corpus, valid=valid, tree=tree, progress=not quiet(), log=say,
+                                          checkpoint_dir=checkpoint, resume=resume)
+    # A model that times its own stages (featurising, tree, training...) says more than the whole fit.
+    stages.add(getattr(trained, "stage_seconds", None) or fit_time)
     if valid_path and valid is None:
         with stages.stage("reading"):
             valid = _load(valid_path, fmt, None, **trained.reader_kwargs())

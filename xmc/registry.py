@@ -6,8 +6,11 @@ The CLI's ``--model`` choices, ``xmc params``, :func:`load_model`, the benchmark
 model's kinds never import torch.
 
 A model class has ``KIND``, ``PARAMS``, a constructor taking its params, ``fit(corpus, valid=None, tree=None,
-progress=True, log=print, checkpoint_dir=None, resume=False)``, ``labels``, ``features``, ``predict_topk``,
-``save`` and a ``load`` classmethod.
+progress=True, log=print, checkpoint_dir=None, resume=False)``, ``labels(corpus, unseen="drop")`` (``"keep"``:
+labels unseen in training as ids past the model's, so metrics count them as misses), ``features``,
+``predict_topk``, ``save`` and a ``load`` classmethod. Optional: ``stage_seconds`` after ``fit`` (a
+:class:`xmc.utils.resources.StageTimes`, for the time per stage ``xmc train`` prints) and a
+``from_checkpoint(checkpoint_dir)`` classmethod (the model of an interrupted training's best weights so far).
 """
 from __future__ import annotations
 
