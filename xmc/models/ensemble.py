@@ -159,14 +159,14 @@ class Ensemble(Estimator):
                                    f"count >= 1; found {count!r} members of kind {kind!r}"[:400])
         with reading(directory, info):
             members = [registry.get(kind).model_class().load(directory / f"member{i}") for i in range(count)]
-        ensemble = cls(EnsembleParams(model=kind, n_models=count, member=members[0].params))
-        ensemble.members = members
-        # Scores are summed by label id, so every member must number the labels the same way.
-        for i, member in enumerate(ensemble.members):
-            if member.vocab != ensemble.members[0].vocab:
-                raise ModelFormatError(f"{directory / f'member{i}'}: its labels differ from member0's; an "
-                                       f"ensemble's members must number the labels the same way")
-        ensemble._load_thresholds(directory, info)
+            ensemble = cls(EnsembleParams(model=kind, n_models=count, member=members[0].params))
+            ensemble.members = members
+            # Scores are summed by label id, so every member must number the labels the same way.
+            for i, member in enumerate(ensemble.members):
+                if member.vocab != ensemble.members[0].vocab:
+                    raise ModelFormatError(f"{directory / f'member{i}'}: its labels differ from member0's; an "
+                                           f"ensemble's members must number the labels the same way")
+            ensemble._load_thresholds(directory, info)
         return ensemble
 
     def _check_fitted(self) -> None:
