@@ -10,19 +10,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from cli_checks import invoke
 
-from xmc.cli.main import cli
 from xmc.data import TextData, write_jsonl
 from xmc.datasets.synthetic import SyntheticParams, make_text_corpus
 
 ROOT = Path(__file__).resolve().parents[1]
 
-
-def invoke(*args, code=0):
-    result = CliRunner().invoke(cli, [str(a) for a in args])
-    assert result.exit_code == code, result.output
-    return result
 
 
 @pytest.fixture(scope="module")

@@ -9,11 +9,10 @@ import signal
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
+from cli_checks import invoke
 
 pytest.importorskip("torch")
 
-from xmc.cli.main import cli  # noqa: E402
 from xmc.data import TextData, read_jsonl, write_jsonl  # noqa: E402
 from xmc.datasets.synthetic import SyntheticParams, make_text_corpus  # noqa: E402
 from xmc.registry import load_model  # noqa: E402
@@ -23,11 +22,6 @@ from xmc.utils.modeldir import MANIFEST  # noqa: E402
 TINY = ["--set", "embedding.source=random", "--set", "embedding.dim=16", "--set", "hidden=16", "--threads", "1",
         "--set", "training.batch_size=32", "--set", "training.swa_start=0"]
 
-
-def invoke(*args, code=0):
-    result = CliRunner().invoke(cli, [str(a) for a in args])
-    assert result.exit_code == code, result.output
-    return result
 
 
 @pytest.fixture(scope="module")

@@ -6,19 +6,13 @@ import sys
 import time
 
 import pytest
-from click.testing import CliRunner
+from cli_checks import invoke
 
-from xmc.cli.main import cli
 from xmc.utils.progress import INTERVAL_ENV, format_duration, interval, progress
 
 # done/total unit (share), rate, time left
 COUNTED = re.compile(r"^training PLT layers: \d+/\d+ layer \(\d+%\), [\d.,]+ layer/s, \d+ s left$", re.M)
 
-
-def invoke(*args):
-    result = CliRunner().invoke(cli, [str(a) for a in args])
-    assert result.exit_code == 0, result.output
-    return result
 
 
 @pytest.fixture(scope="module")
