@@ -66,5 +66,7 @@ def test_tune_params_are_checked():
     for bad in ({"C": [0.0, 1.0]}, {"holdout": 1.0}, {"metric": "PSP@5"}):
         with pytest.raises(ValueError):
             TuneParams(**bad)
+    with pytest.raises(ValueError, match="P@k or nDCG@k"):  # refused before any training
+        tune_C(np.eye(4), np.eye(4), PLTParams(), [1.0], metric="PSP@5")
     with pytest.raises(ValueError, match="tune.C"):
         LinearParams().with_settings(["tune.C=[-1]"])

@@ -16,6 +16,7 @@ import scipy.sparse as sp
 from xmc.linear.params import PLTParams
 from xmc.linear.plt import PLTLinear
 from xmc.metrics import evaluate
+from xmc.training import distributed
 from xmc.tree import build_label_tree
 
 TUNE_BEAM = 10
@@ -38,18 +39,20 @@ def tune_C(X: sp.csr_matrix, Y: sp.csr_matrix, params: PLTParams, grid: Sequence
     (fractions). Ties go to the smaller C (the stronger regulariser, the smaller model)."""
     if not grid:
         raise ValueError("tune_C needs at least one value of C")
+    name, _, cutoff = metric.partition("@")
+    if name not in ("P", "nDCG") or not cutoff.isdigit() or int(cutoff) < 1:
+        raise ValueError(f"tune metric must be P@k or nDCG@k, found {metric!r}")
+    k = int(cutoff)
     X, Y = sp.csr_matrix(X), sp.csr_matrix(Y)
     kept, held = holdout_split(X.shape[0], holdout, params.seed)
     X_fit, Y_fit = X[kept], Y[kept]
-    tree = build_label_tree(X_fit, Y_fit, params.tree)
-    k = max(1, int(metric.rsplit("@", 1)[-1])) if "@" in metric else 5
+    # As PLTLinear.fit does: under torchrun rank 0 builds the tree and the others receive it.
+    tree = distributed.tree_from_main(lambda: build_label_tree(X_fit, Y_fit, params.tree))
     results: Dict[float, dict] = {}
     for C in sorted(float(c) for c in grid):
         model = PLTLinear(params.with_values({"C": C})).fit(X_fit, Y_fit, tree=tree)
         ids, _ = model.predict_topk(X[held], k=max(5, k), beam=TUNE_BEAM)
         results[C] = evaluate(Y[held], ids, ks=sorted({1, 3, 5, k}))
-        if metric not in results[C]:
-            raise ValueError(f"tune metric must be P@k or nDCG@k, found {metric!r}")
         if log is not None:
             log(f"C={C:g}: held-out {metric} {100 * results[C][metric]:.2f} ({len(held):,} documents)")
     best = max(results, key=lambda c: (results[c][metric], -c))

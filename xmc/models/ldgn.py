@@ -256,7 +256,7 @@ class LDGN(DeepModel):
         positions = mapping[np.where(ids >= 0, ids, len(names))]
         return positions, np.where(positions >= 0, scores, 0.0).astype(np.float32)
 
-    def _before_training(self, train: TextData, valid: TextData, log: Optional[Callable[[str], None]]) -> None:
+    def _before_training(self, train: TextData, valid: TextData, log: Optional[Log]) -> None:
         if self.over_candidates:
             start = time.perf_counter()
             if self.params.candidate_input:
