@@ -45,7 +45,7 @@ def main() -> None:
     # `xmc build-tree` runs without it.
     model = PLTLinear(params)
     with common.Stopwatch() as prepare_rows:
-        X_rows = model._prepare_features(X)  # the features fit() builds the tree on
+        X_rows = model.prepare_rows(X)  # the features fit() builds the tree on
     with common.Stopwatch() as tree_build:
         tree = build_label_tree(X_rows, Y, params.tree)
     del X_rows

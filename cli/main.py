@@ -654,19 +654,26 @@ def save_best(model_dir: str) -> None:
 @click.option("--calibration", type=click.Choice(["auto", "platt", "none"]), default="auto", show_default=True,
               help="platt: Platt scaling of the log of the scores; none: the scores are probabilities already; "
                    "auto: platt for the linear model, none for the deep ones (sigmoid outputs).")
+@click.option("--objective", type=click.Choice(["micro-F1", "label-F1"]), default="micro-F1", show_default=True,
+              help="micro-F1: each label's threshold moved from the global one where that raises validation "
+                   "micro-F1; label-F1: each label's own best F1 (better macro-F1, worse micro-F1).")
+@click.option("--keep-top/--no-keep-top", default=True, show_default=True,
+              help="Every document's set holds its best label, whatever its probability.")
 @click.option("--threads", default=0, show_default=True, help=THREADS_HELP)
 @quiet_option
 def tune_thresholds(model_dir: str, valid_path: str, fmt: str, labels_file: Optional[str], k: int,
-                    calibration: str, threads: int) -> None:
+                    calibration: str, objective: str, keep_top: bool, threads: int) -> None:
     """Calibrate a model's scores and tune one threshold per label, for label sets.
 
     On the validation documents' top k: the scores become probabilities (the
     linear model's by Platt scaling, sigmoid(a log(score) + b) fitted by maximum
     likelihood; the deep models' sigmoid outputs are probabilities already),
-    then each label gets the threshold that maximises its F1, pulled towards
-    the global threshold that maximises micro-F1 as far as the label has few
-    validation examples. Both are saved in MODEL_DIR/thresholds and listed in
-    its manifest; `xmc predict` then writes label sets.
+    then the global threshold that maximises micro-F1 is found and each
+    label's threshold moved from it where that raises validation micro-F1
+    (--objective label-F1: each label's own best F1 instead). Every set keeps
+    the document's best label unless --no-keep-top. Both are saved in
+    MODEL_DIR/thresholds and listed in its manifest; `xmc predict` then
+    writes label sets.
 
     \b
     Example:
@@ -682,7 +689,8 @@ def tune_thresholds(model_dir: str, valid_path: str, fmt: str, labels_file: Opti
         raise click.UsageError(f"{model_dir}: this model kind has no label sets")
     valid = _load(valid_path, fmt, labels_file, **model.reader_kwargs())
     with _stage(f"calibration and thresholds of {model.n_labels:,} labels on {valid_path}"):
-        model.tune_thresholds(valid, k=k, calibration=calibration, threads=threads)
+        model.tune_thresholds(valid, k=k, calibration=calibration, objective=objective, keep_top=keep_top,
+                              threads=threads)
     tuned = model.thresholds
     tuned.add_to(Path(model_dir))
     report = tuned.report

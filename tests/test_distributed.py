@@ -48,7 +48,7 @@ def test_a_layer_trained_in_child_ranges_equals_the_whole_layer(corpus):
     _, c = corpus
     model = PLTLinear(PLTParams(threads=1)).fit(c.X_train, c.Y_train)
     t = model.tree.depth - 1
-    X = model._prepare_features(c.X_train)
+    X = model.prepare_rows(c.X_train)
     P = model.tree.node_targets(c.Y_train, t).tocsc()
     P.sort_indices()
     T = model.tree.node_targets(c.Y_train, t + 1)

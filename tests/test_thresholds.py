@@ -89,7 +89,7 @@ def test_each_label_gets_the_threshold_of_its_best_f1():
     ids[:5, 3] = -1  # padding is not a prediction
     probs = np.round(rng.random((n, k)), 2).astype(np.float32)  # rounded: ties between documents
     truth = sp.csr_matrix((rng.random((n, L)) < 0.15).astype(np.float32))
-    thresholds, _ = tune(ids, probs, truth, shrinkage=0.0)
+    thresholds, _ = tune(ids, probs, truth, objective="label-F1", keep_top=False, shrinkage=0.0)
     hit = np.take_along_axis(truth.toarray(), np.maximum(ids, 0), axis=1).astype(bool) & (ids >= 0)
     n_true = np.asarray(truth.sum(axis=0)).ravel()
     for label in range(L):
@@ -107,12 +107,71 @@ def test_a_hand_made_case_and_the_pull_towards_the_global_threshold():
     probs = np.array([[0.9], [0.8], [0.7], [0.2], [0.6], [0.5]], dtype=np.float32)
     truth = sp.csr_matrix(np.array([[1, 0, 0], [0, 0, 0], [1, 0, 0], [0, 0, 0], [0, 1, 0], [0, 1, 0]],
                                    dtype=np.float32))
-    own, global_threshold = tune(ids, probs, truth, shrinkage=0.0)
+    own, global_threshold = tune(ids, probs, truth, objective="label-F1", keep_top=False, shrinkage=0.0)
     # Label 0's best F1 (0.8) cuts between 0.7 and 0.2; label 1's (1.0) keeps both; all pairs: F1 8/9 below 0.5.
     np.testing.assert_allclose(own, [0.45, 0.5, 0.35], rtol=1e-6)
     assert global_threshold == pytest.approx(0.35)
-    pulled, _ = tune(ids, probs, truth, shrinkage=2.0)  # two true documents each: halfway to the global one
+    pulled, _ = tune(ids, probs, truth, objective="label-F1", keep_top=False, shrinkage=2.0)  # two true documents each: halfway to the global one
     np.testing.assert_allclose(pulled, [0.40, 0.425, 0.35], rtol=1e-6)
+
+
+def reference_micro_ascent(ids, probs, truth, keep_top, sweeps=2):
+    """Plain coordinate ascent on micro-F1 over whole-set recomputation: the global threshold first (every
+    distinct probability tried, highest on a tie), then each proposed label in id order, twice. Returns the
+    chosen (n, k) mask."""
+    hit = np.take_along_axis(truth.toarray(), np.maximum(ids, 0), axis=1).astype(bool) & (ids >= 0)
+    fixed = np.zeros(ids.shape, dtype=bool)
+    if keep_top:
+        fixed[:, 0] = ids[:, 0] >= 0
+    free = (ids >= 0) & ~fixed
+    n_true = truth.nnz
+
+    def micro(cut):
+        chosen = fixed | (free & (probs >= cut))
+        return 2 * np.sum(chosen & hit) / (chosen.sum() + n_true)
+
+    def best(candidates, cut_with):
+        scores = [micro(cut_with(t)) for t in candidates]
+        return candidates[int(np.argmax(scores))]
+
+    everything = [np.inf] + sorted(set(probs[free].tolist()), reverse=True)
+    g = best(everything, lambda t: np.full(ids.shape, t))
+    per_label = {int(label): g for label in np.unique(ids[free])}
+
+    def cut_of(table):
+        return np.vectorize(lambda label: table.get(int(label), g))(ids)
+
+    for _ in range(sweeps):
+        for label in sorted(per_label):
+            mine = [np.inf] + sorted(set(probs[free & (ids == label)].tolist()), reverse=True)
+            per_label[label] = best(mine, lambda t: cut_of({**per_label, label: t}))
+    return fixed | (free & (probs >= cut_of(per_label)))
+
+
+@pytest.mark.parametrize("keep_top", [False, True])
+def test_micro_f1_ascent_chooses_the_sets_of_the_plain_reference(keep_top):
+    rng = np.random.default_rng(11)
+    n, k, L = 120, 4, 7
+    ids = np.stack([rng.choice(L, size=k, replace=False) for _ in range(n)]).astype(np.int32)
+    ids[:4, 3] = -1
+    probs = np.sort(np.round(rng.random((n, k)), 2), axis=1)[:, ::-1].astype(np.float32)  # best first
+    truth = sp.csr_matrix((rng.random((n, L)) < 0.2).astype(np.float32))
+    per_label, global_threshold = tune(ids, probs, truth, keep_top=keep_top)
+    sets = Thresholds(per_label, global_threshold, keep_top=keep_top)
+    np.testing.assert_array_equal(sets.select(ids, probs), reference_micro_ascent(ids, probs, truth, keep_top))
+    # Never below the global threshold's validation micro-F1, which it starts from.
+    ours = set_metrics(truth, sets_matrix(ids, sets.select(ids, probs), L))["micro-F1"]
+    one_cut = set_metrics(truth, sets_matrix(ids, sets.select(ids, probs, global_threshold), L))["micro-F1"]
+    assert ours >= one_cut
+
+
+def test_keep_top_puts_the_best_label_in_every_set():
+    ids = np.array([[2, 0], [1, -1], [-1, -1]], dtype=np.int32)
+    probs = np.array([[0.1, 0.05], [0.2, 0.0], [0.0, 0.0]], dtype=np.float32)
+    cuts = np.full(3, 0.5, dtype=np.float32)
+    np.testing.assert_array_equal(Thresholds(cuts, 0.5).select(ids, probs), [[True, False], [True, False],
+                                                                            [False, False]])
+    np.testing.assert_array_equal(Thresholds(cuts, 0.5, keep_top=False).select(ids, probs), np.zeros((3, 2), bool))
 
 
 def test_probabilities_of_an_uncalibrated_linear_model_are_refused_with_the_way_out(split):

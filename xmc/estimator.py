@@ -37,7 +37,7 @@ from xmc.data import LabelVocab, TextData, XCData
 from xmc.data.checks import warn_unknown_labels
 from xmc.metrics import expected_calibration_error, log_loss, set_metrics, topk_outcomes
 from xmc.params import Params
-from xmc.thresholds import SHRINKAGE, Thresholds, tune
+from xmc.thresholds import OBJECTIVES, Thresholds, tune
 
 CALIBRATIONS = ("auto", "platt", "none")
 TUNE_K = 10
@@ -253,17 +253,22 @@ class Estimator:
 
     # ---- thresholds -------------------------------------------------------------------------
     def tune_thresholds(self, X: Any, y: Any = None, k: int = TUNE_K, calibration: str = "auto",
-                        shrinkage: float = SHRINKAGE, threads: Optional[int] = None) -> "Estimator":
+                        objective: str = "micro-F1", keep_top: bool = True,
+                        threads: Optional[int] = None) -> "Estimator":
         """Calibrate the scores and tune one threshold per label on validation data (``X``, ``y``; or a
         corpus ``X`` that carries its labels); see :mod:`xmc.thresholds`.
 
         ``calibration``: "platt" (Platt scaling, :mod:`xmc.calibration`), "none" (the scores are
         probabilities already: the deep models' sigmoid outputs), or "auto": Platt scaling for the models
         whose scores need it (the linear ones), none for the others. ``k``: the validation documents' top k
-        are the candidates, as the top k of ``predict`` are. ``shrinkage``: the pseudo-count that pulls a
-        label's threshold towards the global one (:func:`xmc.thresholds.tune`)."""
+        are the candidates, as the top k of ``predict`` are. ``objective``: "micro-F1" (coordinate ascent from the
+        global threshold) or "label-F1" (each label's own best F1, pulled towards the global threshold: better
+        macro-F1, worse micro-F1); ``keep_top``: every set holds the document's best label (see
+        :mod:`xmc.thresholds`)."""
         if calibration not in CALIBRATIONS:
             raise ValueError(f"calibration: expected one of {', '.join(CALIBRATIONS)}, found {calibration!r}")
+        if objective not in OBJECTIVES:
+            raise ValueError(f"objective: expected one of {', '.join(OBJECTIVES)}, found {objective!r}")
         if calibration == "none" and self.CALIBRATE_SCORES:
             raise ValueError(f"calibration 'none' leaves the scores of this {type(self).__name__} as they are, "
                              f"which are not probabilities; use 'platt' or 'auto'")
@@ -273,9 +278,10 @@ class Estimator:
         if calibration == "platt" or (calibration == "auto" and self.CALIBRATE_SCORES):
             platt = PlattCalibration.fit(*topk_outcomes(truth, ids, scores))
         probs = platt(scores) if platt is not None else np.asarray(scores, dtype=np.float32)
-        per_label, global_threshold = tune(ids, probs, truth, shrinkage)
-        self.thresholds = Thresholds(per_label, global_threshold, platt)
-        self.thresholds.report = {"documents": int(truth.shape[0]), "k": int(k), "shrinkage": shrinkage,
+        per_label, global_threshold = tune(ids, probs, truth, objective=objective, keep_top=keep_top)
+        self.thresholds = Thresholds(per_label, global_threshold, platt, keep_top=keep_top)
+        self.thresholds.report = {"documents": int(truth.shape[0]), "k": int(k), "objective": objective,
+                                  "keep_top": keep_top,
                                   **_tuning_report(truth, ids, scores, self.thresholds)}
         return self
 

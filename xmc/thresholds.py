@@ -1,13 +1,22 @@
 """Label sets from ranked predictions: per-label thresholds tuned on validation data, and their files.
 
 A document's label set is the labels of its top k whose probability reaches their label's
-threshold. :func:`tune` first finds the one global threshold that maximises micro-F1 on the
-validation documents, then for every label the threshold that maximises that label's F1 (a cut
-between two distinct validation probabilities, at their midpoint), and keeps a blend of the two
-weighted by the label's true validation documents n and a pseudo-count m (``shrinkage``):
-``(n * own + m * global) / (n + m)``. A few examples would choose a label's threshold by chance;
-the blend trusts them as far as their number allows. A label whose F1 is 0 at every cut takes
-the global threshold.
+threshold; with ``keep_top`` (the default) a document always keeps its best label, since in a
+multi-label corpus every document has one. :func:`tune` finds the thresholds on the validation
+documents' top k, taking that rule into account:
+
+- the one global threshold that maximises micro-F1;
+- ``objective="micro-F1"`` (the default): from there, coordinate ascent on micro-F1 over the
+  labels, two sweeps in order of label id; each step moves one label's threshold to the cut of
+  its own pairs that gives the best micro-F1 with every other label's threshold held. A label
+  moves only where its pairs say its probabilities run high or low against the others', so
+  validation micro-F1 can only rise above the global threshold's;
+- ``objective="label-F1"``: for every label the threshold of its own best F1, blended with the
+  global one by the label's true validation documents n and a pseudo-count m (``shrinkage``),
+  ``(n * own + m * global) / (n + m)``: what serves macro-F1 at the cost of micro-F1.
+
+A cut falls only between two distinct validation probabilities of a label, at their midpoint.
+A label never proposed keeps the global threshold.
 
 :class:`Thresholds` holds them with the calibration that makes the scores probabilities (see
 :mod:`xmc.calibration`), and is saved in a model directory as ``thresholds/thresholds.json``
@@ -33,7 +42,8 @@ SETTINGS_JSON = f"{DIRECTORY}/thresholds.json"
 PER_LABEL_NPZ = f"{DIRECTORY}/per_label.npz"
 FILES = (SETTINGS_JSON, PER_LABEL_NPZ)
 FORMAT = 1
-SHRINKAGE = 10.0  # in a sweep of 1, 5, 10, 20 on generated data, 10 gave the best micro- and macro-F1 on test
+OBJECTIVES = ("micro-F1", "label-F1")
+SHRINKAGE = 10.0  # of label-F1 thresholds: in a sweep of 1, 5, 10, 20 on generated data, 10 gave the best F1
 
 
 def _cut_f1(probs: np.ndarray, outcomes: np.ndarray, n_true: np.ndarray, groups: np.ndarray
@@ -59,26 +69,76 @@ def _cut_f1(probs: np.ndarray, outcomes: np.ndarray, n_true: np.ndarray, groups:
     return f1[best], (probs[best] + below) / 2
 
 
-def tune(ids: np.ndarray, probs: np.ndarray, truth: sp.csr_matrix,
-         shrinkage: float = SHRINKAGE) -> Tuple[np.ndarray, float]:
+def _best_micro_cut(probs: np.ndarray, outcomes: np.ndarray, tp_rest: float, fp_rest: float, n_true: float
+                    ) -> float:
+    """The threshold on one group of pairs (sorted by probability, descending) that maximises micro-F1 when the
+    pairs outside the group contribute ``tp_rest`` true and ``fp_rest`` false positives and the truth holds
+    ``n_true`` pairs. The highest such threshold wins a tie; above every probability when taking none is best."""
+    tp = tp_rest + np.r_[0.0, np.cumsum(outcomes)]
+    fp = fp_rest + np.r_[0.0, np.cumsum(1.0 - outcomes)]
+    f1 = 2 * tp / np.maximum(tp + fp + n_true, 1.0)
+    can_cut = np.r_[True, probs[1:] < probs[:-1], True]  # taking the first j pairs splits no tie
+    j = int(np.argmax(np.where(can_cut, f1, -1.0)))
+    if j == probs.size:
+        return float(np.float32(probs[-1])) if probs.size else 1.0
+    # Thresholds are kept as float32: a cut must stay above the first pair left out once rounded to it.
+    above = np.nextafter(np.float32(probs[j]), np.float32(np.inf))
+    cut = above if j == 0 else max(np.float32((probs[j - 1] + probs[j]) / 2), above)
+    return float(min(cut, np.float32(1.0)))
+
+
+def _micro_ascent(probs: np.ndarray, outcomes: np.ndarray, labels: np.ndarray, thresholds: np.ndarray,
+                  tp: float, fp: float, n_true: float, sweeps: int = 2) -> np.ndarray:
+    """Coordinate ascent on micro-F1: each label's threshold in turn set to its best cut given the others'.
+    ``tp``, ``fp``: those of the pairs no threshold decides (kept top labels)."""
+    order = np.lexsort((-probs, labels))
+    probs, outcomes, labels = probs[order], outcomes[order], labels[order]
+    starts = np.flatnonzero(np.r_[True, labels[1:] != labels[:-1]]) if labels.size else np.zeros(0, np.int64)
+    ends = np.r_[starts[1:], labels.size]
+    chosen = probs >= thresholds[labels]
+    tp += float(outcomes[chosen].sum())
+    fp += float((1.0 - outcomes[chosen]).sum())
+    for _ in range(sweeps):
+        for lo, hi in zip(starts, ends):
+            p, o, mine = probs[lo:hi], outcomes[lo:hi], chosen[lo:hi]
+            tp_rest, fp_rest = tp - o[mine].sum(), fp - (1.0 - o[mine]).sum()
+            label = labels[lo]
+            thresholds[label] = _best_micro_cut(p, o, tp_rest, fp_rest, n_true)
+            chosen[lo:hi] = mine = p >= thresholds[label]
+            tp, fp = tp_rest + o[mine].sum(), fp_rest + (1.0 - o[mine]).sum()
+    return thresholds
+
+
+def tune(ids: np.ndarray, probs: np.ndarray, truth: sp.csr_matrix, objective: str = "micro-F1",
+         keep_top: bool = True, shrinkage: float = SHRINKAGE) -> Tuple[np.ndarray, float]:
     """(per-label thresholds float32 (n_labels,), global threshold) from validation top-k ``ids`` and their
-    ``probs`` (n, k), and the validation ``truth`` (n, n_labels)."""
+    ``probs`` (n, k), and the validation ``truth`` (n, n_labels); see the module docstring."""
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective: expected one of {', '.join(OBJECTIVES)}, found {objective!r}")
+    ids = np.asarray(ids)
     p, outcome = topk_outcomes(truth, ids, probs)
-    labels = np.asarray(ids, dtype=np.int64)[np.asarray(ids) >= 0]
-    n_true = np.bincount(truth.indices, minlength=truth.shape[1]).astype(np.float64)
     if not p.size:
         raise ValueError("no validation document has a prediction: give validation documents the model can score")
+    labels = ids[ids >= 0].astype(np.int64)
+    rank = np.broadcast_to(np.arange(ids.shape[1]), ids.shape)[ids >= 0]
+    fixed = (rank == 0) if keep_top else np.zeros(p.size, dtype=bool)  # in the set whatever their probability
+    tp_fixed, fp_fixed = float(outcome[fixed].sum()), float((1.0 - outcome[fixed]).sum())
+    p, outcome, labels = p[~fixed], outcome[~fixed], labels[~fixed]
+    n_true_all = float(truth.nnz)
     order = np.argsort(-p, kind="stable")
-    _, (global_threshold,) = _cut_f1(p[order], outcome[order], np.array([n_true.sum()]),
-                                     np.zeros(p.size, dtype=np.int64))
-    order = np.lexsort((-p, labels))
-    groups = labels[order]
-    f1, cut = _cut_f1(p[order], outcome[order], n_true, groups)
-    present = np.unique(groups)
-    found = f1 > 0
-    n = n_true[present[found]]
+    global_threshold = _best_micro_cut(p[order], outcome[order], tp_fixed, fp_fixed, n_true_all)
     thresholds = np.full(truth.shape[1], global_threshold, dtype=np.float64)
-    thresholds[present[found]] = (n * cut[found] + shrinkage * global_threshold) / (n + shrinkage)
+    if objective == "micro-F1":
+        thresholds = _micro_ascent(p, outcome, labels, thresholds, tp_fixed, fp_fixed, n_true_all)
+    elif p.size:
+        n_true = np.bincount(truth.indices, minlength=truth.shape[1]).astype(np.float64)
+        order = np.lexsort((-p, labels))
+        groups = labels[order]
+        f1, cut = _cut_f1(p[order], outcome[order], n_true, groups)
+        present = np.unique(groups)
+        found = f1 > 0
+        n = n_true[present[found]]
+        thresholds[present[found]] = (n * cut[found] + shrinkage * global_threshold) / (n + shrinkage)
     return thresholds.astype(np.float32), float(global_threshold)
 
 
@@ -90,23 +150,28 @@ class Thresholds:
     per_label: np.ndarray  # float32 (n_labels,), in [0, 1]
     global_threshold: float  # maximises validation micro-F1; the threshold of labels tuned without evidence
     calibration: Optional[PlattCalibration] = None
-    report: Optional[Dict[str, Any]] = None  # how they were tuned (documents, k, shrinkage) and validation figures
+    report: Optional[Dict[str, Any]] = None  # how they were tuned (documents, k, objective) and validation figures
+    keep_top: bool = True  # every document's set holds its best label, whatever its probability
 
     def probabilities(self, scores: np.ndarray) -> np.ndarray:
         return self.calibration(scores) if self.calibration is not None else np.asarray(scores, dtype=np.float32)
 
     def select(self, ids: np.ndarray, probs: np.ndarray, threshold: Optional[float] = None) -> np.ndarray:
-        """Boolean (n, k): which of the top-k ``ids`` are in the set; ``threshold`` replaces the per-label ones."""
+        """Boolean (n, k): which of the top-k ``ids`` are in the set; ``threshold`` replaces the per-label ones
+        (the best label stays in with ``keep_top``)."""
         ids = np.asarray(ids)
         cut = threshold if threshold is not None else self.per_label[np.maximum(ids, 0)]
-        return (ids >= 0) & (np.asarray(probs) >= cut)
+        chosen = (ids >= 0) & (np.asarray(probs) >= cut)
+        if self.keep_top and ids.shape[1]:
+            chosen[:, 0] |= ids[:, 0] >= 0
+        return chosen
 
     # ---- files ------------------------------------------------------------------
     def save(self, model_dir: Path) -> None:
         """Write the two files into ``model_dir`` (the caller lists them in its manifest)."""
         save_arrays(Path(model_dir) / PER_LABEL_NPZ, {"thresholds": self.per_label.astype(np.float32)})
         save_json(Path(model_dir) / SETTINGS_JSON, {
-            "format": FORMAT, "global_threshold": self.global_threshold,
+            "format": FORMAT, "global_threshold": self.global_threshold, "keep_top": self.keep_top,
             "calibration": self.calibration.to_dict() if self.calibration is not None else None,
             "n_labels": int(self.per_label.size), "report": self.report or {}})
 
@@ -150,5 +215,9 @@ class Thresholds:
         if not np.all((per_label >= 0) & (per_label <= 1)):
             raise ModelFormatError(f"{where}: every threshold must be in [0, 1]; found "
                                    f"{int(np.sum(~((per_label >= 0) & (per_label <= 1))))} outside")
+        keep_top = settings.get("keep_top", False)  # absent in files written before the rule existed
+        if not isinstance(keep_top, bool):
+            raise ModelFormatError(f"{model_dir / SETTINGS_JSON}: 'keep_top' must be true or false, found "
+                                   f"{keep_top!r}"[:300])
         report = settings.get("report") if isinstance(settings.get("report"), dict) else None
-        return cls(per_label.astype(np.float32), float(global_threshold), calibration, report)
+        return cls(per_label.astype(np.float32), float(global_threshold), calibration, report, keep_top)

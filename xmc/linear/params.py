@@ -6,6 +6,7 @@ from typing import List, Optional
 
 from xmc.data.tfidf import TfidfParams
 from xmc.linear.neighbours import NeighbourParams
+from xmc.linear.rerank import RerankParams
 from xmc.params import MAX_THREADS, Params, check, check_choice, check_int, param
 from xmc.tree.params import TreeParams
 
@@ -76,7 +77,7 @@ class PLTParams(Params):
 # Most trees of one linear model: each is a full PLT, so a forged count must not reach a loop.
 MAX_TREES = 64
 # Fields of LinearParams that are not the PLT's (the PLT saves its own params without them).
-LINEAR_ONLY = ("tfidf", "neighbours", "tune", "trees")
+LINEAR_ONLY = ("tfidf", "neighbours", "rerank", "tune", "trees")
 TUNE_METRICS = ("P@1", "P@3", "P@5", "nDCG@3", "nDCG@5")
 
 
@@ -102,6 +103,8 @@ class LinearParams(PLTParams):
     tfidf: TfidfParams = param(TfidfParams(), "how raw text becomes TF-IDF features (text input only)")
     neighbours: NeighbourParams = param(NeighbourParams(), "re-ranking with the labels of the nearest training "
                                                            "documents (neighbours.k=10 turns it on)")
+    rerank: RerankParams = param(RerankParams(), "re-ranking of the trees' proposals by per-label classifiers "
+                                                  "trained on their hard negatives (rerank.candidates=100 turns it on)")
     trees: int = param(1, "PLTs on trees of seeds tree.seed, tree.seed + 1, ...; a label's score is their mean")
     tune: TuneParams = param(TuneParams(), "choose C on held-out training documents (tune.C=[0.5,1,2,4] turns "
                                            "it on)")

@@ -12,6 +12,7 @@ Directory layout::
     MODEL_DIR/featurizer/      TF-IDF vocabulary and idf (text input only)
     MODEL_DIR/linear/          the PLT: params.json, weights.npz, tree
     MODEL_DIR/linear1/, ...    the PLTs of the other trees (only with trees > 1)
+    MODEL_DIR/reranker/        the per-label re-ranker (only with rerank.candidates > 0)
     MODEL_DIR/neighbours/      the training rows and labels (only with neighbours.k > 0)
 """
 from __future__ import annotations
@@ -35,12 +36,15 @@ from xmc.linear.params import MAX_TREES, LinearParams, PLTParams
 from xmc.linear.plt import KIND as PLT_KIND
 from xmc.linear.plt import REQUIRED_FILES as PLT_REQUIRED
 from xmc.linear.plt import PLTLinear
+from xmc.linear.rerank import REQUIRED_FILES as RERANKER_FILES
+from xmc.linear.rerank import LabelReranker, RerankParams
 from xmc.linear.tuning import tune_C
 from xmc.params import check_choice
 from xmc.search.merge import mean_topk
 from xmc.tree import LabelTree
 from xmc.utils.modeldir import (MANIFEST, ModelFormatError, begin_save, read_manifest, reading, verify_model_dir,
                                 write_manifest)
+from xmc.utils.progress import progress as show_progress
 from xmc.utils.resources import StageTimes
 
 Corpus = Union[XCData, TextData]
@@ -49,6 +53,7 @@ KIND = "pipeline"
 LINEAR_DIR = "linear"
 FEATURIZER_DIR = "featurizer"
 NEIGHBOURS_DIR = "neighbours"
+RERANKER_DIR = "reranker"
 
 
 def tree_dir(i: int) -> str:
@@ -71,8 +76,10 @@ class Pipeline(Estimator):
         self.params = self._params_from(params or LinearParams(), settings)
         self.tfidf_params = tfidf or getattr(self.params, "tfidf", None) or TfidfParams()
         self.neighbour_params = getattr(self.params, "neighbours", None) or NeighbourParams()
+        self.rerank_params = getattr(self.params, "rerank", None) or RerankParams()
         self.n_trees = getattr(self.params, "trees", 1)
         self.trees: List[PLTLinear] = []  # one PLT per tree; their mean score ranks the labels
+        self.reranker: Optional[LabelReranker] = None  # with rerank_params.candidates > 0
         self.neighbours: Optional[NeighbourScorer] = None  # with neighbour_params.k > 0
         self.vocab: Optional[LabelVocab] = None
         self.featurizer: Optional[TfidfFeaturizer] = None
@@ -83,6 +90,7 @@ class Pipeline(Estimator):
         """A new, untrained pipeline with these settings (PLT and TF-IDF)."""
         copy = Pipeline(self.params, self.tfidf_params)
         copy.neighbour_params = self.neighbour_params
+        copy.rerank_params = self.rerank_params
         copy.n_trees = self.n_trees
         return copy
 
@@ -148,6 +156,13 @@ class Pipeline(Estimator):
             self.trees.append(PLTLinear(seeded).fit(X, Y, progress=progress))
         for plt in self.trees:
             stages.add(plt.stage_seconds)
+        self.reranker = None
+        if self.rerank_params.candidates > 0:
+            with stages.stage("re-ranker"), show_progress("re-ranker: proposals for the training documents, "
+                                                          "then one classifier per label", enabled=progress):
+                proposed, _ = self._proposals(X, self.rerank_params.candidates, beam=10, threads=None)
+                self.reranker = LabelReranker.fit(self.rerank_params, plt_params, self.model.prepare_rows(X), Y,
+                                                  proposed)
         if self.neighbour_params.k > 0:
             with stages.stage("neighbours"):
                 self.neighbours = NeighbourScorer(self.neighbour_params, X, Y)
@@ -210,23 +225,33 @@ class Pipeline(Estimator):
                      threads: Optional[int] = None, batch_size: int = 65536,
                      on_batch: Optional[Callable[[int], None]] = None) -> Tuple[np.ndarray, np.ndarray]:
         """Top-k label ids (model id space, -1 = none) and scores, in batches to bound memory. With several
-        trees, a label's score is the mean of the trees' (0 from a tree whose beam did not propose it). With
-        neighbours, the best ``neighbours.pool`` labels are re-ranked by the blend with the neighbours' votes."""
+        trees, a label's score is the mean of the trees' (0 from a tree whose beam did not propose it). With the
+        re-ranker, the best ``rerank.candidates`` labels are re-scored by its blend; with neighbours, the best
+        ``neighbours.pool`` then by the blend with the neighbours' votes."""
         self._check_fitted()
         X = corpus_or_X if sp.issparse(corpus_or_X) else self.features(corpus_or_X)
         ids = np.full((X.shape[0], k), -1, dtype=np.int32)
         scores = np.zeros((X.shape[0], k), dtype=np.float32)
-        proposals = max(k, self.neighbour_params.pool) if self.neighbours is not None else k
+        proposals = max([k] + ([self.reranker.params.candidates] if self.reranker is not None else [])
+                        + ([self.neighbour_params.pool] if self.neighbours is not None else []))
         for start in range(0, X.shape[0], batch_size):
             stop = min(start + batch_size, X.shape[0])
-            found = [plt.predict_topk(X[start:stop], k=proposals, beam=beam, threads=threads) for plt in self.trees]
-            batch_ids, batch_scores = found[0] if len(found) == 1 else mean_topk(found, proposals)
+            batch = X[start:stop]
+            batch_ids, batch_scores = self._proposals(batch, proposals, beam, threads)
+            if self.reranker is not None:
+                batch_ids, batch_scores = self.reranker.rerank(self.model.prepare_rows(batch), batch_ids,
+                                                               batch_scores)
             if self.neighbours is not None:
-                batch_ids, batch_scores = self.neighbours.rerank(X[start:stop], batch_ids, batch_scores, k)
-            ids[start:stop], scores[start:stop] = batch_ids, batch_scores
+                batch_ids, batch_scores = self.neighbours.rerank(batch, batch_ids, batch_scores, k)
+            ids[start:stop], scores[start:stop] = batch_ids[:, :k], batch_scores[:, :k]
             if on_batch is not None:
                 on_batch(stop - start)
         return ids, scores
+
+    def _proposals(self, X: sp.csr_matrix, n: int, beam: int, threads: Optional[int]) -> Tuple[np.ndarray, np.ndarray]:
+        """The trees' best ``n`` labels of each row of ``X`` (their mean score with several trees)."""
+        found = [plt.predict_topk(X, k=n, beam=beam, threads=threads) for plt in self.trees]
+        return found[0] if len(found) == 1 else mean_topk(found, n)
 
     # ---- persistence -----------------------------------------------------------
     def save(self, directory: Union[str, Path]) -> None:
@@ -239,11 +264,14 @@ class Pipeline(Estimator):
         self.vocab.save(directory)
         if self.featurizer is not None:
             self.featurizer.save(directory / FEATURIZER_DIR)
+        if self.reranker is not None:
+            self.reranker.save(directory / RERANKER_DIR)
         if self.neighbours is not None:
             self.neighbours.save(directory / NEIGHBOURS_DIR)
         self._save_thresholds(directory)
         write_manifest(directory, KIND, {"input_kind": self.input_kind, "model": PLT_KIND,
-                                         "neighbours": self.neighbours is not None, "trees": len(self.trees)})
+                                         "neighbours": self.neighbours is not None,
+                                         "reranker": self.reranker is not None, "trees": len(self.trees)})
 
     @classmethod
     def load(cls, directory: Union[str, Path]) -> "Pipeline":
@@ -255,10 +283,10 @@ class Pipeline(Estimator):
         if input_kind not in ("sparse", "text"):
             raise ModelFormatError(f"{directory / MANIFEST}: unknown input kind {input_kind!r}; "
                                    f"expected 'sparse' or 'text'")
-        has_neighbours = info.get("neighbours", False)
-        if not isinstance(has_neighbours, bool):
-            raise ModelFormatError(f"{directory / MANIFEST}: 'neighbours' must be true or false, "
-                                   f"found {has_neighbours!r}"[:300])
+        has_neighbours, has_reranker = info.get("neighbours", False), info.get("reranker", False)
+        for name, value in (("neighbours", has_neighbours), ("reranker", has_reranker)):
+            if not isinstance(value, bool):
+                raise ModelFormatError(f"{directory / MANIFEST}: '{name}' must be true or false, found {value!r}"[:300])
         n_trees = info.get("trees", 1)
         if type(n_trees) is not int or not 1 <= n_trees <= MAX_TREES:
             raise ModelFormatError(f"{directory / MANIFEST}: 'trees' must be an integer in [1, {MAX_TREES}], "
@@ -269,12 +297,14 @@ class Pipeline(Estimator):
             required += [f"{FEATURIZER_DIR}/{name}" for name in (TFIDF_PARAMS, TFIDF_VOCAB, TFIDF_IDF)]
         if has_neighbours:
             required += [f"{NEIGHBOURS_DIR}/{name}" for name in NEIGHBOUR_FILES]
+        if has_reranker:
+            required += [f"{RERANKER_DIR}/{name}" for name in RERANKER_FILES]
         info = verify_model_dir(directory, required)
         with reading(directory, info):
-            return cls._load_listed(directory, info, input_kind, has_neighbours, n_trees)
+            return cls._load_listed(directory, info, input_kind, has_neighbours, has_reranker, n_trees)
 
     @classmethod
-    def _load_listed(cls, directory: Path, info: dict, input_kind: str, has_neighbours: bool,
+    def _load_listed(cls, directory: Path, info: dict, input_kind: str, has_neighbours: bool, has_reranker: bool,
                      n_trees: int) -> "Pipeline":
         pipe = cls()
         pipe.input_kind = input_kind
@@ -298,6 +328,10 @@ class Pipeline(Estimator):
                 raise ModelFormatError(f"{directory / FEATURIZER_DIR / TFIDF_VOCAB}: holds "
                                        f"{pipe.featurizer.n_features} terms but the model in "
                                        f"{directory / LINEAR_DIR} expects {pipe.model.n_features} features")
+        if has_reranker:
+            pipe.reranker = LabelReranker.load(directory / RERANKER_DIR, n_labels=len(pipe.vocab),
+                                               n_features=pipe.model.n_features)
+            pipe.rerank_params = pipe.reranker.params
         if has_neighbours:
             pipe.neighbours = NeighbourScorer.load(directory / NEIGHBOURS_DIR, n_labels=len(pipe.vocab),
                                                    n_features=pipe.model.n_features)

@@ -52,33 +52,11 @@ def _children_of_this_rank(tree: LabelTree, t: int, parent_ptr: Optional[np.ndar
 
     Ranges hold about equal cost: a child's cost is the number of documents of its parent,
     which its solver scans."""
-    ranks = distributed.world_size()
-    if ranks == 1:
+    if not distributed.is_distributed():
         return 0, -1
     children_per_parent = np.diff(tree.layer_indptr[t])
     docs = np.diff(parent_ptr) if parent_ptr is not None else np.array([n_docs])
-    cost = np.cumsum(np.repeat(docs + 1, children_per_parent).astype(np.float64))
-    bounds = np.searchsorted(cost, cost[-1] * np.arange(ranks + 1) / ranks, side="right") if cost.size else \
-        np.zeros(ranks + 1, dtype=np.int64)
-    bounds[0], bounds[-1] = 0, cost.size
-    r = distributed.rank()
-    return int(bounds[r]), int(bounds[r + 1])
-
-
-def _merge_ranks(W: sp.csc_matrix) -> sp.csc_matrix:
-    """Under torchrun: the whole layer on rank 0, from each rank's columns (other ranks keep theirs)."""
-    if not distributed.is_distributed():
-        return W
-    parts = distributed.gather_arrays({"counts": np.diff(W.indptr).astype(np.int64),
-                                       "indices": W.indices.astype(np.int32), "data": W.data.astype(np.float32)})
-    if parts is None:
-        return W
-    # Ranks own contiguous column ranges in rank order, so their entries concatenate in column order.
-    counts = np.sum([part["counts"] for part in parts], axis=0)
-    indptr = np.concatenate([[0], np.cumsum(counts)])
-    indices = np.concatenate([part["indices"] for part in parts])
-    data = np.concatenate([part["data"] for part in parts])
-    return sp.csc_matrix((data, indices, indptr), shape=W.shape)
+    return distributed.share_of_columns(np.repeat(docs + 1, children_per_parent))
 
 
 class PLTLinear(Estimator):
@@ -115,7 +93,7 @@ class PLTLinear(Estimator):
         p = self.params
         p.validate()
         self.stage_seconds = stages = StageTimes()
-        X = self._prepare_features(X)
+        X = self.prepare_rows(X)
         Y, vocab = label_matrix(Y)
         Y = _check_binary(Y)
         if X.shape[0] != Y.shape[0]:
@@ -178,7 +156,7 @@ class PLTLinear(Estimator):
             np.ascontiguousarray(T.indices, dtype=np.int32), T.shape[1],
             p.loss, float(p.C), float(p.eps), int(p.max_iter), float(p.bias),
             float(p.weight_threshold), int(p.seed), t, int(p.threads), begin, end)
-        W = _merge_ranks(sp.csc_matrix((data, indices, indptr), shape=shape))
+        W = distributed.gather_columns(sp.csc_matrix((data, indices, indptr), shape=shape))
         if p.bias != 1.0:
             # Fold the bias value into its weight: scorers use an implicit feature of 1.0.
             last = W.indices == n_features
@@ -186,7 +164,8 @@ class PLTLinear(Estimator):
         return W
 
     # ---- prediction -------------------------------------------------------------
-    def _prepare_features(self, X) -> sp.csr_matrix:
+    def prepare_rows(self, X) -> sp.csr_matrix:
+        """``X`` as the node classifiers read it (rows at unit L2 norm with ``normalize_rows``)."""
         X = as_csr(X)
         return l2_normalize_rows(X) if self.params.normalize_rows else X
 
@@ -213,7 +192,7 @@ class PLTLinear(Estimator):
         X = as_csr(X)
         if X.shape[1] != self.n_features:
             raise ValueError(f"X has {X.shape[1]} features but the model was trained on {self.n_features}")
-        return self._prepare_features(X)
+        return self.prepare_rows(X)
 
     def predict_topk(self, X, k: int = 5, beam: int = 10,
                      threads: Optional[int] = None) -> Tuple[np.ndarray, np.ndarray]:

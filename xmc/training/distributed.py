@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import atexit
 import os
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -157,6 +157,39 @@ def gather_arrays(arrays: Dict[str, np.ndarray], dst: int = 0) -> Optional[List[
             for r in range(n):
                 gathered[r][name] = parts[r][:int(sizes[r])].numpy().astype(a.dtype, copy=False)
     return gathered if rank() == dst else None
+
+
+def share_of_columns(cost: np.ndarray) -> Tuple[int, int]:
+    """This rank's contiguous range [begin, end) of columns whose ``cost`` adds up to about a rank's share;
+    (0, -1), every column, outside torchrun. Each rank trains its range; :func:`gather_columns` joins them."""
+    ranks = world_size()
+    if ranks == 1:
+        return 0, -1
+    total = np.cumsum(np.asarray(cost, dtype=np.float64))
+    bounds = np.searchsorted(total, total[-1] * np.arange(ranks + 1) / ranks, side="right") if total.size else \
+        np.zeros(ranks + 1, dtype=np.int64)
+    bounds[0], bounds[-1] = 0, total.size
+    r = rank()
+    return int(bounds[r]), int(bounds[r + 1])
+
+
+def gather_columns(W):
+    """Under torchrun: the whole CSC matrix on rank 0, from each rank's columns of
+    :func:`share_of_columns` (the other ranks keep theirs); ``W`` itself outside torchrun."""
+    if not is_distributed():
+        return W
+    import scipy.sparse as sp
+
+    parts = gather_arrays({"counts": np.diff(W.indptr).astype(np.int64),
+                           "indices": W.indices.astype(np.int32), "data": W.data.astype(np.float32)})
+    if parts is None:
+        return W
+    # Ranks own contiguous column ranges in rank order, so their entries concatenate in column order.
+    counts = np.sum([part["counts"] for part in parts], axis=0)
+    indptr = np.concatenate([[0], np.cumsum(counts)])
+    indices = np.concatenate([part["indices"] for part in parts])
+    data = np.concatenate([part["data"] for part in parts])
+    return sp.csc_matrix((data, indices, indptr), shape=W.shape)
 
 
 _DTYPES = ["<i4", "<i8", "<f4", "<f8", "|b1", "|u1"]
