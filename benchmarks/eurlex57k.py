@@ -23,7 +23,11 @@ runner's docstring). Writes benchmarks/results/eurlex57k.{md,json,png}.
     python benchmarks/eurlex57k.py --threads 2               # everything (about 80 minutes on 2 cores)
     python benchmarks/eurlex57k.py --systems pecos,xmc-linear --repeats 3
     python benchmarks/eurlex57k.py --systems xmc-linear,xmc-ldgn --graphs both,static,dynamic,none \
-        --seeds 0,1 --name eurlex57k_ablation                 # LDGN's ablation, 2 seeds each
+        --seeds 0,1 --name eurlex57k_ablation --keep-finished --reuse   # LDGN's ablation, 2 seeds each
+
+The ablation's eight LDGN runs take longer than one session: ``--keep-finished`` reads the runs that
+finished earlier with the same command from the cache, and ``--reuse`` trains the candidate model and
+its out-of-fold proposals once per seed (their recorded time is still counted in every row).
 """
 from __future__ import annotations
 
@@ -158,9 +162,11 @@ def command(system: str, prep: Dict[str, object], args: argparse.Namespace, out:
     files = prep["files"]
     if system == "xmc-ldgn":
         graph, seed = variant
+        reuse = ["--reuse", str(args.cache / "reuse")] if args.reuse else []
         return [args.xmc_python, str(HERE / "run_xmc_deep.py"), "--data", str(args.data), "--out", str(out),
                 "--threads", str(args.threads), "--k", str(K), "--seed", str(seed), "--set", f'graph="{graph}"'] + \
-            [x for s in args.deep_set for x in ("--set", s)] + [x for s in args.linear_set for x in ("--linear-set", s)]
+            [x for s in args.deep_set for x in ("--set", s)] + \
+            [x for s in args.linear_set for x in ("--linear-set", s)] + reuse
     col = 1 if system == "fasttext" else 0
     script = {"xmc-linear": HERE / "run_xmc.py", "pecos": HERE / "peers" / "run_pecos.py",
               "napkinxc": HERE / "peers" / "run_napkinxc.py", "omikuji": HERE / "peers" / "run_omikuji.py",
@@ -175,16 +181,22 @@ def command(system: str, prep: Dict[str, object], args: argparse.Namespace, out:
 def run_system(system: str, prep, args, out: Path, variant: Tuple[str, int], suffix: str) -> Dict[str, dict]:
     """{row name: runner result with its dev and test predictions}; empty when the run failed. ``variant``:
     LDGN's (graph, seed) for xmc-ldgn, named in its rows by ``suffix``."""
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
-    env = common.runner_env(args.threads, system.startswith("xmc"), REPO)
-    with open(out / "log.txt", "w") as log:
-        code, stopped = common.run_bounded(command(system, prep, args, out, variant), log, env, args.timeout)
-    if stopped or code != 0:
-        tail = (out / "log.txt").read_text(errors="replace").splitlines()[-5:]
-        print(f"[eurlex57k]   {system}: {stopped or f'failed (exit {code})'}: " + " | ".join(tail), flush=True)
-        return {}
+    cmd = command(system, prep, args, out, variant)
+    finished = out / "finished.json"
+    if args.keep_finished and finished.is_file() and json.loads(finished.read_text()).get("command") == cmd:
+        print(f"[eurlex57k]   {system}: finished earlier with this command, read from {out}", flush=True)
+    else:
+        if out.exists():
+            shutil.rmtree(out)
+        out.mkdir(parents=True)
+        env = common.runner_env(args.threads, system.startswith("xmc"), REPO)
+        with open(out / "log.txt", "w") as log:
+            code, stopped = common.run_bounded(cmd, log, env, args.timeout)
+        if stopped or code != 0:
+            tail = (out / "log.txt").read_text(errors="replace").splitlines()[-5:]
+            print(f"[eurlex57k]   {system}: {stopped or f'failed (exit {code})'}: " + " | ".join(tail), flush=True)
+            return {}
+        finished.write_text(json.dumps({"command": cmd, "commit": common.git_commit(REPO)}))
     folders = {k: out / k for k in DEEP_FOLDERS} if system == "xmc-ldgn" else {
         {"xmc-linear": "xmc linear PLT"}.get(system, system): out}
     rows = {}
@@ -288,6 +300,12 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="an LDGN params field for xmc-ldgn (repeatable)")
     p.add_argument("--linear-set", action="append", default=[], metavar="FIELD=JSON",
                    help="a linear params field of xmc-ldgn's candidate model, e.g. neighbours.k=10 (repeatable)")
+    p.add_argument("--keep-finished", action="store_true",
+                   help="read a system's run from the cache when it finished earlier with the same command "
+                        "(a long ablation over several sessions)")
+    p.add_argument("--reuse", action="store_true",
+                   help="xmc-ldgn: keep the candidate model and out-of-fold proposals in CACHE/reuse for the runs of "
+                        "the same seed (run_xmc_deep.py --reuse); their recorded time still counts")
     p.add_argument("--peers-python", default=common.default_peers_python())
     p.add_argument("--xmc-python", default=sys.executable)
     p.add_argument("--cache", type=Path, default=HERE / ".cache" / "eurlex57k")

@@ -14,11 +14,19 @@ candidate model alone, e.g. with ``--linear-set neighbours.k=10``), each with pr
 dev_predictions.npz and result.json (its ``settings.system`` names the row) as the other runners write
 them. The first two share the training time; the third's is the candidate model's.
 
+With ``--reuse DIR`` (the LDGN ablation: several graphs on one candidate model) the candidate model and
+LDGN's out-of-fold proposals are kept in DIR, keyed by the linear settings, the seed and the folds, and
+loaded by the next run with the same key instead of being computed again. Both are deterministic given
+that key, so the model is the same; the row's training time still counts them, at the seconds they took
+when they were computed (recorded beside them).
+
     python benchmarks/run_xmc_deep.py --data ../shared/data/eurlex57k --out runs/ldgn --threads 2
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import sys
 import time
 from pathlib import Path
@@ -40,6 +48,8 @@ def main() -> None:
                     help="an LDGN params field, as xmc train --set (repeatable)")
     ap.add_argument("--linear-set", action="append", default=[], metavar="FIELD=JSON",
                     help="a linear params field of the candidate model, e.g. neighbours.k=10 (repeatable)")
+    ap.add_argument("--reuse", type=Path, default=None,
+                    help="folder that keeps the candidate model and out-of-fold proposals for later runs")
     args = ap.parse_args()
     common.set_thread_env(args.threads)
     from xmc.data import TfidfParams, load_corpus
@@ -57,25 +67,86 @@ def main() -> None:
         log_lines.append(line)
         print(line, flush=True)
 
-    with common.Stopwatch() as linear_clock:
-        linear_params = LinearParams(threads=args.threads, seed=args.seed,
-                                     tfidf=TfidfParams(ngram_range=(1, 2), min_df=2)).with_settings(args.linear_set)
-        linear = Pipeline(linear_params).fit(train, log=log)
-    log(f"linear PLT (candidates) trained in {linear_clock.seconds:.1f} s")
+    linear_params = LinearParams(threads=args.threads, seed=args.seed,
+                                 tfidf=TfidfParams(ngram_range=(1, 2), min_df=2)).with_settings(args.linear_set)
+    reuse = Reuse(args.reuse, {"data": str(args.data.resolve()), "linear": linear_params.to_dict()})
+    linear, linear_seconds = reuse.candidate_model(lambda: Pipeline(linear_params).fit(train, log=log), Pipeline)
+    log(f"linear PLT (candidates) trained in {linear_seconds:.1f} s")
+    model = LDGN(params, candidates=linear)
+    reused_seconds = reuse.out_of_fold(model, params)
     with common.Stopwatch() as deep_clock:
-        model = LDGN(params, candidates=linear).fit(train, valid=dev, progress=False, log=log)
-    train_seconds = linear_clock.seconds + deep_clock.seconds
+        model.fit(train, valid=dev, progress=False, log=log)
+    deep_seconds = deep_clock.seconds + reused_seconds()
+    train_seconds = linear_seconds + deep_seconds
     model_dir = args.out / "model"
     model.save(model_dir)
     for name, system, configure in systems(model):
         configure()
         write_row(args, args.out / name, system, model, model_dir, dev, test, train_seconds, {
             "candidate_weight": model.candidate_weight, "params": params.to_dict(),
-            "linear_params": linear_params.to_dict(), "linear_train_seconds": linear_clock.seconds,
-            "deep_train_seconds": deep_clock.seconds, "log": log_lines})
-    neighbours = f" + {linear.neighbour_params.k} neighbours" if linear.neighbours is not None else ""
-    write_row(args, args.out / "candidates", f"xmc linear PLT{neighbours} (LDGN's candidate model)", linear,
-              model_dir / "candidates", dev, test, linear_clock.seconds, {"linear_params": linear_params.to_dict()})
+            "linear_params": linear_params.to_dict(), "linear_train_seconds": linear_seconds,
+            "deep_train_seconds": deep_seconds, "reused": reuse.used, "log": log_lines})
+    extras = (" + re-ranker" if linear.reranker is not None else "") + \
+        (f" + {linear.neighbour_params.k} neighbours" if linear.neighbours is not None else "")
+    write_row(args, args.out / "candidates", f"xmc linear PLT{extras} (LDGN's candidate model)", linear,
+              model_dir / "candidates", dev, test, linear_seconds, {"linear_params": linear_params.to_dict()})
+
+
+class Reuse:
+    """The candidate model and the out-of-fold proposals kept in a folder between runs of one key (see the
+    module docstring); with no folder every step is computed."""
+
+    def __init__(self, folder, key: dict) -> None:
+        self.folder = Path(folder) if folder is not None else None
+        self.key = key
+        self.used = []  # the steps loaded from the folder
+
+    def _path(self, what: str, extra: dict) -> Path:
+        digest = hashlib.sha256(json.dumps({**self.key, **extra}, sort_keys=True).encode()).hexdigest()[:16]
+        return self.folder / f"{what}-{digest}"
+
+    def candidate_model(self, fit, kind):
+        if self.folder is None:
+            with common.Stopwatch() as clock:
+                model = fit()
+            return model, clock.seconds
+        path = self._path("candidates", {})
+        if (path / "seconds.json").is_file():
+            self.used.append("candidate model")
+            return kind.load(path / "model"), json.loads((path / "seconds.json").read_text())["seconds"]
+        with common.Stopwatch() as clock:
+            model = fit()
+        model.save(path / "model")
+        (path / "seconds.json").write_text(json.dumps({"seconds": clock.seconds, "key": self.key}))
+        return model, clock.seconds
+
+    def out_of_fold(self, model, params):
+        """Wrap ``model``'s out-of-fold proposals with the folder; returns a function giving the seconds of the
+        loaded ones (0 when computed in this run, where the clock around fit counts them)."""
+        seconds = [0.0]
+        if self.folder is None or not params.candidate_input:
+            return lambda: seconds[0]
+        import numpy as np
+
+        path = self._path("out-of-fold", {"folds": params.candidate_folds, "seed": params.training.seed,
+                                         "n_candidates": params.n_candidates})
+        compute = model._out_of_fold_proposals
+
+        def cached(train):
+            if (path / "proposals.npz").is_file():
+                self.used.append("out-of-fold proposals")
+                seconds[0] = json.loads((path / "seconds.json").read_text())["seconds"]
+                with np.load(path / "proposals.npz") as z:
+                    return z["ids"], z["scores"]
+            with common.Stopwatch() as clock:
+                ids, scores = compute(train)
+            path.mkdir(parents=True, exist_ok=True)
+            np.savez(path / "proposals.npz", ids=ids, scores=scores)
+            (path / "seconds.json").write_text(json.dumps({"seconds": clock.seconds}))
+            return ids, scores
+
+        model._out_of_fold_proposals = cached
+        return lambda: seconds[0]
 
 
 def write_row(args, out: Path, system: str, model, model_dir: Path, dev, test, train_seconds: float,

@@ -36,3 +36,50 @@ def test_best_threshold_beats_every_other_cut_on_the_same_data():
     best = eurlex57k.micro_f1(Y, ids, scores, t)
     for other in np.unique(scores[np.isfinite(scores)]):
         assert eurlex57k.micro_f1(Y, ids, scores, other) <= best + 1e-9
+
+
+def test_reuse_keeps_the_candidate_model_and_out_of_fold_proposals_per_key(tmp_path):
+    from types import SimpleNamespace
+
+    import run_xmc_deep
+
+    calls = []
+
+    class Model:
+        def __init__(self, value):
+            self.value = value
+
+        def save(self, path):
+            path.mkdir(parents=True)
+            (path / "value").write_text(str(self.value))
+
+        @classmethod
+        def load(cls, path):
+            return cls(int((path / "value").read_text()))
+
+    class Deep:
+        def _out_of_fold_proposals(self, train):
+            calls.append("out-of-fold")
+            return np.arange(6).reshape(2, 3), np.full((2, 3), 0.5, dtype=np.float32)
+
+    key = {"data": "d", "linear": {"C": 4.0}}
+    params = SimpleNamespace(candidate_input=True, candidate_folds=3, training=SimpleNamespace(seed=0),
+                             n_candidates=3)
+    first = run_xmc_deep.Reuse(tmp_path, key)
+    model, seconds = first.candidate_model(lambda: calls.append("fit") or Model(7), Model)
+    deep = Deep()
+    first.out_of_fold(deep, params)
+    deep._out_of_fold_proposals(None)
+    assert first.used == [] and calls == ["fit", "out-of-fold"]
+
+    again = run_xmc_deep.Reuse(tmp_path, key)
+    model, seconds_again = again.candidate_model(lambda: calls.append("fit") or Model(8), Model)
+    deep = Deep()
+    loaded_seconds = again.out_of_fold(deep, params)
+    ids, scores = deep._out_of_fold_proposals(None)
+    assert model.value == 7 and seconds_again == seconds and calls == ["fit", "out-of-fold"]
+    np.testing.assert_array_equal(ids, np.arange(6).reshape(2, 3))
+    assert again.used == ["candidate model", "out-of-fold proposals"] and loaded_seconds() >= 0
+
+    other = run_xmc_deep.Reuse(tmp_path, {**key, "linear": {"C": 2.0}})  # other settings: computed again
+    assert other.candidate_model(lambda: Model(9), Model)[0].value == 9 and other.used == []

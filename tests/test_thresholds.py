@@ -72,32 +72,36 @@ def test_per_label_thresholds_beat_a_global_cut_on_held_out_f1(split, tuned):
         assert per_label["micro-F1"] > one_cut["micro-F1"] and per_label["macro-F1"] > one_cut["macro-F1"], cut
 
 
-def brute_force_best_f1(probs, outcomes, n_true):
-    """The best F1 of one label over every threshold at one of its probabilities (or above all of them)."""
-    best = 0.0
+def brute_force_best_f1(probs, outcomes, n_true, tp_fixed=0, fp_fixed=0):
+    """The best F1 of one label over every threshold at one of its probabilities (or above all of them), with
+    ``tp_fixed`` + ``fp_fixed`` pairs in the set whatever the threshold."""
+    best = 2 * tp_fixed / max(tp_fixed + fp_fixed + n_true, 1)
     for t in np.unique(probs):
         tp = np.sum(outcomes[probs >= t])
         fp = np.sum(probs >= t) - tp
-        best = max(best, 2 * tp / (tp + fp + n_true))
+        best = max(best, 2 * (tp + tp_fixed) / (tp + fp + tp_fixed + fp_fixed + n_true))
     return best
 
 
-def test_each_label_gets_the_threshold_of_its_best_f1():
+@pytest.mark.parametrize("keep_top", [False, True])
+def test_each_label_gets_the_threshold_of_its_best_f1(keep_top):
     rng = np.random.default_rng(3)
     n, k, L = 300, 4, 12
     ids = np.stack([rng.choice(L, size=k, replace=False) for _ in range(n)]).astype(np.int32)
     ids[:5, 3] = -1  # padding is not a prediction
-    probs = np.round(rng.random((n, k)), 2).astype(np.float32)  # rounded: ties between documents
+    probs = np.sort(np.round(rng.random((n, k)), 2), axis=1)[:, ::-1].astype(np.float32)  # ties between documents
     truth = sp.csr_matrix((rng.random((n, L)) < 0.15).astype(np.float32))
-    thresholds, _ = tune(ids, probs, truth, objective="label-F1", keep_top=False, shrinkage=0.0)
+    thresholds, g = tune(ids, probs, truth, objective="label-F1", keep_top=keep_top, shrinkage=0.0)
     hit = np.take_along_axis(truth.toarray(), np.maximum(ids, 0), axis=1).astype(bool) & (ids >= 0)
     n_true = np.asarray(truth.sum(axis=0)).ravel()
+    fixed = np.zeros(ids.shape, dtype=bool)
+    fixed[:, 0] = keep_top
+    chosen = Thresholds(thresholds, g, keep_top=keep_top).select(ids, probs)
     for label in range(L):
-        mine = ids == label
-        want = brute_force_best_f1(probs[mine], hit[mine], n_true[label])
-        passed = probs[mine] >= thresholds[label]
-        tp = np.sum(hit[mine][passed])
-        assert 2 * tp / (passed.sum() + n_true[label]) == pytest.approx(want), label
+        mine, always = (ids == label) & ~fixed, (ids == label) & fixed
+        want = brute_force_best_f1(probs[mine], hit[mine], n_true[label], hit[always].sum(), (~hit[always]).sum())
+        taken = chosen & (ids == label)
+        assert 2 * np.sum(hit[taken]) / (taken.sum() + n_true[label]) == pytest.approx(want), label
 
 
 def test_a_hand_made_case_and_the_pull_towards_the_global_threshold():

@@ -46,33 +46,10 @@ OBJECTIVES = ("micro-F1", "label-F1")
 SHRINKAGE = 10.0  # of label-F1 thresholds: in a sweep of 1, 5, 10, 20 on generated data, 10 gave the best F1
 
 
-def _cut_f1(probs: np.ndarray, outcomes: np.ndarray, n_true: np.ndarray, groups: np.ndarray
-            ) -> Tuple[np.ndarray, np.ndarray]:
-    """Per group (a label, or one group of every pair), the best F1 of predicting its most probable pairs, and
-    the threshold that does it, in group order.
-
-    The pairs come sorted by (group, probability descending); ``n_true`` counts each group's true
-    pairs, predicted or not. A cut may fall only between two distinct probabilities of a group."""
-    starts = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]])
-    start_of = np.repeat(starts, np.diff(np.r_[starts, groups.size]))  # each pair's group start
-    position = np.arange(groups.size) - start_of
-    tp = np.cumsum(outcomes)
-    tp = tp - np.where(start_of > 0, tp[np.maximum(start_of - 1, 0)], 0.0)
-    fp = position + 1 - tp
-    last_of_group = np.r_[groups[1:] != groups[:-1], True]
-    can_cut = last_of_group | np.r_[probs[1:] < probs[:-1], True]
-    f1 = np.where(can_cut, 2 * tp / np.maximum(tp + fp + n_true[groups], 1), -1.0)
-    # The best cut of each group: highest F1, then the highest threshold (the earliest position).
-    order = np.lexsort((position, -f1, groups))
-    best = order[np.flatnonzero(np.r_[True, groups[order][1:] != groups[order][:-1]])]
-    below = np.where(last_of_group[best], probs[best], probs[np.minimum(best + 1, probs.size - 1)])
-    return f1[best], (probs[best] + below) / 2
-
-
-def _best_micro_cut(probs: np.ndarray, outcomes: np.ndarray, tp_rest: float, fp_rest: float, n_true: float
-                    ) -> float:
-    """The threshold on one group of pairs (sorted by probability, descending) that maximises micro-F1 when the
-    pairs outside the group contribute ``tp_rest`` true and ``fp_rest`` false positives and the truth holds
+def _best_cut(probs: np.ndarray, outcomes: np.ndarray, tp_rest: float, fp_rest: float, n_true: float
+              ) -> Tuple[float, float]:
+    """(threshold, F1): the cut of one group of pairs (sorted by probability, descending) that maximises F1 when
+    the pairs outside the group contribute ``tp_rest`` true and ``fp_rest`` false positives and the truth holds
     ``n_true`` pairs. The highest such threshold wins a tie; above every probability when taking none is best."""
     tp = tp_rest + np.r_[0.0, np.cumsum(outcomes)]
     fp = fp_rest + np.r_[0.0, np.cumsum(1.0 - outcomes)]
@@ -80,21 +57,28 @@ def _best_micro_cut(probs: np.ndarray, outcomes: np.ndarray, tp_rest: float, fp_
     can_cut = np.r_[True, probs[1:] < probs[:-1], True]  # taking the first j pairs splits no tie
     j = int(np.argmax(np.where(can_cut, f1, -1.0)))
     if j == probs.size:
-        return float(np.float32(probs[-1])) if probs.size else 1.0
+        return (float(np.float32(probs[-1])) if probs.size else 1.0), float(f1[j])
     # Thresholds are kept as float32: a cut must stay above the first pair left out once rounded to it.
     above = np.nextafter(np.float32(probs[j]), np.float32(np.inf))
     cut = above if j == 0 else max(np.float32((probs[j - 1] + probs[j]) / 2), above)
-    return float(min(cut, np.float32(1.0)))
+    return float(min(cut, np.float32(1.0))), float(f1[j])
+
+
+def _label_groups(probs: np.ndarray, labels: np.ndarray):
+    """The pairs' order by (label, probability descending), the labels in that order, and each label's
+    [start, end) in it."""
+    order = np.lexsort((-probs, labels))
+    labels = labels[order]
+    starts = np.flatnonzero(np.r_[True, labels[1:] != labels[:-1]]) if labels.size else np.zeros(0, np.int64)
+    return order, labels, starts, np.r_[starts[1:], labels.size].astype(np.int64)
 
 
 def _micro_ascent(probs: np.ndarray, outcomes: np.ndarray, labels: np.ndarray, thresholds: np.ndarray,
                   tp: float, fp: float, n_true: float, sweeps: int = 2) -> np.ndarray:
     """Coordinate ascent on micro-F1: each label's threshold in turn set to its best cut given the others'.
     ``tp``, ``fp``: those of the pairs no threshold decides (kept top labels)."""
-    order = np.lexsort((-probs, labels))
-    probs, outcomes, labels = probs[order], outcomes[order], labels[order]
-    starts = np.flatnonzero(np.r_[True, labels[1:] != labels[:-1]]) if labels.size else np.zeros(0, np.int64)
-    ends = np.r_[starts[1:], labels.size]
+    order, labels, starts, ends = _label_groups(probs, labels)
+    probs, outcomes = probs[order], outcomes[order]
     chosen = probs >= thresholds[labels]
     tp += float(outcomes[chosen].sum())
     fp += float((1.0 - outcomes[chosen]).sum())
@@ -103,9 +87,25 @@ def _micro_ascent(probs: np.ndarray, outcomes: np.ndarray, labels: np.ndarray, t
             p, o, mine = probs[lo:hi], outcomes[lo:hi], chosen[lo:hi]
             tp_rest, fp_rest = tp - o[mine].sum(), fp - (1.0 - o[mine]).sum()
             label = labels[lo]
-            thresholds[label] = _best_micro_cut(p, o, tp_rest, fp_rest, n_true)
+            thresholds[label], _ = _best_cut(p, o, tp_rest, fp_rest, n_true)
             chosen[lo:hi] = mine = p >= thresholds[label]
             tp, fp = tp_rest + o[mine].sum(), fp_rest + (1.0 - o[mine]).sum()
+    return thresholds
+
+
+def _own_f1(probs: np.ndarray, outcomes: np.ndarray, labels: np.ndarray, thresholds: np.ndarray,
+            tp_fixed: np.ndarray, fp_fixed: np.ndarray, n_true: np.ndarray, shrinkage: float) -> np.ndarray:
+    """Each label's cut of best F1 of its own, blended with the global threshold already in ``thresholds``
+    (a label whose F1 is 0 at every cut keeps it). ``tp_fixed``, ``fp_fixed``: per label, those of its pairs
+    no threshold decides."""
+    order, labels, starts, ends = _label_groups(probs, labels)
+    probs, outcomes = probs[order], outcomes[order]
+    for lo, hi in zip(starts, ends):
+        label = labels[lo]
+        cut, f1 = _best_cut(probs[lo:hi], outcomes[lo:hi], tp_fixed[label], fp_fixed[label], n_true[label])
+        if f1 > 0:
+            n = n_true[label]
+            thresholds[label] = (n * cut + shrinkage * thresholds[label]) / (n + shrinkage)
     return thresholds
 
 
@@ -122,23 +122,19 @@ def tune(ids: np.ndarray, probs: np.ndarray, truth: sp.csr_matrix, objective: st
     labels = ids[ids >= 0].astype(np.int64)
     rank = np.broadcast_to(np.arange(ids.shape[1]), ids.shape)[ids >= 0]
     fixed = (rank == 0) if keep_top else np.zeros(p.size, dtype=bool)  # in the set whatever their probability
-    tp_fixed, fp_fixed = float(outcome[fixed].sum()), float((1.0 - outcome[fixed]).sum())
+    n_labels = truth.shape[1]
+    tp_fixed = np.bincount(labels[fixed], weights=outcome[fixed], minlength=n_labels)
+    fp_fixed = np.bincount(labels[fixed], weights=1.0 - outcome[fixed], minlength=n_labels)
     p, outcome, labels = p[~fixed], outcome[~fixed], labels[~fixed]
-    n_true_all = float(truth.nnz)
     order = np.argsort(-p, kind="stable")
-    global_threshold = _best_micro_cut(p[order], outcome[order], tp_fixed, fp_fixed, n_true_all)
-    thresholds = np.full(truth.shape[1], global_threshold, dtype=np.float64)
+    global_threshold, _ = _best_cut(p[order], outcome[order], tp_fixed.sum(), fp_fixed.sum(), float(truth.nnz))
+    thresholds = np.full(n_labels, global_threshold, dtype=np.float64)
     if objective == "micro-F1":
-        thresholds = _micro_ascent(p, outcome, labels, thresholds, tp_fixed, fp_fixed, n_true_all)
-    elif p.size:
-        n_true = np.bincount(truth.indices, minlength=truth.shape[1]).astype(np.float64)
-        order = np.lexsort((-p, labels))
-        groups = labels[order]
-        f1, cut = _cut_f1(p[order], outcome[order], n_true, groups)
-        present = np.unique(groups)
-        found = f1 > 0
-        n = n_true[present[found]]
-        thresholds[present[found]] = (n * cut[found] + shrinkage * global_threshold) / (n + shrinkage)
+        thresholds = _micro_ascent(p, outcome, labels, thresholds, tp_fixed.sum(), fp_fixed.sum(),
+                                   float(truth.nnz))
+    else:
+        n_true = np.bincount(truth.indices, minlength=n_labels).astype(np.float64)
+        thresholds = _own_f1(p, outcome, labels, thresholds, tp_fixed, fp_fixed, n_true, shrinkage)
     return thresholds.astype(np.float32), float(global_threshold)
 
 
