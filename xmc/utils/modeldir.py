@@ -2,7 +2,8 @@
 
 A model directory holds ``xmc.json`` (format version, model kind, xmc version
 and the byte size and SHA-256 of every other file below the directory) beside
-the model's own files. Saves write the manifest last; loads verify every file
+the model's own files. Saves write the manifest last, listing the files the save
+wrote (an earlier model's leftovers and a user's files stay unlisted); loads verify every file
 it lists before parsing anything, so a missing, truncated, corrupted or swapped
 file is reported by name instead of half-loading. Files added later (a user's
 predictions or notes) are not the model's: they are ignored, and a loader that
@@ -90,18 +91,15 @@ def save_json(path: Path, obj: Any) -> None:
 
 
 def load_json(path: Path) -> Any:
-    path = Path(path)
-    _check_listed(path)
-    if not path.is_file():
-        raise ModelFormatError(f"{path}: file is missing")
+    text = load_text(path)
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
         raise ModelFormatError(f"{path}: not valid JSON ({e})") from e
 
 
 def load_text(path: Path) -> str:
-    """A UTF-8 text file of a model directory (a tokenizer's), checked like :func:`load_json`."""
+    """A UTF-8 text file of a model directory (a tokenizer's, a JSON file's): a listed file, present, UTF-8."""
     path = Path(path)
     _check_listed(path)
     if not path.is_file():
@@ -213,26 +211,47 @@ def _model_files(model_dir: Path) -> List[str]:
     return out
 
 
+# Per directory being saved: the files it held when the save began. A save writes each file anew (a
+# temporary file renamed over the old one), so the inode tells a rewritten file even within the clock's
+# granularity.
+_BEFORE_SAVE: Dict[str, Dict[str, Tuple[int, int, int]]] = {}
+
+
+def _stamps(model_dir: Path) -> Dict[str, Tuple[int, int, int]]:
+    out = {}
+    for rel in _model_files(model_dir):
+        st = (model_dir / rel).stat()
+        out[rel] = (st.st_ino, st.st_size, st.st_mtime_ns)
+    return out
+
+
 def begin_save(model_dir: Path) -> Path:
-    """Make ``model_dir`` and drop any old manifest first, so an interrupted re-save is never loadable."""
+    """Make ``model_dir`` and drop any old manifest first, so an interrupted re-save is never loadable. The
+    files already there are noted: :func:`write_manifest` lists only those the save writes or rewrites, so a
+    model saved over another (``--overwrite``) does not claim the other's leftover files."""
     model_dir = Path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
     try:
         (model_dir / MANIFEST).unlink()
     except FileNotFoundError:
         pass
+    _BEFORE_SAVE[os.path.realpath(model_dir)] = _stamps(model_dir)
     return model_dir
 
 
 def write_manifest(model_dir: Path, kind: str, extra: Mapping[str, Any] = ()) -> None:
-    """Write ``xmc.json`` listing the size and SHA-256 of every file below ``model_dir``.
+    """Write ``xmc.json`` listing the size and SHA-256 of the files below ``model_dir`` that the save wrote
+    (every file, for a directory whose save did not start with :func:`begin_save`).
 
     Call it last: the manifest is what makes a directory a model. Nested model
     directories' manifests are ordinary files here, so the outer one covers them.
     """
     model_dir = Path(model_dir)
+    before = _BEFORE_SAVE.pop(os.path.realpath(model_dir), {})
     files = {}
-    for rel in _model_files(model_dir):
+    for rel, stamp in _stamps(model_dir).items():
+        if before.get(rel) == stamp:
+            continue  # there before the save and untouched by it: not this model's
         size, digest = file_digest(model_dir / rel)
         files[rel] = {"bytes": size, "sha256": digest}
     save_json(model_dir / MANIFEST, {"format_version": FORMAT_VERSION, "kind": kind, "xmc_version": __version__,
