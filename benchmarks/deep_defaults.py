@@ -164,6 +164,8 @@ def main(argv=None) -> None:
             row = run_one(corpus, model, files, args)
             row["commit"] = common.git_commit(REPO)
             row["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+            # Read again: another run of this script (another corpus) may have added rows meanwhile.
+            rows = json.loads(out_json.read_text()) if out_json.is_file() else []
             rows = [r for r in rows if not (r["corpus"] == corpus and r["model"] == model)] + [row]
             args.results.mkdir(parents=True, exist_ok=True)
             out_json.write_text(json.dumps(rows, indent=1) + "\n")
