@@ -332,6 +332,7 @@ def main(argv=None) -> List[dict]:
     from xmc import metrics
 
     args = parse_args(argv)
+    commit = common.git_commit(REPO)  # the code the runs start from, not what HEAD is when they end
     prep = prepare(args.data, args.cache)
     inv_prop = metrics.inv_propensity(prep["Y_train"], A=PROP_A, B=PROP_B)
     n_test = prep["truth"]["test"].shape[0]
@@ -364,7 +365,7 @@ def main(argv=None) -> List[dict]:
                      "settings": results[0].get("settings", {})})
     meta = {"date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "machine": f"{platform.machine()} {os.cpu_count()} cores", "threads": args.threads,
-            "repeats": args.repeats, "n_test": n_test, "xmc_commit": common.git_commit(REPO)}
+            "repeats": args.repeats, "n_test": n_test, "xmc_commit": commit}
     args.results.mkdir(parents=True, exist_ok=True)
     name = args.name
     (args.results / f"{name}.json").write_text(json.dumps(
