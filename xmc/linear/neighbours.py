@@ -19,7 +19,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from xmc.params import Params, check, check_int, param
-from xmc.utils.modeldir import ModelFormatError, load_arrays, load_json, save_arrays, save_json
+from xmc.utils.modeldir import ModelFormatError, load_arrays, load_saved_params, save_arrays, save_json
 from xmc.utils.sparse import compressed_problem, l2_normalize_rows
 
 PARAMS_JSON = "neighbours.json"
@@ -116,13 +116,7 @@ class NeighbourScorer:
     @classmethod
     def load(cls, directory: Path, n_labels: int, n_features: int) -> "NeighbourScorer":
         """Load and check against the model's label and feature counts (the products trust the ids)."""
-        info = load_json(directory / PARAMS_JSON)
-        if not isinstance(info, dict) or not isinstance(info.get("params"), dict):
-            raise ModelFormatError(f"{directory / PARAMS_JSON}: expected an object with 'params'")
-        try:
-            params = NeighbourParams.from_dict(info["params"], strict=False)
-        except (TypeError, ValueError) as e:
-            raise ModelFormatError(f"{directory / PARAMS_JSON}: bad params ({e})") from None
+        _, params = load_saved_params(directory / PARAMS_JSON, NeighbourParams)
         if params.k < 1:
             raise ModelFormatError(f"{directory / PARAMS_JSON}: k must be at least 1 in a saved scorer")
         arrays = load_arrays(directory / ARRAYS_NPZ)

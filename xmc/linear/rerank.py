@@ -25,7 +25,7 @@ from xmc import _core
 from xmc.params import Params, check, check_int, param
 from xmc.search.reference import activate
 from xmc.training import distributed
-from xmc.utils.modeldir import ModelFormatError, load_arrays, load_json, save_arrays, save_json
+from xmc.utils.modeldir import ModelFormatError, load_arrays, load_saved_params, save_arrays, save_json
 from xmc.utils.sparse import compressed_problem, csr_arrays
 
 PARAMS_JSON = "reranker.json"
@@ -129,13 +129,7 @@ class LabelReranker:
     def load(cls, directory: Path, n_labels: int, n_features: int) -> "LabelReranker":
         """Load and check against the model's label and feature counts (the products trust the ids)."""
         where = directory / PARAMS_JSON
-        info = load_json(where)
-        if not isinstance(info, dict) or not isinstance(info.get("params"), dict):
-            raise ModelFormatError(f"{where}: expected an object with 'params'")
-        try:
-            params = RerankParams.from_dict(info["params"], strict=False)
-        except (TypeError, ValueError) as e:
-            raise ModelFormatError(f"{where}: bad params ({e})") from None
+        info, params = load_saved_params(where, RerankParams)
         if params.candidates < 1:
             raise ModelFormatError(f"{where}: candidates must be at least 1 in a saved re-ranker")
         activation = info.get("activation")

@@ -110,6 +110,18 @@ def load_text(path: Path) -> str:
         raise ModelFormatError(f"{path}: not UTF-8 text ({e})") from e
 
 
+def load_saved_params(path: Path, params_class: Any) -> Tuple[Dict[str, Any], Any]:
+    """(the JSON object of ``path``, its ``"params"`` read by ``params_class.from_dict``): a saved component's
+    settings, any problem a :class:`ModelFormatError` naming the file."""
+    info = load_json(path)
+    if not isinstance(info, dict) or not isinstance(info.get("params"), dict):
+        raise ModelFormatError(f"{path}: expected an object with 'params'")
+    try:
+        return info, params_class.from_dict(info["params"], strict=False)
+    except (TypeError, ValueError) as e:
+        raise ModelFormatError(f"{path}: bad params ({e})") from None
+
+
 def save_arrays(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
     import io
 
