@@ -74,7 +74,10 @@ def test_a_layer_trained_in_child_ranges_equals_the_whole_layer(corpus):
 
 def test_torchrun_linear_train_and_predict_equal_one_process(corpus, tmp_path):
     d, _ = corpus
-    common = ["--train", str(d / "train.txt"), "--threads", "1"]
+    # With C chosen on held-out documents and the re-ranker: both score training documents with the trees, whose
+    # whole weights only rank 0 holds; the re-ranker's classifiers are shared out over the ranks as a layer's are.
+    common = ["--train", str(d / "train.txt"), "--threads", "1", "--set", "rerank.candidates=20",
+              "--set", "tune.C=[0.25,0.5,1,2]"]
     _xmc("train", *common, "--model-dir", str(tmp_path / "single"))
     _xmc("train", *common, "--model-dir", str(tmp_path / "two"), ranks=2)
     assert sorted(os.listdir(tmp_path / "two")) == sorted(os.listdir(tmp_path / "single"))

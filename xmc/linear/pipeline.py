@@ -41,6 +41,7 @@ from xmc.linear.rerank import LabelReranker, RerankParams
 from xmc.linear.tuning import tune_C
 from xmc.params import check_choice
 from xmc.search.merge import mean_topk
+from xmc.training import distributed
 from xmc.tree import LabelTree
 from xmc.utils.modeldir import (MANIFEST, ModelFormatError, begin_save, read_manifest, reading, verify_model_dir,
                                 write_manifest)
@@ -160,7 +161,9 @@ class Pipeline(Estimator):
         if self.rerank_params.candidates > 0:
             with stages.stage("re-ranker"), show_progress("re-ranker: proposals for the training documents, "
                                                           "then one classifier per label", enabled=progress):
-                proposed, _ = self._proposals(X, self.rerank_params.candidates, beam=10, threads=None)
+                # Under torchrun only rank 0 holds every tree's whole weights; the ranks share its proposals.
+                proposed = distributed.array_from_main(
+                    lambda: self._proposals(X, self.rerank_params.candidates, beam=10, threads=None)[0])
                 self.reranker = LabelReranker.fit(self.rerank_params, plt_params, self.model.prepare_rows(X), Y,
                                                   proposed)
         if self.neighbour_params.k > 0:

@@ -48,11 +48,20 @@ def tune_C(X: sp.csr_matrix, Y: sp.csr_matrix, params: PLTParams, grid: Sequence
     X_fit, Y_fit = X[kept], Y[kept]
     # As PLTLinear.fit does: under torchrun rank 0 builds the tree and the others receive it.
     tree = distributed.tree_from_main(lambda: build_label_tree(X_fit, Y_fit, params.tree))
+    ks = sorted({1, 3, 5, k})
+    names = [f"{m}@{c}" for m in ("P", "nDCG") for c in ks]
     results: Dict[float, dict] = {}
     for C in sorted(float(c) for c in grid):
         model = PLTLinear(params.with_values({"C": C})).fit(X_fit, Y_fit, tree=tree)
-        ids, _ = model.predict_topk(X[held], k=max(5, k), beam=TUNE_BEAM)
-        results[C] = evaluate(Y[held], ids, ks=sorted({1, 3, 5, k}))
+
+        def held_out_figures() -> np.ndarray:
+            ids, _ = model.predict_topk(X[held], k=max(5, k), beam=TUNE_BEAM)
+            figures = evaluate(Y[held], ids, ks=ks)
+            return np.array([figures[n] for n in names], dtype=np.float64)
+
+        # Under torchrun only rank 0 holds the whole model (each rank trained its share of every layer): it
+        # scores, and every rank chooses from its figures.
+        results[C] = dict(zip(names, distributed.array_from_main(held_out_figures).tolist()))
         if log is not None:
             log(f"C={C:g}: held-out {metric} {100 * results[C][metric]:.2f} ({len(held):,} documents)")
     best = max(results, key=lambda c: (results[c][metric], -c))
