@@ -127,7 +127,7 @@ def markdown(rows: List[dict], meta: dict) -> str:
     linear = {r["corpus"]: r["P@1"] for r in rows if r["model"] == "linear"}
     for r in sorted(rows, key=lambda r: (CORPORA.index(r["corpus"]), MODELS.index(r["model"]))):
         gap = f"{r['P@1'] - linear[r['corpus']]:+.2f}" if r["corpus"] in linear and r["model"] != "linear" else ""
-        rate = f"{r['train_docs_per_s']:,}" if r["train_docs_per_s"] else ""
+        rate = f"{r['train_docs_per_s']:,.0f}" if r["train_docs_per_s"] else ""
         lines.append(f"| {r['corpus']} | {r['model']} | {r['P@1']:.2f} | {r['P@5']:.2f} | {gap} | "
                      f"{r['train_s']:.0f} | {r['epochs'] or ''} | {rate} | {r['predict_docs_per_s']:,.0f} |")
     return "\n".join(lines) + "\n"
