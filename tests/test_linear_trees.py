@@ -112,3 +112,18 @@ def test_trees_are_checked():
     for bad in (0, 65, 1.5):
         with pytest.raises(ValueError, match="trees"):
             LinearParams(trees=bad)
+
+
+def test_best_first_sorts_each_row_by_its_new_scores_and_puts_empty_slots_last():
+    from xmc.search.merge import best_first
+
+    rng = np.random.default_rng(5)
+    ids = rng.integers(-1, 30, size=(40, 8))
+    scores = np.round(rng.random((40, 8)), 1)  # ties: the earlier proposal stays first
+    got_ids, got = best_first(ids, scores, k=5)
+    for row in range(40):
+        slots = sorted((j for j in range(8) if ids[row, j] >= 0), key=lambda j: -scores[row, j])[:5]
+        pad = 5 - len(slots)
+        np.testing.assert_array_equal(got_ids[row], [ids[row, j] for j in slots] + [-1] * pad)
+        np.testing.assert_allclose(got[row], [scores[row, j] for j in slots] + [0.0] * pad, rtol=1e-6)
+    assert best_first(ids, scores)[0].shape == (40, 8)

@@ -19,6 +19,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from xmc.params import Params, check, check_int, param
+from xmc.search.merge import best_first
 from xmc.utils.modeldir import ModelFormatError, load_arrays, load_saved_params, save_arrays, save_json
 from xmc.utils.sparse import compressed_problem, l2_normalize_rows
 
@@ -74,14 +75,7 @@ class NeighbourScorer:
     def rerank(self, X: sp.csr_matrix, ids: np.ndarray, scores: np.ndarray, k: int) -> Tuple[np.ndarray, np.ndarray]:
         """The k best of the proposals ``ids`` (n, C) by the blended score, best first (-1 / 0: none)."""
         w = self.params.weight
-        blended = (1.0 - w) * scores + w * self.scores(X, ids)
-        blended = np.where(ids >= 0, blended, -1.0)
-        order = np.argsort(-blended, axis=1, kind="stable")[:, :k]
-        best_ids = np.take_along_axis(ids, order, axis=1)
-        best = np.take_along_axis(blended, order, axis=1).astype(np.float32)
-        empty = best_ids < 0
-        best_ids[empty], best[empty] = -1, 0.0
-        return best_ids, best
+        return best_first(ids, (1.0 - w) * scores + w * self.scores(X, ids), k)
 
     def _neighbour_weights(self, X: sp.csr_matrix) -> sp.csr_matrix:
         """(n, n_train): each row's k most similar training documents, weights sim ** power summing to 1."""

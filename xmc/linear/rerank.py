@@ -23,6 +23,7 @@ import scipy.sparse as sp
 
 from xmc import _core
 from xmc.params import Params, check, check_int, param
+from xmc.search.merge import best_first
 from xmc.search.reference import activate
 from xmc.training import distributed
 from xmc.utils.modeldir import ModelFormatError, load_arrays, load_saved_params, save_arrays, save_json
@@ -108,12 +109,7 @@ class LabelReranker:
     def rerank(self, X: sp.csr_matrix, ids: np.ndarray, scores: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
         """The proposals ``ids`` (n, C) re-scored by the blend and sorted, best first (-1 / 0: none)."""
         w = self.params.weight
-        blended = np.where(ids >= 0, (1.0 - w) * scores + w * self.probabilities(X, ids), -1.0)
-        order = np.argsort(-blended, axis=1, kind="stable")
-        best_ids = np.take_along_axis(ids, order, axis=1)
-        best = np.take_along_axis(blended, order, axis=1).astype(np.float32)
-        best[best_ids < 0] = 0.0
-        return best_ids, best
+        return best_first(ids, (1.0 - w) * scores + w * self.probabilities(X, ids))
 
     # ---- persistence -------------------------------------------------------------
     def save(self, directory: Path) -> None:

@@ -1,4 +1,5 @@
-"""Merging the top-k lists of several models into one: the mean score of every label any of them proposed.
+"""Merging the top-k lists of several models into one: the mean score of every label any of them proposed;
+and re-sorting one top-k list by new scores (the linear model's re-rankers).
 
 Ensembles of label trees (omikuji's, AttentionXML's, xmc's ``trees``) score a label by the mean of the
 members' scores, a member that did not propose it counting 0: its beam dropped the label, so its own
@@ -6,7 +7,7 @@ score would be lower than any it kept.
 """
 from __future__ import annotations
 
-from typing import Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -41,3 +42,15 @@ def mean_topk(parts: Sequence[TopK], k: int) -> TopK:
     out_ids[row[keep], rank[keep]] = label[keep]
     out_scores[row[keep], rank[keep]] = total[keep]
     return out_ids, out_scores
+
+
+def best_first(ids: np.ndarray, scores: np.ndarray, k: Optional[int] = None) -> TopK:
+    """Each row's proposals ``ids`` sorted by their new ``scores``, best first (a stable sort: ties keep their
+    order), the first ``k`` kept (all with None); empty slots (-1) go last with score 0."""
+    ids = np.asarray(ids)
+    ranked = np.where(ids >= 0, scores, -np.inf)
+    order = np.argsort(-ranked, axis=1, kind="stable")[:, :k]
+    best_ids = np.take_along_axis(ids, order, axis=1)
+    best = np.take_along_axis(ranked, order, axis=1).astype(np.float32)
+    best[best_ids < 0] = 0.0
+    return best_ids, best
