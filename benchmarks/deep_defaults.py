@@ -156,13 +156,14 @@ def main(argv=None) -> None:
     import platform
 
     meta = {"machine": f"{platform.machine()} {os.cpu_count()} cores", "threads": args.threads}
+    commit = common.git_commit(REPO)  # the code the trainings start from, not what HEAD is when they end
     for corpus in corpora:
         files = corpus_files(corpus, args.data, args.cache)
         for model in models:
             if not args.rerun and any(r["corpus"] == corpus and r["model"] == model for r in rows):
                 continue
             row = run_one(corpus, model, files, args)
-            row["commit"] = common.git_commit(REPO)
+            row["commit"] = commit
             row["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
             # Read again: another run of this script (another corpus) may have added rows meanwhile.
             rows = json.loads(out_json.read_text()) if out_json.is_file() else []
