@@ -338,7 +338,8 @@ def main(argv=None) -> List[dict]:
     n_test = prep["truth"]["test"].shape[0]
     inv_prop = np.r_[inv_prop, np.full(prep["truth"]["test"].shape[1] - inv_prop.size, inv_prop.max())]
     runs: Dict[str, List[dict]] = {}
-    variants = [(g, s) for g in args.graphs for s in args.seeds]
+    # Seed by seed, so that a cut-short ablation still holds every graph of its first seed.
+    variants = [(g, s) for s in args.seeds for g in args.graphs]
     for rep in range(args.repeats):
         for system, variant in [(s, v) for s in args.systems for v in (variants if s == "xmc-ldgn" else [None])]:
             if system == "xmc-ldgn" and rep > 0:
