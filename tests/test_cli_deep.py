@@ -85,8 +85,8 @@ def test_deep_model_on_sparse_input_is_a_clear_error(tmp_path):
     assert "reads raw text" in result.output and "--model linear" in result.output
 
 
-def test_ldgn_over_linear_candidates_from_the_cli(tmp_path):
-    # xmc train --model ldgn --set candidates=DIR, then predict and evaluate as for every model.
+def test_deep_models_over_linear_candidates_from_the_cli(tmp_path):
+    # xmc train --model ldgn|attentionxml --set candidates=DIR, then predict and evaluate as for every model.
     from click.testing import CliRunner
 
     from cli.main import cli
@@ -109,9 +109,15 @@ def test_ldgn_over_linear_candidates_from_the_cli(tmp_path):
                                  str(tmp_path / "test.jsonl"), "--out", str(tmp_path / "pred.txt")])
     assert result.exit_code == 0, result.output
     assert "P@1=" in result.output and len((tmp_path / "pred.txt").read_text().splitlines()) == 60
-    bad = runner.invoke(cli, [*train, "--model", "attentionxml", "--set", f"candidates={tmp_path / 'linear'}",
+    result = runner.invoke(cli, [*train, "--model", "attentionxml", "--set", f"candidates={tmp_path / 'linear'}",
+                                 "--set", "n_candidates=6", "--set", "embedding.source=random", "--set",
+                                 "embedding.dim=16", "--set", "hidden=16", "--epochs", "1",
+                                 "--model-dir", str(tmp_path / "axml")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "axml" / "candidates" / "xmc.json").is_file()
+    bad = runner.invoke(cli, [*train, "--model", "attentionxml", "--set", f"candidates={tmp_path / 'missing'}",
                               "--model-dir", str(tmp_path / "x")])
-    assert bad.exit_code != 0 and "candidates: no such field in AttentionXMLParams" in bad.output
+    assert bad.exit_code != 0 and "missing" in bad.output
 
 
 def test_train_flags_hold_no_defaults_of_their_own():

@@ -237,3 +237,14 @@ def test_bilstm_encoder_equals_a_packed_bilstm_on_real_tokens():
     packed = pack_padded_sequence(enc.embedding(ids).double(), lengths, batch_first=True, enforce_sorted=False)
     expected, _ = pad_packed_sequence(bi(packed)[0], batch_first=True, total_length=7)
     np.testing.assert_allclose(enc(ids, mask)[mask].detach().numpy(), expected[mask].detach().numpy(), atol=1e-12)
+
+
+def test_light_attention_clusters_shrink_on_small_label_sets():
+    """Clusters of tree.max_leaf_size labels, fewer where that would leave under min_clusters clusters, never
+    under 2: the generator needs clusters to tell apart."""
+    p = LightAttentionParams()
+    assert [p.cluster_size(n) for n in (5, 28, 90, 200, 256, 4271)] == [2, 2, 2, 6, 8, 8]
+    assert LightAttentionParams(min_clusters=4).cluster_size(28) == 7
+    train, _ = corpus(12, n_train=200)
+    model = LightAttention(small_params(LightAttentionParams, epochs=1)).fit(train, progress=False, log=None)
+    assert int(np.diff(model.cluster_indptr).max()) <= 2 and model.tree.n_leaves >= 6

@@ -247,8 +247,8 @@ def test_candidate_input_stacks_on_out_of_fold_scores(corpus, tmp_path):
     ids, sc = again.predict_topk(corpus[1], k=5)
     theirs, their_scores = linear.predict_topk(corpus[1], k=5)
     np.testing.assert_allclose(sc, their_scores, rtol=1e-4)
-    with pytest.raises(ValueError, match="candidate_input"):
-        LDGN(p).fit(corpus[0], valid=corpus[1], progress=False, log=None)
+    with pytest.raises(ValueError, match="candidate_input"):  # stacked on nothing
+        LDGNParams(candidate_input=True, candidates=None)
 
 
 def test_candidate_weight_is_checked():

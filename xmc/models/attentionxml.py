@@ -10,6 +10,9 @@ over the levels: a node's score is its probability times its parent's score.
 
 Label sets up to ``flat_max_labels`` are one flat level (every label is a
 candidate); larger ones get a shallow-and-wide tree of ``tree.height`` levels.
+Over another model's candidates (:mod:`xmc.models.candidates`: by default a
+linear PLT's, above ``auto_candidates_above`` labels) there is one flat
+level whose network scores each document's proposals only.
 """
 from __future__ import annotations
 
@@ -29,12 +32,14 @@ from xmc.layers.losses import masked_bce
 from xmc.layers.state import load_state, state_arrays
 from xmc.metrics import evaluate
 from xmc.models.base import DeepModel, Docs, Log
+from xmc.models.candidates import CandidateParams, OverCandidates, add_candidate_scale, with_candidate_logits
 from xmc.models.params import TreeModelParams
 from xmc.params import check_int, param
 from xmc.training.batching import (clear_empty_slots, dense_targets, eval_batches, parents_with_positives, row_targets,
                                    tensors)
 from xmc.training.loop import train_epochs
 from xmc.tree import LabelTree, build_label_tree
+from xmc.tree.params import TreeParams
 from xmc.tree.label_tree import expand_children
 from xmc.utils.modeldir import ModelFormatError
 
@@ -42,7 +47,7 @@ KIND = "attentionxml"
 
 
 @dataclass
-class AttentionXMLParams(TreeModelParams):
+class AttentionXMLParams(TreeModelParams, CandidateParams):
     """AttentionXML: a BiLSTM, label-wise attention over the tree's nodes, trained level by level."""
 
     flat_max_labels: int = param(4096, "label sets up to this size are trained as one flat level")
@@ -55,15 +60,19 @@ class AttentionXMLParams(TreeModelParams):
 class LevelNetwork(nn.Module):
     """Encoder + label-wise attention scorer over the nodes of one tree level."""
 
-    def __init__(self, embeddings: np.ndarray, n_nodes: int, params: AttentionXMLParams) -> None:
+    def __init__(self, embeddings: np.ndarray, n_nodes: int, params: AttentionXMLParams, stacked: bool = False) -> None:
         super().__init__()
         self.encoder = BiLSTMEncoder(embeddings, params.hidden, params.lstm_layers, params.embedding_dropout,
                                      params.dropout, params.train_embeddings)
         self.scorer = AttentionScorer(n_nodes, self.encoder.output_dim, params.fc_sizes, params.dropout)
+        self.candidate_scale = None
+        if stacked:  # over candidates, stacked on the candidate model's log-odds (xmc.models.candidates)
+            last = self.scorer.fc[-1]
+            add_candidate_scale(self, (last.weight, last.bias))
 
-    def forward(self, ids: torch.Tensor, mask: torch.Tensor,
-                candidates: Optional[torch.Tensor] = None) -> torch.Tensor:
-        return self.scorer(self.encoder(ids, mask), mask, candidates)
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor, candidates: Optional[torch.Tensor] = None,
+                candidate_logits: Optional[torch.Tensor] = None) -> torch.Tensor:
+        return with_candidate_logits(self, self.scorer(self.encoder(ids, mask), mask, candidates), candidate_logits)
 
     def init_from_parent_level(self, parent: "LevelNetwork", parent_of_node: np.ndarray) -> None:
         """Encoder and FC from the level above; each node's query from its parent's, plus a little noise."""
@@ -80,19 +89,23 @@ def _topk(scores: torch.Tensor, nodes: torch.Tensor, k: int) -> Tuple[torch.Tens
     return nodes.gather(1, where), best
 
 
-class AttentionXML(DeepModel):
-    """Level-wise label-wise attention over a label tree; see the module docstring."""
+class AttentionXML(OverCandidates, DeepModel):
+    """Level-wise label-wise attention over a label tree or another model's candidates; see the module
+    docstring."""
 
     KIND = KIND
     PARAMS = AttentionXMLParams
 
-    def __init__(self, params: Optional[AttentionXMLParams] = None, **settings) -> None:
+    def __init__(self, params: Optional[AttentionXMLParams] = None, candidates=None, **settings) -> None:
+        """``candidates``: a trained xmc model whose predictions are the labels scored (None: as
+        ``params.candidates`` says)."""
         super().__init__(params, **settings)
         self.levels: List[LevelNetwork] = []
+        self._init_candidates(candidates)
 
     # ---- tree -------------------------------------------------------------------
     def _build_tree(self, texts: Sequence[str], Y: sp.csr_matrix) -> LabelTree:
-        if Y.shape[1] <= self.params.flat_max_labels:
+        if Y.shape[1] <= self.params.flat_max_labels or self.over_candidates:
             return LabelTree.flat(Y.shape[1])
         return build_tree_from_texts(texts, Y, self.params)
 
@@ -100,6 +113,13 @@ class AttentionXML(DeepModel):
     def _fit_networks(self, docs: Docs, Y: sp.csr_matrix, valid_docs: Docs, Y_valid: sp.csr_matrix,
                       embeddings: np.ndarray, progress: bool, log: Optional[Log], checkpoint=None) -> None:
         p = self.params
+        if self.over_candidates:
+            torch.manual_seed(p.training.seed + 1)
+            net = LevelNetwork(embeddings, self.tree.n_labels, p, self.stacked).to(self.device)
+            self.levels = [net]
+            self._train_over_candidates(net, docs, Y, valid_docs, Y_valid, f"{self.KIND} over candidates", progress,
+                                        log, checkpoint, name="level1")
+            return
         lengths = np.array([d.size for d in docs])
         self.levels = []
         rng = np.random.default_rng(p.training.seed)
@@ -157,9 +177,19 @@ class AttentionXML(DeepModel):
             return masked_bce(logits, y, torch.from_numpy(valid).to(self.device))
         return step
 
+    def _candidate_logits_of(self, ids: torch.Tensor, mask: torch.Tensor, candidates: np.ndarray, valid: np.ndarray,
+                             which: str, index: np.ndarray) -> torch.Tensor:
+        return self.levels[0](ids, mask, torch.from_numpy(candidates).to(self.device),
+                              self._candidate_logits(which, index))
+
+    def _candidate_network(self) -> nn.Module:
+        return self.levels[0]
+
     # ---- prediction -------------------------------------------------------------
     def _search(self, docs: Docs, k: int, beam: int, batch_size: int,
                 on_batch: Optional[Callable[[int], None]]) -> Tuple[np.ndarray, np.ndarray]:
+        if self.over_candidates:
+            return self._candidate_search(docs, k, batch_size, on_batch)
         return self._search_levels(docs, self.tree.depth, beam=beam, k=k, batch_size=batch_size,
                                    on_batch=on_batch)
 
@@ -216,23 +246,26 @@ class AttentionXML(DeepModel):
         return arrays
 
     def _manifest_extra(self) -> Dict:
-        return {"levels": len(self.levels)}
+        return {**super()._manifest_extra(), "levels": len(self.levels)}
 
     def _load_weights(self, arrays: Dict[str, np.ndarray], info: Dict, directory: Path) -> None:
         if info.get("levels") != self.tree.depth:
             raise ModelFormatError(f"{directory}: the manifest lists {info.get('levels')} levels but the tree "
                                    f"has {self.tree.depth}")
+        self._load_candidates(info, directory)
         vocab_rows = len(self.text.vocab)
         self.levels = []
         for level in range(1, self.tree.depth + 1):
             dim = self.params.embedding.dim
             net = LevelNetwork(np.broadcast_to(np.float32(0), (vocab_rows, dim)), self.tree.level_size(level),
-                               self.params)
+                               self.params, self.stacked)
             load_state(f"level{level}", net, arrays, directory)
             self.levels.append(net.to(self.device).eval())
 
 
-def build_tree_from_texts(texts: Sequence[str], Y: sp.csr_matrix, params: AttentionXMLParams) -> LabelTree:
-    """PIFA label embeddings over TF-IDF features of the texts, then the balanced tree (AttentionXML does the same)."""
+def build_tree_from_texts(texts: Sequence[str], Y: sp.csr_matrix, params: AttentionXMLParams,
+                          tree: Optional[TreeParams] = None) -> LabelTree:
+    """PIFA label embeddings over TF-IDF features of the texts, then the balanced tree (AttentionXML does the
+    same) of ``tree`` (default: ``params.tree``)."""
     X = TfidfFeaturizer().fit_transform(list(texts))
-    return build_label_tree(X, Y, params.tree)
+    return build_label_tree(X, Y, tree or params.tree)

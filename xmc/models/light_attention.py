@@ -13,13 +13,19 @@ where the candidates of a document are the labels of its positive clusters
 (static negatives, as AttentionXML's) and of the generator's top
 ``generator_top_k`` clusters, at most a quarter of all clusters (dynamic
 negatives, recomputed at every step as the generator learns). Clusters are the leaves of the balanced label tree
-(``tree.max_leaf_size`` labels at most). At prediction the generator picks
+(``tree.max_leaf_size`` labels at most, fewer on small label sets: see
+:meth:`LightAttentionParams.cluster_size`). At prediction the generator picks
 the top ``beam`` clusters and a label scores sigmoid(generator) x
 sigmoid(attention).
+
+Over another model's candidates (:mod:`xmc.models.candidates`: by default a
+linear PLT's, above ``auto_candidates_above`` labels) that model takes the
+generator's place: its proposals are the hard negatives the discriminator is
+trained on and the labels it scores, and there is no generator.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Dict, Optional, Sequence, Tuple
 
@@ -35,6 +41,7 @@ from xmc.layers.state import load_state, state_arrays
 from xmc.metrics import evaluate
 from xmc.models.attentionxml import build_tree_from_texts
 from xmc.models.base import DeepModel, Docs, Log
+from xmc.models.candidates import CandidateParams, OverCandidates, add_candidate_scale, with_candidate_logits
 from xmc.models.params import TreeModelParams
 from xmc.params import check_int, param
 from xmc.training.batching import clear_empty_slots, dense_targets, eval_batches, row_targets, tensors
@@ -46,28 +53,54 @@ KIND = "lightattention"
 
 
 @dataclass
-class LightAttentionParams(TreeModelParams):
+class LightAttentionParams(TreeModelParams, CandidateParams):
     """LightAttention: AttentionXML's scorer over the tree's leaf clusters and a generator of hard negatives."""
 
     generator_top_k: int = param(8, "clusters from which the generator's dynamic negatives are drawn")
     generator_hidden: int = param(256, "hidden units of the cluster generator")
+    min_clusters: int = param(32, "clusters hold fewer than tree.max_leaf_size labels (2 at least) where that "
+                                  "size would leave fewer clusters than this")
 
     def validate(self) -> None:
         super().validate()
         check_int(self.generator_top_k, "generator_top_k")
         check_int(self.generator_hidden, "generator_hidden")
+        check_int(self.min_clusters, "min_clusters")
+
+    def cluster_size(self, n_labels: int) -> int:
+        """Most labels per cluster for ``n_labels`` labels: ``tree.max_leaf_size``, or less so that there are
+        about ``min_clusters`` clusters, never under 2. With a few clusters the generator has little to tell
+        apart and the product of its probability with the discriminator's loses: on Reuters (90 labels) and
+        GoEmotions (28) clusters of 2 had the best validation P@1 of 2, 4 and 8."""
+        return max(MIN_CLUSTER_SIZE, min(self.tree.max_leaf_size, n_labels // self.min_clusters))
+
+
+MIN_CLUSTER_SIZE = 2
 
 
 class LightAttentionNetwork(nn.Module):
-    """Shared encoder, cluster generator and label-wise attention discriminator."""
+    """Shared encoder, cluster generator and label-wise attention discriminator; over candidates
+    (``n_clusters`` 0) no generator, and ``stacked`` on the candidate model's log-odds or not."""
 
-    def __init__(self, embeddings: np.ndarray, n_clusters: int, n_labels: int, params: LightAttentionParams) -> None:
+    def __init__(self, embeddings: np.ndarray, n_clusters: int, n_labels: int, params: LightAttentionParams,
+                 stacked: bool = False) -> None:
         super().__init__()
         self.encoder = BiLSTMEncoder(embeddings, params.hidden, params.lstm_layers, params.embedding_dropout,
                                      params.dropout, params.train_embeddings)
         self.generator = ClusterGenerator(n_clusters, self.encoder.output_dim, params.generator_hidden,
-                                          params.dropout)
+                                          params.dropout) if n_clusters else None
         self.discriminator = AttentionScorer(n_labels, self.encoder.output_dim, params.fc_sizes, params.dropout)
+        self.candidate_scale = None
+        if stacked:
+            last = self.discriminator.fc[-1]
+            add_candidate_scale(self, (last.weight, last.bias))
+
+    def candidate_logits(self, ids: torch.Tensor, mask: torch.Tensor, candidates: torch.Tensor,
+                         candidate_logits: Optional[torch.Tensor]) -> torch.Tensor:
+        """The discriminator's logits of another model's candidates (B, C), plus that model's scaled log-odds
+        when stacked."""
+        return with_candidate_logits(self, self.discriminator(self.encoder(ids, mask), mask, candidates),
+                                     candidate_logits)
 
 
 def cluster_candidates(generated: np.ndarray, positive_clusters: sp.csr_matrix, rows: np.ndarray,
@@ -93,15 +126,19 @@ def cluster_candidates(generated: np.ndarray, positive_clusters: sp.csr_matrix, 
     return clusters, valid, dynamic
 
 
-class LightAttention(DeepModel):
-    """AttentionXML's label-wise attention trained with a cluster generator's hard negatives."""
+class LightAttention(OverCandidates, DeepModel):
+    """AttentionXML's label-wise attention trained with a cluster generator's hard negatives (or another
+    model's candidates)."""
 
     KIND = KIND
     PARAMS = LightAttentionParams
 
-    def __init__(self, params: Optional[LightAttentionParams] = None, **settings) -> None:
+    def __init__(self, params: Optional[LightAttentionParams] = None, candidates=None, **settings) -> None:
+        """``candidates``: a trained xmc model whose predictions are the labels scored (None: as
+        ``params.candidates`` says)."""
         super().__init__(params, **settings)
         self.network: Optional[LightAttentionNetwork] = None
+        self._init_candidates(candidates)
 
     @property
     def cluster_indptr(self) -> np.ndarray:
@@ -109,12 +146,20 @@ class LightAttention(DeepModel):
         return self.tree.layer_indptr[-1]
 
     def _build_tree(self, texts: Sequence[str], Y: sp.csr_matrix) -> LabelTree:
-        return build_tree_from_texts(texts, Y, self.params)
+        if self.over_candidates:
+            return LabelTree.flat(Y.shape[1])
+        p = self.params
+        return build_tree_from_texts(texts, Y, p, replace(p.tree, max_leaf_size=p.cluster_size(Y.shape[1])))
 
     def _fit_networks(self, docs: Docs, Y: sp.csr_matrix, valid_docs: Docs, Y_valid: sp.csr_matrix,
                       embeddings: np.ndarray, progress: bool, log: Optional[Log], checkpoint=None) -> None:
         p = self.params
         torch.manual_seed(p.training.seed)
+        if self.over_candidates:
+            self.network = LightAttentionNetwork(embeddings, 0, self.tree.n_labels, p, self.stacked).to(self.device)
+            self._train_over_candidates(self.network, docs, Y, valid_docs, Y_valid, f"{self.KIND} over candidates",
+                                        progress, log, checkpoint)
+            return
         n_clusters = self.tree.n_leaves
         self.network = LightAttentionNetwork(embeddings, n_clusters, self.tree.n_labels, p).to(self.device)
         net = self.network
@@ -155,9 +200,19 @@ class LightAttention(DeepModel):
                      checkpoint=loop_checkpoint,
                      prior=self.label_prior)
 
+    def _candidate_logits_of(self, ids: torch.Tensor, mask: torch.Tensor, candidates: np.ndarray, valid: np.ndarray,
+                             which: str, index: np.ndarray) -> torch.Tensor:
+        return self.network.candidate_logits(ids, mask, torch.from_numpy(candidates).to(self.device),
+                                             self._candidate_logits(which, index))
+
+    def _candidate_network(self) -> nn.Module:
+        return self.network
+
     @torch.no_grad()
     def _search(self, docs: Docs, k: int, beam: int, batch_size: int,
                 on_batch: Optional[Callable[[int], None]]) -> Tuple[np.ndarray, np.ndarray]:
+        if self.over_candidates:
+            return self._candidate_search(docs, k, batch_size, on_batch)
         net = self.network
         net.eval()
         lengths = np.array([d.size for d in docs])
@@ -187,8 +242,11 @@ class LightAttention(DeepModel):
         return state_arrays("network", self.network) if self.network is not None else {}
 
     def _load_weights(self, arrays: Dict[str, np.ndarray], info: Dict, directory: Path) -> None:
+        self._load_candidates(info, directory)
         rows = len(self.text.vocab)
+        over = info.get("candidates", False)  # the candidate model itself is not loaded in the dry run
         self.network = LightAttentionNetwork(np.broadcast_to(np.float32(0), (rows, self.params.embedding.dim)),
-                                             self.tree.n_leaves, self.tree.n_labels, self.params)
+                                             0 if over else self.tree.n_leaves, self.tree.n_labels, self.params,
+                                             self.stacked)
         load_state("network", self.network, arrays, directory)
         self.network.to(self.device).eval()

@@ -44,6 +44,7 @@ class DeepParams(Params):
     train_embeddings: bool = param(True, "fine-tune the word vectors")
 
     def validate(self) -> None:
+        super().validate()  # the fields mixed in beside these (xmc.models.candidates.CandidateParams)
         for name in ("embedding_dropout", "dropout"):
             check(0.0 <= getattr(self, name) < 1.0, name, "a rate in [0, 1)", getattr(self, name))
 

@@ -199,6 +199,9 @@ def train_epochs(net: nn.Module, step_loss: StepLoss, lengths: np.ndarray, param
         loop, weights = resumed
     start = time.perf_counter() - loop.seconds
     n_batches = -(-lengths.size // params.batch_size)
+    max_epochs = params.max_epochs(int(lengths.sum()))
+    if params.epochs is None and log is not None and loop.epoch == 1:
+        log(f"{desc}: at most {max_epochs} epochs for {int(lengths.sum()):,} training tokens (training.epochs null)")
     every = checkpoint.every if checkpoint is not None else 0
 
     def save() -> None:
@@ -279,7 +282,7 @@ def train_epochs(net: nn.Module, step_loss: StepLoss, lengths: np.ndarray, param
         if early and log is not None:
             log(f"{desc}: early stop, best epoch {loop.best_epoch}{' (average)' if loop.best_is_average else ''} "
                 f"({monitor or 'mean validation P@k'} {loop.best_score * 100:.2f})")
-        loop.finished = early or epoch >= params.epochs
+        loop.finished = early or epoch >= max_epochs
         loop.epoch, loop.step, loop.epoch_loss, loop.batch_rng = epoch + 1, 0, 0.0, None
         if checkpoint is not None:
             loop.batch_rng = copy.deepcopy(rng.bit_generator.state)
