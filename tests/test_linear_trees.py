@@ -127,3 +127,7 @@ def test_best_first_sorts_each_row_by_its_new_scores_and_puts_empty_slots_last()
         np.testing.assert_array_equal(got_ids[row], [ids[row, j] for j in slots] + [-1] * pad)
         np.testing.assert_allclose(got[row], [scores[row, j] for j in slots] + [0.0] * pad, rtol=1e-6)
     assert best_first(ids, scores)[0].shape == (40, 8)
+    wide_ids, wide = best_first(ids, scores, k=11)  # more than proposed: padded with empty slots
+    np.testing.assert_array_equal(wide_ids[:, 8:], -1)
+    np.testing.assert_array_equal(wide[:, 8:], 0.0)
+    np.testing.assert_array_equal(wide_ids[:, :5], got_ids)

@@ -49,7 +49,8 @@ from xmc.layers.losses import masked_bce
 from xmc.metrics import evaluate
 from xmc.params import Params, check, check_int, param
 from xmc.registry import load_model
-from xmc.training.batching import clear_empty_slots, eval_batches, parents_with_positives, row_targets, tensors
+from xmc.search.merge import best_first
+from xmc.training.batching import eval_batches, parents_with_positives, row_targets, tensors
 from xmc.training.loop import train_epochs
 from xmc.utils.modeldir import ModelFormatError
 
@@ -279,9 +280,10 @@ class OverCandidates:
     def _candidate_probabilities(self, docs, which: str, batch_size: int,
                                  on_batch: Optional[Callable[[int], None]]) -> Tuple[np.ndarray, np.ndarray]:
         """The proposed positions (n, C) of ``self._candidates[which]`` and this model's probabilities of them
-        (-1 where nothing was proposed)."""
+        (both -1 where nothing was proposed)."""
         self._candidate_network().eval()
-        cand_all, ok_all = proposed_slots(self._candidates[which][0])
+        proposed = self._candidates[which][0]
+        cand_all, ok_all = proposed_slots(proposed)
         probs_all = np.full(cand_all.shape, -1.0, dtype=np.float32)
         lengths = np.array([d.size for d in docs])
         for index in eval_batches(lengths, batch_size):
@@ -291,7 +293,7 @@ class OverCandidates:
             probs_all[index] = np.where(ok, torch.sigmoid(logits).cpu().numpy(), -1.0)
             if on_batch is not None:
                 on_batch(index.size)
-        return cand_all, probs_all
+        return proposed, probs_all
 
     def _candidate_search(self, docs, k: int, batch_size: int, on_batch, which: str = "search"):
         """(positions, scores), each (n, k): the proposals ranked by the blend of ``candidate_weight``."""
@@ -299,7 +301,7 @@ class OverCandidates:
         w = self.candidate_weight
         if w > 0:
             probs = (1.0 - w) * probs + w * self._candidates[which][1]
-        return best_candidates(cand, probs, k)
+        return best_first(cand, probs, k)
 
     def _choose_candidate_weight(self, docs, Y: sp.csr_matrix, log) -> float:
         """The blend weight of the grid with the best mean validation P@1, P@3, P@5 (the smaller on ties)."""
@@ -307,7 +309,7 @@ class OverCandidates:
         theirs = self._candidates["valid"][1]
         scores = {}
         for w in np.round(np.linspace(0.0, 1.0, 21), 2):
-            positions, _ = best_candidates(cand, (1.0 - w) * probs + w * theirs, 5)
+            positions, _ = best_first(cand, (1.0 - w) * probs + w * theirs, 5)
             metrics = evaluate(Y, positions, ks=(1, 3, 5))
             scores[float(w)] = {k: v for k, v in metrics.items() if k.startswith("P@")}
         best = max(scores, key=lambda w: (np.mean(list(scores[w].values())), -w))
@@ -353,15 +355,3 @@ def proposed_slots(proposed: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     """(positions with empty slots at 0, which slots hold a proposal) of proposed positions (-1: none)."""
     ok = proposed >= 0
     return np.where(ok, proposed, 0), ok
-
-
-def best_candidates(candidates: np.ndarray, scores: np.ndarray, k: int) -> Tuple[np.ndarray, np.ndarray]:
-    """The k best-scored candidates of each row (positions, scores), best first; slots scored below 0
-    (nothing proposed) come back empty."""
-    top = min(k, scores.shape[1])
-    where = np.argsort(-scores, axis=1, kind="stable")[:, :top]
-    positions = np.full((scores.shape[0], k), -1, dtype=np.int64)
-    best = np.zeros((scores.shape[0], k), dtype=np.float32)
-    positions[:, :top] = np.take_along_axis(candidates, where, axis=1)
-    best[:, :top] = np.take_along_axis(scores, where, axis=1)
-    return clear_empty_slots(positions, best)

@@ -46,11 +46,15 @@ def mean_topk(parts: Sequence[TopK], k: int) -> TopK:
 
 def best_first(ids: np.ndarray, scores: np.ndarray, k: Optional[int] = None) -> TopK:
     """Each row's proposals ``ids`` sorted by their new ``scores``, best first (a stable sort: ties keep their
-    order), the first ``k`` kept (all with None); empty slots (-1) go last with score 0."""
+    order), the first ``k`` kept (all with None); empty slots (-1) go last with score 0, and rows narrower
+    than ``k`` are padded with them."""
     ids = np.asarray(ids)
     ranked = np.where(ids >= 0, scores, -np.inf)
     order = np.argsort(-ranked, axis=1, kind="stable")[:, :k]
     best_ids = np.take_along_axis(ids, order, axis=1)
     best = np.take_along_axis(ranked, order, axis=1).astype(np.float32)
     best[best_ids < 0] = 0.0
+    if k is not None and best_ids.shape[1] < k:
+        pad = ((0, 0), (0, k - best_ids.shape[1]))
+        best_ids, best = np.pad(best_ids, pad, constant_values=-1), np.pad(best, pad)
     return best_ids, best
