@@ -3,15 +3,18 @@ set's (document, true label) pairs whose ancestor at that level is still inside 
 (:mod:`xmc.search.recall`), for the linear PLT and, given a trained model directory, AttentionXML, on the
 same tree.
 
-The tree is AttentionXML's (PIFA over TF-IDF of the texts, branching factor 16, at most 8 labels per leaf,
-as `xmc train --model attentionxml` builds it); the linear PLT is trained on it with its default params.
+The tree is the given AttentionXML model's, or else one built as `xmc train --model attentionxml` builds it
+(PIFA over TF-IDF of the texts, branching factor 16, at most 8 labels per leaf); the linear PLT is trained
+on it with its default params.
 The last column, "scored", is the share of positives among the labels the last level scores (the children
 of the last beam): a bound on the recall of the final ranking. Writes
 benchmarks/results/beam_recall_{dataset}.{md,json}.
 
     python benchmarks/beam_recall.py --dataset eurlex57k --beams 10,16,50
     python benchmarks/beam_recall.py --dataset eurlex57k --attentionxml runs/eurlex/ax
-    python benchmarks/beam_recall.py --dataset synthetic50k      # deep_synthetic.py's 50,000-label corpus
+    # deep_synthetic.py's 50,000-label corpus, and AttentionXML over its tree as deep_synthetic.py trains it
+    python benchmarks/deep_synthetic.py --models attentionxml --model-dir runs/synthetic
+    python benchmarks/beam_recall.py --dataset synthetic50k --attentionxml runs/synthetic/attentionxml
 """
 from __future__ import annotations
 
@@ -66,9 +69,19 @@ def main() -> None:
     from xmc.search.recall import beam_recall, plt_level_beams
 
     train, test = splits(args)
-    t0 = time.perf_counter()
-    tree, vocab = attentionxml_tree(train, args.threads)
-    print(f"{tree} in {time.perf_counter() - t0:.1f} s", flush=True)
+    deep = None
+    if args.attentionxml:
+        from xmc.registry import load_model
+
+        deep = load_model(args.attentionxml)
+        if getattr(deep, "over_candidates", False):
+            raise SystemExit(f"{args.attentionxml}: this AttentionXML scores another model's candidates, not its "
+                             "tree; train it with --set candidates=null")
+        tree, vocab = deep.tree, deep.vocab
+    else:
+        t0 = time.perf_counter()
+        tree, vocab = attentionxml_tree(train, args.threads)
+        print(f"{tree} in {time.perf_counter() - t0:.1f} s", flush=True)
     linear = Pipeline(PLTParams(threads=args.threads)).fit(train, tree=tree)
     if linear.vocab != vocab:
         raise SystemExit("the linear pipeline numbered the labels otherwise than the tree")
@@ -81,16 +94,11 @@ def main() -> None:
         rows.append({"model": "linear PLT", "beam": beam, "levels": beam_recall(tree, Y, levels),
                      "R@5": recall_at_k(Y, ids, 5)})
         print(json.dumps(rows[-1]), flush=True)
-    if args.attentionxml:
-        from xmc.registry import load_model
-
-        model = load_model(args.attentionxml)
-        if model.tree.n_labels != tree.n_labels or model.vocab != vocab:
-            raise SystemExit(f"{args.attentionxml}: its labels or tree differ from this run's")
+    if deep is not None:
         for beam in map(int, args.beams.split(",")):
-            ids, _ = model.predict_topk(test, k=5, beam=beam)
+            ids, _ = deep.predict_topk(test, k=5, beam=beam)
             rows.append({"model": "AttentionXML", "beam": beam,
-                         "levels": beam_recall(model.tree, Y, model.level_beams(test, beam)),
+                         "levels": beam_recall(tree, Y, deep.level_beams(test, beam)),
                          "R@5": recall_at_k(Y, ids, 5)})
             print(json.dumps(rows[-1]), flush=True)
     sizes = [tree.level_size(level) for level in range(1, tree.depth + 1)]

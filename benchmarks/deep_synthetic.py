@@ -1,8 +1,13 @@
-"""AttentionXML over the label tree, and LDGN over the linear PLT's candidates, against the linear PLT
-on a generated raw-text corpus.
+"""AttentionXML over the label tree, AttentionXML and LDGN over the linear PLT's candidates, against the
+linear PLT on a generated raw-text corpus.
 
     python benchmarks/deep_synthetic.py --labels 50000 --train-docs 30000 --epochs 2
-    python benchmarks/deep_synthetic.py --labels 100000 --models linear,attentionxml,ldgn
+    python benchmarks/deep_synthetic.py --labels 100000 --models linear,attentionxml,attentionxml-candidates,ldgn
+    python benchmarks/deep_synthetic.py --models attentionxml --model-dir runs/synthetic  # then beam_recall.py
+
+``attentionxml`` searches its own tree (``candidates`` null); ``attentionxml-candidates`` is AttentionXML with
+its default ``candidates: auto``: the linear PLT, trained first (its time counts), proposes the labels and
+AttentionXML re-ranks them stacked on the PLT's scores.
 
 Both models read the same generated texts (``xmc.datasets.synthetic.make_text_corpus``);
 the linear PLT on TF-IDF features, AttentionXML on tokens over a shallow-and-wide tree
@@ -45,7 +50,8 @@ def deep_params(kind: str, args, epochs: int, **model_options):
     options = dict(epochs=epochs, patience=epochs, threads=args.threads, seed=args.seed, batch_size=args.batch_size,
                    lr=args.lr, hidden=args.hidden, embedding=EmbeddingParams(source="random", dim=args.embedding_dim))
     if kind == "attentionxml":
-        options.update(fc_sizes=[args.fc], tree=TreeParams(max_leaf_size=8, height=args.height), top_k=args.top_k)
+        options.update(fc_sizes=[args.fc], tree=TreeParams(max_leaf_size=8, height=args.height), top_k=args.top_k,
+                       candidates=None)
     return get(kind).params_class().from_flat({**options, **model_options})
 
 
@@ -62,15 +68,23 @@ def run_one(name: str, args) -> Dict:
 
         model = AttentionXML(deep_params("attentionxml", args, args.epochs)).fit(train, progress=False, log=print)
         print(model.tree, flush=True)
+    elif name == "attentionxml-candidates":
+        from xmc.models.attentionxml import AttentionXML
+
+        params = deep_params("attentionxml", args, args.candidate_epochs, candidates="auto",
+                             n_candidates=args.n_candidates)
+        model = AttentionXML(params).fit(train, progress=False, log=print)
     elif name == "ldgn":  # the linear PLT, trained here (its time counts), proposes the labels LDGN scores
         from xmc.models.ldgn import LDGN
 
-        params = deep_params("ldgn", args, args.ldgn_epochs, n_candidates=args.n_candidates)
+        params = deep_params("ldgn", args, args.candidate_epochs, n_candidates=args.n_candidates)
         model = LDGN(params, candidates=fit_linear_plt(train, args.threads, args.seed)).fit(train, progress=False,
                                                                                             log=print)
     else:
-        raise SystemExit(f"unknown model {name!r}: linear, attentionxml or ldgn")
+        raise SystemExit(f"unknown model {name!r}: linear, attentionxml, attentionxml-candidates or ldgn")
     train_seconds = time.perf_counter() - t0
+    if args.model_dir is not None:
+        model.save(args.model_dir / name)
     t1 = time.perf_counter()
     ids, _ = model.predict_topk(test, k=5)
     predict_seconds = time.perf_counter() - t1
@@ -91,8 +105,10 @@ def main() -> None:
     ap.add_argument("--hidden", type=int, default=64, help="BiLSTM units per direction")
     ap.add_argument("--fc", type=int, default=128, help="units of the fully connected layer")
     ap.add_argument("--batch-size", type=int, default=128)
-    ap.add_argument("--ldgn-epochs", type=int, default=3, help="epochs of LDGN (over all its candidates at once)")
-    ap.add_argument("--n-candidates", type=int, default=100, help="labels the linear PLT proposes to LDGN")
+    ap.add_argument("--candidate-epochs", type=int, default=3,
+                    help="epochs of the models over the linear PLT's candidates (all candidates at once)")
+    ap.add_argument("--n-candidates", type=int, default=100, help="labels the linear PLT proposes per document")
+    ap.add_argument("--model-dir", type=Path, help="save each trained model in DIR/<model>")
     ap.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate of the deep models")
     ap.add_argument("--embedding-dim", type=int, default=100)
     ap.add_argument("--threads", type=int, default=2)
@@ -116,9 +132,10 @@ def main() -> None:
                     print("  " + line.rstrip(), flush=True)
         if proc.returncode != 0:
             raise SystemExit(f"{name} failed with exit code {proc.returncode}")
-    ldgn = (f"; LDGN: both graphs over the linear PLT's top {args.n_candidates} labels per document "
-            f"(the PLT's training time included), {args.ldgn_epochs} epoch(s)" if "ldgn" in args.models.split(",") else "")
-    lines = [f"# Deep models over the tree vs linear PLT: generated text, {args.labels:,} labels", "",
+    over = [m for m in args.models.split(",") if m in ("ldgn", "attentionxml-candidates")]
+    ldgn = (f"; {' and '.join(over)}: over the linear PLT's top {args.n_candidates} labels per document "
+            f"(the PLT's training time included), {args.candidate_epochs} epoch(s)" if over else "")
+    lines = [f"# Deep models against the linear PLT: generated text, {args.labels:,} labels", "",
              f"{args.train_docs:,} training / {args.test_docs:,} test documents, vocabulary {args.vocab:,}; "
              f"batch {args.batch_size}, {args.embedding_dim}-d random embeddings, BiLSTM {args.hidden} per "
              f"direction, FC {args.fc}, Adam lr {args.lr:g}; AttentionXML: tree height {args.height}, "
