@@ -133,14 +133,14 @@ def main() -> None:
         if proc.returncode != 0:
             raise SystemExit(f"{name} failed with exit code {proc.returncode}")
     over = [m for m in args.models.split(",") if m in ("ldgn", "attentionxml-candidates")]
-    ldgn = (f"; {' and '.join(over)}: over the linear PLT's top {args.n_candidates} labels per document "
+    over_note = (f"; {' and '.join(over)}: over the linear PLT's top {args.n_candidates} labels per document "
             f"(the PLT's training time included), {args.candidate_epochs} epoch(s)" if over else "")
     lines = [f"# Deep models against the linear PLT: generated text, {args.labels:,} labels", "",
              f"{args.train_docs:,} training / {args.test_docs:,} test documents, vocabulary {args.vocab:,}; "
              f"batch {args.batch_size}, {args.embedding_dim}-d random embeddings, BiLSTM {args.hidden} per "
              f"direction, FC {args.fc}, Adam lr {args.lr:g}; AttentionXML: tree height {args.height}, "
              f"{args.epochs} epoch(s) per level, "
-             f"top-k / beam {args.top_k}{ldgn}; threads={args.threads}. One run, "
+             f"top-k / beam {args.top_k}{over_note}; threads={args.threads}. One run, "
              f"each model in its own process.", "",
              "| model | P@1 | P@3 | P@5 | PSP@5 | train s | predict docs/s | peak MiB |", "|---|---|---|---|---|---|---|---|"]
     for r in results:

@@ -211,9 +211,9 @@ class LDGN(OverCandidates, DeepModel):
         torch.manual_seed(p.training.seed)
         self.network = LDGNNetwork(embeddings, Y.shape[1], self._static_graph(), p, self.stacked).to(self.device)
         net = self.network
+        desc = f"{self.KIND} (graphs: {p.graph})"
         if self.over_candidates:
-            self._train_over_candidates(net, docs, Y_pos, valid_docs, Y_valid_pos, f"{self.KIND} (graphs: {p.graph})",
-                                        progress, log, checkpoint)
+            self._train_over_candidates(net, docs, Y_pos, valid_docs, Y_valid_pos, desc, progress, log, checkpoint)
             return
         lengths = np.array([d.size for d in docs])
 
@@ -227,7 +227,7 @@ class LDGN(OverCandidates, DeepModel):
             return {name: value for name, value in metrics.items() if name.startswith("P@")}
 
         loop_checkpoint = checkpoint.for_level(1, "network", net) if checkpoint is not None else None
-        train_epochs(net, step, lengths, p.training, validate, desc=f"{self.KIND} (graphs: {p.graph})", log=log,
+        train_epochs(net, step, lengths, p.training, validate, desc=desc, log=log,
                      progress=progress, checkpoint=loop_checkpoint, prior=self.label_prior)
 
     def _candidate_network(self) -> nn.Module:
