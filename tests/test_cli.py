@@ -86,6 +86,26 @@ def test_tfidf_settings_of_the_linear_model_come_from_set(tmp_path):
     assert saved["ngram_range"] == [1, 2] and saved["min_df"] == 2
 
 
+def test_lead_block_trains_saves_and_predicts_through_the_cli(tmp_path):
+    """--set tfidf.lead_tokens: the saved featurizer holds the lead block, the model has its columns, and the
+    CLI predicts with the loaded model."""
+    from xmc.linear.pipeline import Pipeline
+
+    r = run("generate", "--out", tmp_path, "--labels", 20, "--train-docs", 300, "--test-docs", 50,
+            "--features", 200, "--format", "fasttext")
+    assert r.exit_code == 0, r.output
+    train_file, test_file = next(tmp_path.glob("train*")), next(tmp_path.glob("test*"))
+    r = run("train", "--train", train_file, "--model-dir", tmp_path / "m", "--threads", 1,
+            "--set", "tfidf.lead_tokens=4")
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "m" / "featurizer" / "lead" / "tfidf_vocab.json").is_file()
+    model = Pipeline.load(tmp_path / "m")
+    assert model.featurizer.lead is not None and model.model.n_features == model.featurizer.n_features
+    assert model.model.n_features > len(model.featurizer.vocabulary)
+    r = run("predict", "--model-dir", tmp_path / "m", "--input", test_file, "--out", tmp_path / "p.txt")
+    assert r.exit_code == 0 and "P@1=" in r.output, r.output
+
+
 @pytest.mark.parametrize("command", ["generate", "build-tree", "train", "predict", "evaluate"])
 def test_help_has_an_example(command):
     r = run(command, "--help")

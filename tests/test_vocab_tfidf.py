@@ -3,6 +3,7 @@ agreement with scikit-learn."""
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -110,3 +111,38 @@ def test_tfidf_errors(tmp_path):
     (tmp_path / "tfidf_vocab.json").write_text('["only", "two"]')
     with pytest.raises(ModelFormatError, match="expected 2 finite idf values"):
         TfidfFeaturizer.load(tmp_path)
+
+
+def test_tfidf_lead_block_is_the_first_tokens_weighted_beside_the_whole_text():
+    """lead_tokens 3: the columns past the whole text's hold lead_weight x the TF-IDF of the first 3 tokens
+    (fitted on those alone), and each row is scaled to unit norm again."""
+    params = TfidfParams(ngram_range=(1, 2), lead_tokens=3, lead_weight=0.5)
+    f = TfidfFeaturizer(params).fit(DOCS)
+    whole = TfidfFeaturizer(TfidfParams(ngram_range=(1, 2))).fit(DOCS)
+    firsts = [" ".join(re.findall(r"\w\w+", d)[:3]) for d in DOCS]  # "A" is no token: 2 letters at least
+    lead = TfidfFeaturizer(TfidfParams(ngram_range=(1, 2))).fit(firsts)
+    assert f.lead.vocabulary == lead.vocabulary and "quick brown" in lead.vocabulary
+    assert firsts[2] == "quick brown dog"
+    assert "lazy dog" not in lead.vocabulary and f.n_features == whole.n_features + lead.n_features
+    expected = sp.hstack([whole.transform(DOCS), 0.5 * lead.transform(firsts)]).toarray()
+    norms = np.linalg.norm(expected, axis=1, keepdims=True)
+    expected = np.divide(expected, norms, out=np.zeros_like(expected), where=norms > 0)
+    X = f.transform(DOCS)
+    assert X.dtype == np.float32 and sp.isspmatrix_csr(X)
+    np.testing.assert_allclose(X.toarray(), expected, rtol=1e-5, atol=1e-7)
+    assert X.getrow(4).nnz == 0
+
+
+def test_tfidf_lead_block_saves_loads_and_reports_a_missing_folder(tmp_path):
+    f = TfidfFeaturizer(TfidfParams(lead_tokens=2, lead_weight=2.0)).fit(DOCS)
+    f.save(tmp_path)
+    assert sorted(p.name for p in (tmp_path / "lead").iterdir()) == ["tfidf.json", "tfidf_idf.npz",
+                                                                     "tfidf_vocab.json"]
+    g = TfidfFeaturizer.load(tmp_path)
+    assert g.params.lead_tokens == 2 and (f.transform(DOCS) != g.transform(DOCS)).nnz == 0
+    (tmp_path / "lead" / "tfidf_vocab.json").unlink()
+    with pytest.raises(ModelFormatError, match=r"lead/tfidf_vocab.json: file is missing"):
+        TfidfFeaturizer.load(tmp_path)
+    for bad in ({"lead_tokens": -1}, {"lead_tokens": 1.5}, {"lead_weight": 0}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            TfidfParams(**bad)
