@@ -43,7 +43,7 @@ class TfidfParams(Params):
     lowercase: bool = param(True, "lower-case the text first")
     token_pattern: str = param(r"(?u)\b\w\w+\b", "regex whose matches are the tokens")
     lead_tokens: int = param(0, "also a TF-IDF block of each text's first N tokens, its title or header (0: off)")
-    lead_weight: float = param(0.5, "weight of the lead block beside the whole text's (rows stay unit L2 norm)")
+    lead_weight: float = param(1.0, "weight of the lead block beside the whole text's (rows stay unit L2 norm)")
 
     def __post_init__(self) -> None:
         self.ngram_range = tuple(int(n) for n in self.ngram_range)  # JSON gives a list
