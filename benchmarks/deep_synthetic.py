@@ -134,7 +134,7 @@ def main() -> None:
             raise SystemExit(f"{name} failed with exit code {proc.returncode}")
     over = [m for m in args.models.split(",") if m in ("ldgn", "attentionxml-candidates")]
     over_note = (f"; {' and '.join(over)}: over the linear PLT's top {args.n_candidates} labels per document "
-            f"(the PLT's training time included), {args.candidate_epochs} epoch(s)" if over else "")
+                 f"(the PLT's training time included), {args.candidate_epochs} epoch(s)" if over else "")
     lines = [f"# Deep models against the linear PLT: generated text, {args.labels:,} labels", "",
              f"{args.train_docs:,} training / {args.test_docs:,} test documents, vocabulary {args.vocab:,}; "
              f"batch {args.batch_size}, {args.embedding_dim}-d random embeddings, BiLSTM {args.hidden} per "

@@ -86,7 +86,8 @@ def main() -> None:
             "candidate_weight": model.candidate_weight, "params": params.to_dict(),
             "linear_params": linear_params.to_dict(), "linear_train_seconds": linear_seconds,
             "deep_train_seconds": deep_seconds, "reused": reuse.used, "log": log_lines})
-    extras = (f" + lead block ({linear_params.tfidf.lead_tokens} tokens)" if linear_params.tfidf.lead_tokens else "") + \
+    lead = linear_params.tfidf.lead_tokens
+    extras = (f" + lead block ({lead} tokens)" if lead else "") + \
         (" + re-ranker" if linear.reranker is not None else "") + \
         (f" + {linear.neighbour_params.k} neighbours" if linear.neighbours is not None else "")
     write_row(args, args.out / "candidates", f"xmc linear PLT{extras} (LDGN's candidate model)", linear,
