@@ -1,16 +1,18 @@
-"""xmc linear PLT runner, run with xmc's interpreter (same CLI as the peer runners).
+"""xmc linear model runner, run with xmc's interpreter (same CLI as the peer runners).
 
 Reads both files with ``xmc.data.read_xc`` (the test file with the training
-dimensions), trains ``PLTLinear(PLTParams(threads=T))`` with its
-defaults (PIFA tree, 16-way, leaves <= 100 labels, squared hinge, C=0.5, rows
-L2-normalised inside fit and predict, so that cost is timed), saves it, loads
-it back with ``PLTLinear.load`` and ``prepare_search()`` (the beam searcher's weight
-layout, timed apart as part of loading, like the peers' load steps) and times
-``predict_topk(X, k, beam)`` over the whole test set. Reading is not timed.
+dimensions) and trains ``Pipeline(LinearParams(threads=T, seed=S))``, the model of
+``xmc train --model linear``, with its defaults (PIFA tree, 16-way, leaves <= 100
+labels, squared hinge, rows L2-normalised inside fit and predict) or the options
+given with ``--set FIELD=JSON`` (``--set trees=2``, ``--set neighbours.k=10``).
+The clock covers the whole ``fit`` of a fresh process, as a user's script meets
+it: tree, layers and any option's stage, and whatever a first fit pays once. It
+saves the model, loads it back, lays the weights out for beam search (timed apart,
+like the peers' load steps) and times ``predict_topk(X, k, beam)`` over the whole
+test set. Reading is not timed.
 """
 from __future__ import annotations
 
-import importlib
 import os
 import sys
 
@@ -21,54 +23,41 @@ import common  # noqa: E402
 
 
 def main() -> None:
-    args = common.runner_args(__doc__.splitlines()[0], extra=[("--seed", dict(type=int, default=0))])
+    args = common.runner_args(__doc__.splitlines()[0], extra=[
+        ("--seed", dict(type=int, default=0)),
+        ("--set", dict(action="append", default=[], metavar="FIELD=JSON", dest="settings",
+                       help="a field of LinearParams, as `xmc train --set` takes it; repeatable")),
+    ])
     common.set_thread_env(args.threads)
     from xmc.data import read_xc
-    from xmc.linear import PLTLinear, PLTParams
+    from xmc.linear import LinearParams, Pipeline
 
     train = read_xc(args.train, threads=args.threads)
     test = read_xc(args.test, n_features=train.n_features, n_labels=train.n_labels, threads=args.threads)
-    X, Y = train.X, train.Y
-    Xt = test.X
     model_dir = os.path.join(args.out, "model")
-    params = PLTParams(threads=args.threads, seed=args.seed)
-    params.tree.threads = args.threads
-    params.tree.seed = args.seed
+    params = LinearParams(threads=args.threads, seed=args.seed).with_settings(args.settings)
 
-    from xmc.tree.build import build_label_tree
-    importlib.import_module("sklearn.preprocessing")  # row normalisation's module: imported before the clock, like xmc
-
-    # The tree build is timed apart so benchmarks/scale.py can show how it grows; train_seconds is
-    # it plus fit() on that tree (which normalises the rows once, as fit() alone would), like the
-    # peers' training, which builds their trees inside. The normalisation done here only to hand
-    # the tree fit()'s features is not counted: PIFA scales each document itself, and
-    # `xmc build-tree` runs without it.
-    model = PLTLinear(params)
-    with common.Stopwatch() as prepare_rows:
-        X_rows = model.prepare_rows(X)  # the features fit() builds the tree on
-    with common.Stopwatch() as tree_build:
-        tree = build_label_tree(X_rows, Y, params.tree)
-    del X_rows
-    with common.Stopwatch() as layers:
-        model.fit(X, Y, tree=tree)
+    with common.Stopwatch() as fit:
+        model = Pipeline(params).fit(train)
+    stages = dict(model.stage_seconds)
     model.save(model_dir)
     del model
 
-    loaded = PLTLinear.load(model_dir)
+    loaded = Pipeline.load(model_dir)
     with common.Stopwatch() as prepare:
-        loaded.prepare_search()  # part of loading, as the peers' runners time it (PECOS: is_predict_only)
+        for plt in loaded.trees:  # part of loading, as the peers' runners time it (PECOS: is_predict_only)
+            plt.prepare_search()
     with common.Stopwatch() as pred:
-        ids, scores = loaded.predict_topk(Xt, k=args.k, beam=args.beam, threads=args.threads)
+        ids, scores = loaded.predict_topk(test.X, k=args.k, beam=args.beam, threads=args.threads)
     if args.dev:
         dev = read_xc(args.dev, n_features=train.n_features, n_labels=train.n_labels, threads=args.threads)
         common.write_dev_predictions(args.out, *loaded.predict_topk(dev.X, k=args.k, beam=args.beam,
                                                                    threads=args.threads))
     common.write_outputs(
-        args.out, ids, scores, tree_build.seconds + layers.seconds, pred.seconds, model_dir,
+        args.out, ids, scores, fit.seconds, pred.seconds, model_dir,
         settings={"system": "xmc", "threads": args.threads, "k": args.k, "beam": args.beam,
-                  "params": params.to_dict(), "tree_seconds": tree_build.seconds,
-                  "tree_rows_normalisation_seconds": prepare_rows.seconds,
-                  "prepare_search_seconds": prepare.seconds},
+                  "set": args.settings, "params": params.to_dict(), "stage_seconds": stages,
+                  "tree_seconds": stages.get("tree"), "prepare_search_seconds": prepare.seconds},
     )
 
 
