@@ -104,7 +104,7 @@ def write_xc(path: str, X: sp.csr_matrix, Y: sp.csr_matrix) -> None:
             labels = ",".join(str(int(l)) for l in Y.indices[Y.indptr[i] : Y.indptr[i + 1]])
             lo, hi = X.indptr[i], X.indptr[i + 1]
             feats = " ".join(f"{int(j)}:{float(v):.6g}" for j, v in zip(X.indices[lo:hi], X.data[lo:hi]))
-            f.write(f"{labels} {feats}\n")
+            f.write(f"{labels} {feats}\n" if feats else f"{labels}\n")  # omikuji refuses a trailing space
     os.replace(tmp, path)
 
 
