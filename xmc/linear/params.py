@@ -26,11 +26,11 @@ class PLTParams(Params):
     feature of value ``bias``; the saved bias row holds ``w_bias * bias`` so a
     scorer always uses an implicit 1.0.
 
-    ``C=0.5`` (PECOS and omikuji use 1.0): in a sweep over C in {0.5, 1, 2} it
-    gave the best P@1 on bibtex, delicious and the generated 10k-label corpus
-    and trains faster. ``normalize_rows`` scales every document's feature row
-    to unit L2 norm at fit and predict time, the input these solvers expect
-    (on bibtex's binary features it is worth about 10 points of P@1).
+    ``C=0.5`` (PECOS and omikuji use 1.0): the best single value on the validation splits of
+    six corpora (benchmarks/compare_linear.py --split valid); the best C differs per corpus, and
+    ``tune.C`` chooses it on held-out training documents. ``normalize_rows`` scales every
+    document's feature row to unit L2 norm at fit and predict time, the input these solvers
+    expect (on bibtex's binary features it is worth about 10 points of P@1).
     """
 
     FLAGS = {"seed": ("seed", "tree.seed"), "threads": ("threads", "tree.threads")}
