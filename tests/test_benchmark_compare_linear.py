@@ -84,3 +84,27 @@ def test_run_xmc_trains_with_its_settings_and_reports_stage_times(tmp_path):
     assert (out / "model" / "linear1").is_dir()
     with np.load(out / "predictions.npz") as p:
         assert p["ids"].shape == (30, 5) and p["ids"].max() < L
+
+
+def test_tfidf_defaults_scores_each_setting_on_the_held_out_documents():
+    import argparse
+
+    import tfidf_defaults
+    from xmc.data import TextData
+
+    topics = {"sport": "goal match team score", "money": "bank rate loan price", "food": "bread soup cheese meal"}
+    rng = np.random.default_rng(1)
+    texts, labels = [], []
+    for i in range(60):
+        topic = list(topics)[i % 3]
+        words = rng.choice(topics[topic].split(), size=4).tolist() + [f"rare{i}"]
+        texts.append(" ".join(words))
+        labels.append([topic])
+    fit, scored = TextData(texts[:45], labels[:45]), TextData(texts[45:], labels[45:])
+    args = argparse.Namespace(threads=1, seed=0)
+    plain = tfidf_defaults.run_setting(fit, scored, [], args)
+    pruned = tfidf_defaults.run_setting(fit, scored, tfidf_defaults.SETTINGS["min_df2"], args)
+    assert plain["features"] == 12 + 45 and pruned["features"] == 12  # the rare words appear once each
+    assert plain["P@1"] == pytest.approx(100.0) and pruned["P@1"] == pytest.approx(100.0)
+    with pytest.raises(SystemExit):
+        tfidf_defaults.parse_args(["--settings", "trigrams"])
