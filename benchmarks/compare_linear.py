@@ -60,8 +60,9 @@ def variant_name(settings: List[str]) -> str:
 
 def system_command(name: str, args: argparse.Namespace) -> Tuple[str, List[str]]:
     """(interpreter, [script, extra args]) for one system."""
-    if name == "xmc" or name in args.variants:
-        settings = args.variants.get(name, [])
+    variants = getattr(args, "variants", {})  # scale.py runs these runners with arguments of its own
+    if name == "xmc" or name in variants:
+        settings = variants.get(name, [])
         return args.xmc_python, [str(HERE / "run_xmc.py")] + [x for v in settings for x in ("--set", v)]
     script = {"pecos": "run_pecos.py", "napkinxc": "run_napkinxc.py",
               "napkinxc-exact": "run_napkinxc.py", "omikuji": "run_omikuji.py"}[name]

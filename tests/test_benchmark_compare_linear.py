@@ -108,3 +108,12 @@ def test_tfidf_defaults_scores_each_setting_on_the_held_out_documents():
     assert plain["P@1"] == pytest.approx(100.0) and pruned["P@1"] == pytest.approx(100.0)
     with pytest.raises(SystemExit):
         tfidf_defaults.parse_args(["--settings", "trigrams"])
+
+
+def test_runners_start_from_another_benchmarks_arguments():
+    """scale.py runs these runners with its own arguments, which have no variants."""
+    import argparse
+
+    args = argparse.Namespace(xmc_python="py", peers_python="peers", omikuji_trees=3)
+    assert compare_linear.system_command("xmc", args) == ("py", [str(BENCH / "run_xmc.py")])
+    assert compare_linear.system_command("omikuji", args)[1][1:] == ["--n-trees", "3"]
