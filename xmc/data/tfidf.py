@@ -23,6 +23,7 @@ import scipy.sparse as sp
 
 from xmc.params import Params, check, check_int, param
 from xmc.utils.modeldir import ModelFormatError, load_arrays, load_json, save_arrays, save_json
+from xmc.utils.sparse import l2_normalize_rows
 
 PARAMS_JSON = "tfidf.json"
 VOCAB_JSON = "tfidf_vocab.json"
@@ -173,14 +174,10 @@ class TfidfFeaturizer:
 
 
 def _unit_rows(X: sp.csr_matrix) -> sp.csr_matrix:
-    """float32 CSR (int32 columns, int64 row pointers) with every non-empty row scaled to unit L2 norm."""
-    X = sp.csr_matrix(X, dtype=np.float64)
-    lengths = np.diff(X.indptr)
-    # Row norms by bincount: reduceat misreads empty rows and fails when no text has a known term.
-    norms = np.sqrt(np.bincount(np.repeat(np.arange(X.shape[0]), lengths), weights=X.data ** 2,
-                                minlength=X.shape[0]))
-    data = X.data / np.repeat(np.where(norms > 0, norms, 1.0), lengths)
-    out = sp.csr_matrix((data.astype(np.float32), X.indices.astype(np.int32), X.indptr.astype(np.int64)),
+    """float32 CSR (int32 columns, int64 row pointers) with every non-empty row scaled to unit L2 norm,
+    scaled in float64 before the cast."""
+    X = l2_normalize_rows(X, dtype=np.float64)
+    out = sp.csr_matrix((X.data.astype(np.float32), X.indices.astype(np.int32), X.indptr.astype(np.int64)),
                         shape=X.shape)
     out.eliminate_zeros()
     return out

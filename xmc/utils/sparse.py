@@ -43,13 +43,14 @@ def csr_from_arrays(indptr, indices, data, shape) -> sp.csr_matrix:
     return sp.csr_matrix((data, indices, indptr), shape=tuple(int(s) for s in shape))
 
 
-def l2_normalize_rows(matrix: sp.csr_matrix, chunk_nnz: int = 1 << 22) -> sp.csr_matrix:
-    """Rows scaled to unit L2 norm (norms summed in float64); empty rows stay empty.
+def l2_normalize_rows(matrix: sp.csr_matrix, chunk_nnz: int = 1 << 22, dtype=np.float32) -> sp.csr_matrix:
+    """Rows scaled to unit L2 norm (norms summed in float64), as a CSR of ``dtype`` (:func:`as_csr`);
+    empty rows stay empty.
 
     Works through blocks of whole rows holding about ``chunk_nnz`` values, so its temporaries stay
     a few megabytes at millions of documents. numpy alone: importing scikit-learn's ``normalize``
     cost a second on the first fit of every process."""
-    m = as_csr(matrix)
+    m = as_csr(matrix, dtype=dtype)
     if m is matrix:
         m = m.copy()  # as_csr's own copy, when it made one, is ours to scale
     indptr, data = m.indptr, m.data
