@@ -121,12 +121,31 @@ def holdout_rows(n: int, seed: int) -> Tuple[np.ndarray, np.ndarray]:
     return np.sort(order[:cut]), np.sort(order[cut:])
 
 
+def scored_split(name: str, args: argparse.Namespace) -> str:
+    """What a text corpus is scored on for --split: test, else its dev split, else a held-out part of train."""
+    if args.split == "test":
+        return "test"
+    return "dev" if "dev" in TEXT_DATASETS[name][1] else f"holdout{args.seed}"
+
+
+def text_splits(name: str, args: argparse.Namespace):
+    """(training TextData, scored TextData) for --split; HOLDOUT of train held out where there is no dev split."""
+    from xmc.data import TextData
+
+    data = load_text_splits(name, args)
+    fit, scored = data["train"], data.get(scored_split(name, args))
+    if scored is None:
+        kept, held = holdout_rows(len(fit.texts), args.seed)
+        fit, scored = (TextData([fit.texts[i] for i in rows], [fit.labels[i] for i in rows]) for rows in (kept, held))
+    return fit, scored
+
+
 def text_files(name: str, args: argparse.Namespace) -> Tuple[Path, Path, str]:
     """TF-IDF XC files of a text corpus (train and the scored split), written once into the cache."""
-    from xmc.data import LabelVocab, TfidfFeaturizer, TfidfParams, TextData
+    from xmc.data import LabelVocab, TfidfFeaturizer, TfidfParams
 
-    _, splits, tfidf = TEXT_DATASETS[name]
-    tag = "test" if args.split == "test" else ("dev" if "dev" in splits else f"holdout{args.seed}")
+    tfidf = TEXT_DATASETS[name][2]
+    tag = scored_split(name, args)
     cache = Path(args.cache) / "text"
     train, scored = cache / f"{name}-{tag}_train_xc.txt", cache / f"{name}-{tag}_scored_xc.txt"
     source = (f"{args.data}/{TEXT_DATASETS[name][0]}, split {tag}, TF-IDF "
@@ -134,11 +153,7 @@ def text_files(name: str, args: argparse.Namespace) -> Tuple[Path, Path, str]:
     if train.is_file() and scored.is_file():
         return train, scored, source
     print(f"[compare] {name}: writing TF-IDF XC files once -> {cache}", flush=True)
-    data = load_text_splits(name, args)
-    fit, other = data["train"], data.get(tag)
-    if other is None:  # no dev split: hold out part of train
-        kept, held = holdout_rows(len(fit.texts), args.seed)
-        fit, other = (TextData([fit.texts[i] for i in rows], [fit.labels[i] for i in rows]) for rows in (kept, held))
+    fit, other = text_splits(name, args)
     vocab = LabelVocab().fit(fit.labels)
     featurizer = TfidfFeaturizer(TfidfParams().with_values(tfidf)).fit(fit.texts)
     cache.mkdir(parents=True, exist_ok=True)

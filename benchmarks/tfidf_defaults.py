@@ -39,18 +39,6 @@ SETTINGS: Dict[str, List[str]] = {
 METRICS = ("P@1", "P@3", "P@5", "nDCG@5")
 
 
-def validation_split(name: str, args: argparse.Namespace):
-    """(training TextData, scored TextData): the dev split, else HOLDOUT of train held out."""
-    from xmc.data import TextData
-
-    data = compare_linear.load_text_splits(name, args)
-    fit, scored = data["train"], data.get("dev")
-    if scored is None:
-        kept, held = compare_linear.holdout_rows(len(fit.texts), args.seed)
-        fit, scored = (TextData([fit.texts[i] for i in rows], [fit.labels[i] for i in rows]) for rows in (kept, held))
-    return fit, scored
-
-
 def run_setting(fit, scored, settings: List[str], args: argparse.Namespace) -> dict:
     from xmc import metrics
     from xmc.linear import LinearParams, Pipeline
@@ -92,6 +80,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = p.parse_args(argv)
     args.datasets = [d for d in args.datasets.split(",") if d]
     args.settings = [s for s in args.settings.split(",") if s]
+    args.split = "valid"  # never the test split: compare_linear's validation split
     for d in args.datasets:
         if d not in compare_linear.TEXT_DATASETS:
             p.error(f"unknown dataset {d!r}; expected {', '.join(compare_linear.TEXT_DATASETS)}")
@@ -108,8 +97,8 @@ def main(argv=None) -> dict:
     datasets = json.loads(path.read_text())["datasets"] if args.merge and path.is_file() else {}
     report = {}
     for name in args.datasets:
-        fit, scored = validation_split(name, args)
-        what = "dev split" if "dev" in compare_linear.TEXT_DATASETS[name][1] else "20% of train held out"
+        fit, scored = compare_linear.text_splits(name, args)
+        what = "dev split" if compare_linear.scored_split(name, args) == "dev" else "20% of train held out"
         rows = {"scored": f"{len(fit.texts)} training docs, {len(scored.texts)} scored: {what}", "settings": {}}
         for setting in args.settings:
             rows["settings"][setting] = r = run_setting(fit, scored, SETTINGS[setting], args)
