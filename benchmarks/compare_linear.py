@@ -297,15 +297,12 @@ def markdown(report: dict) -> str:
               "|---|---|---|---|---|---|---|"]
     for name, ds in report["datasets"].items():
         rows = ds.get("ratios") or {}
-        if "train_time_ratio" in rows:  # a table written before variants had rows of their own
-            rows = {"xmc": rows}
         for system, r in rows.items():
             lines.append(f"| {name} | {system} | {r['train_time_ratio']:.2f} ({r['fastest_train_peer']}) | "
                          f"{r['throughput_ratio']:.2f} ({r['fastest_predict_peer']}) | "
-                         + (f"{r['peak_rss_ratio']:.2f} ({r['leanest_peer']}) | " if "peak_rss_ratio" in r else "n/a | ")
-                         + f"{r['p1_minus_best_peer']:+.2f} ({r['best_p1_peer']}) | "
-                         + (f"{r['p5_minus_best_peer']:+.2f} ({r['best_p5_peer']}) |" if "p5_minus_best_peer" in r
-                            else "n/a |"))
+                         f"{r['peak_rss_ratio']:.2f} ({r['leanest_peer']}) | "
+                         f"{r['p1_minus_best_peer']:+.2f} ({r['best_p1_peer']}) | "
+                         f"{r['p5_minus_best_peer']:+.2f} ({r['best_p5_peer']}) |")
         if not rows:
             lines.append(f"| {name} | n/a | n/a | n/a | n/a | n/a | n/a |")
     lines += ["", "Peer settings: see benchmarks/README.md and each system's `settings` in compare_linear.json.", ""]
